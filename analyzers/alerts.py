@@ -1,0 +1,61 @@
+"""The alert record every rule emits and every output format prints (contract: "Alerts")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITIES = ("info", "warning", "critical")
+"""Ordered from least to most severe; `--fail-on` compares by position in this tuple."""
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN/Inf: encode them as strings so a diverged run still yields valid JSON."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_safe(value.item())
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    run: str
+    kind: str
+    severity: str
+    step: int
+    wall_time: float
+    tag: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple[str, str, str, int]:
+        """Identity of the episode: one alert per (run, kind, tag) episode, starting at `step`."""
+        return (self.run, self.kind, self.tag, self.step)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(
+            {
+                "run": self.run,
+                "kind": self.kind,
+                "severity": self.severity,
+                "step": int(self.step),
+                "wall_time": float(self.wall_time),
+                "tag": self.tag,
+                "message": self.message,
+                "evidence": self.evidence,
+            }
+        )

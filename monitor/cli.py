@@ -1,0 +1,90 @@
+"""`tbmon` command line: argument parsing and the error policy (exit 2 with one line, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tbmon.monitor import demo, report, watch
+from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tbmon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config (tag patterns, rule thresholds). A [tool.tbmon] table in ./pyproject.toml is read too.",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=FAIL_ON_CHOICES,
+        default="critical",
+        help="exit 1 if any alert is at or above this severity (default: critical; 'never' always exits 0)",
+    )
+    parser.add_argument("--output", "-o", metavar="PATH", help="write the output to PATH instead of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tbmon",
+        description=(
+            "Watch TensorBoard event files and alert when training diverges, overfits, "
+            "or its gradients vanish or explode. Reads files from any writer "
+            "(tensorboardX, torch.utils.tensorboard, TF2/Keras, Lightning, HF Transformers)."
+        ),
+        epilog="Exit codes: 0 no alert at/above --fail-on, 1 alerts at/above it, 2 bad usage or unreadable input.",
+    )
+    parser.add_argument("--version", action="version", version=f"tbmon {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in (("watch", watch), ("report", report), ("demo", demo)):
+        sub_parser = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name != "demo":
+            _add_common(sub_parser)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return BAD_INPUT
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        print(f"tbmon: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `tbmon report ... | head`: the reader went away; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the contract forbids tracebacks for users
+        if args.debug:
+            raise
+        print(f"tbmon: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
