@@ -1,0 +1,257 @@
+"""`EventFileReader`: one event file, read incrementally into columnar chunks.
+
+Each :meth:`EventFileReader.read_new` opens the file, reads only the complete records added
+since the previous call, closes it again (thousands of files never hold thousands of
+handles), and returns a :class:`FileChunk` of per-tag numpy series. Nothing a file can
+contain makes it raise: defects become :class:`ReadProblem` s, each reported once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tbmon.analyzers.series import HistogramSeries, ScalarSeries
+from tbmon.monitor.decode import DecodedBlock, EventDecoder
+from tbmon.monitor.records import RecordFramer
+
+_FINGERPRINT_BYTES = 64
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """A defect found in a file; ``offset`` is where it starts, ``skipped_bytes`` what was lost."""
+
+    path: str
+    offset: int
+    kind: str
+    message: str
+    skipped_bytes: int = 0
+
+
+@dataclass
+class FileChunk:
+    """Everything new in one file since the previous :meth:`EventFileReader.read_new`."""
+
+    scalars: list[ScalarSeries]
+    histograms: list[HistogramSeries]
+    session_starts: list[int]
+    problems: list[ReadProblem]
+    rewound: bool
+    records: int
+    bytes: int
+
+
+@dataclass
+class FileHealth:
+    """Cumulative counters of one file, for status lines and reports."""
+
+    records: int = 0
+    bytes_read: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    last_problem: ReadProblem | None = None
+    is_event_file: bool | None = None  # None until the first record has been read
+
+
+class EventFileReader:
+    """Incremental reader of one TFRecord event file (see module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        check_crc: bool = True,
+        max_record_bytes: int = 1 << 30,
+        block_bytes: int = 4 << 20,
+    ) -> None:
+        self.path = Path(path)
+        self._framer = RecordFramer(
+            check_crc=check_crc, max_record_bytes=max_record_bytes, block_bytes=block_bytes
+        )
+        self._decoder = EventDecoder()
+        self._seq = 0
+        self._fingerprint = b""
+        self._stat_key: tuple[int, int, int] | None = None
+        self._missing: str | None = None  # "deleted"/"unreadable" already reported
+        self.health = FileHealth()
+
+    @property
+    def offset(self) -> int:
+        return self._framer.offset
+
+    # -- persistence -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """JSON-serialisable state; a reader restored from it continues where this one is."""
+        return {
+            "version": 1,
+            "framer": self._framer.state_dict(),
+            "seq": self._seq,
+            "fingerprint": self._fingerprint.hex(),
+            "kinds": dict(self._decoder.kinds),
+            "health": {
+                "records": self.health.records,
+                "bytes_read": self.health.bytes_read,
+                "problems": dict(self.health.problems),
+                "is_event_file": self.health.is_event_file,
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._framer.load_state_dict(state["framer"])
+        self._seq = int(state["seq"])
+        self._fingerprint = bytes.fromhex(state.get("fingerprint", ""))
+        self._decoder = EventDecoder(state.get("kinds", {}))
+        self._stat_key = None
+        h = state.get("health", {})
+        self.health = FileHealth(
+            int(h.get("records", 0)),
+            int(h.get("bytes_read", 0)),
+            {str(k): int(v) for k, v in h.get("problems", {}).items()},
+            None,
+            h.get("is_event_file"),
+        )
+
+    # -- reading -----------------------------------------------------------------------
+    def read_new(self, max_bytes: int | None = None) -> FileChunk:
+        """Decode the complete records appended since the last call (about ``max_bytes``)."""
+        problems: list[ReadProblem] = []
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return self._finish([], problems, self._gone("deleted", "file no longer exists"), False)
+        except OSError as exc:
+            return self._finish([], problems, self._gone("unreadable", _os_reason(exc)), False)
+        try:
+            st = os.fstat(fd)
+            pread = lambda off, n: os.pread(fd, n, off)  # noqa: E731 - bound to this fd
+            rewound = self._check_replaced(pread, st, problems)
+            blocks = []
+            for block in self._framer.read(pread, st.st_size, max_bytes):
+                blocks.append(self._decode_block(block, problems))
+            if not self._fingerprint and self._framer.offset > 0:
+                self._fingerprint = pread(0, min(_FINGERPRINT_BYTES, self._framer.offset))
+            self._missing = None
+            return self._finish(blocks, problems, [], rewound)
+        except OSError as exc:
+            return self._finish([], problems, self._gone("unreadable", _os_reason(exc)), False)
+        finally:
+            os.close(fd)
+
+    def _check_replaced(self, pread, st: os.stat_result, problems: list[ReadProblem]) -> bool:
+        """Detect a shrunk or replaced file; then start over from byte 0."""
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if key == self._stat_key:
+            return False
+        self._stat_key = key
+        reason = None
+        if st.st_size < self._framer.offset:
+            reason = f"file shrank from {self._framer.offset} to {st.st_size} bytes"
+        elif self._fingerprint and pread(0, len(self._fingerprint)) != self._fingerprint:
+            reason = "first record changed: file was replaced"
+        if reason is None:
+            return False
+        problems.append(ReadProblem(str(self.path), 0, "rewritten", f"{reason}; reading again from the start"))
+        self._framer.reset()
+        self._fingerprint = b""
+        self.health.is_event_file = None
+        return True
+
+    def _gone(self, kind: str, message: str) -> list[ReadProblem]:
+        if self._missing == kind:
+            return []
+        self._missing = kind
+        self._stat_key = None
+        return [ReadProblem(str(self.path), self._framer.offset, kind, message)]
+
+    def _decode_block(self, block, problems: list[ReadProblem]) -> tuple[DecodedBlock | None, int, int]:
+        path = str(self.path)
+        for p in block.problems:
+            problems.append(ReadProblem(path, p.offset, p.kind, p.message, p.skipped_bytes))
+        n = int(block.starts.shape[0])
+        if n == 0:
+            return None, 0, block.consumed
+        decoded = self._decoder.decode(block.buf, block.starts, block.lengths, self._seq)
+        for r, reason in decoded.bad_proto:
+            offset = int(block.offsets[r])
+            if offset == 0:  # a TFRecord file, but not of Events: ignore all of it
+                self._framer.dead = True
+                problems.append(ReadProblem(path, 0, "not_event_file", f"first record is not an Event ({reason})"))
+                return None, n, block.consumed
+            problems.append(ReadProblem(path, offset, "bad_proto", f"record is not a valid Event: {reason}"))
+        self._seq += decoded.n_values
+        return decoded, n, block.consumed
+
+    def _finish(self, blocks, problems: list[ReadProblem], extra: list[ReadProblem], rewound: bool) -> FileChunk:
+        problems.extend(extra)
+        decoded = [d for d, _, _ in blocks if d is not None]
+        records = sum(n for _, n, _ in blocks)
+        consumed = sum(c for _, _, c in blocks)
+        h = self.health
+        h.records += records
+        h.bytes_read += consumed
+        for p in problems:
+            h.problems[p.kind] = h.problems.get(p.kind, 0) + 1
+            h.last_problem = p
+            if p.kind == "not_event_file":
+                h.is_event_file = False
+        if records and h.is_event_file is None and not self._framer.dead:
+            h.is_event_file = True
+        return FileChunk(
+            scalars=_group_scalars(decoded, self._decoder.tags),
+            histograms=_group_histograms(decoded, self._decoder.tags),
+            session_starts=[s for d in decoded for s in d.session_starts],
+            problems=problems,
+            rewound=rewound,
+            records=records,
+            bytes=consumed,
+        )
+
+
+def _group_scalars(blocks: list[DecodedBlock], tags: list[str]) -> list[ScalarSeries]:
+    """Per-tag series from per-block columns (seq order is kept within each tag)."""
+    pieces: dict[int, list[tuple]] = {}
+    for d in blocks:
+        if d.scalar_tag.size == 0:
+            continue
+        order = np.argsort(d.scalar_tag, kind="stable")
+        tag_sorted = d.scalar_tag[order]
+        cut = np.flatnonzero(np.diff(tag_sorted)) + 1
+        bounds = [0, *cut.tolist(), tag_sorted.size]
+        cols = [c[order] for c in (d.scalar_seq, d.scalar_step, d.scalar_wall_time, d.scalar_value)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            pieces.setdefault(int(tag_sorted[a]), []).append(tuple(c[a:b] for c in cols))
+    out = []
+    for tid, parts in pieces.items():
+        cols = [p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts)]
+        out.append(ScalarSeries(tags[tid], *cols))
+    out.sort(key=lambda s: int(s.seq[0]))
+    return out
+
+
+def _group_histograms(blocks: list[DecodedBlock], tags: list[str]) -> list[HistogramSeries]:
+    by_tag: dict[int, list] = {}
+    for d in blocks:
+        for h in d.histograms:
+            by_tag.setdefault(h.tag_id, []).append(h)
+    out = []
+    for tid, points in by_tag.items():
+        def col(name: str, dtype) -> np.ndarray:
+            return np.array([getattr(p, name) for p in points], dtype=dtype)
+
+        out.append(
+            HistogramSeries(
+                tags[tid], col("seq", np.int64), col("step", np.int64), col("wall_time", np.float64),
+                col("min", np.float64), col("max", np.float64), col("num", np.float64),
+                col("sum", np.float64), col("sum_squares", np.float64),
+                tuple(p.bucket_limits for p in points), tuple(p.bucket_counts for p in points),
+            )
+        )
+    out.sort(key=lambda s: int(s.seq[0]))
+    return out
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
