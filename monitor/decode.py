@@ -16,11 +16,13 @@ on the first value of a tag; the cache is part of the reader's saved state.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 from google.protobuf.message import DecodeError
-from tensorboardX.proto import event_pb2
 
 SCALAR = "scalar"
 HISTOGRAM = "histogram"
@@ -37,7 +39,40 @@ _DT_BFLOAT16 = 14
 _DT_HALF = 19
 _INT_VAL_DTYPES = {3, 4, 5, 6, 17}
 
-_Event = event_pb2.Event
+
+
+def _load_event_class() -> type:
+    """tensorboardX's compiled ``Event`` class, WITHOUT running ``tensorboardX/__init__``.
+
+    That ``__init__`` imports the writer and with it torch (1.1 s here, and the monitor must
+    not import torch). We import only the generated ``proto`` subpackage under an unexecuted
+    package object, and let that object finish the real import the first time anyone asks
+    it for an attribute (e.g. ``from tensorboardX import SummaryWriter`` later in the same
+    process), so tensorboardX keeps working normally for everyone else.
+    """
+    if "tensorboardX" in sys.modules:
+        return importlib.import_module("tensorboardX.proto.event_pb2").Event
+    spec = importlib.util.find_spec("tensorboardX")
+    if spec is None or spec.loader is None:
+        raise ImportError("tbmon needs tensorboardX (for its compiled Event protobuf class)")
+    package = importlib.util.module_from_spec(spec)
+
+    def finish_import(name: str) -> object:
+        del package.__dict__["__getattr__"]
+        spec.loader.exec_module(package)
+        return getattr(package, name)
+
+    sys.modules["tensorboardX"] = package
+    try:
+        event_class = importlib.import_module("tensorboardX.proto.event_pb2").Event
+    except BaseException:
+        del sys.modules["tensorboardX"]
+        raise
+    package.__getattr__ = finish_import
+    return event_class
+
+
+_Event = _load_event_class()
 
 
 @dataclass

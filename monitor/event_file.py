@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
-from tbmon.monitor.decode import DecodedBlock, EventDecoder
-from tbmon.monitor.records import RecordFramer
+from tbmon.monitor.decode import DecodedBlock, EventDecoder, HistogramPoint
+from tbmon.monitor.records import RecordBlock, RecordFramer
 
 _FINGERPRINT_BYTES = 64
 
@@ -117,28 +117,29 @@ class EventFileReader:
     # -- reading -----------------------------------------------------------------------
     def read_new(self, max_bytes: int | None = None) -> FileChunk:
         """Decode the complete records appended since the last call (about ``max_bytes``)."""
-        problems: list[ReadProblem] = []
+        out = _ChunkBuilder(str(self.path))
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            return self._finish([], problems, self._gone("deleted", "file no longer exists"), False)
+            out.problems += self._gone("deleted", "file no longer exists")
+            return self._finish(out)
         except OSError as exc:
-            return self._finish([], problems, self._gone("unreadable", _os_reason(exc)), False)
+            out.problems += self._gone("unreadable", _os_reason(exc))
+            return self._finish(out)
         try:
             st = os.fstat(fd)
             pread = lambda off, n: os.pread(fd, n, off)  # noqa: E731 - bound to this fd
-            rewound = self._check_replaced(pread, st, problems)
-            blocks = []
+            out.rewound = self._check_replaced(pread, st, out.problems)
             for block in self._framer.read(pread, st.st_size, max_bytes):
-                blocks.append(self._decode_block(block, problems))
+                self._add_block(block, out)
             if not self._fingerprint and self._framer.offset > 0:
                 self._fingerprint = pread(0, min(_FINGERPRINT_BYTES, self._framer.offset))
             self._missing = None
-            return self._finish(blocks, problems, [], rewound)
-        except OSError as exc:
-            return self._finish([], problems, self._gone("unreadable", _os_reason(exc)), False)
+        except OSError as exc:  # e.g. EIO on a network filesystem: keep what was read
+            out.problems += self._gone("unreadable", _os_reason(exc))
         finally:
             os.close(fd)
+        return self._finish(out)
 
     def _check_replaced(self, pread, st: os.stat_result, problems: list[ReadProblem]) -> bool:
         """Detect a shrunk or replaced file; then start over from byte 0."""
@@ -166,91 +167,100 @@ class EventFileReader:
         self._stat_key = None
         return [ReadProblem(str(self.path), self._framer.offset, kind, message)]
 
-    def _decode_block(self, block, problems: list[ReadProblem]) -> tuple[DecodedBlock | None, int, int]:
-        path = str(self.path)
+    def _add_block(self, block: RecordBlock, out: _ChunkBuilder) -> None:
+        path = out.path
         for p in block.problems:
-            problems.append(ReadProblem(path, p.offset, p.kind, p.message, p.skipped_bytes))
+            out.problems.append(ReadProblem(path, p.offset, p.kind, p.message, p.skipped_bytes))
+        out.bytes += block.consumed
         n = int(block.starts.shape[0])
         if n == 0:
-            return None, 0, block.consumed
+            return
+        out.records += n
         decoded = self._decoder.decode(block.buf, block.starts, block.lengths, self._seq)
         for r, reason in decoded.bad_proto:
             offset = int(block.offsets[r])
             if offset == 0:  # a TFRecord file, but not of Events: ignore all of it
                 self._framer.dead = True
-                problems.append(ReadProblem(path, 0, "not_event_file", f"first record is not an Event ({reason})"))
-                return None, n, block.consumed
-            problems.append(ReadProblem(path, offset, "bad_proto", f"record is not a valid Event: {reason}"))
+                out.problems.append(ReadProblem(path, 0, "not_event_file", f"first record is not an Event ({reason})"))
+                return
+            out.problems.append(ReadProblem(path, offset, "bad_proto", f"record is not a valid Event: {reason}"))
         self._seq += decoded.n_values
-        return decoded, n, block.consumed
+        out.add(decoded)
 
-    def _finish(self, blocks, problems: list[ReadProblem], extra: list[ReadProblem], rewound: bool) -> FileChunk:
-        problems.extend(extra)
-        decoded = [d for d, _, _ in blocks if d is not None]
-        records = sum(n for _, n, _ in blocks)
-        consumed = sum(c for _, _, c in blocks)
+    def _finish(self, out: _ChunkBuilder) -> FileChunk:
         h = self.health
-        h.records += records
-        h.bytes_read += consumed
-        for p in problems:
+        h.records += out.records
+        h.bytes_read += out.bytes
+        for p in out.problems:
             h.problems[p.kind] = h.problems.get(p.kind, 0) + 1
             h.last_problem = p
             if p.kind == "not_event_file":
                 h.is_event_file = False
-        if records and h.is_event_file is None and not self._framer.dead:
+        if out.records and h.is_event_file is None and not self._framer.dead:
             h.is_event_file = True
-        return FileChunk(
-            scalars=_group_scalars(decoded, self._decoder.tags),
-            histograms=_group_histograms(decoded, self._decoder.tags),
-            session_starts=[s for d in decoded for s in d.session_starts],
-            problems=problems,
-            rewound=rewound,
-            records=records,
-            bytes=consumed,
-        )
+        return out.build(self._decoder.tags)
 
 
-def _group_scalars(blocks: list[DecodedBlock], tags: list[str]) -> list[ScalarSeries]:
-    """Per-tag series from per-block columns (seq order is kept within each tag)."""
-    pieces: dict[int, list[tuple]] = {}
-    for d in blocks:
-        if d.scalar_tag.size == 0:
-            continue
-        order = np.argsort(d.scalar_tag, kind="stable")
-        tag_sorted = d.scalar_tag[order]
-        cut = np.flatnonzero(np.diff(tag_sorted)) + 1
-        bounds = [0, *cut.tolist(), tag_sorted.size]
-        cols = [c[order] for c in (d.scalar_seq, d.scalar_step, d.scalar_wall_time, d.scalar_value)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            pieces.setdefault(int(tag_sorted[a]), []).append(tuple(c[a:b] for c in cols))
-    out = []
-    for tid, parts in pieces.items():
-        cols = [p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts)]
-        out.append(ScalarSeries(tags[tid], *cols))
-    out.sort(key=lambda s: int(s.seq[0]))
-    return out
+class _ChunkBuilder:
+    """Collects decoded blocks as per-tag pieces right away, so a block's columns are freed
+    as soon as they are split (peak memory ~ one copy of the chunk's points)."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[ReadProblem] = []
+        self.rewound = False
+        self.records = 0
+        self.bytes = 0
+        self.session_starts: list[int] = []
+        self._scalars: dict[int, list[tuple[np.ndarray, ...]]] = {}
+        self._histograms: dict[int, list[HistogramPoint]] = {}
 
-def _group_histograms(blocks: list[DecodedBlock], tags: list[str]) -> list[HistogramSeries]:
-    by_tag: dict[int, list] = {}
-    for d in blocks:
+    def add(self, d: DecodedBlock) -> None:
+        self.session_starts += d.session_starts
         for h in d.histograms:
-            by_tag.setdefault(h.tag_id, []).append(h)
-    out = []
-    for tid, points in by_tag.items():
-        def col(name: str, dtype) -> np.ndarray:
-            return np.array([getattr(p, name) for p in points], dtype=dtype)
+            self._histograms.setdefault(h.tag_id, []).append(h)
+        if d.scalar_tag.size == 0:
+            return
+        order = np.argsort(d.scalar_tag, kind="stable")  # seq order kept within a tag
+        tag_sorted = d.scalar_tag[order]
+        cut = np.flatnonzero(tag_sorted[1:] != tag_sorted[:-1]) + 1
+        bounds = [0, *cut.tolist(), int(tag_sorted.size)]
+        cols = (d.scalar_seq, d.scalar_step, d.scalar_wall_time, d.scalar_value)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            rows = order[a:b]  # independent per-tag arrays: each can be freed on its own
+            self._scalars.setdefault(int(tag_sorted[a]), []).append(tuple(c[rows] for c in cols))
 
-        out.append(
-            HistogramSeries(
-                tags[tid], col("seq", np.int64), col("step", np.int64), col("wall_time", np.float64),
-                col("min", np.float64), col("max", np.float64), col("num", np.float64),
-                col("sum", np.float64), col("sum_squares", np.float64),
-                tuple(p.bucket_limits for p in points), tuple(p.bucket_counts for p in points),
-            )
+    def build(self, tags: list[str]) -> FileChunk:
+        scalars = []
+        for tid in list(self._scalars):
+            parts = self._scalars.pop(tid)  # free the pieces tag by tag
+            cols = [p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts)]
+            del parts
+            scalars.append(ScalarSeries(tags[tid], *cols))
+        histograms = [_histogram_series(tags[tid], pts) for tid, pts in self._histograms.items()]
+        scalars.sort(key=lambda s: int(s.seq[0]))
+        histograms.sort(key=lambda s: int(s.seq[0]))
+        return FileChunk(
+            scalars=scalars,
+            histograms=histograms,
+            session_starts=self.session_starts,
+            problems=self.problems,
+            rewound=self.rewound,
+            records=self.records,
+            bytes=self.bytes,
         )
-    out.sort(key=lambda s: int(s.seq[0]))
-    return out
+
+
+def _histogram_series(tag: str, points: list[HistogramPoint]) -> HistogramSeries:
+    def col(name: str, dtype: type) -> np.ndarray:
+        return np.array([getattr(p, name) for p in points], dtype=dtype)
+
+    return HistogramSeries(
+        tag, col("seq", np.int64), col("step", np.int64), col("wall_time", np.float64),
+        col("min", np.float64), col("max", np.float64), col("num", np.float64),
+        col("sum", np.float64), col("sum_squares", np.float64),
+        tuple(p.bucket_limits for p in points), tuple(p.bucket_counts for p in points),
+    )
 
 
 def _os_reason(exc: OSError) -> str:

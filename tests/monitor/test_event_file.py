@@ -287,3 +287,22 @@ def test_real_logs_read_with_zero_problems_and_match_tensorboard() -> None:
         for t in got:
             np.testing.assert_allclose([v for _, v in got[t]], [v for _, v in want[t]], rtol=1e-7)
             assert [s for s, _ in got[t]] == [s for s, _ in want[t]]
+
+
+def test_reader_does_not_import_torch_and_tensorboardx_still_works(tmp_path: Path) -> None:
+    """The monitor must run without torch; loading tensorboardX's protos must not pull it in."""
+    script = f"""
+import sys
+from tbmon.monitor.event_file import EventFileReader
+assert 'torch' not in sys.modules, 'reader imported torch'
+from tensorboardX import SummaryWriter   # the real package still loads afterwards
+import tensorboardX
+w = SummaryWriter({str(tmp_path)!r}); w.add_scalar('x', 3.0, 1); w.close()
+assert tensorboardX.proto.event_pb2.Event is not None
+import glob
+chunk = EventFileReader(glob.glob({str(tmp_path)!r} + '/events*')[0]).read_new()
+print(chunk.scalars[0].value.tolist())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[3.0]"

@@ -1,0 +1,203 @@
+"""Read throughput and peak memory: tbmon's reader vs tbparse vs TensorBoard vs the byte floor.
+
+    python bench/read.py                 # ~2,000,000 scalar events + 4,000 histograms
+    python bench/read.py --events 200000 # quicker, scaled down
+
+The log is generated once and cached under ``bench/out/`` (gitignored). Its records are
+serialised with tensorboardX's protobuf classes and framed exactly as tensorboardX's
+``add_scalar``/``add_histogram`` write them (histograms built by tensorboardX's own
+``summary.histogram`` with its default bins), so TensorBoard and tbparse read it as usual.
+
+Every method runs in its own subprocess and reports its own peak RSS (VmHWM).
+"events/s" counts scalar points + histogram points returned, over the in-process read time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+SCALAR_TAGS = 20
+HIST_TAGS = 4
+HIST_EVERY = 100  # steps
+
+
+def generate(path: Path, events: int) -> None:
+    """Write ``events`` scalar events (20 tags per step) plus a histogram every 100 steps."""
+    import numpy as np
+    from tensorboardX.proto import event_pb2, summary_pb2
+    from tensorboardX.summary import histogram
+
+    from tbmon.monitor.records import masked_crc
+
+    def record(ev: event_pb2.Event) -> bytes:
+        data = ev.SerializeToString()
+        head = len(data).to_bytes(8, "little")
+        return b"".join((head, masked_crc(head).to_bytes(4, "little"), data, masked_crc(data).to_bytes(4, "little")))
+
+    # tensorboardX's default 'tensorflow' bins (SummaryWriter.default_bins): ~1.5k edges
+    edges = 1e-12 * 1.1 ** np.arange(int(np.ceil(np.log(1e32) / np.log(1.1))))
+    bins = np.concatenate([-edges[::-1], [0.0], edges]).tolist()
+    rng = np.random.default_rng(0)
+    tags = [f"train/metric_{i:02d}" if i else "train/loss" for i in range(SCALAR_TAGS)]
+    steps = max(events // SCALAR_TAGS, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    t0 = 1_763_900_000.0
+    with open(tmp, "wb") as f:
+        f.write(record(event_pb2.Event(wall_time=t0, file_version="brain.Event:2")))
+        out = []
+        for step in range(steps):
+            wall = t0 + step * 0.05
+            vals = rng.normal(size=SCALAR_TAGS).astype(np.float32) + 1.0 / (1 + step)
+            for tag, v in zip(tags, vals.tolist()):
+                s = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])
+                out.append(record(event_pb2.Event(wall_time=wall, step=step, summary=s)))
+            if step % HIST_EVERY == 0:
+                for h in range(HIST_TAGS):
+                    summ = histogram(f"grad/layer{h}", rng.normal(scale=10.0 ** -h, size=1000), bins)
+                    out.append(record(event_pb2.Event(wall_time=wall, step=step, summary=summ)))
+            if len(out) > 50_000:
+                f.write(b"".join(out))
+                out.clear()
+        f.write(b"".join(out))
+    os.replace(tmp, path)
+
+
+# -- methods, each run in a child process ----------------------------------------------
+
+
+def m_floor(logdir: Path) -> int:
+    with open(next(logdir.iterdir()), "rb", buffering=0) as f:
+        while f.read(4 << 20):
+            pass
+    return 0
+
+
+def m_tbmon_file(logdir: Path) -> int:
+    from tbmon.monitor.event_file import EventFileReader
+
+    chunk = EventFileReader(next(logdir.iterdir())).read_new()
+    return sum(len(s) for s in chunk.scalars) + sum(len(h) for h in chunk.histograms)
+
+
+def m_tbmon_read(logdir: Path) -> int:
+    from tbmon.monitor import read
+
+    result = read(str(logdir))
+    return len(result.scalars) + len(result.histograms)
+
+
+def m_tbparse(logdir: Path) -> int:
+    from tbparse import SummaryReader
+
+    return len(SummaryReader(str(logdir)).scalars)
+
+
+def m_accumulator(logdir: Path) -> int:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(next(logdir.iterdir())), size_guidance={k: 0 for k in ("scalars", "histograms", "tensors", "images", "audio", "compressedHistograms")})
+    ea.Reload()
+    tags = ea.Tags()
+    return sum(len(ea.Scalars(t)) for t in tags["scalars"]) + sum(len(ea.Histograms(t)) for t in tags["histograms"])
+
+
+METHODS = {
+    "floor": m_floor,
+    "tbmon_file": m_tbmon_file,
+    "tbmon_read": m_tbmon_read,
+    "tbparse": m_tbparse,
+    "accumulator": m_accumulator,
+}
+
+
+def child(method: str, logdir: Path) -> None:
+    t = time.perf_counter()
+    count = METHODS[method](logdir)
+    seconds = time.perf_counter() - t
+    # VmHWM: this process's own peak RSS (a fresh address space since exec; rusage of a
+    # forked child would inherit the parent's peak).
+    status = Path("/proc/self/status").read_text()
+    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    print(json.dumps({"seconds": seconds, "count": count, "peak_mb": hwm_kb / 1024}))
+
+
+def run_child(method: str, logdir: Path, timeout: float) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", method, str(logdir)], stdout=subprocess.PIPE, text=True
+    )
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    out = proc.stdout.read()
+    proc.wait()
+    timer.cancel()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        why = f"timed out after {timeout:.0f} s" if wall >= timeout else f"exit {proc.returncode}"
+        return {"method": method, "error": why}
+    res = json.loads(out.strip().splitlines()[-1])
+    res.update(method=method, wall=wall)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=2_000_000, help="scalar events to generate")
+    ap.add_argument("--methods", default="floor,tbmon_file,tbmon_read,tbparse,accumulator")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per method")
+    ap.add_argument("--child", nargs=2, metavar=("METHOD", "LOGDIR"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    logdir = OUT / f"read_{args.events}"
+    path = logdir / "events.out.tfevents.1763900000.bench"
+    if not path.exists():
+        t = time.perf_counter()
+        generate(path, args.events)
+        print(f"generated {path} in {time.perf_counter() - t:.1f} s")
+    size_mb = path.stat().st_size / 1e6
+    print(f"log: {path} ({size_mb:.1f} MB)")
+    rows = []
+    for method in args.methods.split(","):
+        if method == "tbmon_read":
+            try:
+                from tbmon.monitor import read  # noqa: F401  (provided by the logdir layer)
+            except ImportError:
+                print("tbmon_read: skipped (tbmon.monitor.read not available)")
+                continue
+        rows.append(run_child(method, logdir, args.timeout))
+        print(_fmt(rows[-1], size_mb), flush=True)
+    by = {r["method"]: r for r in rows if "error" not in r}
+    for mine in ("tbmon_file", "tbmon_read"):
+        for anchor in ("tbparse", "accumulator"):
+            if mine in by and anchor in by:
+                a, b = by[mine], by[anchor]
+                print(
+                    f"{mine} vs {anchor}: {b['seconds'] / a['seconds']:.1f}x faster, "
+                    f"{a['peak_mb'] / b['peak_mb']:.2f}x the peak memory"
+                )
+
+
+def _fmt(r: dict, size_mb: float) -> str:
+    if "error" in r:
+        return f"{r['method']:12s} {r['error']}"
+    rate = r["count"] / r["seconds"] if r["count"] else float("nan")
+    return (
+        f"{r['method']:12s} {r['seconds']:7.2f} s (process {r['wall']:6.2f} s)  "
+        f"{rate:12,.0f} events/s  {size_mb / r['seconds']:8.1f} MB/s  peak {r['peak_mb']:7.1f} MB  "
+        f"({r['count']:,} points)"
+    )
+
+
+if __name__ == "__main__":
+    main()
