@@ -1,0 +1,666 @@
+"""Read a whole logdir: runs, their event files, restarts. One code path for `watch` and `report`.
+
+:class:`LogdirReader` is incremental: every :meth:`LogdirReader.poll` returns only what is new,
+as one :class:`~tbmon.analyzers.series.RunBatch` per run whose ``seq`` numbers continue where
+the previous poll stopped. :func:`read` is a single full poll of a fresh reader plus the pandas
+frames, so `tbmon report` and `tbmon watch` feed the analyzers the very same stream.
+
+Every event file of a run is read (in file-name order, which is creation-time order), not only
+the newest as TensorBoard's default loader does.
+
+Restarts and superseded data. A run that resumes from a checkpoint writes steps it already
+wrote. The batches keep the raw arrival-order stream (the analyzers reset a tag when its step
+goes back). The frames of :func:`read` keep TensorBoard's view: a point is superseded by any
+later point of the same (run, tag) whose step is <= its step (so a duplicate step keeps the
+last value, and a resume at step s drops the older points with step >= s), and by any later
+``SessionLog.START`` marker (torch's ``purge_step``) at step <= its step, in any tag of the run.
+A marker is placed at the start of the chunk that carries it (the file layer reports markers
+per chunk; writers put them first in a new file). A file that is rewritten (shrunk or
+replaced) is read again from its start; its re-read points supersede the old ones by the same
+rule. :attr:`RunInfo.restarts` lists where a run went back, whatever the cause.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
+from tbmon.monitor.discovery import RunDir, discover, is_event_file_name, make_run_dir
+from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
+from tbmon.monitor.exit_codes import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+READ_CHUNK_BYTES = 16 << 20
+"""Bytes per read call on a long file: bounds the decoded arrays held at once and sets how
+often ``progress`` is called (a 1 GB log reports ~60 times)."""
+
+MAX_LISTED_RESTARTS = 1000
+"""Step regressions listed per run. A log whose steps jump back and forth all the time (steps
+that are not a training clock) would otherwise grow one object per point; beyond this the run
+is flagged ``restarts_truncated``. Session-start markers are always kept: they drive purging."""
+
+STATE_VERSION = 1
+_NO_STEP = np.iinfo(np.int64).max
+SCALAR_COLUMNS = ("run", "tag", "step", "wall_time", "value")
+HISTOGRAM_COLUMNS = (
+    "run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares",
+    "bucket_limits", "bucket_counts",
+)
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A point where a run went back in steps (resumed from a checkpoint, or a rewritten file).
+
+    ``cause``: ``session_start`` (a SessionLog.START marker, e.g. torch ``purge_step``),
+    ``step_regression`` (a tag's step went back with no marker; ``tag`` names it) or
+    ``rewritten`` (the file was replaced or shrank and is read again from its start).
+    ``seq`` is the run's arrival position where it took effect.
+    """
+
+    step: int
+    previous_step: int
+    file: str
+    wall_time: float | None
+    cause: str
+    seq: int
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One event file of a run, with the counters of its reader."""
+
+    path: str
+    size: int | None  # None once the file is gone
+    records: int
+    bytes_read: int
+    problems: dict[str, int]
+
+
+@dataclass
+class RunInfo:
+    """Cumulative facts about one run (for status lines and the report's run table)."""
+
+    run: str
+    experiment_dir: str | None
+    role: str | None
+    files: list[FileInfo]
+    first_step: int | None
+    last_step: int | None
+    first_wall_time: float | None
+    last_wall_time: float | None
+    scalar_tags: list[str]
+    histogram_tags: list[str]
+    restarts: list[Restart]
+    restarts_truncated: bool = False
+    points: int = 0
+
+
+@dataclass
+class PollResult:
+    """What one :meth:`LogdirReader.poll` found that is new."""
+
+    batches: list[RunBatch] = field(default_factory=list)
+    problems: list[ReadProblem] = field(default_factory=list)
+    new_runs: list[str] = field(default_factory=list)
+    removed_runs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReadResult:
+    """Everything under a logdir, read once (see module docstring for superseded points)."""
+
+    logdir: str
+    scalars: pd.DataFrame
+    histograms: pd.DataFrame
+    batches: list[RunBatch]
+    runs: list[RunInfo]
+    problems: list[ReadProblem]
+
+
+class _TagState:
+    """Per (kind, tag) of a run: the newest point, enough to see the step go back."""
+
+    __slots__ = ("last_step", "last_seq")
+
+    def __init__(self, last_step: int, last_seq: int) -> None:
+        self.last_step = last_step
+        self.last_seq = last_seq
+
+
+class _RunState:
+    """Everything the reader remembers about one run between polls (no data points)."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run = run_dir.run
+        self.path = run_dir.path
+        self.experiment_dir = run_dir.experiment_dir
+        self.role = run_dir.role
+        self.files: dict[str, EventFileReader] = {}
+        self.next_seq = 0
+        self.tags: dict[tuple[str, str], _TagState] = {}
+        self.first_step: int | None = None
+        self.first_wall: float | None = None
+        self.last_wall: float | None = None
+        self.points = 0
+        self.restarts: list[Restart] = []
+        self.restarts_truncated = False
+        self._info: RunInfo | None = None  # rebuilt only after the run changed (status lines poll it)
+
+    # -- the incremental bookkeeping every chunk goes through ---------------------------
+    def ingest(self, chunk: FileChunk, path: str) -> tuple[list[ScalarSeries], list[HistogramSeries]]:
+        """Renumber the chunk's per-file seq into run seq, update state, note restarts."""
+        if chunk.bytes or chunk.problems or chunk.rewound:
+            self._info = None
+        series: list[Any] = [*chunk.scalars, *chunk.histograms]
+        base = self.next_seq
+        if series:
+            lo = min(int(s.seq[0]) for s in series)
+            hi = max(int(s.seq[-1]) for s in series)
+            series = [replace(s, seq=s.seq - lo + base) for s in series]
+            self.next_seq = base + hi - lo + 1
+        scalars, histograms = series[: len(chunk.scalars)], series[len(chunk.scalars) :]
+        first_wall = _first_wall_time(series)
+        if chunk.rewound and series:
+            self._went_back(min(int(s.step.min()) for s in series), path, first_wall, "rewritten", base)
+        for step in chunk.session_starts:
+            if self._went_back(step, path, first_wall, "session_start", base):
+                for state in self.tags.values():
+                    state.last_step = min(state.last_step, step - 1)
+        for kind, group in (("scalar", scalars), ("histogram", histograms)):
+            for s in group:
+                self._ingest_series(kind, s, path)
+        return scalars, histograms
+
+    def _ingest_series(self, kind: str, s: ScalarSeries | HistogramSeries, path: str) -> None:
+        key = (kind, s.tag)
+        state = self.tags.get(key)
+        step = s.step
+        prev = np.empty_like(step)
+        prev[1:] = step[:-1]
+        prev[0] = step[0] if state is None else state.last_step
+        for i in np.flatnonzero(step < prev).tolist():
+            prev_seq = state.last_seq if i == 0 and state is not None else int(s.seq[i - 1])
+            if not self._explained(int(step[i]), prev_seq):
+                self._add_restart(
+                    Restart(int(step[i]), int(prev[i]), path, _wall(s.wall_time[i]), "step_regression",
+                            int(s.seq[i]), s.tag)
+                )
+        if state is None:
+            self.tags[key] = _TagState(int(step[-1]), int(s.seq[-1]))
+        else:
+            state.last_step, state.last_seq = int(step[-1]), int(s.seq[-1])
+        lo = int(step.min())
+        self.first_step = lo if self.first_step is None else min(self.first_step, lo)
+        self.points += len(s)
+        walls = s.wall_time[np.isfinite(s.wall_time)]
+        if walls.size:
+            w_lo, w_hi = float(walls.min()), float(walls.max())
+            self.first_wall = w_lo if self.first_wall is None else min(self.first_wall, w_lo)
+            self.last_wall = w_hi if self.last_wall is None else max(self.last_wall, w_hi)
+
+    def last_step(self) -> int | None:
+        return max((t.last_step for t in self.tags.values()), default=None)
+
+    def _went_back(self, step: int, path: str, wall: float | None, cause: str, seq: int) -> bool:
+        """Record a restart to ``step`` if the run already holds data at or after it."""
+        last = self.last_step()
+        if last is None or step > last:
+            return False
+        self._add_restart(Restart(int(step), int(last), path, wall, cause, seq), always=cause == "session_start")
+        return True
+
+    def _explained(self, step: int, since_seq: int) -> bool:
+        """A tag going back to ``step`` is part of a restart recorded after its previous point."""
+        for r in reversed(self.restarts):
+            if r.seq <= since_seq:
+                return False
+            if r.step <= step:
+                return True
+        return False
+
+    def _add_restart(self, restart: Restart, *, always: bool = False) -> None:
+        if always or len(self.restarts) < MAX_LISTED_RESTARTS:
+            self.restarts.append(restart)
+        else:
+            self.restarts_truncated = True
+
+    def purge_markers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(seq, step) of the session-start markers that supersede earlier data run-wide."""
+        marks = [(r.seq, r.step) for r in self.restarts if r.cause == "session_start"]
+        arr = np.array(marks, dtype=np.int64).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    def changed(self) -> None:
+        self._info = None
+
+    def info(self) -> RunInfo:
+        if self._info is None:
+            self._info = self._build_info()
+        return self._info
+
+    def _build_info(self) -> RunInfo:
+        files = []
+        for path, reader in self.files.items():
+            try:
+                size: int | None = os.stat(path).st_size
+            except OSError:
+                size = None
+            h = reader.health
+            files.append(FileInfo(path, size, h.records, h.bytes_read, dict(h.problems)))
+        return RunInfo(
+            run=self.run,
+            experiment_dir=self.experiment_dir,
+            role=self.role,
+            files=files,
+            first_step=self.first_step,
+            last_step=self.last_step(),
+            first_wall_time=self.first_wall,
+            last_wall_time=self.last_wall,
+            scalar_tags=sorted(t for k, t in self.tags if k == "scalar"),
+            histogram_tags=sorted(t for k, t in self.tags if k == "histogram"),
+            restarts=list(self.restarts),
+            restarts_truncated=self.restarts_truncated,
+            points=self.points,
+        )
+
+    # -- persistence ----------------------------------------------------------------------
+    def state_dict(self, root: str) -> dict:
+        return {
+            "next_seq": self.next_seq,
+            "tags": [[k, t, s.last_step, s.last_seq] for (k, t), s in self.tags.items()],
+            "first_step": self.first_step,
+            "first_wall": self.first_wall,
+            "last_wall": self.last_wall,
+            "points": self.points,
+            "restarts": [
+                [r.step, r.previous_step, os.path.relpath(r.file, root), r.wall_time, r.cause, r.seq, r.tag]
+                for r in self.restarts
+            ],
+            "restarts_truncated": self.restarts_truncated,
+        }
+
+    def load_state_dict(self, state: dict, root: str) -> None:
+        self.next_seq = int(state["next_seq"])
+        self.tags = {(k, t): _TagState(int(step), int(seq)) for k, t, step, seq in state["tags"]}
+        self.first_step = state["first_step"]
+        self.first_wall = state["first_wall"]
+        self.last_wall = state["last_wall"]
+        self.points = int(state["points"])
+        self.restarts = [
+            Restart(int(step), int(prev), os.path.join(root, rel), wall, cause, int(seq), tag)
+            for step, prev, rel, wall, cause, seq, tag in state["restarts"]
+        ]
+        self.restarts_truncated = bool(state["restarts_truncated"])
+
+
+class _BatchBuilder:
+    """Collects one poll's pieces of a run and joins them per tag into one RunBatch."""
+
+    def __init__(self) -> None:
+        self.scalars: dict[str, list[ScalarSeries]] = {}
+        self.histograms: dict[str, list[HistogramSeries]] = {}
+        self.session_starts: list[int] = []
+
+    def add(self, scalars: list[ScalarSeries], histograms: list[HistogramSeries], starts: list[int]) -> None:
+        for s in scalars:
+            self.scalars.setdefault(s.tag, []).append(s)
+        for h in histograms:
+            self.histograms.setdefault(h.tag, []).append(h)
+        self.session_starts.extend(starts)
+
+    def build(self, run: _RunState) -> RunBatch:
+        return RunBatch(
+            run=run.run,
+            scalars=tuple(_join_scalars(parts) for _, parts in sorted(self.scalars.items())),
+            histograms=tuple(_join_histograms(parts) for _, parts in sorted(self.histograms.items())),
+            experiment_dir=run.experiment_dir,
+            role=run.role,
+            session_starts=tuple(self.session_starts),
+        )
+
+
+class LogdirReader:
+    """Incremental reader of every run under a logdir (see module docstring).
+
+    ``poll()`` rescans the tree and reads every file; ``poll(paths)`` reads only those files
+    (what inotify reported), discovering them if new, with no directory walk. A logdir that
+    does not exist yet simply has no runs. Nothing on disk makes it raise: deleted or
+    unreadable files and directories come back as problems, each reported once.
+    """
+
+    def __init__(self, logdir: str | os.PathLike[str], *, check_crc: bool = True) -> None:
+        self.logdir = os.path.abspath(os.fspath(logdir))
+        self.check_crc = check_crc
+        self._runs: dict[str, _RunState] = {}
+        self._file_run: dict[str, str] = {}
+        self._unreadable_dirs: set[str] = set()
+
+    @property
+    def runs(self) -> dict[str, RunInfo]:
+        return {name: state.info() for name, state in sorted(self._runs.items())}
+
+    def poll(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> PollResult:
+        return self._poll(paths, None)
+
+    # -- discovery ----------------------------------------------------------------------
+    def _poll(self, paths: Iterable[str | os.PathLike[str]] | None, progress: _Progress | None) -> PollResult:
+        result = PollResult()
+        if paths is None:
+            to_read = self._rescan(result)
+        else:
+            to_read = self._locate(paths, result)
+        if progress is not None:
+            progress.total = sum(_size(p) for p in to_read)
+            progress.report()
+        by_run: dict[str, list[str]] = {}
+        for path in to_read:
+            by_run.setdefault(self._file_run[path], []).append(path)
+        for name in sorted(by_run):
+            run = self._runs[name]
+            builder = _BatchBuilder()
+            for path in sorted(by_run[name], key=os.path.basename):
+                self._read_file(run, path, builder, result, progress)
+            batch = builder.build(run)
+            if not batch.is_empty():
+                result.batches.append(batch)
+            if not run.files:
+                del self._runs[name]
+                result.removed_runs.append(name)
+        return result
+
+    def _rescan(self, result: PollResult) -> list[str]:
+        """Walk the tree once; return every file to read (known ones first, new ones added)."""
+        found = discover(self.logdir)
+        self._note_unreadable_dirs(found.unreadable_dirs, result)
+        for run_dir in found.runs:
+            for path in run_dir.files:
+                if path not in self._file_run:
+                    self._add_file(run_dir, path, result)
+        # Known files the walk did not see are read too: their reader reports them deleted,
+        # or keeps reading them if only the walk could not reach them.
+        return list(self._file_run)
+
+    def _locate(self, paths: Iterable[str | os.PathLike[str]], result: PollResult) -> list[str]:
+        """Map reported paths to files to read, discovering new files and directories."""
+        out: dict[str, None] = {}
+        for raw in paths:
+            path = os.path.abspath(os.fspath(raw))
+            if path in self._file_run:
+                out[path] = None
+            elif not _inside(path, self.logdir):
+                continue
+            elif is_event_file_name(os.path.basename(path)) and os.path.isfile(path):
+                run_dir = make_run_dir(self.logdir, os.path.dirname(path), [path])
+                self._add_file(run_dir, path, result)
+                out[path] = None
+            elif os.path.isdir(path):
+                found = discover(self.logdir, start=path)
+                self._note_unreadable_dirs(found.unreadable_dirs, result, clear=False)
+                for run_dir in found.runs:
+                    for file in run_dir.files:
+                        if file not in self._file_run:
+                            self._add_file(run_dir, file, result)
+                        out[file] = None
+            else:  # a vanished directory: its known files report themselves deleted
+                prefix = path + os.sep
+                out.update((p, None) for p in self._file_run if p.startswith(prefix))
+        return list(out)
+
+    def _add_file(self, run_dir: RunDir, path: str, result: PollResult) -> None:
+        run = self._runs.get(run_dir.run)
+        if run is None:
+            run = self._runs[run_dir.run] = _RunState(run_dir)
+            result.new_runs.append(run_dir.run)
+        run.changed()
+        run.files[path] = EventFileReader(path, check_crc=self.check_crc)
+        run.files = dict(sorted(run.files.items(), key=lambda kv: os.path.basename(kv[0])))
+        self._file_run[path] = run.run
+
+    def _note_unreadable_dirs(self, dirs: Iterable[str], result: PollResult, *, clear: bool = True) -> None:
+        dirs = set(dirs)
+        for d in sorted(dirs - self._unreadable_dirs):
+            result.problems.append(ReadProblem(d, 0, "unreadable", "cannot list this directory (permission denied?)"))
+        self._unreadable_dirs = dirs if clear else self._unreadable_dirs | dirs
+
+    # -- reading ------------------------------------------------------------------------
+    def _read_file(
+        self, run: _RunState, path: str, builder: _BatchBuilder, result: PollResult, progress: _Progress | None
+    ) -> None:
+        reader = run.files[path]
+        while True:
+            chunk = reader.read_new(max_bytes=READ_CHUNK_BYTES)
+            result.problems.extend(chunk.problems)
+            scalars, histograms = run.ingest(chunk, path)
+            builder.add(scalars, histograms, chunk.session_starts)
+            if progress is not None:
+                progress.advance(chunk.bytes)
+            if any(p.kind == "deleted" for p in chunk.problems):
+                run.changed()
+                del run.files[path]
+                del self._file_run[path]
+                return
+            if chunk.bytes < READ_CHUNK_BYTES:
+                return
+
+    # -- persistence --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """JSON-serialisable: offsets and bookkeeping, never data points."""
+        return {
+            "version": STATE_VERSION,
+            "runs": {
+                name: {
+                    "files": {os.path.relpath(p, self.logdir): r.state_dict() for p, r in run.files.items()},
+                    **run.state_dict(self.logdir),
+                }
+                for name, run in self._runs.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict`: known files continue at their offsets, no re-read."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported LogdirReader state version {state.get('version')!r}")
+        self._runs.clear()
+        self._file_run.clear()
+        for name, saved in state["runs"].items():
+            files = [os.path.join(self.logdir, rel) for rel in saved["files"]]
+            run_path = os.path.dirname(files[0]) if files else os.path.join(self.logdir, name)
+            run = _RunState(make_run_dir(self.logdir, run_path, files))
+            run.load_state_dict(saved, self.logdir)
+            for rel, reader_state in saved["files"].items():
+                path = os.path.join(self.logdir, rel)
+                reader = EventFileReader(path, check_crc=self.check_crc)
+                reader.load_state_dict(reader_state)
+                run.files[path] = reader
+                self._file_run[path] = name
+            self._runs[name] = run
+
+
+# -- one-shot read ----------------------------------------------------------------------
+
+
+class _Progress:
+    """Forwards byte counts to the caller's ``progress(done, total)``."""
+
+    def __init__(self, callback: Callable[[int, int], None]) -> None:
+        self.callback = callback
+        self.done = 0
+        self.total = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.report()
+
+    def report(self) -> None:
+        self.callback(self.done, max(self.total, self.done))
+
+
+def read(
+    logdir: str | os.PathLike[str],
+    *,
+    check_crc: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReadResult:
+    """Read every run under ``logdir`` once. Raises :class:`UsageError` if it cannot be read."""
+    root = os.fspath(logdir)
+    _check_logdir(root)
+    reader = LogdirReader(root, check_crc=check_crc)
+    polled = reader._poll(None, None if progress is None else _Progress(progress))
+    markers = {name: run.purge_markers() for name, run in reader._runs.items()}
+    scalars, histograms = frames(polled.batches, markers)
+    return ReadResult(
+        logdir=root,
+        scalars=scalars,
+        histograms=histograms,
+        batches=polled.batches,
+        runs=list(reader.runs.values()),
+        problems=polled.problems,
+    )
+
+
+def _check_logdir(path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"logdir {path!r} does not exist")
+    if not os.path.isdir(path):
+        raise UsageError(f"logdir {path!r} is not a directory")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read logdir {path!r}: {exc.strerror or exc.__class__.__name__}") from None
+
+
+def kept_mask(
+    seq: np.ndarray, step: np.ndarray, marker_seq: np.ndarray, marker_step: np.ndarray
+) -> np.ndarray:
+    """Which points of one (run, tag) stream survive (see module docstring).
+
+    A point is dropped if a later point has step <= its step, or a later run-wide marker has
+    step <= its step. Kept points therefore come out with strictly increasing steps.
+    """
+    n = step.shape[0]
+    later_min = np.full(n, _NO_STEP, dtype=np.int64)
+    if n > 1:
+        later_min[:-1] = np.minimum.accumulate(step[:0:-1])[::-1]
+    keep = step < later_min
+    if marker_seq.size:
+        order = np.argsort(marker_seq, kind="stable")
+        m_seq, m_step = marker_seq[order], marker_step[order]
+        suffix_min = np.append(np.minimum.accumulate(m_step[::-1])[::-1], _NO_STEP)
+        keep &= step < suffix_min[np.searchsorted(m_seq, seq, side="right")]
+    return keep
+
+
+def frames(
+    batches: list[RunBatch], markers: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The contract's long-form frames, built column by column with categorical run/tag."""
+    import pandas as pd
+
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    s_parts: list[tuple[str, str, np.ndarray, Any]] = []
+    h_parts: list[tuple[str, str, np.ndarray, Any]] = []
+    for batch in sorted(batches, key=lambda b: b.run):
+        m_seq, m_step = markers.get(batch.run, empty)
+        for s in batch.scalars:
+            s_parts.append((batch.run, s.tag, kept_mask(s.seq, s.step, m_seq, m_step), s))
+        for h in batch.histograms:
+            h_parts.append((batch.run, h.tag, kept_mask(h.seq, h.step, m_seq, m_step), h))
+
+    def keys(parts: list) -> dict[str, Any]:
+        runs = sorted({p[0] for p in parts})
+        tags = sorted({p[1] for p in parts})
+        run_code = {r: i for i, r in enumerate(runs)}
+        tag_code = {t: i for i, t in enumerate(tags)}
+        counts = [int(p[2].sum()) for p in parts]
+        run_codes = np.repeat(np.array([run_code[p[0]] for p in parts], dtype=np.int32), counts)
+        tag_codes = np.repeat(np.array([tag_code[p[1]] for p in parts], dtype=np.int32), counts)
+        return {
+            "run": pd.Categorical.from_codes(run_codes, categories=runs),
+            "tag": pd.Categorical.from_codes(tag_codes, categories=tags),
+        }
+
+    def column(parts: list, name: str, dtype: Any) -> np.ndarray:
+        if not parts:
+            return np.empty(0, dtype=dtype)
+        return np.concatenate([getattr(p[3], name)[p[2]] for p in parts]).astype(dtype, copy=False)
+
+    scalars = pd.DataFrame(
+        {
+            **keys(s_parts),
+            "step": column(s_parts, "step", np.int64),
+            "wall_time": column(s_parts, "wall_time", np.float64),
+            "value": column(s_parts, "value", np.float64),
+        },
+        copy=False,
+    )
+    hist_cols: dict[str, Any] = {**keys(h_parts), "step": column(h_parts, "step", np.int64)}
+    for name in ("wall_time", "min", "max", "num", "sum", "sum_squares"):
+        hist_cols[name] = column(h_parts, name, np.float64)
+    for name in ("bucket_limits", "bucket_counts"):
+        picked = [arr for p in h_parts for arr, k in zip(getattr(p[3], name), p[2].tolist()) if k]
+        col = np.empty(len(picked), dtype=object)
+        col[:] = picked if picked else []
+        hist_cols[name] = col
+    histograms = pd.DataFrame(hist_cols, copy=False)
+    return scalars, histograms
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _join_scalars(parts: list[ScalarSeries]) -> ScalarSeries:
+    if len(parts) == 1:
+        return parts[0]
+    return ScalarSeries(
+        parts[0].tag,
+        *(np.concatenate([getattr(p, name) for p in parts]) for name in ("seq", "step", "wall_time", "value")),
+    )
+
+
+def _join_histograms(parts: list[HistogramSeries]) -> HistogramSeries:
+    if len(parts) == 1:
+        return parts[0]
+    arrays = ("seq", "step", "wall_time", "min", "max", "num", "sum", "sum_squares")
+    return HistogramSeries(
+        parts[0].tag,
+        *(np.concatenate([getattr(p, name) for p in parts]) for name in arrays),
+        tuple(a for p in parts for a in p.bucket_limits),
+        tuple(a for p in parts for a in p.bucket_counts),
+    )
+
+
+def _first_wall_time(series: list[Any]) -> float | None:
+    if not series:
+        return None
+    first = min(series, key=lambda s: int(s.seq[0]))
+    return _wall(first.wall_time[0])
+
+
+def _wall(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+__all__ = ["FileInfo", "LogdirReader", "PollResult", "ReadResult", "Restart", "RunInfo", "read"]
