@@ -1,0 +1,93 @@
+"""One-line renderings of watcher events: plain text for logs, JSON lines for machines.
+
+Every record is a flat dict with a ``type`` (contract: alert lines are ``"type": "alert"`` plus
+the contract alert fields); the plain form of each is one line a person can grep. Both forms
+are built from the same record so they never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from tbmon.analyzers.alerts import SEVERITIES, Alert, _json_safe
+
+
+def alert_record(alert: Alert, logdir: str) -> dict[str, Any]:
+    """The jsonl alert line: ``type``, the contract fields, and which logdir the run is under."""
+    return {"type": "alert", **alert.to_dict(), "logdir": logdir}
+
+
+def problem_record(problem: Any, logdir: str, run: str | None = None) -> dict[str, Any]:
+    """A reader problem (corrupt record, unreadable file, ...) as a ``problem`` line."""
+    return {
+        "type": "problem",
+        "logdir": logdir,
+        "run": run,
+        "path": getattr(problem, "path", None),
+        "kind": getattr(problem, "kind", "problem"),
+        "offset": getattr(problem, "offset", None),
+        "skipped_bytes": getattr(problem, "skipped_bytes", 0),
+        "message": getattr(problem, "message", str(problem)),
+    }
+
+
+def run_record(logdir: str, run: str, event: str) -> dict[str, Any]:
+    """A run appeared (``event="new"``) or its directory went away (``"removed"``)."""
+    return {"type": "run", "event": event, "logdir": logdir, "run": run}
+
+
+def status_record(message: str) -> dict[str, Any]:
+    """Something about the watcher itself (backend, waiting for a logdir, a failed webhook)."""
+    return {"type": "status", "message": message}
+
+
+def summary_record(
+    runs: int, alerts: list[Alert], new_alerts: int, exit_code: int, problems: int
+) -> dict[str, Any]:
+    """The closing line: runs followed, alerts by severity (all known, incl. earlier sessions)."""
+    by_severity = {severity: 0 for severity in SEVERITIES}
+    for alert in alerts:
+        by_severity[alert.severity] = by_severity.get(alert.severity, 0) + 1
+    return {
+        "type": "summary",
+        "runs": runs,
+        "alerts": by_severity,
+        "alerts_total": len(alerts),
+        "new_alerts": new_alerts,
+        "problems": problems,
+        "exit_code": exit_code,
+    }
+
+
+def json_line(record: Mapping[str, Any]) -> str:
+    """Compact, always-valid JSON (NaN/Inf become strings, as in the alert contract)."""
+    return json.dumps(_json_safe(dict(record)), ensure_ascii=False, separators=(",", ":"))
+
+
+def plain_line(record: Mapping[str, Any]) -> str:
+    """The human one-liner for any record built above."""
+    kind = record["type"]
+    if kind == "alert":
+        wall = record["wall_time"]
+        when = time.strftime("%H:%M:%S", time.localtime(wall)) if isinstance(wall, float) else "--:--:--"
+        return (
+            f"{when} {record['severity'].upper():8} {record['kind']} run={record['run']} "
+            f"tag={record['tag']} step={record['step']}: {record['message']}"
+        )
+    if kind == "problem":
+        where = f"{record['path']}" + (f" @ byte {record['offset']}" if record.get("offset") is not None else "")
+        return f"tbmon: problem ({record['kind']}) in {where}: {record['message']}"
+    if kind == "run":
+        verb = "new run" if record["event"] == "new" else "run removed"
+        return f"tbmon: {verb}: {record['run']} (in {record['logdir']})"
+    if kind == "summary":
+        counts = ", ".join(f"{n} {s}" for s, n in record["alerts"].items())
+        problems = f", {record['problems']} read problems" if record["problems"] else ""
+        return (
+            f"tbmon: {record['runs']} runs, {record['alerts_total']} alerts ({counts}; "
+            f"{record['new_alerts']} new){problems}; exit code {record['exit_code']}"
+        )
+    return f"tbmon: {record.get('message', '')}"
