@@ -319,10 +319,13 @@ class _BatchBuilder:
         self.session_starts.extend(starts)
 
     def build(self, run: _RunState) -> RunBatch:
+        # Pop each tag's pieces as it is joined, so a big read holds one extra tag, not two copies.
+        scalars = tuple(_join_scalars(self.scalars.pop(tag)) for tag in sorted(self.scalars))
+        histograms = tuple(_join_histograms(self.histograms.pop(tag)) for tag in sorted(self.histograms))
         return RunBatch(
             run=run.run,
-            scalars=tuple(_join_scalars(parts) for _, parts in sorted(self.scalars.items())),
-            histograms=tuple(_join_histograms(parts) for _, parts in sorted(self.histograms.items())),
+            scalars=scalars,
+            histograms=histograms,
             experiment_dir=run.experiment_dir,
             role=run.role,
             session_starts=tuple(self.session_starts),
@@ -411,7 +414,7 @@ class LogdirReader:
                         if file not in self._file_run:
                             self._add_file(run_dir, file, result)
                         out[file] = None
-            else:  # a vanished directory: its known files report themselves deleted
+            elif not os.path.lexists(path):  # a vanished directory: its files report themselves deleted
                 prefix = path + os.sep
                 out.update((p, None) for p in self._file_run if p.startswith(prefix))
         return list(out)
@@ -591,9 +594,14 @@ def frames(
         }
 
     def column(parts: list, name: str, dtype: Any) -> np.ndarray:
-        if not parts:
-            return np.empty(0, dtype=dtype)
-        return np.concatenate([getattr(p[3], name)[p[2]] for p in parts]).astype(dtype, copy=False)
+        # Filled in place: no per-tag copies held alongside the result.
+        out = np.empty(sum(int(p[2].sum()) for p in parts), dtype=dtype)
+        at = 0
+        for p in parts:
+            kept = np.compress(p[2], getattr(p[3], name))
+            out[at : at + kept.shape[0]] = kept
+            at += kept.shape[0]
+        return out
 
     scalars = pd.DataFrame(
         {

@@ -24,7 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import tbmon.monitor.reader as reader_module
 from tbmon.monitor import LogdirReader, read
 from tbmon.monitor.exit_codes import UsageError
-from tbmon.monitor.reader import SCALAR_COLUMNS, kept_mask
+from tbmon.monitor.reader import SCALAR_COLUMNS, PollResult, kept_mask
 from tests.conftest import session_start, tf2_histogram, tf2_scalar
 
 
@@ -275,6 +275,7 @@ def test_incremental_polls_return_only_new_points(tmp_path: Path) -> None:
     seq1, step1, _ = stream([b for p in first for b in p.batches], "run", "loss")
     assert step1.tolist() == list(range(10))
     assert watcher.poll().batches == []
+    assert watcher.runs["run"].last_step == 9
     for step in range(10, 15):
         writer.add_scalar("loss", float(step), step)
     writer.close()
@@ -295,6 +296,8 @@ def test_poll_with_paths_does_not_walk_the_tree(tmp_path: Path, tb, monkeypatch)
 
     monkeypatch.setattr(reader_module, "discover", no_walk)
     assert watcher.poll(paths[:5]).batches == []
+    (tmp_path / "run000" / "model.ckpt").write_bytes(b"not an event file")
+    assert watcher.poll([tmp_path / "run000" / "model.ckpt", tmp_path.parent / "elsewhere"]) == PollResult()
     newcomer = tb.scalars(tmp_path / "new" / "run", {"loss": [2.0, 1.0]})
     result = watcher.poll([newcomer])  # a new file in a new run: discovered from its path alone
     assert result.new_runs == ["new/run"]
