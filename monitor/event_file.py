@@ -132,8 +132,11 @@ class EventFileReader:
             out.rewound = self._check_replaced(pread, st, out.problems)
             for block in self._framer.read(pread, st.st_size, max_bytes):
                 self._add_block(block, out)
-            if not self._fingerprint and self._framer.offset > 0:
-                self._fingerprint = pread(0, min(_FINGERPRINT_BYTES, self._framer.offset))
+            if not self._fingerprint and (self._framer.offset > 0 or self._framer.dead):
+                # Verified bytes only (or, for a non-event file, its head), so a replaced
+                # file is told apart from one that merely grew.
+                known = st.st_size if self._framer.dead else self._framer.offset
+                self._fingerprint = pread(0, min(_FINGERPRINT_BYTES, known))
             self._missing = None
         except OSError as exc:  # e.g. EIO on a network filesystem: keep what was read
             out.problems += self._gone("unreadable", _os_reason(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import struct
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -352,25 +353,35 @@ def test_any_split_of_appends_equals_reading_whole(tmp_path: Path, cuts: list[in
     assert reader.offset == len(data)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)), min_size=1, max_size=8),
     chop=st.integers(min_value=0, max_value=200),
 )
 def test_random_corruption_never_raises_or_hangs(tmp_path: Path, edits, chop: int) -> None:
-    data = bytearray(_sample_file())
+    original = _sample_file()
+    data = bytearray(original)
     for pos, byte in edits:
         data[pos % len(data)] = byte
+    data = bytes(data[: len(data) - chop])
     path = tmp_path / "events.out.tfevents.corrupt"
-    path.write_bytes(bytes(data[: len(data) - chop]))
+    path.write_bytes(data)
     reader = EventFileReader(path, block_bytes=256)
-    for _ in range(3):
-        chunk = reader.read_new()
-        assert all(p.offset >= 0 and p.skipped_bytes >= 0 for p in chunk.problems)
-        assert reader.offset <= len(data)
-    # Records untouched by the edits and not after the chop are all still read, unless the
-    # first record itself was hit (then the whole file is rightly "not an event file").
-    assert reader.health.is_event_file is not None or reader.offset == 0
+    chunks = [reader.read_new() for _ in range(3)]  # the test timeout catches any hang
+    assert reader.offset <= len(data)
+    got = Counter((t, s, v) for _, t, s, v in points(chunks))
+    everything = Counter((t, s, v) for _, t, s, v in points([EventFileReader(_write(tmp_path / "events.out.tfevents.orig", original)).read_new()]))
+    assert not got - everything  # nothing invented
+    offs = record_offsets(original) + [len(original)]
+    intact = [
+        (a, b) for a, b in zip(offs, offs[1:]) if b <= len(data) and data[a:b] == original[a:b]
+    ]
+    if intact and intact[0][0] == 0:  # first record readable: every intact record is recovered
+        want = Counter()
+        for a, b in intact:
+            ev = event_pb2.Event.FromString(original[a + 12 : b - 4])
+            want.update((v.tag, ev.step, float(v.simple_value)) for v in ev.summary.value if v.HasField("simple_value"))
+        assert not want - got
 
 
 def test_valid_records_around_damage_are_all_recovered(tmp_path: Path) -> None:
@@ -393,3 +404,50 @@ def test_valid_records_around_damage_are_all_recovered(tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_non_event_file_replaced_by_event_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "events.out.tfevents.1.later"
+    path.write_bytes(b"not an event file at all, just text\n")
+    reader = EventFileReader(path)
+    assert [p.kind for p in reader.read_new().problems] == ["not_event_file"]
+    path.write_bytes(version_record() + event_record(1, loss=4.0))
+    c = reader.read_new()
+    assert c.rewound and [p.kind for p in c.problems] == ["rewritten"]
+    assert [p[3] for p in points([c])] == [4.0] and reader.health.is_event_file
+
+
+def test_bad_crc_record_at_eof_is_held_back_until_more_data(tmp_path: Path) -> None:
+    recs = [version_record(), event_record(1, loss=1.0), event_record(2, loss=2.0)]
+    bad = bytearray(recs[2])
+    bad[14] ^= 0x01
+    path = tmp_path / "events.out.tfevents.1.heldback"
+    path.write_bytes(recs[0] + recs[1] + bytes(bad))
+    reader = EventFileReader(path)
+    c1 = reader.read_new()
+    assert c1.problems == [] and reader.offset == len(recs[0]) + len(recs[1])
+    with open(path, "ab") as f:
+        f.write(event_record(3, loss=3.0))
+    c2 = reader.read_new()
+    assert [(p.kind, p.offset) for p in c2.problems] == [("bad_data_crc", reader.offset - len(recs[2]) - len(event_record(3, loss=3.0)))]
+    assert [p[3] for p in points([c1, c2])] == [1.0, 3.0]
+
+
+def test_check_crc_false_skips_only_the_data_crc(tmp_path: Path) -> None:
+    data = bytearray(version_record() + event_record(1, loss=1.0) + event_record(2, loss=2.0))
+    data[-1] ^= 0xFF  # last record's data CRC
+    path = tmp_path / "events.out.tfevents.1.nocrc"
+    path.write_bytes(bytes(data))
+    c = EventFileReader(path, check_crc=False).read_new()
+    assert c.problems == [] and [p[3] for p in points([c])] == [1.0, 2.0]
+
+
+def test_max_bytes_bounds_each_chunk_and_loses_nothing(tmp_path: Path) -> None:
+    path = tbx_file(tmp_path / "w", steps=300)
+    reader = EventFileReader(path, block_bytes=1024)
+    chunks = []
+    while (c := reader.read_new(max_bytes=2000)).records:
+        assert c.bytes <= 2000 + 1024
+        chunks.append(c)
+    assert len(chunks) > 5
+    assert points(chunks) == points([EventFileReader(path).read_new()])
