@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -249,8 +250,11 @@ class _RunState:
         return self._info
 
     def _build_info(self) -> RunInfo:
+        # Snapshots (list() of a dict is atomic under the GIL): `runs` may be read by a status
+        # thread while another thread polls.
+        tags = list(self.tags.items())
         files = []
-        for path, reader in self.files.items():
+        for path, reader in list(self.files.items()):
             try:
                 size: int | None = os.stat(path).st_size
             except OSError:
@@ -263,11 +267,11 @@ class _RunState:
             role=self.role,
             files=files,
             first_step=self.first_step,
-            last_step=self.last_step(),
+            last_step=max((s.last_step for _, s in tags), default=None),
             first_wall_time=self.first_wall,
             last_wall_time=self.last_wall,
-            scalar_tags=sorted(t for k, t in self.tags if k == "scalar"),
-            histogram_tags=sorted(t for k, t in self.tags if k == "histogram"),
+            scalar_tags=sorted(t for (k, t), _ in tags if k == "scalar"),
+            histogram_tags=sorted(t for (k, t), _ in tags if k == "histogram"),
             restarts=list(self.restarts),
             restarts_truncated=self.restarts_truncated,
             points=self.points,
@@ -347,13 +351,17 @@ class LogdirReader:
         self._runs: dict[str, _RunState] = {}
         self._file_run: dict[str, str] = {}
         self._unreadable_dirs: set[str] = set()
+        # poll / state_dict / load_state_dict exclude each other, so a checkpoint taken from
+        # another thread never catches a poll half-way. `runs` needs no lock (snapshots).
+        self._lock = threading.RLock()
 
     @property
     def runs(self) -> dict[str, RunInfo]:
-        return {name: state.info() for name, state in sorted(self._runs.items())}
+        return {name: state.info() for name, state in sorted(list(self._runs.items()))}
 
     def poll(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> PollResult:
-        return self._poll(paths, None)
+        with self._lock:
+            return self._poll(paths, None)
 
     # -- discovery ----------------------------------------------------------------------
     def _poll(self, paths: Iterable[str | os.PathLike[str]] | None, progress: _Progress | None) -> PollResult:
@@ -458,6 +466,10 @@ class LogdirReader:
     # -- persistence --------------------------------------------------------------------
     def state_dict(self) -> dict:
         """JSON-serialisable: offsets and bookkeeping, never data points."""
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> dict:
         return {
             "version": STATE_VERSION,
             "runs": {
@@ -473,20 +485,25 @@ class LogdirReader:
         """Resume from :meth:`state_dict`: known files continue at their offsets, no re-read."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported LogdirReader state version {state.get('version')!r}")
-        self._runs.clear()
-        self._file_run.clear()
+        with self._lock:
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state: dict) -> None:
+        """Builds everything first, then swaps it in: a bad state leaves the reader unchanged."""
+        runs: dict[str, _RunState] = {}
+        file_run: dict[str, str] = {}
         for name, saved in state["runs"].items():
             files = [os.path.join(self.logdir, rel) for rel in saved["files"]]
             run_path = os.path.dirname(files[0]) if files else os.path.join(self.logdir, name)
             run = _RunState(make_run_dir(self.logdir, run_path, files))
             run.load_state_dict(saved, self.logdir)
-            for rel, reader_state in saved["files"].items():
-                path = os.path.join(self.logdir, rel)
+            for path, reader_state in zip(files, saved["files"].values()):
                 reader = EventFileReader(path, check_crc=self.check_crc)
                 reader.load_state_dict(reader_state)
                 run.files[path] = reader
-                self._file_run[path] = name
-            self._runs[name] = run
+                file_run[path] = name
+            runs[name] = run
+        self._runs, self._file_run = runs, file_run
 
 
 # -- one-shot read ----------------------------------------------------------------------

@@ -419,3 +419,47 @@ def test_file_growing_while_another_process_appends(tmp_path: Path) -> None:
         assert [a.tolist() for a in stream(batches, "run", tag)] == [
             a.tolist() for a in stream(once.batches, "run", tag)
         ]
+
+
+def test_bad_saved_state_is_rejected_and_leaves_the_reader_intact(tmp_path: Path, tb) -> None:
+    tb.scalars(tmp_path / "run", {"loss": [1.0, 2.0]})
+    watcher = LogdirReader(tmp_path)
+    watcher.poll()
+    good = watcher.state_dict()
+    with pytest.raises(ValueError, match="version"):
+        watcher.load_state_dict({"version": 999, "runs": {}})
+    broken = json.loads(json.dumps(good))
+    del broken["runs"]["run"]["next_seq"]
+    with pytest.raises(KeyError):
+        watcher.load_state_dict(broken)
+    assert watcher.state_dict() == good and list(watcher.runs) == ["run"]
+
+
+def test_status_and_checkpoint_calls_from_another_thread_while_polling(tmp_path: Path, tb) -> None:
+    """`tbmon watch` polls in a follower thread and reads `runs`/`state_dict()` from the main one."""
+    import threading
+
+    watcher = LogdirReader(tmp_path)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll_loop() -> None:
+        try:
+            while not stop.is_set():
+                watcher.poll()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=poll_loop)
+    thread.start()
+    try:
+        for i in range(40):
+            tb.scalars(tmp_path / f"run{i:02d}", {"loss": [1.0, 0.5], "lr": [0.1, 0.1]})
+            json.dumps(watcher.state_dict())
+            assert all(info.run == name for name, info in watcher.runs.items())
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert errors == []
+    watcher.poll()
+    assert len(watcher.runs) == 40 and all(r.points == 4 for r in watcher.runs.values())
