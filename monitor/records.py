@@ -120,6 +120,7 @@ class _BadRegion:
 
 _EMPTY = np.empty(0, dtype=np.int64)
 _SCAN_BYTES = 1 << 20  # resync scans garbage in 1 MiB windows: bounded temporaries
+_SNIFF_BYTES = 64 << 10  # how far past a bad byte 0 we look for a record before giving up
 
 
 class RecordFramer:
@@ -252,15 +253,30 @@ class RecordFramer:
                 return None
             return self._single(big, pos, length, size)
         kind = "bad_length_crc" if not header_ok else "too_large"
-        if pos == 0 and any(buf[:HEADER_BYTES]):
-            self.dead = True
-            what = "length CRC mismatch" if not header_ok else f"record length {length}"
-            return RecordBlock(
-                b"", _EMPTY, _EMPTY, _EMPTY, 0,
-                [FramingProblem(0, "not_event_file", f"first record does not frame ({what})")],
-            )
         self._bad = _BadRegion(kind, pos, pos + 1)
-        return self._resync(pread, size, float("inf"))
+        if pos > 0 or not any(buf[:HEADER_BYTES]):  # zeros at byte 0: maybe a torn write
+            return self._resync(pread, size, float("inf"))
+        # Garbage at byte 0: an event file with a damaged head still has verifiable records
+        # right after it; anything else (text, another format) is not an event file.
+        block = self._resync(pread, size, _SNIFF_BYTES)
+        if self._bad is None or self._plausible_at(pread, self._bad.scan_from):
+            return block
+        self._bad = None
+        self.dead = True
+        what = "length CRC mismatch" if not header_ok else f"record length {length}"
+        return RecordBlock(
+            b"", _EMPTY, _EMPTY, _EMPTY, 0,
+            [FramingProblem(0, "not_event_file", f"first record does not frame ({what})")],
+        )
+
+    def _plausible_at(self, pread: Callable[[int, int], bytes], at: int) -> bool:
+        """Does a header with a valid length CRC (record not complete yet) start at ``at``?"""
+        head = pread(at, HEADER_BYTES)
+        return (
+            len(head) == HEADER_BYTES
+            and _U64.unpack_from(head, 0)[0] <= self.max_record_bytes
+            and _U32.unpack_from(head, 8)[0] == masked_crc(head[:8])
+        )
 
     def _single(self, rec: bytes, pos: int, length: int, size: int) -> RecordBlock | None:
         """One record read on its own (larger than a block)."""
@@ -329,13 +345,7 @@ class RecordFramer:
         return _U32.unpack_from(rec, length)[0] == masked_crc(memoryview(rec)[:length])
 
     def _record_verifies(self, pread: Callable[[int, int], bytes], at: int, size: int) -> bool:
-        head = pread(at, HEADER_BYTES)
-        if len(head) < HEADER_BYTES:
-            return False
-        length = _U64.unpack_from(head, 0)[0]
-        if length > self.max_record_bytes or _U32.unpack_from(head, 8)[0] != masked_crc(head[:8]):
-            return False
-        return bool(self._candidate(pread, at, size))
+        return self._plausible_at(pread, at) and bool(self._candidate(pread, at, size))
 
 
 def _walk(buf: bytes) -> tuple[np.ndarray, int]:

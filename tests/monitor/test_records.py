@@ -451,3 +451,15 @@ def test_max_bytes_bounds_each_chunk_and_loses_nothing(tmp_path: Path) -> None:
         chunks.append(c)
     assert len(chunks) > 5
     assert points(chunks) == points([EventFileReader(path).read_new()])
+
+
+def test_damaged_first_record_of_an_event_file_is_not_mistaken_for_another_format(tmp_path: Path) -> None:
+    data = bytearray(tbx_file(tmp_path / "w", steps=10).read_bytes())
+    offs = record_offsets(bytes(data))
+    data[2] ^= 0x10  # first record's length field
+    path = tmp_path / "events.out.tfevents.1.head"
+    path.write_bytes(bytes(data))
+    reader = EventFileReader(path)
+    chunk = reader.read_new()
+    assert [(p.kind, p.offset, p.skipped_bytes) for p in chunk.problems] == [("bad_length_crc", 0, offs[1])]
+    assert sum(len(s) for s in chunk.scalars) == 20 and reader.health.is_event_file
