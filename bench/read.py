@@ -2,6 +2,7 @@
 
     python bench/read.py                 # ~2,000,000 scalar events + 4,000 histograms
     python bench/read.py --events 200000 # quicker, scaled down
+    python bench/read.py --events 200000 --hist-every 1 --methods floor,tbmon_file  # histogram-heavy
 
 The log is generated once and cached under ``bench/out/`` (gitignored). Its records are
 serialised with tensorboardX's protobuf classes and framed exactly as tensorboardX's
@@ -26,11 +27,10 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 SCALAR_TAGS = 20
 HIST_TAGS = 4
-HIST_EVERY = 100  # steps
 
 
-def generate(path: Path, events: int) -> None:
-    """Write ``events`` scalar events (20 tags per step) plus a histogram every 100 steps."""
+def generate(path: Path, events: int, hist_every: int) -> None:
+    """Write ``events`` scalar events (20 tags per step) plus 4 histograms every ``hist_every`` steps."""
     import numpy as np
     from tensorboardX.proto import event_pb2, summary_pb2
     from tensorboardX.summary import histogram
@@ -60,7 +60,7 @@ def generate(path: Path, events: int) -> None:
             for tag, v in zip(tags, vals.tolist()):
                 s = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])
                 out.append(record(event_pb2.Event(wall_time=wall, step=step, summary=s)))
-            if step % HIST_EVERY == 0:
+            if step % hist_every == 0:
                 for h in range(HIST_TAGS):
                     summ = histogram(f"grad/layer{h}", rng.normal(scale=10.0 ** -h, size=1000), bins)
                     out.append(record(event_pb2.Event(wall_time=wall, step=step, summary=summ)))
@@ -152,6 +152,7 @@ def run_child(method: str, logdir: Path, timeout: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2_000_000, help="scalar events to generate")
+    ap.add_argument("--hist-every", type=int, default=100, help="steps between histogram events (4 tags)")
     ap.add_argument("--methods", default="floor,tbmon_file,tbmon_read,tbparse,accumulator")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per method")
     ap.add_argument("--child", nargs=2, metavar=("METHOD", "LOGDIR"), help=argparse.SUPPRESS)
@@ -159,11 +160,11 @@ def main() -> None:
     if args.child:
         child(args.child[0], Path(args.child[1]))
         return
-    logdir = OUT / f"read_{args.events}"
+    logdir = OUT / f"read_{args.events}" if args.hist_every == 100 else OUT / f"read_{args.events}_h{args.hist_every}"
     path = logdir / "events.out.tfevents.1763900000.bench"
     if not path.exists():
         t = time.perf_counter()
-        generate(path, args.events)
+        generate(path, args.events, args.hist_every)
         print(f"generated {path} in {time.perf_counter() - t:.1f} s")
     size_mb = path.stat().st_size / 1e6
     print(f"log: {path} ({size_mb:.1f} MB)")
@@ -191,10 +192,10 @@ def main() -> None:
 def _fmt(r: dict, size_mb: float) -> str:
     if "error" in r:
         return f"{r['method']:12s} {r['error']}"
-    rate = r["count"] / r["seconds"] if r["count"] else float("nan")
+    rate = f"{r['count'] / r['seconds']:12,.0f}" if r["count"] else f"{'-':>12s}"  # floor decodes nothing
     return (
         f"{r['method']:12s} {r['seconds']:7.2f} s (process {r['wall']:6.2f} s)  "
-        f"{rate:12,.0f} events/s  {size_mb / r['seconds']:8.1f} MB/s  peak {r['peak_mb']:7.1f} MB  "
+        f"{rate} events/s  {size_mb / r['seconds']:8.1f} MB/s  peak {r['peak_mb']:7.1f} MB  "
         f"({r['count']:,} points)"
     )
 

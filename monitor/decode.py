@@ -93,6 +93,22 @@ class HistogramPoint:
 
 
 @dataclass
+class _SlowValues:
+    """Values found by the protobuf path in one block, as plain lists until the end."""
+
+    rec: list[int] = field(default_factory=list)  # record index of each scalar
+    k: list[int] = field(default_factory=list)  # its position among the record's values
+    tag: list[int] = field(default_factory=list)
+    step: list[int] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    histograms: list[HistogramPoint] = field(default_factory=list)
+    hist_pos: list[tuple[int, int]] = field(default_factory=list)
+    session_starts: list[int] = field(default_factory=list)
+    bad_proto: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
 class DecodedBlock:
     """Values decoded from one block of records, scalars as columns ordered by ``seq``."""
 
@@ -128,74 +144,70 @@ class EventDecoder:
         """Decode records ``buf[starts[i]:starts[i]+lengths[i]]``; seq numbers start at ``first_seq``."""
         n = int(starts.shape[0])
         u8 = np.frombuffer(buf, dtype=np.uint8)
-        fast = _match_simple_scalars(u8, starts, lengths)
-        fast_idx, f_step, f_wall, f_value, f_tag = self._fast_tags(u8, fast)
+        fast, fast_tag = self._fast_tags(u8, _match_simple_scalars(u8, starts, lengths))
+        counts = np.zeros(n, dtype=np.int64)  # values returned per record → seq numbers
+        counts[fast.idx] = 1
         slow = np.ones(n, dtype=bool)
-        slow[fast_idx] = False
-        counts = np.zeros(n, dtype=np.int64)
-        counts[fast_idx] = 1
-        out = DecodedBlock(*_EMPTY_COLS)
-        s_rec: list[int] = []
-        s_k: list[int] = []
-        s_tag: list[int] = []
-        s_step: list[int] = []
-        s_wall: list[float] = []
-        s_val: list[float] = []
-        hist_rec: list[tuple[int, int]] = []
+        slow[fast.idx] = False
+        acc = _SlowValues()
         mv = memoryview(buf)
         for r in np.flatnonzero(slow).tolist():
             a = int(starts[r])
-            try:
-                ev = _Event.FromString(mv[a : a + int(lengths[r])])
-            except DecodeError as exc:  # valid CRC, but not an Event
-                out.bad_proto.append((r, str(exc) or "protobuf decode error"))
-                continue
-            what = ev.WhichOneof("what")
-            if what == "summary":
-                k = 0
-                for v in ev.summary.value:
-                    kind, payload = self._classify(v)
-                    if kind == SCALAR:
-                        s_rec.append(r)
-                        s_k.append(k)
-                        s_tag.append(self.tag_id(v.tag))
-                        s_step.append(ev.step)
-                        s_wall.append(ev.wall_time)
-                        s_val.append(payload)
-                    elif kind == HISTOGRAM:
-                        payload.tag_id = self.tag_id(v.tag)
-                        payload.step, payload.wall_time = ev.step, ev.wall_time
-                        out.histograms.append(payload)
-                        hist_rec.append((r, k))
-                    else:
-                        continue
-                    k += 1
-                counts[r] = k
-            elif what == "session_log" and ev.session_log.status == _SESSION_START:
-                out.session_starts.append(int(ev.step))
+            counts[r] = self._decode_one(mv[a : a + int(lengths[r])], r, acc)
         base = first_seq + np.cumsum(counts) - counts
-        out.n_values = int(counts.sum())
-        for point, (r, k) in zip(out.histograms, hist_rec):
+        for point, (r, k) in zip(acc.histograms, acc.hist_pos):
             point.seq = int(base[r]) + k
-        seq = np.concatenate(
-            [base[fast_idx], base[np.array(s_rec, dtype=np.int64)] + np.array(s_k, dtype=np.int64)]
+        seq = np.concatenate([base[fast.idx], base[np.array(acc.rec, dtype=np.int64)] + np.array(acc.k, dtype=np.int64)])
+        order = np.argsort(seq, kind="stable") if acc.rec and fast.idx.size else slice(None)
+        return DecodedBlock(
+            scalar_tag=np.concatenate([fast_tag, np.array(acc.tag, dtype=np.int32)])[order],
+            scalar_seq=seq[order],
+            scalar_step=np.concatenate([fast.step, np.array(acc.step, dtype=np.int64)])[order],
+            scalar_wall_time=np.concatenate([fast.wall_time, np.array(acc.wall, dtype=np.float64)])[order],
+            scalar_value=np.concatenate([fast.value, np.array(acc.value, dtype=np.float64)])[order],
+            histograms=acc.histograms,
+            session_starts=acc.session_starts,
+            bad_proto=acc.bad_proto,
+            n_values=int(counts.sum()),
         )
-        order = np.argsort(seq, kind="stable") if s_rec and fast_idx.size else slice(None)
-        out.scalar_seq = seq[order]
-        out.scalar_tag = np.concatenate([f_tag, np.array(s_tag, dtype=np.int32)])[order]
-        out.scalar_step = np.concatenate([f_step, np.array(s_step, dtype=np.int64)])[order]
-        out.scalar_wall_time = np.concatenate([f_wall, np.array(s_wall, dtype=np.float64)])[order]
-        out.scalar_value = np.concatenate([f_value, np.array(s_val, dtype=np.float64)])[order]
-        return out
+
+    def _decode_one(self, record: memoryview, r: int, acc: _SlowValues) -> int:
+        """Decode one record with upb into ``acc``; returns how many values it yielded."""
+        try:
+            ev = _Event.FromString(record)
+        except DecodeError as exc:  # valid CRC, but not an Event
+            acc.bad_proto.append((r, str(exc) or "protobuf decode error"))
+            return 0
+        what = ev.WhichOneof("what")
+        if what == "session_log" and ev.session_log.status == _SESSION_START:
+            acc.session_starts.append(int(ev.step))
+        if what != "summary":
+            return 0
+        k = 0
+        for v in ev.summary.value:
+            kind, payload = self._classify(v)
+            if kind == SCALAR:
+                acc.rec.append(r)
+                acc.k.append(k)
+                acc.tag.append(self.tag_id(v.tag))
+                acc.step.append(ev.step)
+                acc.wall.append(ev.wall_time)
+                acc.value.append(payload)
+            elif kind == HISTOGRAM:
+                payload.tag_id = self.tag_id(v.tag)
+                payload.step, payload.wall_time = ev.step, ev.wall_time
+                acc.histograms.append(payload)
+                acc.hist_pos.append((r, k))
+            else:
+                continue
+            k += 1
+        return k
 
     # -- fast path ---------------------------------------------------------------------
-    def _fast_tags(
-        self, u8: np.ndarray, fast: _FastMatch
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Turn the matched records' tag bytes into tag ids (records that fail go slow)."""
+    def _fast_tags(self, u8: np.ndarray, fast: _FastMatch) -> tuple[_FastMatch, np.ndarray]:
+        """Tag ids of the matched records; records whose tag cannot be confirmed go slow."""
         if fast.idx.size == 0:
-            e = np.empty(0)
-            return fast.idx, e.astype(np.int64), e, e, e.astype(np.int32)
+            return fast, np.empty(0, dtype=np.int32)
         width = int(fast.tag_len.max())
         cols = np.arange(max(width, 1))
         mat = u8[np.minimum(fast.tag_at[:, None] + cols, u8.shape[0] - 1)]
@@ -221,9 +233,8 @@ class EventDecoder:
         tag_ids = lut[inverse]
         good &= tag_ids >= 0
         if not good.all():
-            fast = fast.subset(good)
-            tag_ids = tag_ids[good]
-        return fast.idx, fast.step, fast.wall_time, fast.value, tag_ids
+            return fast.subset(good), tag_ids[good]
+        return fast, tag_ids
 
     # -- slow path ---------------------------------------------------------------------
     def _classify(self, v) -> tuple[str, object]:
@@ -354,10 +365,6 @@ class _FastMatch:
         return _FastMatch(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
 
-_EMPTY_COLS = (
-    np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.int64),
-    np.empty(0, np.float64), np.empty(0, np.float64),
-)
 _VARINT_SHIFTS = (7 * np.arange(10)).astype(np.uint64)
 _MIN_SIMPLE = 9 + 6 + 5  # wall_time field + three one-byte headers/lengths + float field
 

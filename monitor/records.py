@@ -160,11 +160,6 @@ class RecordFramer:
         self.dead = False
         self._bad = None
 
-    @property
-    def pending_bad_bytes(self) -> int:
-        """Bytes held back because they do not frame yet (possibly a torn write)."""
-        return 0 if self._bad is None else self._bad.scan_from - self._bad.start
-
     # -- reading -----------------------------------------------------------------------
     def read(
         self, pread: Callable[[int, int], bytes], size: int, max_bytes: int | None = None

@@ -54,14 +54,6 @@ def tbx_file(directory: Path, steps: int = 50, tags: tuple[str, ...] = ("loss", 
     return path
 
 
-def read_all(reader: EventFileReader) -> dict[str, list[tuple[int, float]]]:
-    out: dict[str, list[tuple[int, float]]] = {}
-    chunk = reader.read_new()
-    for s in chunk.scalars:
-        out.setdefault(s.tag, []).extend(zip(s.step.tolist(), s.value.tolist()))
-    return out
-
-
 def points(chunks) -> list[tuple[int, str, int, float]]:
     """(seq, tag, step, value) of every scalar point in a sequence of chunks, seq-ordered."""
     pts = [
