@@ -584,18 +584,32 @@ def kept_mask(
 def frames(
     batches: list[RunBatch], markers: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The contract's long-form frames, built column by column with categorical run/tag."""
+    """The contract's long-form frames, built column by column with categorical run/tag.
+
+    ``batches`` may hold several batches per run (e.g. a watcher's polls, in order): the
+    pieces of each (run, tag) are joined before superseded points are dropped.
+    """
     import pandas as pd
 
     empty = (np.empty(0, np.int64), np.empty(0, np.int64))
-    s_parts: list[tuple[str, str, np.ndarray, Any]] = []
-    h_parts: list[tuple[str, str, np.ndarray, Any]] = []
-    for batch in sorted(batches, key=lambda b: b.run):
-        m_seq, m_step = markers.get(batch.run, empty)
+    scalar_pieces: dict[tuple[str, str], list[ScalarSeries]] = {}
+    hist_pieces: dict[tuple[str, str], list[HistogramSeries]] = {}
+    for batch in batches:
         for s in batch.scalars:
-            s_parts.append((batch.run, s.tag, kept_mask(s.seq, s.step, m_seq, m_step), s))
+            scalar_pieces.setdefault((batch.run, s.tag), []).append(s)
         for h in batch.histograms:
-            h_parts.append((batch.run, h.tag, kept_mask(h.seq, h.step, m_seq, m_step), h))
+            hist_pieces.setdefault((batch.run, h.tag), []).append(h)
+
+    def kept(pieces: dict, join: Callable) -> list[tuple[str, str, np.ndarray, Any]]:
+        parts = []
+        for (run, tag) in sorted(pieces):
+            series = join(pieces.pop((run, tag)))
+            m_seq, m_step = markers.get(run, empty)
+            parts.append((run, tag, kept_mask(series.seq, series.step, m_seq, m_step), series))
+        return parts
+
+    s_parts = kept(scalar_pieces, _join_scalars)
+    h_parts = kept(hist_pieces, _join_histograms)
 
     def keys(parts: list) -> dict[str, Any]:
         runs = sorted({p[0] for p in parts})

@@ -445,7 +445,7 @@ def test_status_and_checkpoint_calls_from_another_thread_while_polling(tmp_path:
 
     def poll_loop() -> None:
         try:
-            while not stop.is_set():
+            while not stop.wait(0.002):
                 watcher.poll()
         except BaseException as exc:  # surfaced below
             errors.append(exc)
@@ -463,3 +463,28 @@ def test_status_and_checkpoint_calls_from_another_thread_while_polling(tmp_path:
     assert errors == []
     watcher.poll()
     assert len(watcher.runs) == 40 and all(r.points == 4 for r in watcher.runs.values())
+
+
+def test_restart_seen_live_is_recorded_as_by_read(tmp_path: Path, tb) -> None:
+    """The watcher sees the first job, then the resumed one in a later poll: same restarts,
+    and its batches rebuild the same frames as read()."""
+    rng = np.random.default_rng(1)
+    watcher = LogdirReader(tmp_path)
+    tb.scalars(tmp_path, {"loss": [float(s) for s in range(30)]}, backend="torch")
+    tb.histograms(tmp_path, {"grad/w": [rng.normal(size=50) for _ in range(30)]}, backend="torch")
+    live = [watcher.poll()]
+    tb.scalars(tmp_path, {"loss": [-1.0] * 10}, steps=range(20, 30), backend="torch", purge_step=20)
+    tb.histograms(tmp_path, {"grad/w": [np.ones(3)] * 10}, steps=range(20, 30), backend="torch")
+    live.append(watcher.poll())
+    once = read(tmp_path)
+    assert watcher.runs["."].restarts == once.runs[0].restarts
+    (restart,) = once.runs[0].restarts
+    assert (restart.step, restart.previous_step, restart.cause) == (20, 29, "session_start")
+    hist = once.histograms
+    assert hist.step.tolist() == list(range(30)) and hist.num.tolist() == [50.0] * 20 + [3.0] * 10
+    markers = {".": watcher._runs["."].purge_markers()}
+    scalars, histograms = reader_module.frames([b for p in live for b in p.batches], markers)
+    # The per-poll batches are pieces of the same stream: they give the same frames.
+    pd.testing.assert_frame_equal(scalars, once.scalars)
+    pd.testing.assert_frame_equal(histograms.drop(columns=["bucket_limits", "bucket_counts"]),
+                                  once.histograms.drop(columns=["bucket_limits", "bucket_counts"]))
