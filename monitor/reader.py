@@ -143,7 +143,6 @@ class _RunState:
 
     def __init__(self, run_dir: RunDir) -> None:
         self.run = run_dir.run
-        self.path = run_dir.path
         self.experiment_dir = run_dir.experiment_dir
         self.role = run_dir.role
         self.files: dict[str, EventFileReader] = {}
@@ -177,30 +176,50 @@ class _RunState:
             if self._went_back(step, path, first_wall, "session_start", base):
                 for state in self.tags.values():
                     state.last_step = min(state.last_step, step - 1)
-        for kind, group in (("scalar", scalars), ("histogram", histograms)):
-            for s in group:
-                self._ingest_series(kind, s, path)
+        tagged = [("scalar", s) for s in scalars] + [("histogram", h) for h in histograms]
+        self._note_regressions(tagged, path)
+        for kind, s in tagged:
+            self._update(kind, s)
         return scalars, histograms
 
-    def _ingest_series(self, kind: str, s: ScalarSeries | HistogramSeries, path: str) -> None:
+    def _note_regressions(self, tagged: list[tuple[str, Any]], path: str) -> None:
+        """Record where a tag's step went back, in arrival order, unless a restart already
+        recorded since the tag's previous point explains it. Vectorised: Python only runs
+        for actual regressions, and stops once the listing is full."""
+        found = []
+        for k, (kind, s) in enumerate(tagged):
+            state = self.tags.get((kind, s.tag))
+            step = s.step
+            prev = np.empty_like(step)
+            prev[1:] = step[:-1]
+            prev[0] = step[0] if state is None else state.last_step
+            idx = np.flatnonzero(step < prev)
+            if idx.size:
+                first_prev_seq = state.last_seq if state is not None else -1
+                prev_seq = np.where(idx == 0, first_prev_seq, s.seq[idx - 1])
+                found.append((s.seq[idx], step[idx], prev[idx], prev_seq, idx, np.full(idx.size, k)))
+        if not found or self.restarts_truncated:
+            return
+        seq, step, prev, prev_seq, idx, which = (np.concatenate(c) for c in zip(*found))
+        for j in np.argsort(seq, kind="stable").tolist():
+            if self.restarts_truncated:
+                return
+            if not self._explained(int(step[j]), int(prev_seq[j])):
+                s = tagged[int(which[j])][1]
+                self._add_restart(
+                    Restart(int(step[j]), int(prev[j]), path, _wall(s.wall_time[idx[j]]), "step_regression",
+                            int(seq[j]), s.tag)
+                )
+
+    def _update(self, kind: str, s: ScalarSeries | HistogramSeries) -> None:
+        """Fold one series into the run's cumulative facts."""
         key = (kind, s.tag)
         state = self.tags.get(key)
-        step = s.step
-        prev = np.empty_like(step)
-        prev[1:] = step[:-1]
-        prev[0] = step[0] if state is None else state.last_step
-        for i in np.flatnonzero(step < prev).tolist():
-            prev_seq = state.last_seq if i == 0 and state is not None else int(s.seq[i - 1])
-            if not self._explained(int(step[i]), prev_seq):
-                self._add_restart(
-                    Restart(int(step[i]), int(prev[i]), path, _wall(s.wall_time[i]), "step_regression",
-                            int(s.seq[i]), s.tag)
-                )
         if state is None:
-            self.tags[key] = _TagState(int(step[-1]), int(s.seq[-1]))
+            self.tags[key] = _TagState(int(s.step[-1]), int(s.seq[-1]))
         else:
-            state.last_step, state.last_seq = int(step[-1]), int(s.seq[-1])
-        lo = int(step.min())
+            state.last_step, state.last_seq = int(s.step[-1]), int(s.seq[-1])
+        lo = int(s.step.min())
         self.first_step = lo if self.first_step is None else min(self.first_step, lo)
         self.points += len(s)
         walls = s.wall_time[np.isfinite(s.wall_time)]

@@ -488,3 +488,19 @@ def test_restart_seen_live_is_recorded_as_by_read(tmp_path: Path, tb) -> None:
     pd.testing.assert_frame_equal(scalars, once.scalars)
     pd.testing.assert_frame_equal(histograms.drop(columns=["bucket_limits", "bucket_counts"]),
                                   once.histograms.drop(columns=["bucket_limits", "bucket_counts"]))
+
+
+def test_one_restart_for_all_tags_going_back_together_within_a_file(tmp_path: Path, tb) -> None:
+    steps = list(range(10)) + list(range(5, 10))
+    tb.scalars(tmp_path, {"a": [1.0] * 15, "b": [2.0] * 15, "c": [3.0] * 15}, steps=steps)
+    (restart,) = read(tmp_path).runs[0].restarts
+    assert (restart.step, restart.previous_step, restart.tag) == (5, 9, "a")
+
+
+def test_steps_that_are_not_a_clock_cannot_flood_the_restart_list(tmp_path: Path, tb, monkeypatch) -> None:
+    monkeypatch.setattr(reader_module, "MAX_LISTED_RESTARTS", 5)
+    steps = np.random.default_rng(3).integers(0, 1000, size=400).tolist()
+    tb.scalars(tmp_path, {"x": [0.0] * 400}, steps=steps)
+    info = read(tmp_path).runs[0]
+    assert len(info.restarts) == 5 and info.restarts_truncated
+    assert [r.seq for r in info.restarts] == sorted(r.seq for r in info.restarts)
