@@ -571,7 +571,10 @@ def _check_logdir(path: str) -> None:
     if not os.path.exists(path):
         raise UsageError(f"logdir {path!r} does not exist")
     if not os.path.isdir(path):
-        raise UsageError(f"logdir {path!r} is not a directory")
+        hint = ""
+        if is_event_file_name(os.path.basename(path)):
+            hint = f" (pass the folder that holds it: {os.path.dirname(path) or '.'!r})"
+        raise UsageError(f"logdir {path!r} is not a directory{hint}")
     try:
         with os.scandir(path):
             pass

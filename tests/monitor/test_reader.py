@@ -213,8 +213,11 @@ def test_unreadable_logdir_is_a_one_line_usage_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="not a directory"):
         read(tmp_path / "file")
-    for exc in (UsageError,):
-        assert "\n" not in str(pytest.raises(exc, read, tmp_path / "missing").value)
+    event_file = tmp_path / "events.out.tfevents.1700000000.host"
+    event_file.write_bytes(b"")
+    with pytest.raises(UsageError, match="pass the folder that holds it") as info:
+        read(event_file)
+    assert "\n" not in str(info.value) and repr(str(tmp_path)) in str(info.value)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
