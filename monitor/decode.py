@@ -208,9 +208,13 @@ class EventDecoder:
         """Tag ids of the matched records; records whose tag cannot be confirmed go slow."""
         if fast.idx.size == 0:
             return fast, np.empty(0, dtype=np.int32)
-        width = int(fast.tag_len.max())
-        cols = np.arange(max(width, 1))
-        mat = u8[np.minimum(fast.tag_at[:, None] + cols, u8.shape[0] - 1)]
+        width = max(int(fast.tag_len.max()), 1)
+        cols = np.arange(width)
+        # Tags sit inside their records, so rows never run past the buffer except for
+        # the last record's short tag: pad one block-tail copy instead of clipping all.
+        if int(fast.tag_at.max()) + width > u8.shape[0]:
+            u8 = np.concatenate([u8, np.zeros(width, dtype=np.uint8)])
+        mat = _rows(u8, fast.tag_at, width).copy()
         mat[cols[None, :] >= fast.tag_len[:, None]] = 0
         # Group equal tags by a 64-bit hash of (length, bytes), then verify every row
         # against its group's representative, so a hash collision can never merge tags.
@@ -365,35 +369,43 @@ class _FastMatch:
         return _FastMatch(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
 
-_VARINT_SHIFTS = (7 * np.arange(10)).astype(np.uint64)
 _MIN_SIMPLE = 9 + 6 + 5  # wall_time field + three one-byte headers/lengths + float field
+
+
+def _rows(u8: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
+    """``width`` consecutive bytes at each offset, as an (N, width) array (one row gather)."""
+    return np.lib.stride_tricks.sliding_window_view(u8, width)[at]
 
 
 def _match_simple_scalars(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> _FastMatch:
     """Records whose bytes are exactly one simple_value scalar event (see module doc).
 
-    Every gather index is clipped to the buffer; a record only matches if its computed end
-    equals its real end, which guarantees no clipped byte took part in a match.
+    Byte reads are clipped to the buffer; a record only matches if its computed end equals
+    its real end, which guarantees that no clipped byte took part in a match.
     """
-    hi = u8.shape[0] - 1
-    cand = np.flatnonzero((lengths >= _MIN_SIMPLE) & (u8[np.minimum(starts, hi)] == 0x09))
+    def at(pos: np.ndarray) -> np.ndarray:
+        return u8.take(pos, mode="clip")
+
+    cand = np.flatnonzero((lengths >= _MIN_SIMPLE) & (at(starts) == 0x09))
     s = starts[cand]
     end = s + lengths[cand]
-
-    def at(pos: np.ndarray) -> np.ndarray:
-        return u8[np.minimum(pos, hi)]
-
     p = s + 9
     has_step = at(p) == 0x10
-    vb = u8[np.minimum((p + 1)[:, None] + np.arange(10), hi)]
-    cont = vb >= 0x80
-    vlen = np.argmin(cont, axis=1) + 1  # bytes in the step varint
-    varint_ok = ~cont.all(axis=1)
-    used = np.arange(10) < vlen[:, None]
-    step = ((vb & 0x7F).astype(np.uint64) << _VARINT_SHIFTS)
-    step = np.where(used, step, np.uint64(0)).sum(axis=1, dtype=np.uint64).view(np.int64)
+    # Step varint, one byte column at a time while any record still continues (steps
+    # below 2**21 need 3 columns); a 10th byte that still continues is malformed.
+    byte = at(p + 1)
+    step = (byte & 0x7F).astype(np.uint64)
+    going = byte >= 0x80
+    vlen = np.ones(s.shape, dtype=np.int64)
+    for k in range(1, 10):
+        if not going.any():
+            break
+        byte = at(p + 1 + k)
+        step |= np.where(going, (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
+        vlen += going
+        going &= byte >= 0x80
+    ok = ~going | ~has_step
     q = np.where(has_step, p + 1 + vlen, p)
-    ok = varint_ok | ~has_step
     slen, vlen2, tlen = at(q + 1).astype(np.int64), at(q + 3).astype(np.int64), at(q + 5).astype(np.int64)
     ok &= (at(q) == 0x2A) & (at(q + 2) == 0x0A) & (at(q + 4) == 0x0A)
     ok &= (slen < 0x80) & (vlen2 < 0x80) & (tlen < 0x80)
@@ -401,13 +413,11 @@ def _match_simple_scalars(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarra
     ok &= (q + 11 + tlen == end) & (at(q + 6 + tlen) == 0x15)
     keep = np.flatnonzero(ok)
     s, q, tlen = s[keep], q[keep], tlen[keep]
-    wall = np.ascontiguousarray(u8[(s + 1)[:, None] + np.arange(8)]).view("<f8").ravel()
-    value = np.ascontiguousarray(u8[(q + 7 + tlen)[:, None] + np.arange(4)]).view("<f4").ravel()
     return _FastMatch(
         cand[keep],
-        np.where(has_step[keep], step[keep], 0),
-        wall,
-        value.astype(np.float64),
+        np.where(has_step[keep], step[keep].view(np.int64), 0),
+        _rows(u8, s + 1, 8).copy().view("<f8").ravel(),
+        _rows(u8, q + 7 + tlen, 4).copy().view("<f4").ravel().astype(np.float64),
         q + 6,
         tlen,
     )
