@@ -273,7 +273,7 @@ class _RunState:
         # thread while another thread polls.
         tags = list(self.tags.items())
         files = []
-        for path, reader in list(self.files.items()):
+        for path, reader in sorted(list(self.files.items()), key=lambda kv: os.path.basename(kv[0])):
             try:
                 size: int | None = os.stat(path).st_size
             except OSError:
@@ -409,7 +409,7 @@ class LogdirReader:
         return result
 
     def _rescan(self, result: PollResult) -> list[str]:
-        """Walk the tree once; return every file to read (known ones first, new ones added)."""
+        """Walk the tree once, add the new files; return every file to read."""
         found = discover(self.logdir)
         self._note_unreadable_dirs(found.unreadable_dirs, result)
         for run_dir in found.runs:
@@ -453,7 +453,6 @@ class LogdirReader:
             result.new_runs.append(run_dir.run)
         run.changed()
         run.files[path] = EventFileReader(path, check_crc=self.check_crc)
-        run.files = dict(sorted(run.files.items(), key=lambda kv: os.path.basename(kv[0])))
         self._file_run[path] = run.run
 
     def _note_unreadable_dirs(self, dirs: Iterable[str], result: PollResult, *, clear: bool = True) -> None:
