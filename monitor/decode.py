@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -35,6 +36,9 @@ _CONTENT_DTYPE = {
     1: "<f4", 2: "<f8", 3: "<i4", 4: "u1", 5: "<i2", 6: "i1", 9: "<i8", 10: "?",
     17: "<u2", 19: "<f2", 22: "<u4", 23: "<u8",
 }
+# Scalars have 1 element and TF2 histograms k*3 (30 buckets by default); anything far larger
+# is not a summary we use, and must not be materialised from a tiny broadcast field.
+_MAX_TENSOR_ELEMENTS = 1 << 20
 _DT_BFLOAT16 = 14
 _DT_HALF = 19
 _INT_VAL_DTYPES = {3, 4, 5, 6, 17}
@@ -257,7 +261,10 @@ class EventDecoder:
         if which == "histo":
             if kind is None:
                 self.kinds[tag] = HISTOGRAM
-            return HISTOGRAM, _from_histogram_proto(v.histo)
+            point = _from_histogram_proto(v.histo)
+            if point.bucket_limits.shape != point.bucket_counts.shape:
+                return OTHER, None  # malformed: edges and counts must pair up
+            return HISTOGRAM, point
         if which == "tensor" and kind == SCALAR:
             values = tensor_to_numpy(v.tensor)
             if values is not None and values.size == 1:
@@ -307,9 +314,9 @@ def tensor_to_numpy(t) -> np.ndarray | None:
     field shorter than the shape is broadcast with its last value, as TensorFlow does.
     """
     shape = tuple(d.size for d in t.tensor_shape.dim)
-    if any(s < 0 for s in shape):
+    count = math.prod(shape)  # exact (no int64 overflow on absurd shapes)
+    if any(s < 0 for s in shape) or count > _MAX_TENSOR_ELEMENTS:
         return None
-    count = int(np.prod(shape)) if shape else 1
     dtype = t.dtype
     if t.tensor_content:
         raw = t.tensor_content

@@ -306,3 +306,17 @@ print(chunk.scalars[0].value.tolist())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[3.0]"
+
+
+def test_absurd_tensor_shapes_and_malformed_histograms_are_skipped(tmp_path: Path) -> None:
+    huge = tensor_pb2.TensorProto(dtype=1, tensor_shape=shape(1 << 40, 3), float_val=[1.0])
+    overflow = tensor_pb2.TensorProto(dtype=1, tensor_shape=shape(1 << 62, 1 << 62), float_val=[1.0])
+    odd = summary_pb2.HistogramProto(num=1, bucket_limit=[1.0, 2.0], bucket=[1.0])
+    ok = tensor_pb2.TensorProto(dtype=1, tensor_shape=shape(), float_val=[9.0])
+    ev = event_pb2.Event(step=1, summary=summary_pb2.Summary(value=[
+        tensor_value("h", huge, "histograms"), tensor_value("s", overflow, "scalars"),
+        summary_pb2.Summary.Value(tag="odd", histo=odd), tensor_value("fine", ok, "scalars"),
+    ]))
+    chunk = EventFileReader(write_events(tmp_path / "events.out.tfevents.1.abs", [ev])).read_new()
+    assert chunk.problems == [] and chunk.histograms == []
+    assert [(s.tag, s.value.tolist()) for s in chunk.scalars] == [("fine", [9.0])]
