@@ -507,3 +507,17 @@ def test_steps_that_are_not_a_clock_cannot_flood_the_restart_list(tmp_path: Path
     info = read(tmp_path).runs[0]
     assert len(info.restarts) == 5 and info.restarts_truncated
     assert [r.seq for r in info.restarts] == sorted(r.seq for r in info.restarts)
+
+
+def test_a_corrupt_record_costs_one_point_and_is_reported_once(tmp_path: Path, tb) -> None:
+    path = tb.scalars(tmp_path / "run", {"loss": [float(s) for s in range(50)]})
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside some record: its data CRC (or header) no longer matches
+    path.write_bytes(bytes(data))
+    result = read(tmp_path)
+    assert len(result.problems) == 1 and result.problems[0].path == str(path)
+    assert len(result.scalars) == 49
+    watcher = LogdirReader(tmp_path)
+    assert len(watcher.poll().problems) == 1
+    assert watcher.poll().problems == [] and watcher.poll([path]).problems == []
+    assert watcher.runs["run"].files[0].problems == {result.problems[0].kind: 1}
