@@ -365,14 +365,62 @@ def _walk(buf: bytes) -> tuple[np.ndarray, int]:
 
 
 def _bad_data_crc(buf: bytes, u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Mask of records whose data CRC does not match their footer."""
     ds = starts + HEADER_BYTES
-    slices = map(slice, ds.tolist(), (ds + lengths).tolist())
-    # map() chains keep the per-record loop in C: one crc32c call on a memoryview slice each
-    raw = np.fromiter(
-        map(crc32c.crc32c, map(memoryview(buf).__getitem__, slices)), dtype=np.uint32, count=ds.size
-    )
+    raw = np.empty(ds.shape, dtype=np.uint32)
+    by_call = lengths > _TABLE_CRC_MAX
+    small = lengths[~by_call]
+    sizes, counts = np.unique(small, return_counts=True)
+    for size, count in zip(sizes.tolist(), counts.tolist()):
+        if count < _TABLE_CRC_MIN_GROUP:
+            by_call |= lengths == size
+            continue
+        rows = np.flatnonzero(lengths == size)
+        raw[rows] = _crc_same_length(u8, ds[rows], size)
+    rows = np.flatnonzero(by_call)
+    if rows.size:
+        a = ds[rows]
+        slices = map(slice, a.tolist(), (a + lengths[rows]).tolist())
+        # map() chains keep the per-record loop in C: one crc32c call per memoryview slice
+        raw[rows] = np.fromiter(
+            map(crc32c.crc32c, map(memoryview(buf).__getitem__, slices)), dtype=np.uint32, count=a.size
+        )
     masked = ((raw >> np.uint32(15)) | (raw << np.uint32(17))) + np.uint32(_MASK_DELTA)
-    return masked != _gather_u32(u8, starts + HEADER_BYTES + lengths)
+    return masked != _gather_u32(u8, ds + lengths)
+
+
+def _distance_tables(depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tables to compute CRC-32C of many equal-length short messages with numpy.
+
+    CRC-32C of an L-byte message is affine: crc(m) = crc(0^L) ^ XOR_k T[L-1-k][m_k], where
+    T[d][b] is the (zero-init) contribution of byte b followed by d bytes. T[0] comes from
+    the crc32c package; each further row is the previous one shifted through one zero
+    byte (the CRC register update), so no polynomial is hand-coded here.
+    """
+    zero = crc32c.crc32c(b"\0")
+    tables = np.empty((depth, 256), dtype=np.uint32)
+    tables[0] = [crc32c.crc32c(bytes([b])) ^ zero for b in range(256)]
+    for d in range(1, depth):
+        prev = tables[d - 1]
+        tables[d] = (prev >> np.uint32(8)) ^ tables[0][prev & np.uint32(0xFF)]
+    of_zeros = np.array([crc32c.crc32c(bytes(n)) for n in range(depth + 1)], dtype=np.uint32)
+    return tables, of_zeros
+
+
+# Short records (every scalar event) are CRC-checked ~2.4x faster by table lookups over
+# all equal-length records of a block at once than by one crc32c call each (bench/read.py).
+_TABLE_CRC_MAX = 256
+_TABLE_CRC_MIN_GROUP = 16
+_DIST_TABLES, _CRC_OF_ZEROS = _distance_tables(_TABLE_CRC_MAX)
+
+
+def _crc_same_length(u8: np.ndarray, data_starts: np.ndarray, size: int) -> np.ndarray:
+    """Plain CRC-32C of ``size`` bytes at each start, vectorised over the records."""
+    mat = np.lib.stride_tricks.sliding_window_view(u8, size)[data_starts]
+    crc = np.full(data_starts.shape, _CRC_OF_ZEROS[size], dtype=np.uint32)
+    for k in range(size):
+        crc ^= _DIST_TABLES[size - 1 - k][mat[:, k]]
+    return crc
 
 
 def _plausible_headers(u8: np.ndarray, max_length: int) -> np.ndarray:

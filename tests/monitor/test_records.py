@@ -455,3 +455,16 @@ def test_damaged_first_record_of_an_event_file_is_not_mistaken_for_another_forma
     chunk = reader.read_new()
     assert [(p.kind, p.offset, p.skipped_bytes) for p in chunk.problems] == [("bad_length_crc", 0, offs[1])]
     assert sum(len(s) for s in chunk.scalars) == 20 and reader.health.is_event_file
+
+
+def test_vectorised_crc_equals_crc32c_for_every_short_length() -> None:
+    import crc32c
+
+    from tbmon.monitor.records import _crc_same_length
+
+    rng = np.random.default_rng(5)
+    for size in range(1, 257):
+        msgs = rng.integers(0, 256, size=(3, size), dtype=np.uint8)
+        buf = np.concatenate([np.zeros(7, np.uint8), msgs.ravel()])
+        got = _crc_same_length(buf, 7 + size * np.arange(3), size)
+        assert got.tolist() == [crc32c.crc32c(m.tobytes()) for m in msgs], size
