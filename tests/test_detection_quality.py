@@ -1,0 +1,158 @@
+"""Detection quality of tbmon's analyzers on a labelled corpus of real tiny trainings (issue #3).
+
+The corpus (tests/scenarios) is built once per module: ~48 CPU trainings written with tensorboardX and
+torch.utils.tensorboard in the tag styles of the contract. Labels come from the data by criteria that share
+nothing with the rules (tests/scenarios/labels.py). Floors come from the issue: recall >= 0.95 per fixed
+kind, no false alarm (>= warning) on a healthy run, median detection delay < 5% of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tbmon.analyzers.alerts import Alert
+from tests.scenarios.catalog import SCENARIOS
+from tests.scenarios.corpus import Labelled, build
+from tests.scenarios.labels import Series, Signals, divergence_onset, exploding_onset, overfitting_onset, vanishing_onset
+from tests.scenarios.scoring import FIXED_KINDS, score
+
+RECALL_FLOOR = 0.95
+MEDIAN_DELAY_FLOOR = 0.05
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Labelled]]:
+    root = tmp_path_factory.mktemp("detection-corpus")
+    return root, build(root)
+
+
+# --- the corpus itself --------------------------------------------------------------------------------
+
+def test_every_scenario_shows_exactly_what_it_was_built_for(corpus: tuple[Path, list[Labelled]]) -> None:
+    broken = []
+    for item in corpus[1]:
+        intended = set(item.scenario.kinds)
+        if intended and not intended <= set(item.onsets):
+            broken.append(f"{item.scenario.name}: built for {sorted(intended)}, data shows {item.onsets}")
+        if not intended and item.onsets:
+            broken.append(f"{item.scenario.name}: healthy, but data meets {item.onsets}")
+    assert not broken, "\n".join(broken)
+
+
+def test_corpus_is_big_and_varied_enough(corpus: tuple[Path, list[Labelled]]) -> None:
+    items = corpus[1]
+    assert sum(1 for i in items if not i.scenario.kinds) >= 10
+    for kind in FIXED_KINDS:
+        positives = [i for i in items if kind in i.scenario.kinds]
+        assert len(positives) >= 8, kind
+        assert len({i.scenario.recipe.model for i in positives} | {i.scenario.recipe.data for i in positives}) >= 3, kind
+    assert {i.scenario.writer for i in items} == {"tensorboardX", "torch"}
+    assert {i.scenario.style for i in items} >= {"slash", "flat", "lightning", "hf", "keras"}
+
+
+def test_hf_nan_filter_scenario_logs_zero_loss_beside_nan_grad_norm(corpus: tuple[Path, list[Labelled]]) -> None:
+    from tests.scenarios.labels import read_run
+
+    run = read_run(corpus[0] / "diverge_hf_nan_filter")
+    loss, grad_norm = run.scalars["loss"], run.scalars["grad_norm"]
+    assert np.isfinite(loss.value).all()
+    nan_steps = grad_norm.step[np.isnan(grad_norm.value)]
+    assert nan_steps.size and (loss.value[np.isin(loss.step, nan_steps)] == 0.0).any()
+
+
+def test_restart_scenarios_really_go_back_in_steps(corpus: tuple[Path, list[Labelled]]) -> None:
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    for name, resumed_at in (("healthy_restart_purge", 100), ("healthy_restart_no_purge", 80)):
+        files = sorted((corpus[0] / name).glob("*.tfevents.*"), key=lambda p: p.name.endswith(".resumed"))
+        assert len(files) == 2, name
+        steps = [[e.step for e in LegacyEventFileLoader(str(f)).Load() if e.summary.value] for f in files]
+        assert max(steps[0]) > resumed_at and min(steps[1]) == resumed_at, name
+
+
+# --- the label criteria can fail (synthetic curves) ---------------------------------------------------
+
+def _sig(train: list[float], val: list[float] | None = None, grad: list[float] | None = None,
+         first: list[float] | None = None, last: list[float] | None = None) -> Signals:
+    def s(values: list[float] | None, every: int = 1) -> Series | None:
+        return None if values is None else Series(np.arange(len(values)) * every, np.array(values, dtype=float))
+    val_values = val if val is not None else [1.0] * 10
+    return Signals(s(train), s(val_values, max(1, len(train) // len(val_values))), s(grad), s(first), s(last),
+                   len(train) - 1)
+
+
+def test_divergence_criterion_ignores_noisy_small_batches_but_not_blow_ups() -> None:
+    rng = np.random.default_rng(0)
+    noisy = list(2.3 * np.exp(-np.arange(200) / 20) + rng.exponential(0.05, 200))
+    assert divergence_onset(_sig(noisy)) is None
+    blown = noisy[:120] + [5.0 + v for v in noisy[120:]]
+    assert divergence_onset(_sig(blown)) == 120
+    assert divergence_onset(_sig(noisy[:50] + [math.nan] * 150)) == 50
+
+
+def test_overfitting_criterion_needs_rising_val_and_falling_train() -> None:
+    train = list(np.exp(-np.arange(200) / 30))
+    plateau = list(1 / (1 + np.arange(20) / 3) + 0.5)
+    rising = list(np.abs(np.arange(20) - 5) * 0.1 + 1.0)
+    assert overfitting_onset(_sig(train, plateau)) is None
+    assert overfitting_onset(_sig(train, rising)) == 50
+    assert overfitting_onset(_sig([1.0] * 200, rising)) is None
+
+
+def test_gradient_criteria_use_layer_ratios_and_growth() -> None:
+    train = [2.3] * 200
+    ones = [1.0] * 20
+    assert vanishing_onset(_sig(train, first=[1e-6] * 20, last=ones)) == 0
+    assert vanishing_onset(_sig(train, first=[0.5] * 20, last=ones)) is None
+    assert exploding_onset(_sig(train, first=[100.0] * 20, last=ones)) == 0
+    assert exploding_onset(_sig(train, grad=[1.0] * 100 + [1000.0] * 100)) == 100
+    assert exploding_onset(_sig(train, grad=[1.0, 0.5] + [0.01] * 198)) is None
+
+
+# --- the scoring ----------------------------------------------------------------------------------------
+
+def test_scoring_counts_recall_delay_premature_and_false_alarms(corpus: tuple[Path, list[Labelled]]) -> None:
+    items = {i.scenario.name: i for i in corpus[1]}
+    spike, healthy = items["diverge_adam_spike"], items["healthy_adam_cnn"]
+    onset = spike.onsets["divergence"]
+    alerts = [
+        Alert("diverge_adam_spike", "divergence", "critical", onset - 100, 0.0, "loss", "too early"),
+        Alert("diverge_adam_spike", "divergence", "critical", onset + 4, 0.0, "loss", "caught"),
+        Alert("diverge_adam_spike", "loss_plateau", "warning", 10, 0.0, "loss", "other"),
+        Alert("healthy_adam_cnn", "overfitting", "warning", 50, 0.0, "valid_loss", "false"),
+        Alert("healthy_adam_cnn", "loss_plateau", "info", 60, 0.0, "train_loss", "info only"),
+    ]
+    report = score([spike, healthy], alerts)
+    row = report.kind_row("divergence")
+    assert (row.positives, row.detected, row.premature) == (1, 1, 1)
+    assert row.median_delay == pytest.approx(4 / spike.run_length)
+    assert report.false_alarm_count() == 1
+    assert len(report.healthy[0].info) == 1
+    assert report.results[0].other_kind[0][1] is False
+    assert score([spike], []).kind_row("divergence").recall == 0.0
+
+
+# --- the analyzers against the floors -------------------------------------------------------------------
+
+def test_detection_quality_meets_the_floors(corpus: tuple[Path, list[Labelled]]) -> None:
+    analyzers = pytest.importorskip("tbmon.analyzers")
+    if not hasattr(analyzers, "analyze"):
+        pytest.skip("tbmon.analyzers.analyze has not landed yet")
+    from tests.scenarios.scoring import evaluate
+
+    report = evaluate(corpus[0], corpus[1])
+    print("\n" + report.table() + "\n\n" + report.details())
+    failures = []
+    for kind in FIXED_KINDS:
+        row = report.kind_row(kind)
+        if row.recall < RECALL_FLOOR:
+            failures.append(f"{kind}: recall {row.recall:.2f} < {RECALL_FLOOR}")
+        if row.median_delay is None or row.median_delay >= MEDIAN_DELAY_FLOOR:
+            failures.append(f"{kind}: median delay {row.median_delay} >= {MEDIAN_DELAY_FLOOR}")
+    if report.false_alarm_count():
+        failures.append(f"{report.false_alarm_count()} false alarms on healthy runs")
+    assert not failures, "\n".join(failures) + "\n" + report.details()
