@@ -16,10 +16,12 @@ directory name alone, so it does not change when the sibling appears later in a 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 EVENT_FILE_MARKER = "tfevents"
 IGNORED_SUFFIXES = (".profile-empty",)
+_DIGITS = re.compile(r"(\d+)")
 
 # Keras writes `train` and `validation`; other trainers use the short forms.
 ROLE_OF_DIR_NAME = {
@@ -55,6 +57,17 @@ def is_event_file_name(name: str) -> bool:
     return EVENT_FILE_MARKER in name and not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES)
 
 
+def file_order_key(path: str) -> tuple:
+    """Sort key of an event file within its run: its name, with digit runs compared as numbers.
+
+    The 10-digit time leads every writer's name, so this is creation order; comparing the
+    rest numerically also orders torch's per-process counter (``….<pid>.9`` before
+    ``….<pid>.10``) for files created in the same second, which plain string order gets wrong.
+    """
+    parts = _DIGITS.split(os.path.basename(path))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p)
+
+
 def run_name(logdir: str, directory: str) -> str:
     """The contract's run name: ``directory`` relative to ``logdir``, ``/``-separated, ``.`` for the root."""
     rel = os.path.relpath(directory, logdir)
@@ -73,13 +86,13 @@ def keras_pairing(run: str) -> tuple[str | None, str | None]:
 
 
 def make_run_dir(logdir: str, directory: str, files: list[str]) -> RunDir:
-    """A RunDir for ``directory`` with its event files (absolute paths) sorted by name."""
+    """A RunDir for ``directory`` with its event files (absolute paths) in creation order."""
     run = run_name(logdir, directory)
     experiment_dir, role = keras_pairing(run)
     return RunDir(
         run=run,
         path=directory,
-        files=tuple(sorted(files, key=os.path.basename)),
+        files=tuple(sorted(files, key=file_order_key)),
         experiment_dir=experiment_dir,
         role=role,
     )

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
-from tbmon.monitor.discovery import RunDir, discover, is_event_file_name, make_run_dir
+from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
 from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
 from tbmon.monitor.exit_codes import UsageError
 
@@ -273,7 +273,7 @@ class _RunState:
         # thread while another thread polls.
         tags = list(self.tags.items())
         files = []
-        for path, reader in sorted(list(self.files.items()), key=lambda kv: os.path.basename(kv[0])):
+        for path, reader in sorted(list(self.files.items()), key=lambda kv: file_order_key(kv[0])):
             try:
                 size: int | None = os.stat(path).st_size
             except OSError:
@@ -398,7 +398,7 @@ class LogdirReader:
         for name in sorted(by_run):
             run = self._runs[name]
             builder = _BatchBuilder()
-            for path in sorted(by_run[name], key=os.path.basename):
+            for path in sorted(by_run[name], key=file_order_key):
                 self._read_file(run, path, builder, result, progress)
             batch = builder.build(run)
             if not batch.is_empty():

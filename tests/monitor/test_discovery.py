@@ -44,6 +44,15 @@ def test_files_are_sorted_by_name_and_lookalikes_ignored(tmp_path: Path) -> None
     }
 
 
+def test_same_second_torch_files_keep_their_creation_order(tmp_path: Path) -> None:
+    """torch names files <time>.<host>.<pid>.<counter>: counter 10 sorts before 9 as text."""
+    names = [f"events.out.tfevents.1700000000.host.4242.{n}" for n in (8, 9, 10, 11)]
+    names.append("events.out.tfevents.1700000001.host.4242.3")
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert runs_of(tmp_path) == {".": names}
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
