@@ -39,47 +39,22 @@ def masked_crc(data: bytes | memoryview) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _length_crc_tables() -> tuple[np.ndarray, int]:
-    """Per-position contribution tables for the CRC of an 8-byte length field.
-
-    CRC-32C of a fixed-length message is affine over GF(2): crc(x) = c0 ^ XOR_k T[k][x_k].
-    The tables are computed with the crc32c package itself (2,048 calls, once), which lets
-    numpy verify the length CRCs of a whole block, or of every byte position during a
-    resync scan, without a Python call per record.
-    """
-    zero = bytes(8)
-    c0 = crc32c.crc32c(zero)
-    tables = np.empty((8, 256), dtype=np.uint32)
-    for k in range(8):
-        for b in range(256):
-            msg = bytearray(zero)
-            msg[k] = b
-            tables[k, b] = crc32c.crc32c(bytes(msg)) ^ c0
-    return tables, c0
-
-
-_LEN_TABLES, _LEN_C0 = _length_crc_tables()
+def _masked(crc: np.ndarray) -> np.ndarray:
+    return ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_MASK_DELTA)
 
 
 def _header_crc_ok(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Vectorised: does the header at each position carry a valid masked length CRC?"""
-    crc = np.full(positions.shape, _LEN_C0, dtype=np.uint32)
-    for k in range(8):
-        crc ^= _LEN_TABLES[k][u8[positions + k]]
-    masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_MASK_DELTA)
-    stored = _gather_u32(u8, positions + 8)
-    return masked == stored
+    return _masked(_crc_same_length(u8, positions, 8)) == _gather_u32(u8, positions + 8)
 
 
 def _gather_u32(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Little-endian uint32 at each (unaligned) position."""
-    idx = positions[:, None] + np.arange(4)
-    return np.ascontiguousarray(u8[idx]).view("<u4").ravel()
+    """Little-endian uint32 at each (unaligned) position (one row gather)."""
+    return np.lib.stride_tricks.sliding_window_view(u8, 4)[positions].copy().view("<u4").ravel()
 
 
 def _gather_u64(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    idx = positions[:, None] + np.arange(8)
-    return np.ascontiguousarray(u8[idx]).view("<u8").ravel()
+    return np.lib.stride_tricks.sliding_window_view(u8, 8)[positions].copy().view("<u8").ravel()
 
 
 @dataclass(frozen=True)
@@ -385,8 +360,7 @@ def _bad_data_crc(buf: bytes, u8: np.ndarray, starts: np.ndarray, lengths: np.nd
         raw[rows] = np.fromiter(
             map(crc32c.crc32c, map(memoryview(buf).__getitem__, slices)), dtype=np.uint32, count=a.size
         )
-    masked = ((raw >> np.uint32(15)) | (raw << np.uint32(17))) + np.uint32(_MASK_DELTA)
-    return masked != _gather_u32(u8, ds + lengths)
+    return _masked(raw) != _gather_u32(u8, ds + lengths)
 
 
 def _distance_tables(depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -433,16 +407,15 @@ def _plausible_headers(u8: np.ndarray, max_length: int) -> np.ndarray:
     if m <= 0:
         return _EMPTY
     length = np.zeros(m, dtype=np.uint64)
-    crc = np.full(m, _LEN_C0, dtype=np.uint32)
+    crc = np.full(m, _CRC_OF_ZEROS[8], dtype=np.uint32)
     for k in range(8):
         byte = u8[k : k + m]
         length |= byte.astype(np.uint64) << np.uint64(8 * k)
-        crc ^= _LEN_TABLES[k][byte]
+        crc ^= _DIST_TABLES[7 - k][byte]
     stored = np.zeros(m, dtype=np.uint32)
     for k in range(4):
         stored |= u8[8 + k : 8 + k + m].astype(np.uint32) << np.uint32(8 * k)
-    masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(_MASK_DELTA)
-    return np.flatnonzero((masked == stored) & (length <= np.uint64(max(max_length, 0))))
+    return np.flatnonzero((_masked(crc) == stored) & (length <= np.uint64(max(max_length, 0))))
 
 
 def _resync_message(kind: str, skipped: int) -> str:
