@@ -1,0 +1,95 @@
+"""Detection quality of tbmon's analyzers on the labelled scenario corpus (issue #3).
+
+Prints the per-kind table (recall, median/max detection delay as % of the run, premature alerts),
+false alarms on healthy runs, and one line per scenario. The same run scores the field's default
+overfitting rules (SageMaker Debugger `Overfit`, UMLAUT's epoch rule) on the same corpus as the anchor.
+
+    .venv/bin/python bench/detection_quality.py            # corpus cached in bench/out/ by code hash
+    .venv/bin/python bench/detection_quality.py --rebuild  # retrain every scenario
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tbmon.analyzers.alerts import Alert  # noqa: E402
+from tests.scenarios.corpus import Labelled, build, corpus_key  # noqa: E402
+from tests.scenarios.labels import signals  # noqa: E402
+from tests.scenarios.scoring import QualityReport, evaluate, score  # noqa: E402
+from tests.scenarios.training import parameter_order  # noqa: E402
+
+
+def _anchor_overfit_alerts(corpus: list[Labelled]) -> dict[str, list[Alert]]:
+    """Overfitting alerts of two published default rules, computed on each scenario's own curves.
+
+    SageMaker Debugger `Overfit`: (val - train) / train > ratio_threshold=0.1 for patience=1 step.
+    UMLAUT: validation loss went up since the previous evaluation while train loss did not.
+    Train loss at an evaluation = mean of the train points since the previous evaluation.
+    """
+    rules: dict[str, list[Alert]] = {"SageMaker Overfit (0.1, patience 1)": [], "UMLAUT epoch rule": []}
+    for item in corpus:
+        sig = signals(item.path, item.scenario.style, parameter_order(item.scenario.recipe))
+        val, train = sig.val_loss, sig.train_loss
+        prev_step, prev_val, prev_train = None, None, None
+        fired = {name: False for name in rules}
+        for step, v in zip(val.step, val.value):
+            window = train.value[(train.step <= step) & (train.step > (prev_step if prev_step is not None else -1))]
+            t = float(np.mean(window)) if window.size else float("nan")
+            alert = Alert(item.scenario.name, "overfitting", "warning", int(step), 0.0, "val", "")
+            if not fired["SageMaker Overfit (0.1, patience 1)"] and t > 0 and (v - t) / t > 0.1:
+                rules["SageMaker Overfit (0.1, patience 1)"].append(alert)
+                fired["SageMaker Overfit (0.1, patience 1)"] = True
+            if (not fired["UMLAUT epoch rule"] and prev_val is not None and v > prev_val
+                    and not t > prev_train):
+                rules["UMLAUT epoch rule"].append(alert)
+                fired["UMLAUT epoch rule"] = True
+            prev_step, prev_val, prev_train = step, v, t
+    return rules
+
+
+def _anchor_line(name: str, report: QualityReport) -> str:
+    row = report.kind_row("overfitting")
+    healthy = report.healthy
+    flagged = sum(1 for r in healthy if r.false_alarms)
+    delay = "—" if row.median_delay is None else f"{100 * row.median_delay:.1f}%"
+    return (f"| {name} | {row.recall:.2f} | {delay} | {flagged}/{len(healthy)} healthy runs flagged |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "detection-corpus")
+    parser.add_argument("--rebuild", action="store_true", help="retrain every scenario")
+    args = parser.parse_args()
+    if args.rebuild:
+        shutil.rmtree(args.out, ignore_errors=True)
+    t0 = time.perf_counter()
+    corpus = build(args.out)
+    t1 = time.perf_counter()
+    report = evaluate(args.out, corpus)
+    t2 = time.perf_counter()
+    kinds = sorted({k for i in corpus for k in i.scenario.kinds})
+    print(f"corpus {corpus_key()} at {args.out}: {len(corpus)} runs "
+          f"({sum(1 for i in corpus if not i.scenario.kinds)} healthy; "
+          + ", ".join(f"{k} {sum(1 for i in corpus if k in i.scenario.kinds)}" for k in kinds) + ")")
+    print(f"build/label {t1 - t0:.1f}s, tbmon analyze + score {t2 - t1:.1f}s\n")
+    print(report.table())
+    print("\nAnchor on the same corpus (overfitting only; the fixed default rules of other tools):\n")
+    print("| rule | overfitting recall | median delay | false alarms |\n|---|---|---|---|")
+    print(_anchor_line("tbmon", report))
+    for name, alerts in _anchor_overfit_alerts(corpus).items():
+        print(_anchor_line(name, score(corpus, alerts)))
+    print("\nPer scenario:\n" + report.details())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
