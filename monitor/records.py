@@ -6,8 +6,10 @@ and hands out :class:`RecordBlock` s: one bounded buffer plus numpy arrays locat
 complete, verified records in it. Nothing here decodes a payload.
 
 Why it is built this way:
-- Speed: the only per-record Python work is one ``struct`` unpack and (when checking) one
-  hardware ``crc32c`` call; length CRCs of a whole block are verified at once with numpy.
+- Speed: the only per-record Python work is one ``struct`` unpack in the framing walk.
+  Length CRCs of a whole block, and data CRCs of its short records (every scalar event),
+  are verified at once with numpy table lookups; long records get one hardware ``crc32c``
+  call each.
 - Memory: buffers are bounded by ``block_bytes`` or by one plausible record (its length CRC
   verified and the bytes present on disk); an absurd length never causes an allocation.
 - Corruption: a bad data CRC drops exactly that record; a bad length CRC or absurd length
