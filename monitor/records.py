@@ -50,13 +50,20 @@ def _header_crc_ok(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return _masked(_crc_same_length(u8, positions, 8)) == _gather_u32(u8, positions + 8)
 
 
+def byte_rows(u8: np.ndarray, positions: np.ndarray, width: int) -> np.ndarray:
+    """``width`` consecutive bytes at each position, as an (N, width) array: one row gather
+    on an overlapping-windows view (cheaper to build than ``sliding_window_view``)."""
+    windows = np.ndarray((max(u8.shape[0] - width + 1, 0), width), np.uint8, u8, 0, (1, 1))
+    return windows[positions]
+
+
 def _gather_u32(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Little-endian uint32 at each (unaligned) position (one row gather)."""
-    return np.lib.stride_tricks.sliding_window_view(u8, 4)[positions].copy().view("<u4").ravel()
+    """Little-endian uint32 at each (unaligned) position."""
+    return byte_rows(u8, positions, 4).view("<u4").ravel()
 
 
 def _gather_u64(u8: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    return np.lib.stride_tricks.sliding_window_view(u8, 8)[positions].copy().view("<u8").ravel()
+    return byte_rows(u8, positions, 8).view("<u8").ravel()
 
 
 @dataclass(frozen=True)
@@ -392,7 +399,7 @@ _DIST_TABLES, _CRC_OF_ZEROS = _distance_tables(_TABLE_CRC_MAX)
 
 def _crc_same_length(u8: np.ndarray, data_starts: np.ndarray, size: int) -> np.ndarray:
     """Plain CRC-32C of ``size`` bytes at each start, vectorised over the records."""
-    mat = np.lib.stride_tricks.sliding_window_view(u8, size)[data_starts]
+    mat = byte_rows(u8, data_starts, size)
     crc = np.full(data_starts.shape, _CRC_OF_ZEROS[size], dtype=np.uint32)
     for k in range(size):
         crc ^= _DIST_TABLES[size - 1 - k][mat[:, k]]
