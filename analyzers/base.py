@@ -1,0 +1,189 @@
+"""The rule protocol, the per-run view rules receive, and the bookkeeping every rule shares.
+
+A rule is instantiated once per run (or once per train/validation experiment for rules with
+``scope = "experiment"``). The engine hands it ``RunView``s: the run's new points, already
+classified into signals and already cut at restarts (the engine calls ``reset(tag)`` when a
+tag's steps go back). Rules are pure: no I/O, no printing, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from tbmon.analyzers.alerts import SEVERITIES, Alert
+from tbmon.analyzers.series import HistogramSeries, ScalarSeries
+from tbmon.analyzers.signals import Match
+from tbmon.analyzers.windows import EpisodeState, episode_events
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """One tag's new points with the meaning the signal matcher gave the tag."""
+
+    match: Match
+    series: ScalarSeries | HistogramSeries
+
+    @property
+    def tag(self) -> str:
+        return self.series.tag
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """What a rule sees of one batch: classified series, and the run its alerts belong to."""
+
+    run: str
+    scalars: tuple[Tagged, ...] = ()
+    histograms: tuple[Tagged, ...] = ()
+
+    def signal(self, name: str) -> Iterator[Tagged]:
+        for item in self.scalars + self.histograms:
+            if item.match.signal == name:
+                yield item
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """What the engine needs from a rule (built-in or from entry-point group ``tbmon.rules``)."""
+
+    name: ClassVar[str]  # config key, e.g. "divergence"
+    scope: ClassVar[str]  # "run", or "experiment" to see Keras train/validation siblings together
+    defaults: ClassVar[Mapping[str, Any]]  # parameter defaults (config may override, same types)
+
+    def __init__(self, run: str, params: Mapping[str, Any]) -> None: ...
+
+    def feed(self, view: RunView) -> list[Alert]: ...
+
+    def reset(self, tag: str) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def episodes(self) -> list[dict[str, Any]]: ...
+
+
+class BaseRule:
+    """Shared bookkeeping: parameters, per-tag state, and de-duplicated episodes.
+
+    Subclasses keep their per-tag numeric state in ``self.tags[tag]`` (JSON-ready dicts):
+    ``reset(tag)`` drops it on a restart, while ``self._episodes`` survives the restart, so
+    the overlap after a resume neither false-alarms nor re-raises the same episode.
+    """
+
+    name: ClassVar[str] = ""
+    scope: ClassVar[str] = "run"
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, run: str, params: Mapping[str, Any]) -> None:
+        self.run = run
+        self.p = {**self.defaults, **params}
+        self.tags: dict[str, dict[str, Any]] = {}
+        self._episodes: dict[str, EpisodeState] = {}
+
+    def reset(self, tag: str) -> None:
+        self.tags.pop(tag, None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tags": self.tags, "episodes": {k: e.to_json() for k, e in self._episodes.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tags = {tag: dict(s) for tag, s in state.get("tags", {}).items()}
+        self._episodes = {k: EpisodeState.from_json(v) for k, v in state.get("episodes", {}).items()}
+
+    def episodes(self) -> list[dict[str, Any]]:
+        """The latest episode per (kind, tag): how often its condition held, until which step."""
+        out = []
+        for key, e in self._episodes.items():
+            if e.first_step >= 0:
+                kind, tag = key.split("|", 1)
+                out.append({"kind": kind, "tag": tag, "count": e.count, "last_step": e.last_step, "open": e.open})
+        return out
+
+    def events(self, kind: str, tag: str, levels: np.ndarray, steps: np.ndarray, rearm: int) -> np.ndarray:
+        """Indices where an alert is due for this (kind, tag) (see ``windows.episode_events``)."""
+        episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
+        return episode_events(levels, steps, episode, rearm)
+
+    def alert(
+        self,
+        *,
+        kind: str,
+        level: int,
+        step: int,
+        wall_time: float,
+        tag: str,
+        message: str,
+        evidence: dict[str, Any],
+    ) -> Alert:
+        """``level`` indexes ``SEVERITIES`` (0 info, 1 warning, 2 critical)."""
+        return Alert(
+            run=self.run,
+            kind=kind,
+            severity=SEVERITIES[level],
+            step=int(step),
+            wall_time=float(wall_time),
+            tag=tag,
+            message=message,
+            evidence=evidence,
+        )
+
+
+class ScalarContext:
+    """The latest value of one context signal (e.g. learning rate) as of any point of the run.
+
+    Rules use it to say *why* something probably happened ("after lr warm-up reached 3e-2").
+    It follows the first tag of the signal it sees, and answers by ``seq``, so the answer
+    does not depend on how the stream was chunked.
+    """
+
+    def __init__(self) -> None:
+        self.tag: str | None = None
+        self.last: float = float("nan")
+        self.last_step: int = -1
+        self.peak: float = float("nan")
+        self.first: float = float("nan")
+        self._seq = np.zeros(0, dtype=np.int64)
+        self._values = np.zeros(0)
+        self._steps = np.zeros(0, dtype=np.int64)
+        self._peaks = np.zeros(0)
+        self._prev = (float("nan"), -1, float("nan"))
+
+    def update(self, items: Iterator[Tagged]) -> None:
+        """Take this batch's points of the signal; call before ``at``."""
+        self._prev = (self.last, self.last_step, self.peak)
+        self._seq = np.zeros(0, dtype=np.int64)
+        for item in items:
+            if self.tag is None:
+                self.tag = item.tag
+            if item.tag != self.tag or len(item.series) == 0:
+                continue
+            s = item.series
+            self._seq, self._steps = s.seq, s.step
+            self._values = s.value
+            seed = -np.inf if np.isnan(self.peak) else self.peak
+            self._peaks = np.fmax.accumulate(np.concatenate([[seed], np.where(np.isfinite(s.value), s.value, -np.inf)]))[1:]
+            if np.isnan(self.first):
+                self.first = float(s.value[0])
+            self.last, self.last_step = float(s.value[-1]), int(s.step[-1])
+            self.peak = float(self._peaks[-1]) if np.isfinite(self._peaks[-1]) else self.peak
+
+    def at(self, seq: int) -> tuple[float, int, float]:
+        """``(value, step, peak so far)`` of the latest point with ``seq`` at or before ``seq``."""
+        i = int(np.searchsorted(self._seq, seq, side="right")) - 1
+        if i < 0:
+            return self._prev
+        peak = float(self._peaks[i])
+        return float(self._values[i]), int(self._steps[i]), peak if np.isfinite(peak) else float("nan")
+
+    def state(self) -> list[Any]:
+        return [self.tag, self.last, self.last_step, self.peak, self.first]
+
+    def load(self, data: list[Any]) -> None:
+        self.tag = data[0]
+        self.last, self.last_step, self.peak, self.first = float(data[1]), int(data[2]), float(data[3]), float(data[4])
+        self._prev = (self.last, self.last_step, self.peak)

@@ -1,0 +1,170 @@
+"""The engine: routes each run's batches to its rules, handles restarts, keeps resumable state.
+
+* One rule instance per run. Rules with ``scope = "experiment"`` (overfitting) see Keras
+  ``train``/``validation`` sibling runs as one experiment: both runs feed the same instance,
+  their tags prefixed with the run's sub-directory (``validation/epoch_loss``) and their
+  alerts reported on the parent directory (``RunBatch.experiment_dir``). The two runs have
+  separate ``seq`` spaces, so such rules pair the sides by ``step``.
+* Restarts: when a tag's step goes back (a resume from a checkpoint rewrites the overlap),
+  the batch is cut at that point and every rule forgets that tag's numeric state before the
+  rest is fed. Open episodes are kept, so the overlap neither false-alarms nor re-alerts.
+* ``state_dict()`` is plain JSON data: a restarted watcher that loads it resumes without
+  re-alerting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.base import Rule, RunView, Tagged
+from tbmon.analyzers.config import AnalyzerConfig
+from tbmon.analyzers.registry import available_rules
+from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
+from tbmon.analyzers.signals import SignalMatcher
+
+STATE_VERSION = 1
+Series = ScalarSeries | HistogramSeries
+
+
+class Engine:
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        self.config = config or AnalyzerConfig()
+        self.matcher = SignalMatcher(self.config.patterns)
+        rules = available_rules()
+        self._rule_classes = [(name, rules[name]) for name in self.config.rule_names()]
+        self._rules: dict[str, dict[str, Rule]] = {}  # owner (run or experiment) → name → rule
+        self._last_step: dict[str, dict[str, int]] = {}  # run → tag → last step seen
+
+    # --- feeding ----------------------------------------------------------------------------
+
+    def feed(self, batch: RunBatch) -> list[Alert]:
+        """Alerts raised by this batch's points (each episode once, dated at its first step)."""
+        series: list[Series] = [s for s in (*batch.scalars, *batch.histograms) if len(s)]
+        if not series:
+            return []
+        alerts: list[Alert] = []
+        for lo, hi, restarted in self._segments(batch.run, series):
+            for tag in restarted:
+                for owner, prefix in self._owners(batch):
+                    for rule in self._rules_of(owner, batch, prefix is not None):
+                        rule.reset(prefix + tag if prefix else tag)
+            part = [_slice(s, lo, hi) for s in series]
+            part = [s for s in part if len(s)]
+            if part:
+                alerts += self._feed_rules(batch, part)
+        return sorted(alerts, key=lambda a: (a.step, a.run, a.kind, a.tag))
+
+    def _feed_rules(self, batch: RunBatch, series: list[Series]) -> list[Alert]:
+        out: list[Alert] = []
+        for owner, prefix in self._owners(batch):
+            view = self._view(owner, batch, series, prefix)
+            for rule in self._rules_of(owner, batch, prefix is not None):
+                out += rule.feed(view)
+        return out
+
+    def _owners(self, batch: RunBatch) -> list[tuple[str, str | None]]:
+        """(owner, tag prefix): the run itself, plus its experiment when it is a Keras sibling."""
+        owners: list[tuple[str, str | None]] = [(batch.run, None)]
+        if batch.experiment_dir is not None and batch.role is not None:
+            exp = batch.experiment_dir
+            rel = batch.run if exp in (".", "") else batch.run[len(exp) + 1 :]
+            owners.append((exp, rel + "/"))
+        return owners
+
+    def _rules_of(self, owner: str, batch: RunBatch, experiment: bool) -> list[Rule]:
+        """The rule instances for this owner; experiment-scope rules live on the pair when paired."""
+        paired = batch.experiment_dir is not None and batch.role is not None
+        rules = self._rules.setdefault(owner, {})
+        out = []
+        for name, cls in self._rule_classes:
+            wants_experiment = paired and cls.scope == "experiment"
+            if wants_experiment != experiment:
+                continue
+            if name not in rules:
+                rules[name] = cls(owner, self.config.rule_params(name))
+            out.append(rules[name])
+        return out
+
+    def _view(self, owner: str, batch: RunBatch, series: list[Series], prefix: str | None) -> RunView:
+        scalars, histograms = [], []
+        for s in series:
+            is_hist = isinstance(s, HistogramSeries)
+            match = self.matcher.classify(s.tag, histogram=is_hist, role=batch.role)
+            if match is None:
+                continue
+            if prefix:
+                s = dataclasses.replace(s, tag=prefix + s.tag)
+            (histograms if is_hist else scalars).append(Tagged(match, s))
+        return RunView(run=owner, scalars=tuple(scalars), histograms=tuple(histograms))
+
+    def _segments(self, run: str, series: list[Series]) -> list[tuple[int, int, tuple[str, ...]]]:
+        """Cut the batch (by seq) where a tag's step goes back; say which tags restart where."""
+        last = self._last_step.setdefault(run, {})
+        cuts: dict[int, list[str]] = {}
+        for s in series:
+            prev = last.get(s.tag)
+            steps = s.step
+            back = np.flatnonzero(np.diff(steps) < 0) + 1
+            if prev is not None and steps[0] < prev:
+                back = np.concatenate([[0], back])
+            for i in back:
+                cuts.setdefault(int(s.seq[i]), []).append(s.tag)
+            last[s.tag] = int(steps[-1])
+        bounds = sorted(cuts)
+        lo = np.iinfo(np.int64).min
+        segments: list[tuple[int, int, tuple[str, ...]]] = []
+        restarted: tuple[str, ...] = ()
+        for cut in bounds:
+            segments.append((lo, cut, restarted))
+            lo, restarted = cut, tuple(cuts[cut])
+        segments.append((lo, np.iinfo(np.int64).max, restarted))
+        return segments
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "rules": {owner: {n: r.state_dict() for n, r in rules.items()} for owner, rules in self._rules.items()},
+            "last_step": self._last_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"analyzer state version {state.get('version')!r} is not {STATE_VERSION}; start fresh")
+        classes = dict(self._rule_classes)
+        self._last_step = {run: dict(tags) for run, tags in state["last_step"].items()}
+        self._rules = {}
+        for owner, rules in state["rules"].items():
+            for name, rule_state in rules.items():
+                if name not in classes:  # rule disabled since: its state is dropped
+                    continue
+                rule = classes[name](owner, self.config.rule_params(name))
+                rule.load_state_dict(rule_state)
+                self._rules.setdefault(owner, {})[name] = rule
+
+    def episodes(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """Per ``(run, kind, tag)``, its latest episode: how often the condition held, until which step."""
+        out = {}
+        for owner, rules in self._rules.items():
+            for rule in rules.values():
+                for ep in getattr(rule, "episodes", lambda: [])():
+                    out[(owner, ep["kind"], ep["tag"])] = ep
+        return out
+
+
+def _slice(s: Series, lo: int, hi: int) -> Series:
+    a, b = np.searchsorted(s.seq, [lo, hi], side="left")
+    if a == 0 and b == len(s):
+        return s
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(s):
+        if f.name == "tag":
+            continue
+        value = getattr(s, f.name)
+        changes[f.name] = value[a:b]
+    return dataclasses.replace(s, **changes)

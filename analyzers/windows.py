@@ -1,0 +1,188 @@
+"""Vectorised numeric helpers shared by the rules.
+
+Every helper here takes the carried-over state of one tag plus a new chunk and returns
+results that do not depend on where the stream was cut into chunks: a window over "the
+previous N values" is always computed over the concatenation of the kept history and the
+chunk. That is what makes the rules chunk-invariant without a per-point Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+MAD_TO_SIGMA = 1.4826
+"""MAD × 1.4826 estimates σ for normal data (the usual consistency constant)."""
+
+_ROWS_PER_BLOCK = 8192  # bounds the temporary (rows × window) matrix to ~8 MB
+
+
+def trailing_window_stats(
+    history: np.ndarray, values: np.ndarray, window: int, min_history: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD of the ``window`` values *preceding* each new value.
+
+    ``history`` holds the last values kept from earlier chunks (at most ``window``).
+    Rows with fewer than ``min_history`` preceding values get NaN (not enough evidence yet).
+    """
+    n = values.shape[0]
+    median = np.full(n, np.nan)
+    mad = np.full(n, np.nan)
+    if n == 0:
+        return median, mad
+    data = np.concatenate([history[-window:], values])
+    offset = data.shape[0] - n  # index in ``data`` of values[0]
+    preceding = offset + np.arange(n)  # how many values precede each new value
+    # Rows with a full window: one strided view, processed in blocks to bound memory.
+    full = np.flatnonzero(preceding >= window)
+    if full.size:
+        view = sliding_window_view(data, window)  # view[k] = data[k:k+window]
+        for lo in range(0, full.size, _ROWS_PER_BLOCK):
+            rows = full[lo : lo + _ROWS_PER_BLOCK]
+            block = view[preceding[rows] - window]
+            med = np.median(block, axis=1)
+            median[rows] = med
+            mad[rows] = np.median(np.abs(block - med[:, None]), axis=1)
+    # Rows with a partial window (only in a tag's first `window` points): few, loop is fine.
+    for row in np.flatnonzero((preceding >= min_history) & (preceding < window)):
+        block = data[: preceding[row]]
+        med = float(np.median(block))
+        median[row] = med
+        mad[row] = float(np.median(np.abs(block - med)))
+    return median, mad
+
+
+def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
+    """Median of each new value together with up to ``window - 1`` values before it."""
+    n = values.shape[0]
+    if n == 0:
+        return np.empty(0)
+    data = np.concatenate([history[-(window - 1) :] if window > 1 else history[:0], values])
+    offset = data.shape[0] - n
+    out = np.empty(n)
+    ends = offset + np.arange(n) + 1  # exclusive end of each row's window in ``data``
+    full = np.flatnonzero(ends >= window)
+    if full.size:
+        view = sliding_window_view(data, window)
+        for lo in range(0, full.size, _ROWS_PER_BLOCK):
+            rows = full[lo : lo + _ROWS_PER_BLOCK]
+            out[rows] = np.median(view[ends[rows] - window], axis=1)
+    for row in np.flatnonzero(ends < window):
+        out[row] = float(np.median(data[: ends[row]]))
+    return out
+
+
+def running_min(previous: float, values: np.ndarray) -> np.ndarray:
+    """Running minimum seeded with ``previous`` (use +inf for none)."""
+    return np.minimum.accumulate(np.concatenate([[previous], values]))[1:]
+
+
+@dataclass(slots=True)
+class Streak:
+    """A run of consecutive True conditions that may span chunks, with where it began."""
+
+    length: int = 0
+    start_step: int = -1
+    start_wall: float = float("nan")
+    start_value: float = float("nan")
+
+    def to_json(self) -> list[float]:
+        return [self.length, self.start_step, self.start_wall, self.start_value]
+
+    @classmethod
+    def from_json(cls, data: list[float]) -> Streak:
+        return cls(int(data[0]), int(data[1]), float(data[2]), float(data[3]))
+
+
+def streak_update(
+    cond: np.ndarray, streak: Streak, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Length of the True-run ending at each point, and where that run began.
+
+    Returns ``(run_len, start)``: ``start[i]`` is the chunk index of the run's first point,
+    or ``-1`` when the run began in an earlier chunk (its step, wall time and value are in
+    ``streak`` as it was before this call: read them first). Updates ``streak`` in place.
+    """
+    n = cond.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    c = cond.astype(bool)
+    idx = np.arange(n)
+    last_false = np.maximum.accumulate(np.where(~c, idx, -1))
+    carried = (last_false < 0) & (streak.length > 0)
+    run_len = np.where(c, idx - last_false, 0) + np.where(carried & c, streak.length, 0)
+    start = np.where(carried, -1, last_false + 1)
+    if not c[-1]:
+        streak.start_step = -1
+    elif not carried[-1]:
+        j = int(start[-1])
+        streak.start_step, streak.start_wall, streak.start_value = int(steps[j]), float(walls[j]), float(values[j])
+    streak.length = int(run_len[-1])
+    return run_len, start
+
+
+@dataclass(slots=True)
+class EpisodeState:
+    """One (kind, tag) episode: open after an alert, closed after ``rearm`` quiet points.
+
+    ``level`` is the highest severity already alerted in the open episode: a persisting
+    condition stays silent, an escalation (warning → critical) is reported once.
+    """
+
+    open: bool = False
+    level: int = 0
+    quiet: int = 0  # consecutive points without the condition since it last held
+    count: int = 0  # points where the condition held in the current episode
+    first_step: int = -1
+    last_step: int = -1
+
+    def to_json(self) -> list[int]:
+        return [int(self.open), self.level, self.quiet, self.count, self.first_step, self.last_step]
+
+    @classmethod
+    def from_json(cls, data: list[int]) -> EpisodeState:
+        return cls(bool(data[0]), *(int(v) for v in data[1:]))
+
+
+def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState, rearm: int) -> np.ndarray:
+    """Indices that deserve an alert: a new episode, or a higher level within the open one.
+
+    ``levels`` is 0 where the condition does not hold, else its severity (1, 2, ...). A
+    condition that holds again within ``rearm`` points of the last time it held is the same
+    episode, so a NaN every step, or a flapping threshold, yields one alert. Updates in place.
+    """
+    hits = np.flatnonzero(levels > 0)
+    n = levels.shape[0]
+    if hits.size == 0:
+        episode.quiet += n
+        if episode.quiet >= rearm:
+            episode.open = False
+        return hits
+    gaps = np.empty(hits.size, dtype=np.int64)
+    gaps[0] = episode.quiet + hits[0]
+    gaps[1:] = np.diff(hits) - 1
+    new = gaps >= rearm
+    if not episode.open:
+        new[0] = True
+    eid = np.cumsum(new)  # 0 = the episode carried over from earlier chunks
+    hit_levels = levels[hits].astype(np.int64)
+    keyed = eid * 1000 + hit_levels  # running max per episode via one accumulate
+    acc = np.maximum.accumulate(keyed)
+    prior = episode.level if (episode.open and not new[0]) else -1
+    before = np.concatenate([[prior], acc[:-1]])
+    events = hits[keyed > before]
+    starts = np.flatnonzero(new)
+    if starts.size:
+        episode.first_step = int(steps[hits[starts[-1]]])
+        episode.count = int(hits.size - starts[-1])
+    else:
+        episode.count += int(hits.size)
+    episode.level = int(acc[-1] - eid[-1] * 1000)
+    episode.open = True
+    episode.last_step = int(steps[hits[-1]])
+    episode.quiet = int(n - 1 - hits[-1])
+    if episode.quiet >= rearm:
+        episode.open = False
+    return events
