@@ -1,18 +1,158 @@
-"""`tbmon report` (placeholder until its issue lands)."""
+"""`tbmon report LOGDIR...`: read every run once, analyze it, print per-run summaries and alerts.
+
+Heavy modules (pandas, matplotlib) are imported inside :func:`run`, so ``tbmon --help`` and
+``tbmon watch`` do not pay for them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tbmon.monitor.exit_codes import UsageError
+from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
 
-HELP = "report (not implemented yet)"
-DESCRIPTION = HELP
+if TYPE_CHECKING:
+    from tbmon.monitor.summary import LogdirReport
+
+FORMATS = ("rich", "json", "csv", "markdown", "html")
+PLAIN_WIDTH = 300
+"""Console width when not on a terminal (pipe, --output). Tables take only their natural
+width, so this is a cap, not padding: at 80 the ten columns fold run names like
+``.../lightning_logs/version_0`` into five lines each."""
+
+HELP = "read logdirs once and print per-run summaries and alerts"
+DESCRIPTION = """\
+Read every run under each LOGDIR once, run the detection rules, and print per run:
+steps, last/best training loss, best validation loss, tags, wall-clock span, event-file
+health, restarts, status and alerts; then the alerts in full and any read problems.
+Several LOGDIRs are compared side by side.
+
+Formats: rich (tables; colour only on a terminal, NO_COLOR respected), json (one contract
+object per LOGDIR, one per line), csv (one row per run, or per alert with --csv-alerts),
+markdown (tables to paste into a PR), html (one self-contained file with plots embedded).
+
+Exit codes: 0 no alert at/above --fail-on, 1 alerts at/above it, 2 bad usage, unreadable
+input, or a LOGDIR with no event files (a CI gate must not pass when training wrote nothing).
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="directory holding runs (searched recursively)")
+    parser.add_argument("--format", "-f", choices=FORMATS, default="rich", help="output format (default: rich)")
+    parser.add_argument("--plots", metavar="DIR", help="also write one PNG of loss and gradient curves per run to DIR")
+    parser.add_argument("--csv-alerts", action="store_true", help="with --format csv: one row per alert instead of per run")
+    parser.add_argument(
+        "--no-crc", action="store_true", help="skip CRC checks (faster; corrupt records may then decode as garbage)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("`tbmon report` is not implemented yet")
+    from tbmon.analyzers import analyze
+    from tbmon.monitor import read
+    from tbmon.monitor.config import load_config
+    from tbmon.monitor.summary import build_report
+
+    config = load_config(args.config)
+    reports = []
+    with _progress_bar() as progress_for:
+        for logdir in args.logdirs:
+            result = read(logdir, check_crc=not args.no_crc, progress=progress_for(logdir))
+            reports.append(build_report(result, analyze(result, config), config))
+    _emit(reports, args)
+    if args.plots:
+        _write_plots(reports, args.plots)
+    code = exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
+    empty = [r.logdir for r in reports if not r.runs]
+    for logdir in empty:
+        print(f"tbmon: no event files found under {logdir}", file=sys.stderr)
+    return BAD_INPUT if empty else code
+
+
+def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
+    from tbmon.monitor import report_formats as formats
+
+    if args.format == "rich":
+        if args.output:
+            with _open_output(args.output) as handle:
+                formats.render_rich(reports, _console(handle, plain=True))
+        else:
+            formats.render_rich(reports, _console(sys.stdout, plain=not sys.stdout.isatty()))
+        return
+    if args.format == "json":
+        text = formats.render_json(reports, _version())
+    elif args.format == "csv":
+        text = formats.render_csv(reports, alerts=args.csv_alerts)
+    elif args.format == "markdown":
+        text = formats.render_markdown(reports)
+    else:
+        from tbmon.monitor.html_report import render_html
+        from tbmon.monitor.plots import run_png
+
+        text = render_html(reports, _version(), run_png)
+    if args.output:
+        with _open_output(args.output) as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _console(handle: object, *, plain: bool):  # noqa: ANN202 - rich imported lazily
+    from rich.console import Console
+
+    if plain and "COLUMNS" not in os.environ:
+        return Console(file=handle, width=PLAIN_WIDTH, force_terminal=False, no_color=True)
+    return Console(file=handle, force_terminal=False if plain else None, no_color=True if plain else None)
+
+
+@contextmanager
+def _open_output(path: str) -> Iterator[object]:
+    try:
+        handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def _write_plots(reports: Sequence[LogdirReport], directory: str) -> None:
+    from tbmon.monitor.plots import write_plots
+
+    try:
+        written = write_plots(reports, directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write plots to {directory}: {exc.strerror or exc}") from None
+    print(f"tbmon: wrote {len(written)} plot(s) to {Path(directory)}", file=sys.stderr)
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | None]]:
+    """A Rich progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
+    if not sys.stderr.isatty():
+        yield lambda logdir: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("reading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+
+        def for_logdir(logdir: str) -> Callable[[int, int], None]:
+            task = progress.add_task(logdir, total=None)
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return update
+
+        yield for_logdir
+
+
+def _version() -> str:
+    from tbmon.monitor.cli import _version as cli_version
+
+    return cli_version()

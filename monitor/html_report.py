@@ -1,0 +1,112 @@
+"""`tbmon report --format html`: ONE self-contained file a person can mail to a colleague.
+
+No external URL of any kind: CSS is inline, plots are embedded as base64 PNG ``data:`` URIs.
+Every text that comes from the logs (run names, tags, messages, paths) goes through
+``html.escape``: event files are untrusted input, and a tag named ``<script>`` must stay text.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from html import escape
+
+from tbmon.monitor.report_formats import (
+    COMPARISON_COLUMNS,
+    RUN_COLUMNS,
+    comparison_rows,
+    empty_note,
+    fmt_number,
+    fmt_val_loss,
+    problem_line,
+    run_cells,
+)
+from tbmon.monitor.summary import LogdirReport, RunSummary
+
+PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.4em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}h3{font-size:1em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}
+.critical{color:#b00020;font-weight:bold}.warning{color:#b36b00;font-weight:bold}.ok{color:#1b7f3b}.info{color:#666}
+.problem{color:#b36b00}img{max-width:100%;border:1px solid #eee}.meta{color:#666;font-size:.85em}
+"""
+
+
+def render_html(reports: Sequence[LogdirReport], version: str, plot: PlotFn | None) -> str:
+    """The whole document; ``plot`` returns a run's PNG (None = no figure for that run)."""
+    body: list[str] = [f"<h1>tbmon report</h1><p class='meta'>tbmon {escape(version)}</p>"]
+    for report in reports:
+        body.append(_logdir_section(report, plot))
+    if len(reports) > 1:
+        body.append("<h2>Comparison</h2>")
+        body.append(_table(COMPARISON_COLUMNS, comparison_rows(reports), status_column=len(COMPARISON_COLUMNS) - 1))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>tbmon report</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
+    out = [f"<h2>Logdir <code>{escape(report.logdir)}</code></h2>"]
+    note = empty_note(report)
+    if note:
+        return out[0] + f"<p class='warning'>{escape(note)}</p>"
+    out.append(_table(RUN_COLUMNS, [run_cells(report, r) for r in report.runs], status_column=RUN_COLUMNS.index("status")))
+    if report.experiments:
+        out.append("<h3>Experiments (train/validation pairs)</h3>")
+        rows = [
+            [
+                e.experiment_dir,
+                ", ".join(e.runs),
+                fmt_number(e.train_loss.best) if e.train_loss else "–",
+                fmt_val_loss(e.val_loss),
+                e.status,
+                str(e.alert_count),
+            ]
+            for e in report.experiments
+        ]
+        out.append(_table(("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts"), rows, 4))
+    out.append(f"<h3>Alerts ({len(report.alerts)})</h3>")
+    if report.alerts:
+        rows = [[a.severity, a.kind, a.run, a.tag, str(a.step), a.message] for a in report.alerts]
+        out.append(_table(("severity", "kind", "run", "tag", "step", "message"), rows, status_column=0))
+    else:
+        out.append("<p class='ok'>No alerts.</p>")
+    if report.problems:
+        out.append(f"<h3>Read problems ({len(report.problems)})</h3><ul>")
+        out.extend(f"<li class='problem'>{escape(problem_line(p))}</li>" for p in report.problems)
+        out.append("</ul>")
+    for run in report.runs:
+        out.append(f"<h3>Run <code>{escape(run.run)}</code></h3>")
+        out.append(_tag_list(run))
+        png = plot(report, run) if plot is not None else None
+        if png is not None:
+            data = base64.b64encode(png).decode("ascii")
+            out.append(f"<img alt='curves of run {escape(run.run, quote=True)}' src=\"data:image/png;base64,{data}\">")
+    return "\n".join(out)
+
+
+def _tag_list(run: RunSummary) -> str:
+    """The run's tags, folded away: useful when a colleague asks "did it log X?"."""
+    items = [f"<li>{escape(tag)}</li>" for tag in run.scalar_tags]
+    items += [f"<li>{escape(tag)} (histogram)</li>" for tag in run.histogram_tags]
+    label = f"{len(run.scalar_tags)} scalar tags, {len(run.histogram_tags)} histogram tags"
+    return f"<details><summary>{label}</summary><ul>{''.join(items)}</ul></details>"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            css = f" class='{escape(cell, quote=True)}'" if i == status_column else ""
+            cells.append(f"<td{css}>{escape(cell)}</td>")
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)

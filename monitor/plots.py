@@ -1,0 +1,151 @@
+"""PNG curves per run for `tbmon report --plots DIR` and the HTML report (matplotlib, Agg).
+
+One figure per run: the losses on top (training and validation, log-scale when they span
+more than a decade) and, when the run logs any, gradient health below (per-layer gradient
+norms, or the RMS ``sqrt(sum_squares / num)`` of per-layer gradient histograms). Every
+alert of the run is a vertical line at its step, coloured by severity, so a reader sees
+where the trouble started. NaN/Inf points cannot be drawn on a curve; they are marked as
+red crosses along the top edge instead of silently vanishing.
+
+matplotlib is imported inside the functions: it costs about a second, and only reports
+with plots pay it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tbmon.analyzers.alerts import Alert
+from tbmon.monitor.summary import LogdirReport, RunSummary, gradient_series, log_scale_fits, loss_series
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#7f7f7f"}
+MAX_LEGEND_LAYERS = 12
+"""Beyond a dozen layers a legend hides the plot; the panel then says how many lines it holds."""
+
+
+def run_png(report: LogdirReport, run: RunSummary, *, dpi: int = 100) -> bytes | None:
+    """The run's figure as PNG bytes, or None when the run has neither losses nor gradient data."""
+    figure = run_figure(report, run)
+    if figure is None:
+        return None
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def write_plots(reports: Sequence[LogdirReport], directory: str | Path) -> list[Path]:
+    """Write ``<directory>/[<logdir>/]<run>.png`` for every run that has something to plot."""
+    root = Path(directory)
+    written = []
+    for report, subdir in zip(reports, _logdir_dirs(reports), strict=True):
+        target = root / subdir if subdir else root
+        target.mkdir(parents=True, exist_ok=True)
+        for run in report.runs:
+            png = run_png(report, run)
+            if png is not None:
+                path = target / f"{safe_name(run.run)}.png"
+                path.write_bytes(png)
+                written.append(path)
+    return written
+
+
+def safe_name(run: str) -> str:
+    """A file name for a run: ``a/b`` → ``a__b``, ``.`` → ``_root``, other odd characters → ``_``."""
+    if run == ".":
+        return "_root"
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", run.replace("/", "__"))
+
+
+def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
+    losses = list(loss_series(report, run))
+    gradients = list(gradient_series(report, run))
+    if not losses and not gradients:
+        return None
+    from matplotlib.figure import Figure
+
+    panels = (1 if losses else 0) + (1 if gradients else 0)
+    figure = Figure(figsize=(9, 3.6 * panels), layout="constrained")
+    axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    alerts = [a for a in report.alerts if a.run in (run.run, run.experiment_dir)]
+    title = f"{run.run}  ({report.logdir})"
+    index = 0
+    if losses:
+        _draw_lines(axes[index], losses, ylabel="loss", legend_limit=None)
+        axes[index].set_title(f"{title} — loss", loc="left", fontsize=10)
+        index += 1
+    if gradients:
+        _draw_lines(axes[index], gradients, ylabel="gradient norm / RMS", legend_limit=MAX_LEGEND_LAYERS)
+        axes[index].set_title("gradient health per layer", loc="left", fontsize=10)
+    for position, ax in enumerate(axes):
+        _mark_alerts(ax, alerts, label=position == 0)
+    axes[-1].set_xlabel("step")
+    return figure
+
+
+def _draw_lines(ax: Axes, series: list[tuple[str, np.ndarray, np.ndarray]], *, ylabel: str, legend_limit: int | None) -> None:
+    import matplotlib as mpl
+
+    colours = mpl.colormaps["tab10" if len(series) <= 10 else "viridis"]
+    bad_steps: list[np.ndarray] = []
+    for i, (label, steps, values) in enumerate(series):
+        finite = np.isfinite(values)
+        colour = colours(i if len(series) <= 10 else i / max(len(series) - 1, 1))
+        marker = "o" if finite.sum() <= 30 else None
+        ax.plot(steps[finite], values[finite], label=label, color=colour, linewidth=1.3, marker=marker, markersize=3)
+        bad_steps.append(steps[~finite])
+    if log_scale_fits(np.concatenate([values for _, _, values in series])):
+        ax.set_yscale("log", nonpositive="clip")  # an exact 0 (a dead layer) sits on the bottom edge
+    bad = np.concatenate(bad_steps)
+    if bad.size:
+        ax.plot(
+            bad, np.full(bad.shape, 0.97), linestyle="none", marker="x", color="#d62728", markersize=7,
+            transform=ax.get_xaxis_transform(), label=f"NaN/Inf ({bad.size})", clip_on=False,
+        )  # fmt: skip
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if legend_limit is None or len(series) <= legend_limit:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.01, 0.02, f"{len(series)} layers", transform=ax.transAxes, fontsize=8, color="#555555")
+
+
+def _mark_alerts(ax: Axes, alerts: list[Alert], *, label: bool) -> None:
+    """A vertical line per distinct (step, kind); the top panel also names the kind."""
+    seen: set[tuple[int, str]] = set()
+    for alert in alerts:
+        if (alert.step, alert.kind) in seen:
+            continue
+        seen.add((alert.step, alert.kind))
+        colour = SEVERITY_COLOURS.get(alert.severity, "#7f7f7f")
+        ax.axvline(alert.step, color=colour, linestyle="--", linewidth=1.1, alpha=0.8)
+        if label:
+            ax.text(
+                alert.step, 0.5, f" {alert.kind} ({alert.severity})", rotation=90, fontsize=8, color=colour,
+                transform=ax.get_xaxis_transform(), va="center", ha="right",
+            )  # fmt: skip
+
+
+def _logdir_dirs(reports: Sequence[LogdirReport]) -> Iterator[str]:
+    """No subdirectory for one logdir; otherwise one per logdir, named after it (numbered if names clash)."""
+    if len(reports) == 1:
+        yield ""
+        return
+    used: set[str] = set()
+    for report in reports:
+        base = safe_name(Path(report.logdir).name or "logdir")
+        name, n = base, 2
+        while name in used:
+            name, n = f"{base}-{n}", n + 1
+        used.add(name)
+        yield name
+

@@ -1,0 +1,60 @@
+"""The small pure pieces behind `tbmon report`: loss summaries, health text, status, cell texts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tbmon.analyzers.alerts import Alert
+from tbmon.monitor.report_formats import fmt_number, fmt_span, fmt_val_loss
+from tbmon.monitor.summary import RunHealth, _loss_summary, log_scale_fits, status_of
+
+
+def _alert(severity: str) -> Alert:
+    return Alert("r", "divergence", severity, 3, 0.0, "loss", "m")
+
+
+def test_loss_summary_keeps_a_nan_last_value_and_the_best_finite_one() -> None:
+    steps = np.array([0, 10, 20, 30])
+    loss = _loss_summary("loss", steps, np.array([2.0, 0.5, np.inf, np.nan]))
+    assert math.isnan(loss.last) and loss.last_step == 30
+    assert (loss.best, loss.best_step) == (0.5, 10)
+    assert loss.non_finite == 2 and loss.points == 4
+
+
+def test_loss_summary_of_an_all_nan_series_has_no_best() -> None:
+    loss = _loss_summary("loss", np.array([5]), np.array([np.nan]))
+    assert loss.best is None and loss.best_step is None
+    assert fmt_val_loss(loss) == "nan"
+
+
+def test_health_reads_like_a_sentence() -> None:
+    assert RunHealth(2, 40, 1000, {"bad_data_crc": 1}).describe() == "2 files, 1 corrupt record skipped"
+    assert RunHealth(1, 1, 10, {}).describe() == "1 file, 1 record"
+    text = RunHealth(1, 9, 10, {"bad_length_crc": 2, "some_new_kind": 1}).describe()
+    assert text == "1 file, 2 corrupt regions skipped, 1 some new kind"
+
+
+def test_status_is_the_worst_warning_or_critical() -> None:
+    assert status_of([]) == "ok"
+    assert status_of([_alert("info")]) == "ok"
+    assert status_of([_alert("info"), _alert("warning")]) == "warning"
+    assert status_of([_alert("critical"), _alert("warning")]) == "critical"
+
+
+def test_numbers_and_spans_print_compactly() -> None:
+    assert [fmt_number(v) for v in (None, math.nan, math.inf, -math.inf, 0.000123456, 1234567.0)] == [
+        "–", "nan", "inf", "-inf", "0.0001235", "1.235e+06",
+    ]  # fmt: skip
+    assert [fmt_span(v) for v in (None, 5.2, 125, 3 * 3600 + 60, 3 * 86400 + 7200)] == [
+        "–", "5s", "2m 05s", "3h 01m", "3d 02h",
+    ]  # fmt: skip
+
+
+def test_log_scale_only_for_non_negative_values_spanning_a_decade() -> None:
+    assert log_scale_fits(np.array([2.3, 0.05, np.nan]))
+    assert log_scale_fits(np.array([0.0, 1.0, 100.0]))  # a dead layer's exact zero is allowed
+    assert not log_scale_fits(np.array([2.0, 1.0, 0.5]))
+    assert not log_scale_fits(np.array([-1.0, 5.0, 100.0]))
+    assert not log_scale_fits(np.array([np.nan, np.inf]))
