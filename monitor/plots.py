@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#7f7f7f"}
+TITLE_CHARS = 100  # about the width of a 9-inch figure at 10 pt; longer run paths wrap
 MAX_LEGEND_LAYERS = 12
 """Beyond a dozen layers a legend hides the plot; the panel then says how many lines it holds."""
 
@@ -44,26 +46,36 @@ def run_png(report: LogdirReport, run: RunSummary, *, dpi: int = 100) -> bytes |
 
 
 def write_plots(reports: Sequence[LogdirReport], directory: str | Path) -> list[Path]:
-    """Write ``<directory>/[<logdir>/]<run>.png`` for every run that has something to plot."""
+    """Write ``<directory>/[<logdir>/]<run>.png`` for every run that has something to plot.
+
+    A run ``a/b`` becomes ``a/b.png``: mirroring the run tree keeps every name component as
+    short as the directory it came from (flattened Lightning paths pass 255 bytes).
+    """
     root = Path(directory)
     written = []
     for report, subdir in zip(reports, _logdir_dirs(reports), strict=True):
         target = root / subdir if subdir else root
-        target.mkdir(parents=True, exist_ok=True)
         for run in report.runs:
             png = run_png(report, run)
             if png is not None:
-                path = target / f"{safe_name(run.run)}.png"
+                path = target / plot_name(run.run)
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(png)
                 written.append(path)
     return written
 
 
-def safe_name(run: str) -> str:
-    """A file name for a run: ``a/b`` → ``a__b``, ``.`` → ``_root``, other odd characters → ``_``."""
+def plot_name(run: str) -> Path:
+    """``a/b`` → ``a/b.png``; the logdir itself (``.``) → ``_root.png``."""
     if run == ".":
-        return "_root"
-    return re.sub(r"[^A-Za-z0-9._=+-]", "_", run.replace("/", "__"))
+        return Path("_root.png")
+    *parents, name = run.split("/")
+    return Path(*parents, f"{name}.png")
+
+
+def safe_name(name: str) -> str:
+    """A single path component for a logdir's plot folder: odd characters become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", name)
 
 
 def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
@@ -72,12 +84,13 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
     if not losses and not gradients:
         return None
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     panels = (1 if losses else 0) + (1 if gradients else 0)
     figure = Figure(figsize=(9, 3.6 * panels), layout="constrained")
     axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     alerts = [a for a in report.alerts if a.run in (run.run, run.experiment_dir)]
-    title = f"{run.run}  ({report.logdir})"
+    title = "\n".join(textwrap.wrap(f"{run.run}  ({report.logdir})", TITLE_CHARS))
     index = 0
     if losses:
         _draw_lines(axes[index], losses, ylabel="loss", legend_limit=None)
@@ -89,6 +102,7 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
     for position, ax in enumerate(axes):
         _mark_alerts(ax, alerts, label=position == 0)
     axes[-1].set_xlabel("step")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
 
 

@@ -395,12 +395,20 @@ def log_scale_fits(values: np.ndarray) -> bool:
 
 
 def loss_series(report: LogdirReport, run: RunSummary) -> list[Curve]:
-    """The run's training and validation loss curves (the tags its summary chose)."""
+    """The run's training and validation loss curves (the tags its summary chose).
+
+    A Keras ``train``/``validation`` run borrows the missing curve from its sibling, so
+    each figure shows the gap between the two losses that overfitting is about.
+    """
+    siblings = [r for r in report.runs if run.experiment_dir is not None and r.experiment_dir == run.experiment_dir]
     out = []
-    for label, loss in (("train", run.train_loss), ("validation", run.val_loss)):
-        if loss is not None:
-            steps, values = report.index.series(run.run, loss.tag)
-            out.append((f"{label}: {loss.tag}", steps, values))
+    for label, pick in (("train", lambda r: r.train_loss), ("validation", lambda r: r.val_loss)):
+        owner = run if pick(run) is not None else next((r for r in siblings if pick(r) is not None), None)
+        if owner is not None:
+            loss = pick(owner)
+            steps, values = report.index.series(owner.run, loss.tag)
+            where = "" if owner is run else f" ({owner.run})"
+            out.append((f"{label}: {loss.tag}{where}", steps, values))
     return out
 
 

@@ -249,6 +249,33 @@ def _run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.Completed
     )  # fmt: skip
 
 
+def test_progress_bar_is_drawn_on_a_terminal_stderr_only(logs, capsys) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tbmon.monitor.cli", "report", str(logs["mixed"]), "--format", "json"],
+            stdout=subprocess.PIPE, stderr=terminal, text=True, env={**os.environ, "TERM": "xterm"}, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal side is closed and drained
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    assert b"reading " in drawn and str(logs["mixed"]).encode() in drawn
+    assert json.loads(result.stdout)["logdir"] == str(logs["mixed"])  # stdout stays clean JSON
+    _, _, err = tbmon(capsys, logs["mixed"], "--format", "json")
+    assert "reading" not in err  # not a terminal: no bar
+
+
 def test_missing_logdir_is_one_line_exit_2_no_traceback(tmp_path) -> None:
     result = _run_cli(tmp_path / "nope")
     assert result.returncode == 2
@@ -322,8 +349,8 @@ def test_plots_writes_one_real_png_per_run(logs, capsys, tmp_path) -> None:
 
     code, _, err = tbmon(capsys, logs["mixed"], "--format", "json", "--plots", tmp_path / "plots")
     assert code == 1
-    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert names == ["corrupt.png", "diverging.png", "healthy.png", "keras__train.png", "keras__validation.png"]
+    names = sorted(p.relative_to(tmp_path / "plots").as_posix() for p in (tmp_path / "plots").rglob("*.png"))
+    assert names == ["corrupt.png", "diverging.png", "healthy.png", "keras/train.png", "keras/validation.png"]
     assert "wrote 5 plot(s)" in err
     image = imread(tmp_path / "plots" / "diverging.png")
     height, width = image.shape[:2]
