@@ -46,7 +46,6 @@ _DT_HALF = 19
 _INT_VAL_DTYPES = {3, 4, 5, 6, 17}
 
 
-
 def _load_event_class() -> type:
     """tensorboardX's compiled ``Event`` class, WITHOUT running ``tensorboardX/__init__``.
 
