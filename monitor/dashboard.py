@@ -36,7 +36,7 @@ STATUS_STYLE = {"ok": "green", "info": "green", "warning": "yellow", "critical":
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
 Classifier = Callable[[str, str | None], str | None]
-"""``(tag, role)`` → ``"train_loss"``, ``"val_loss"``, ``"grad_norm"`` or ``None``."""
+"""``(tag, role)`` → ``"train_loss"``, ``"val_loss"``, ``"grad_norm"`` or ``None`` (the analyzers' tag patterns)."""
 
 
 @dataclass

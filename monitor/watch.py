@@ -1,18 +1,489 @@
-"""`tbmon watch` (placeholder until its issue lands)."""
+"""`tbmon watch LOGDIR...`: follow runs live and print alerts as they happen.
+
+The pieces: ``follow.Follower`` turns file events into ``LogdirReader.poll`` results; a
+``WatchSession`` feeds each batch to one analyzer ``Engine`` per logdir, drops alerts already
+raised (also in earlier sessions, via ``state``), hands new ones to the output and to the
+notifiers, and checkpoints. Outputs: a Rich dashboard, plain lines, or JSON lines.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
-from tbmon.monitor.exit_codes import UsageError
+from tbmon.analyzers import Engine
+from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.config import AnalyzerConfig
+from tbmon.analyzers.series import RunBatch
+from tbmon.analyzers.signals import GRAD_NORM, TRAIN_LOSS, VAL_LOSS, SignalMatcher
+from tbmon.monitor.alert_lines import (
+    alert_record,
+    json_line,
+    plain_line,
+    problem_record,
+    run_record,
+    status_record,
+    summary_record,
+)
+from tbmon.monitor.config import load_config
+from tbmon.monitor.dashboard import Board, Classifier
+from tbmon.monitor.exit_codes import UsageError, exit_code_for
+from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, Follower
+from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
+from tbmon.monitor.reader import LogdirReader
+from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
 
-HELP = "watch (not implemented yet)"
-DESCRIPTION = HELP
+HELP = "follow runs live and print alerts as they happen"
+DESCRIPTION = """\
+Follow every run under LOGDIR live (new runs, new event files, appended records; inotify, or
+polling with --poll) and print alerts within half a second of the writer's flush.
+
+Formats: rich (live dashboard; default on a terminal), plain (one line per alert; default
+otherwise), jsonl (one JSON object per line: "type": "alert" lines carry the contract alert
+fields; "problem", "run", "status" and a closing "summary" line may appear too).
+
+State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
+resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
+Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on.
+
+examples:
+  tbmon watch logs/
+  tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook "$SLACK_WEBHOOK_URL"
+  tbmon watch /nfs/logs --poll 1          # network filesystems deliver no file events
+  tbmon watch logs/ --once --fail-on warning   # CI: scan, analyze, exit
+"""
+
+SAVE_EVERY = 5.0
+"""Seconds between checkpoints while data flows (alerts are checkpointed at once). Losing 5 s of
+offsets on a crash only means re-reading them; the alert keys make that harmless."""
+
+NOTIFY_GRACE = 5.0
+"""Seconds at exit for pending webhook/command deliveries before giving up on them."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="directory tree(s) holding event files")
+    parser.add_argument("--format", choices=("rich", "plain", "jsonl"), help="output format (see above)")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        metavar="SECONDS",
+        help="poll every SECONDS instead of using file events (NFS, SSHFS, container volumes)",
+    )
+    parser.add_argument("--once", action="store_true", help="read what is there, analyze, print, exit")
+    parser.add_argument("--state", metavar="PATH", help="state file (default: in the user cache dir, per logdirs)")
+    parser.add_argument("--no-state", action="store_true", help="neither read nor write a state file")
+    parser.add_argument(
+        "--notify-webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST each alert as JSON (Slack-compatible 'text' field + alert fields); repeatable",
+    )
+    parser.add_argument(
+        "--on-alert",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="run shell command CMD per alert, alert JSON on stdin; repeatable",
+    )
+
+
+@dataclass
+class WatchOptions:
+    logdirs: list[str]
+    fmt: str
+    config: AnalyzerConfig
+    fail_on: str = "critical"
+    output: str | None = None
+    poll: float | None = None
+    once: bool = False
+    state_path: Path | None = None
+    webhooks: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("`tbmon watch` is not implemented yet")
+    logdirs = [os.path.abspath(d) for d in args.logdirs]
+    if args.poll is not None and not args.poll > 0:
+        raise UsageError("--poll needs a positive number of seconds")
+    for url in args.notify_webhook:
+        try:
+            check_webhook_url(url)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if args.once:
+        missing = [d for d in logdirs if not os.path.isdir(d)]
+        if missing:
+            raise UsageError(f"no such directory: {missing[0]}")
+    state_path = None if args.no_state else Path(args.state) if args.state else default_state_path(logdirs)
+    interactive = args.output is None and sys.stdout.isatty()
+    options = WatchOptions(
+        logdirs=logdirs,
+        fmt=args.format or ("rich" if interactive else "plain"),
+        config=load_config(args.config),
+        fail_on=args.fail_on,
+        output=args.output,
+        poll=args.poll,
+        once=args.once,
+        state_path=state_path,
+        webhooks=list(args.notify_webhook),
+        commands=list(args.on_alert),
+    )
+    return watch(options).exit_code()
+
+
+def watch(options: WatchOptions, stop: threading.Event | None = None) -> WatchSession:
+    """Follow ``options.logdirs`` until ``stop`` is set, SIGINT/SIGTERM, or (``once``) one scan."""
+    stop = stop or threading.Event()
+    try:
+        out = open(options.output, "a", encoding="utf-8", buffering=1) if options.output else sys.stdout
+    except OSError as exc:
+        raise UsageError(f"cannot write --output {options.output}: {exc.strerror or exc}") from None
+    try:
+        sink = _make_sink(options, out)
+        session = WatchSession(options, sink)
+        follower = Follower(
+            options.logdirs,
+            session.make_reader,
+            session.handle,
+            session.notice,
+            poll_interval=DEFAULT_POLL_INTERVAL if options.once and options.poll is None else options.poll,
+        )
+        session.follower = follower
+        sink.start(session)
+        try:
+            if options.once:
+                follower.start()
+                session.after_cycle()
+            else:
+                _in_background_until_stopped(lambda: _follow(follower, session, stop), stop)
+        finally:
+            follower.close()
+            session.close()
+            sink.close(session.summary())
+        return session
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _follow(follower: Follower, session: WatchSession, stop: threading.Event) -> None:
+    def wake_on_stop() -> None:  # whoever sets `stop` (signal, demo, test) need not know the follower
+        stop.wait()
+        follower.wake()
+
+    threading.Thread(target=wake_on_stop, name="tbmon-stop", daemon=True).start()
+    follower.start()
+    session.after_cycle()
+    session.notice(f"following {', '.join(follower.logdirs)} with {follower.backend}")
+    follower.run(stop)
+    follower.scan()  # what the writers flushed on their way out
+    session.after_cycle()
+
+
+def _in_background_until_stopped(work: Callable[[], None], stop: threading.Event) -> None:
+    """Run ``work`` on a thread; the main thread only waits and turns SIGINT/SIGTERM into ``stop``.
+
+    A signal handler must not take locks the interrupted code may hold, so the work (which
+    takes them) lives on another thread and the handler only sets events. A second signal
+    while shutting down (e.g. a long catch-up scan) quits at once.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread below
+            failure.append(exc)
+            stop.set()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    worker = threading.Thread(target=target, name="tbmon-follow", daemon=True)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
+    try:
+        worker.start()
+        worker.join()  # interruptible: handlers run while the main thread blocks here
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failure:
+        raise failure[0]
+
+
+class WatchSession:
+    """Analysis and bookkeeping of one watch: engines, alerts already raised, checkpoints."""
+
+    def __init__(self, options: WatchOptions, sink: Sink) -> None:
+        self.options = options
+        self.sink = sink
+        self.follower: Follower | None = None
+        self.engines: dict[str, Engine] = {}
+        self.alerts: dict[str, list[Alert]] = {d: [] for d in options.logdirs}
+        self.new_alerts = 0
+        self._raised: set[tuple[str, tuple[str, str, str, int]]] = set()
+        self._problems_seen: set[tuple[Any, ...]] = set()
+        self._dirty = False
+        self._alerted = False
+        self._last_save = time.monotonic()
+        self._state = self._load_state()
+        self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
+            CommandNotifier(cmd, self.notice) for cmd in options.commands
+        ]
+
+    # -- follower callbacks -----------------------------------------------------------------
+    def make_reader(self, logdir: str) -> LogdirReader:
+        """The reader (and engine) of ``logdir``, resumed from the checkpoint when there is one."""
+        reader = LogdirReader(logdir, check_crc=True)
+        engine = Engine(self.options.config)
+        if self._state is not None and logdir in self._state.readers:
+            try:
+                reader.load_state_dict(self._state.readers[logdir])
+                engine.load_state_dict(self._state.engines[logdir])
+            except Exception as exc:  # noqa: BLE001 - any bad checkpoint means: start this logdir fresh
+                self.notice(f"saved state for {logdir} unusable ({type(exc).__name__}); rereading it from the start")
+                reader = LogdirReader(logdir, check_crc=True)
+                engine = Engine(self.options.config)
+        self.engines[logdir] = engine
+        return reader
+
+    def handle(self, logdir: str, result: Any) -> None:
+        """One poll result: problems once each, run changes, then every batch through the engine."""
+        for problem in result.problems:
+            key = (logdir, getattr(problem, "path", None), getattr(problem, "kind", None), getattr(problem, "offset", None))
+            if key not in self._problems_seen:
+                self._problems_seen.add(key)
+                self.sink.emit(problem_record(problem, logdir, getattr(problem, "run", None)))
+        for run in result.new_runs:
+            self.sink.emit(run_record(logdir, run, "new"))
+        for run in result.removed_runs:
+            self.sink.emit(run_record(logdir, run, "removed"))
+        engine = self.engines[logdir]
+        for batch in result.batches:
+            if batch.is_empty():
+                continue
+            self._dirty = True
+            self.sink.observe(logdir, batch)
+            for alert in engine.feed(batch):
+                self._raise(logdir, alert)
+        self.after_cycle()
+
+    def notice(self, message: str) -> None:
+        self.sink.emit(status_record(message))
+
+    # -- alerts and state -------------------------------------------------------------------
+    def _raise(self, logdir: str, alert: Alert) -> None:
+        key = (logdir, alert.key())
+        if key in self._raised:
+            return
+        self._raised.add(key)
+        self.alerts[logdir].append(alert)
+        self.new_alerts += 1
+        self._alerted = True
+        record = alert_record(alert, logdir)
+        self.sink.alert(logdir, alert, record)
+        for notifier in self._notifiers:
+            notifier.submit(record)
+
+    def after_cycle(self) -> None:
+        """Checkpoint: at once after a new alert (at-most-once alerts), else every ``SAVE_EVERY`` s."""
+        self.sink.refresh(self)
+        due = self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY
+        if self._alerted or due:
+            self._save()
+
+    def _load_state(self) -> WatchState | None:
+        path = self.options.state_path
+        if path is None:
+            return None
+        state, problem = load_state(path, self.options.logdirs)
+        if problem:
+            self.notice(problem)
+        if state is not None:
+            for logdir, records in state.alerts.items():
+                for record in records:
+                    alert = Alert(**record)
+                    self._raised.add((logdir, alert.key()))
+                    self.alerts.setdefault(logdir, []).append(alert)
+                    self.sink.restored_alert(logdir, alert)
+        return state
+
+    def _save(self) -> None:
+        self._last_save = time.monotonic()
+        self._dirty = self._alerted = False
+        path = self.options.state_path
+        if path is None or self.follower is None:
+            return
+        state = WatchState(logdirs=list(self.options.logdirs))
+        for logdir, reader in self.follower.readers.items():
+            state.readers[logdir] = reader.state_dict()
+            state.engines[logdir] = self.engines[logdir].state_dict()
+        state.alerts = {d: [a.to_dict() for a in alerts] for d, alerts in self.alerts.items() if alerts}
+        try:
+            save_state(path, state)
+        except (OSError, TypeError, ValueError) as exc:
+            self.notice(f"cannot save state to {path}: {exc}")
+            self.options.state_path = None  # say it once; keep watching without checkpoints
+
+    def close(self) -> None:
+        self._save()
+        for notifier in self._notifiers:
+            notifier.close(NOTIFY_GRACE)
+
+    def all_alerts(self) -> list[Alert]:
+        return [a for alerts in self.alerts.values() for a in alerts]
+
+    def runs(self) -> int:
+        readers = self.follower.readers.values() if self.follower else ()
+        return sum(len(reader.runs) for reader in readers)
+
+    def files(self) -> int:
+        readers = self.follower.readers.values() if self.follower else ()
+        return sum(len(info.files) for reader in readers for info in reader.runs.values())
+
+    def exit_code(self) -> int:
+        return exit_code_for(self.all_alerts(), self.options.fail_on)
+
+    def summary(self) -> dict[str, Any]:
+        return summary_record(
+            self.runs(), self.all_alerts(), self.new_alerts, self.exit_code(), len(self._problems_seen)
+        )
+
+
+# -- outputs ------------------------------------------------------------------------------
+class Sink:
+    """Where records go. Plain and jsonl write lines; the rich sink feeds the dashboard."""
+
+    def start(self, session: WatchSession) -> None:
+        pass
+
+    def emit(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> None:
+        self.emit(record)
+
+    def observe(self, logdir: str, batch: RunBatch) -> None:
+        pass
+
+    def restored_alert(self, logdir: str, alert: Alert) -> None:
+        pass
+
+    def refresh(self, session: WatchSession) -> None:
+        pass
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.emit(summary)
+
+
+class LineSink(Sink):
+    """One line per record, flushed at once (the alert budget is half a second).
+
+    ``plain``: alerts and the summary on ``out``; problems, runs and status on stderr, so
+    ``tbmon watch logs/ > alerts.log`` keeps only alerts. ``jsonl``: everything on ``out``.
+    """
+
+    def __init__(self, out: IO[str], render: Callable[[dict[str, Any]], str], err: IO[str] | None) -> None:
+        self._out = out
+        self._err = err
+        self._render = render
+        self._lock = threading.Lock()  # notifier threads report failures concurrently
+
+    def emit(self, record: dict[str, Any]) -> None:
+        to_out = self._err is None or record["type"] in ("alert", "summary")
+        stream = self._out if to_out else self._err
+        with self._lock:
+            stream.write(self._render(record) + "\n")
+            stream.flush()
+
+
+class RichSink(Sink):
+    """The live dashboard; the summary is printed under it when it stops."""
+
+    def __init__(self, out: IO[str], board: Board) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.board = board
+        self._refreshed = 0.0
+        self.console = Console(file=out)
+        self.live = Live(
+            console=self.console,
+            refresh_per_second=4,
+            get_renderable=lambda: board.render(self.console.size.height),
+        )
+
+    def start(self, session: WatchSession) -> None:
+        self.live.start()
+
+    def emit(self, record: dict[str, Any]) -> None:
+        kind = record["type"]
+        if kind == "problem":
+            self.board.problems += 1
+            self.board.add_notice(plain_line(record), "red")
+        elif kind == "run":
+            if record["event"] == "new":
+                self.board.add_run(record["logdir"], record["run"])
+            else:
+                self.board.remove_run(record["logdir"], record["run"])
+        elif kind == "summary":
+            self.console.print(plain_line(record))
+        else:
+            self.board.add_notice(record["message"])
+
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> None:
+        self.board.add_alert(logdir, alert)
+
+    def observe(self, logdir: str, batch: RunBatch) -> None:
+        self.board.observe(logdir, batch)
+
+    def restored_alert(self, logdir: str, alert: Alert) -> None:
+        self.board.add_alert(logdir, alert, replayed=True)
+
+    def refresh(self, session: WatchSession) -> None:
+        """Header counters, at most twice a second (counting files walks every run's info)."""
+        now = time.monotonic()
+        if now - self._refreshed < 0.5:
+            return
+        self._refreshed = now
+        if session.follower is not None:
+            self.board.backend = session.follower.backend
+        self.board.files_tracked = session.files()
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.live.stop()
+        self.emit(summary)
+
+
+def _make_sink(options: WatchOptions, out: IO[str]) -> Sink:
+    if options.fmt == "jsonl":
+        return LineSink(out, json_line, None)
+    if options.fmt == "plain":
+        return LineSink(out, plain_line, sys.stderr)
+    return RichSink(out, Board(options.logdirs, _dashboard_signals(options.config)))
+
+
+def _dashboard_signals(config: AnalyzerConfig) -> Classifier:
+    """The dashboard's columns by the analyzers' own (configurable) tag patterns; whole-model norms only."""
+    matcher = SignalMatcher(config.patterns)
+
+    def classify(tag: str, role: str | None) -> str | None:
+        match = matcher.classify(tag, histogram=False, role=role)
+        if match is None or match.signal not in (TRAIN_LOSS, VAL_LOSS, GRAD_NORM):
+            return None
+        return None if match.signal == GRAD_NORM and match.param is not None else match.signal
+
+    return classify
