@@ -87,10 +87,10 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
     from matplotlib.ticker import MaxNLocator
 
     panels = (1 if losses else 0) + (1 if gradients else 0)
-    figure = Figure(figsize=(9, 3.6 * panels), layout="constrained")
+    title = "\n".join(textwrap.wrap(f"{run.run}  ({report.logdir})", TITLE_CHARS))
+    figure = _figure(Figure, panels, title_lines=title.count("\n") + 1)
     axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     alerts = [a for a in report.alerts if a.run in (run.run, run.experiment_dir)]
-    title = "\n".join(textwrap.wrap(f"{run.run}  ({report.logdir})", TITLE_CHARS))
     index = 0
     if losses:
         _draw_lines(axes[index], losses, ylabel="loss", legend_limit=None)
@@ -103,6 +103,18 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
         _mark_alerts(ax, alerts, label=position == 0)
     axes[-1].set_xlabel("step")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
+def _figure(figure_class: type[Figure], panels: int, *, title_lines: int) -> Figure:
+    """Fixed margins in inches: matplotlib's constrained layout doubled the time per figure."""
+    panel, left, right, bottom, gap = 3.2, 0.85, 0.2, 0.55, 0.6
+    top = 0.15 + 0.2 * title_lines
+    height = panels * panel + (panels - 1) * gap + top + bottom
+    figure = figure_class(figsize=(9, height))
+    figure.subplots_adjust(
+        left=left / 9, right=1 - right / 9, bottom=bottom / height, top=1 - top / height, hspace=gap / panel
+    )
     return figure
 
 
