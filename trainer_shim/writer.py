@@ -1,0 +1,183 @@
+"""Background event-file writer: tensorboardX protos and framing, off the training thread.
+
+Why not ``tensorboardX.SummaryWriter`` itself: its ``flush()`` returns before its queue is
+written (an event lands one step late, the last one only at ``close()``), it flushes every
+120 s, pickles every event through a ``multiprocessing.Queue`` (~58 µs per scalar on the
+training thread), names files ``<time>.<host>`` so two writers started in the same second
+truncate each other, and raises into the loop on a full disk. Here the training thread only
+enqueues a closure; this thread builds the ``Summary`` (tensorboardX's compiled protos),
+frames it as a TFRecord with tensorboardX's masked CRC, writes it, and makes it reach the
+file within ``flush_secs`` (at once, with ``fsync``, when a value is non-finite).
+
+Any failure (disk full, logdir deleted, file closed, a bug in a build closure) is stored
+once in ``error``; from then on the writer discards work and the shim disables itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.record_writer import masked_crc32c
+
+# What a build closure returns: the summary values and whether they must reach disk at once.
+Built = tuple[list[Summary.Value], bool]
+_file_counter = itertools.count()  # per process: unique names for writers in the same second
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    step: int
+    wall_time: float
+    build: Callable[[], Built]
+
+
+class _Stop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    done: threading.Event
+
+
+def event_file_name(rank: int) -> str:
+    """``events.out.tfevents.<time>.<host>.<pid>.r<rank>.<counter>``: unique per process and rank."""
+    return (
+        f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
+        f".{os.getpid()}.r{rank}.{next(_file_counter)}"
+    )
+
+
+def _frame(data: bytes) -> bytes:
+    header = struct.pack("<Q", len(data))
+    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+class EventWriter:
+    """Owns one event file and the daemon thread that writes it."""
+
+    def __init__(self, logdir: str, rank: int, flush_secs: float, max_queue: int) -> None:
+        self.error: BaseException | None = None
+        self.dropped = 0
+        self.path: str | None = None
+        self._flush_secs = flush_secs
+        self._queue: queue.Queue[Record | _Flush | _Stop] = queue.Queue(max_queue)
+        self._file: IO[bytes] | None = None
+        try:
+            os.makedirs(logdir, exist_ok=True)
+            self._file = self._create(logdir, rank)
+            self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+            self._file.flush()
+        except Exception as exc:  # noqa: BLE001 - never raise into training
+            self.error = exc
+            return
+        self._thread = threading.Thread(target=self._run, name="tbmon-shim-writer", daemon=True)
+        self._thread.start()
+
+    def _create(self, logdir: str, rank: int) -> IO[bytes]:
+        while True:  # 'xb' never truncates someone else's file; a clash just takes the next counter
+            path = os.path.join(logdir, event_file_name(rank))
+            try:
+                handle = open(path, "xb")  # noqa: SIM115 - closed by the writer thread
+            except FileExistsError:
+                continue
+            self.path = path
+            return handle
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None and self._file is not None
+
+    def submit(self, record: Record) -> None:
+        """Queue a record; never blocks the training loop (a full queue drops and counts)."""
+        if not self.alive:
+            return
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Block until everything queued so far is in the file (True) or ``timeout`` passes."""
+        if not self.alive:
+            return False
+        done = threading.Event()
+        try:
+            self._queue.put(_Flush(done), timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, fsync and close; gives up after ``timeout`` (hung disk)."""
+        thread = getattr(self, "_thread", None)
+        if thread is None or not thread.is_alive():
+            return
+        try:
+            self._queue.put(_Stop(), timeout=timeout)
+        except queue.Full:
+            return
+        thread.join(timeout)
+
+    def _write(self, event: Event) -> None:
+        assert self._file is not None
+        self._file.write(_frame(event.SerializeToString()))
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        pending = False
+        while True:
+            timeout = max(0.0, last_flush + self._flush_secs - time.monotonic()) if pending else None
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            try:
+                if isinstance(item, _Stop):
+                    self._finish()
+                    return
+                urgent = False
+                if isinstance(item, Record) and self.error is None:
+                    values, urgent = item.build()
+                    self._write(Event(step=item.step, wall_time=item.wall_time, summary=Summary(value=values)))
+                    pending = True
+                now = time.monotonic()
+                if self.error is None and pending and (urgent or isinstance(item, _Flush) or now >= last_flush + self._flush_secs):
+                    self._sync(fsync=urgent)
+                    pending, last_flush = False, now
+            except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
+                if self.error is None:
+                    self.error = exc
+            if isinstance(item, _Flush):
+                item.done.set()
+
+    def _sync(self, fsync: bool) -> None:
+        assert self._file is not None
+        self._file.flush()
+        if fsync:
+            os.fsync(self._file.fileno())
+
+    def _finish(self) -> None:
+        if self._file is None:
+            return
+        try:
+            if self.error is None:
+                self._sync(fsync=True)
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc
+        finally:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - the first error is already recorded
+                pass
