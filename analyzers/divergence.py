@@ -1,20 +1,26 @@
-"""`divergence`: the loss (or the total gradient norm) went non-finite, spiked, or blew up.
+"""`divergence`: the loss (or the total gradient norm) went non-finite, spiked, exploded or blew up.
 
-Three conditions, one episode per tag (a later, more severe condition in the same episode is
-reported once as an escalation):
+Watched tags: training loss, validation loss, total gradient norm. Their points are merged by
+``seq`` into one episode per run (a NaN seen in the loss, the grad norm and the validation loss
+is one alert); a later, more severe condition in the same episode is reported once as an
+escalation (spike warning → critical).
 
-* non-finite loss / total grad norm → critical at the first such point (Keras TerminateOnNaN,
-  Lightning ``check_finite``, SageMaker ExplodingTensor). A NaN grad norm beside a loss of
-  exactly 0.0 is called out: HF Transformers' ``logging_nan_inf_filter`` hides NaN losses.
-* spike: a training-loss value more than ``spike_sigma`` robust σ (1.4826·MAD) above the
-  median of the previous ``spike_window`` finite values, once ``spike_min_history`` exist
-  (OLMo-core's 6σ / 128 / 64 rule, made robust with median/MAD so the spike itself and
-  heavy-tailed SGD noise do not inflate σ) and at least ``spike_min_rise`` × |median| above
-  it (a σ of a very smooth curve can be tiny; a 5% wiggle is not a divergence) → warning.
-* blow-up: the smoothed training loss (median of the last ``smooth_window`` values) stays
-  above its best by more than ``blowup_fraction`` of the progress made (initial − best, at
-  least ``blowup_floor`` × |initial|) for ``blowup_patience`` consecutive points → critical,
-  dated at the first of those points.
+* non-finite value → critical at that point (Keras TerminateOnNaN, Lightning ``check_finite``,
+  SageMaker ExplodingTensor). A NaN grad norm beside a loss of exactly 0.0 at the same step is
+  called out: HF Transformers' ``logging_nan_inf_filter`` hides NaN losses that way.
+* spike (training loss) → warning: more than ``spike_sigma`` robust σ (1.4826·MAD) above the
+  median of the previous ``spike_window`` finite values (OLMo-core's 6σ / 128 rule, with
+  median/MAD so the spike itself and heavy-tailed minibatch noise do not inflate σ; non-finite
+  values never enter the window), once ``spike_min_history`` values exist, and at least
+  ``spike_min_rise`` × |median| above it (the loss at least doubled).
+* explosion → critical: a spike more than ``explosion_factor`` × max(|median|, |initial loss|)
+  above the median: an order of magnitude worse than an untrained model.
+* blow-up → critical, dated at its first point: the smoothed training loss (median of the last
+  ``smooth_window`` values) stays above its best by more than ``blowup_fraction`` of the progress
+  made (initial − best, at least ``blowup_floor`` × |initial|) and more than
+  ``blowup_noise_sigma`` robust σ, for ``blowup_patience`` consecutive points.
+
+Why these numbers: docs/analyzers.md (measured on the tests/scenarios corpus).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, Tagged
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import (
+    EpisodeState,
+    episode_events,
     MAD_TO_SIGMA,
     Streak,
     running_min,
@@ -61,108 +69,145 @@ class Divergence(BaseRule):
     name: ClassVar[str] = "divergence"
     defaults: ClassVar[dict[str, Any]] = {
         "spike_window": 128,
-        "spike_min_history": 64,
+        "spike_min_history": 16,
         "spike_sigma": 6.0,
-        "spike_min_rise": 0.25,
+        "spike_min_rise": 1.0,
         "smooth_window": 9,
         "initial_points": 8,
         "blowup_fraction": 0.5,
-        "blowup_floor": 0.25,
+        "blowup_floor": 1.0,
         "blowup_patience": 20,
-        "rearm": 100,
+        "blowup_noise_sigma": 3.0,
+        "explosion_factor": 10.0,
+        "rearm": 200,
     }
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
         self.lr = ScalarContext()
         self.loss = ScalarContext()
+        self.alerted_tag = ""
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state()}
+        return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.lr.load(state["lr"])
         self.loss.load(state["loss"])
+        self.alerted_tag = state["alerted"]
 
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.loss.update(view.signal(TRAIN_LOSS))
-        alerts: list[Alert] = []
+        parts: list[tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]]]] = []
         for item in view.scalars:
             signal = item.match.signal
-            if signal == TRAIN_LOSS:
-                alerts += self._loss(item, train=True)
-            elif signal == VAL_LOSS:
-                alerts += self._loss(item, train=False)
-            elif signal == GRAD_NORM and item.match.param is None:
-                alerts += self._grad_norm(item.series)
+            watched = signal in (TRAIN_LOSS, VAL_LOSS) or (signal == GRAD_NORM and item.match.param is None)
+            if watched and len(item.series):
+                parts.append(self._levels(item, train=signal == TRAIN_LOSS))
+        if not parts:
+            return []
+        # One episode per run: merge every watched tag's points by seq, so a NaN that shows up
+        # in the loss, the grad norm and the validation loss is one alert, not three.
+        seq = np.concatenate([s.seq for s, _, _ in parts])
+        order = np.argsort(seq, kind="stable")
+        levels = np.concatenate([lv for _, lv, _ in parts])[order]
+        steps = np.concatenate([s.step for s, _, _ in parts])[order]
+        owner = np.concatenate([np.full(len(s), k) for k, (s, _, _) in enumerate(parts)])[order]
+        index = np.concatenate([np.arange(len(s)) for s, _, _ in parts])[order]
+        episode = self._episodes.setdefault(f"{KIND}|run", EpisodeState())
+        alerts = []
+        for j in episode_events(levels, steps, episode, self.p["rearm"]):
+            s, lv, info = parts[int(owner[j])]
+            alerts.append(self._alert(s, int(index[j]), int(lv[index[j]]), info))
+        if alerts:
+            self.alerted_tag = alerts[-1].tag
         return alerts
 
-    # --- training / validation loss -------------------------------------------------------
+    def episodes(self) -> list[dict[str, Any]]:
+        return [{**e, "tag": self.alerted_tag} for e in super().episodes()]
 
-    def _loss(self, item: Tagged, *, train: bool) -> list[Alert]:
+    def _levels(self, item: Tagged, *, train: bool) -> tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]]]:
+        """Per point: 0 fine, WARNING spike, CRITICAL non-finite / explosion / blow-up; with evidence."""
         s = item.series
         assert isinstance(s, ScalarSeries)
-        n = len(s)
-        if n == 0:
-            return []
-        st = self.tags.setdefault(s.tag, {"hist": [], "init": [], "best": None, "streak": Streak().to_json()})
         p = self.p
+        st = self.tags.setdefault(s.tag, {"hist": [], "init": [], "best": None, "streak": Streak().to_json()})
         levels = np.where(np.isfinite(s.value), 0, CRITICAL)
+        info: dict[int, dict[str, Any]] = {}
         fidx = np.flatnonzero(levels == 0)
         fv = s.value[fidx]
         hist = np.asarray(st["hist"], dtype=float)
-        spike_info: dict[int, tuple[float, float]] = {}
-        blow_start: dict[int, tuple[int, float, float]] = {}
-        blow_info: dict[int, tuple[float, float]] = {}
         if train and fv.size:
-            # Spike: robust z-score against the previous window of finite values.
             med, mad = trailing_window_stats(hist, fv, p["spike_window"], p["spike_min_history"])
+            sigma = MAD_TO_SIGMA * mad
             rise = fv - med
+            initial = float(np.median(st["init"])) if st["init"] else np.nan
+            scale = np.fmax(np.abs(med), abs(initial))
             with np.errstate(invalid="ignore"):
-                spike = (rise > p["spike_sigma"] * MAD_TO_SIGMA * mad) & (rise > p["spike_min_rise"] * np.abs(med))
+                spike = (rise > p["spike_sigma"] * sigma) & (rise > p["spike_min_rise"] * np.abs(med))
+                explosion = spike & (rise > p["explosion_factor"] * scale)
             for j in np.flatnonzero(spike):
-                spike_info[int(fidx[j])] = (float(med[j]), float(mad[j]))
-            levels[fidx[spike]] = WARNING
-            # Blow-up: smoothed loss far above its best, for a while.
-            self._blowup(st, s, fidx, fv, hist, levels, blow_start, blow_info)
+                info[int(fidx[j])] = {"condition": "explosion" if explosion[j] else "spike",
+                                      "median": float(med[j]), "robust_sigma": float(sigma[j])}
+            levels[fidx[spike]] = np.where(explosion[spike], CRITICAL, WARNING)
+            self._blowup(st, s, fidx, fv, hist, self._noise(hist, fv), levels, info)
         st["hist"] = np.concatenate([hist, fv])[-p["spike_window"] :].tolist()
-        alerts = []
-        for i in self.events(KIND, s.tag, levels, s.step, p["rearm"]):
-            i = int(i)
-            lr, _, peak = self.lr.at(int(s.seq[i]))
-            advice = lr_advice(lr, peak, self.lr.first)
-            value = float(s.value[i])
-            evidence: dict[str, Any] = {"value": value, "lr": lr}
-            if not np.isfinite(value):
-                step, wall = int(s.step[i]), float(s.wall_time[i])
-                message = f"{s.tag} is {fmt(value)} at step {step} ({advice})"
-                evidence["condition"] = "non_finite"
-            elif i in blow_info:
-                step, wall, start_value = blow_start[i]
-                best, level = blow_info[i]
-                message = (
-                    f"{s.tag} blew up: smoothed loss rose from its best {fmt(best)} to {fmt(level)} "
-                    f"and stayed up for {p['blowup_patience']} points since step {step} ({advice})"
+        return s, levels, info
+
+    def _noise(self, hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
+        """Point-to-point noise σ before each value: robust σ of first differences / √2.
+
+        Differencing removes the trend, so a loss that climbs steadily does not pass for noise
+        (a level-based MAD over a window that holds the climb would call it noise).
+        """
+        p = self.p
+        diffs = np.diff(np.concatenate([hist, fv]))
+        old = max(hist.size - 1, 0)
+        _, mad = trailing_window_stats(diffs[:old], diffs[old:], p["spike_window"], p["spike_min_history"])
+        noise = np.full(fv.size, np.nan)
+        noise[fv.size - mad.size :] = MAD_TO_SIGMA * mad / np.sqrt(2.0)
+        return noise
+
+    def _alert(self, s: ScalarSeries, i: int, level: int, info: dict[int, dict[str, Any]]) -> Alert:
+        p = self.p
+        lr, _, peak = self.lr.at(int(s.seq[i]))
+        advice = lr_advice(lr, peak, self.lr.first)
+        value = float(s.value[i])
+        step, wall = int(s.step[i]), float(s.wall_time[i])
+        evidence: dict[str, Any] = {"value": value, "lr": lr, **info.get(i, {})}
+        condition = evidence.get("condition")
+        if not np.isfinite(value):
+            evidence["condition"] = "non_finite"
+            message = f"{s.tag} is {fmt(value)} at step {step}"
+            loss, loss_step, _ = self.loss.at(int(s.seq[i]))
+            if s.tag != self.loss.tag and loss == 0.0 and loss_step == step:
+                evidence["loss_hidden"] = True
+                message += (
+                    f" while {self.loss.tag} reads exactly 0.0: the trainer is hiding the NaN loss "
+                    "(HF Transformers logging_nan_inf_filter)"
                 )
-                evidence.update(condition="blowup", best=best, smoothed=level, value=start_value)
-            else:
-                step, wall = int(s.step[i]), float(s.wall_time[i])
-                med, mad = spike_info[i]
-                sigmas = (value - med) / (MAD_TO_SIGMA * mad) if mad > 0 else float("inf")
-                message = (
-                    f"{s.tag} spiked to {fmt(value)} at step {step}, {fmt(sigmas)}σ above its recent "
-                    f"median {fmt(med)} (if spikes recur: {advice})"
-                )
-                evidence.update(condition="spike", median=med, robust_sigma=MAD_TO_SIGMA * mad)
-            alerts.append(
-                self.alert(
-                    kind=KIND, level=int(levels[i]), step=step, wall_time=wall, tag=s.tag,
-                    message=message, evidence=evidence,
-                )
+            message += f" ({advice})"
+        elif condition == "blowup":
+            step, wall = evidence.pop("start_step"), evidence.pop("start_wall")
+            evidence["value"] = evidence.pop("start_value")
+            message = (
+                f"{s.tag} blew up: its smoothed value rose from its best {fmt(evidence['best'])} to "
+                f"{fmt(evidence['smoothed'])} and stayed up for {p['blowup_patience']} points since step {step} "
+                f"({advice})"
             )
-        return alerts
+        else:
+            med, sigma = evidence["median"], evidence["robust_sigma"]
+            sigmas = (value - med) / sigma if sigma > 0 else float("inf")
+            what = "exploded" if condition == "explosion" else "spiked"
+            hint = advice if condition == "explosion" else f"if spikes recur: {advice}"
+            message = (
+                f"{s.tag} {what} to {fmt(value)} at step {step}, {fmt(value / med) if med > 0 else fmt(sigmas)}"
+                f"{'x' if med > 0 else 'σ'} its recent median {fmt(med)} ({hint})"
+            )
+        return self.alert(kind=KIND, level=level, step=step, wall_time=wall, tag=s.tag, message=message,
+                          evidence=evidence)
 
     def _blowup(
         self,
@@ -171,9 +216,9 @@ class Divergence(BaseRule):
         fidx: np.ndarray,
         fv: np.ndarray,
         hist: np.ndarray,
+        sigma: np.ndarray,
         levels: np.ndarray,
-        blow_start: dict[int, tuple[int, float, float]],
-        blow_info: dict[int, tuple[float, float]],
+        info: dict[int, dict[str, Any]],
     ) -> None:
         p = self.p
         smooth = trailing_median(hist, fv, p["smooth_window"])
@@ -184,13 +229,17 @@ class Divergence(BaseRule):
                 return
             st["best"] = float(np.median(st["init"]))
         first = max(need, 0)
-        sm, idx = smooth[first:], fidx[first:]
+        sm, idx, noise = smooth[first:], fidx[first:], sigma[first:]
         if sm.size == 0:
             return
         initial = float(np.median(st["init"]))
         best_prev = running_min(st["best"], np.concatenate([[st["best"]], sm[:-1]]))
-        threshold = p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial))
-        cond = sm - best_prev > threshold
+        threshold = np.maximum(
+            p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial)),
+            p["blowup_noise_sigma"] * noise,
+        )
+        with np.errstate(invalid="ignore"):
+            cond = sm - best_prev > threshold  # False while the noise level is unknown (NaN)
         streak = Streak.from_json(st["streak"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond, streak, s.step[idx], s.wall_time[idx], s.value[idx])
@@ -201,35 +250,7 @@ class Divergence(BaseRule):
         for j in np.flatnonzero(blown):
             i = int(idx[j])
             k = int(start[j])
-            blow_start[i] = carried if k < 0 else (int(s.step[idx[k]]), float(s.wall_time[idx[k]]), float(s.value[idx[k]]))
-            blow_info[i] = (float(best_prev[j]), float(sm[j]))
-
-    # --- total gradient norm ----------------------------------------------------------------
-
-    def _grad_norm(self, s: ScalarSeries) -> list[Alert]:
-        if len(s) == 0:
-            return []
-        levels = np.where(np.isfinite(s.value), 0, CRITICAL)
-        alerts = []
-        for i in self.events(KIND, s.tag, levels, s.step, self.p["rearm"]):
-            i = int(i)
-            step, value = int(s.step[i]), float(s.value[i])
-            lr, _, peak = self.lr.at(int(s.seq[i]))
-            loss, loss_step, _ = self.loss.at(int(s.seq[i]))
-            hidden = loss == 0.0 and loss_step == step
-            message = f"{s.tag} is {fmt(value)} at step {step}"
-            if hidden:
-                message += (
-                    f" while {self.loss.tag} reads exactly 0.0 — the trainer is hiding the NaN loss "
-                    "(HF Transformers logging_nan_inf_filter)"
-                )
-            message += f" ({lr_advice(lr, peak, self.lr.first)})"
-            alerts.append(
-                self.alert(
-                    kind=KIND, level=CRITICAL, step=step, wall_time=float(s.wall_time[i]), tag=s.tag,
-                    message=message,
-                    evidence={"value": value, "condition": "non_finite_grad_norm", "loss": loss,
-                              "loss_hidden": hidden, "lr": lr},
-                )
-            )
-        return alerts
+            start_step, start_wall, start_value = carried if k < 0 else (
+                int(s.step[idx[k]]), float(s.wall_time[idx[k]]), float(s.value[idx[k]]))
+            info[i] = {"condition": "blowup", "best": float(best_prev[j]), "smoothed": float(sm[j]),
+                       "start_step": start_step, "start_wall": start_wall, "start_value": start_value}
