@@ -3,6 +3,7 @@
     python bench/read.py                 # ~2,000,000 scalar events + 4,000 histograms
     python bench/read.py --events 200000 # quicker, scaled down
     python bench/read.py --events 200000 --hist-every 1 --methods floor,tbmon_file  # histogram-heavy
+    python bench/read.py --tail 2000     # live tail: cost of read_new() per appended record
 
 The log is generated once and cached under ``bench/out/`` (gitignored). Its records are
 serialised with tensorboardX's protobuf classes and framed exactly as tensorboardX's
@@ -31,18 +32,20 @@ SCALAR_TAGS = 20
 HIST_TAGS = 4
 
 
+def _record(event) -> bytes:
+    """One TFRecord, framed as tensorboardX writes it."""
+    from tbmon.monitor.records import masked_crc
+
+    data = event.SerializeToString()
+    head = len(data).to_bytes(8, "little")
+    return b"".join((head, masked_crc(head).to_bytes(4, "little"), data, masked_crc(data).to_bytes(4, "little")))
+
+
 def generate(path: Path, events: int, hist_every: int) -> None:
     """Write ``events`` scalar events (20 tags per step) plus 4 histograms every ``hist_every`` steps."""
     import numpy as np
     from tensorboardX.proto import event_pb2, summary_pb2
     from tensorboardX.summary import histogram
-
-    from tbmon.monitor.records import masked_crc
-
-    def record(ev: event_pb2.Event) -> bytes:
-        data = ev.SerializeToString()
-        head = len(data).to_bytes(8, "little")
-        return b"".join((head, masked_crc(head).to_bytes(4, "little"), data, masked_crc(data).to_bytes(4, "little")))
 
     # tensorboardX's default 'tensorflow' bins (SummaryWriter.default_bins): ~1.5k edges
     edges = 1e-12 * 1.1 ** np.arange(int(np.ceil(np.log(1e32) / np.log(1.1))))
@@ -54,18 +57,18 @@ def generate(path: Path, events: int, hist_every: int) -> None:
     tmp = path.with_suffix(".tmp")
     t0 = 1_763_900_000.0
     with open(tmp, "wb") as f:
-        f.write(record(event_pb2.Event(wall_time=t0, file_version="brain.Event:2")))
+        f.write(_record(event_pb2.Event(wall_time=t0, file_version="brain.Event:2")))
         out = []
         for step in range(steps):
             wall = t0 + step * 0.05
             vals = rng.normal(size=SCALAR_TAGS).astype(np.float32) + 1.0 / (1 + step)
             for tag, v in zip(tags, vals.tolist()):
                 s = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])
-                out.append(record(event_pb2.Event(wall_time=wall, step=step, summary=s)))
+                out.append(_record(event_pb2.Event(wall_time=wall, step=step, summary=s)))
             if step % hist_every == 0:
                 for h in range(HIST_TAGS):
                     summ = histogram(f"grad/layer{h}", rng.normal(scale=10.0 ** -h, size=1000), bins)
-                    out.append(record(event_pb2.Event(wall_time=wall, step=step, summary=summ)))
+                    out.append(_record(event_pb2.Event(wall_time=wall, step=step, summary=summ)))
             if len(out) > 50_000:
                 f.write(b"".join(out))
                 out.clear()
@@ -151,6 +154,42 @@ def run_child(method: str, logdir: Path, timeout: float) -> dict:
     return res
 
 
+def tail_latency(appends: int) -> None:
+    """Cost of one ``read_new()`` after a writer appended one scalar record (a live tail).
+
+    Appends tensorboardX-layout records one at a time to a fresh file and times the call
+    that picks each up, plus an idle call (nothing new) after it.
+    """
+    import statistics
+    import tempfile
+
+    from tensorboardX.proto import event_pb2, summary_pb2
+
+    from tbmon.monitor.event_file import EventFileReader
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.out.tfevents.1.tail"
+        path.write_bytes(_record(event_pb2.Event(wall_time=1.0, file_version="brain.Event:2")))
+        reader = EventFileReader(path)
+        reader.read_new()
+        new, idle = [], []
+        for step in range(appends):
+            s = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="train/loss", simple_value=1.0)])
+            with open(path, "ab") as f:
+                f.write(_record(event_pb2.Event(wall_time=1.0 + step, step=step, summary=s)))
+            t = time.perf_counter()
+            assert reader.read_new().records == 1
+            new.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            reader.read_new()
+            idle.append(time.perf_counter() - t)
+    q = statistics.quantiles(new, n=100)
+    print(
+        f"tail: read_new() after a 1-record append: median {statistics.median(new) * 1e6:.0f} us, "
+        f"p99 {q[98] * 1e6:.0f} us; idle call: median {statistics.median(idle) * 1e6:.0f} us "
+        f"({appends} appends)"
+    )
+
+
 def _median_run(method: str, logdir: Path, args: argparse.Namespace) -> dict:
     """Runs that finish in under 10 s are repeated (``--repeat``) and the median run by wall
     time is kept: a few seconds on a shared machine are easily disturbed by one neighbour,
@@ -171,10 +210,14 @@ def main() -> None:
     ap.add_argument("--methods", default="floor,tbmon_file,tbmon_read,tbparse,accumulator")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per method")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each method shorter than 10 s (median kept)")
+    ap.add_argument("--tail", type=int, metavar="N", help="instead: time read_new() over N single-record appends")
     ap.add_argument("--child", nargs=2, metavar=("METHOD", "LOGDIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]))
+        return
+    if args.tail:
+        tail_latency(args.tail)
         return
     logdir = OUT / f"read_{args.events}" if args.hist_every == 100 else OUT / f"read_{args.events}_h{args.hist_every}"
     path = logdir / "events.out.tfevents.1763900000.bench"
