@@ -36,7 +36,7 @@ class Recipe:
     steps: int = 200
     clip: float | None = None  # max total grad norm (torch.nn.utils.clip_grad_norm_)
     seed: int = 0
-    val_every: int = 10
+    val_every: int = 5
     hist_every: int = 10
     norm_every: int = 5
     restart: tuple[int, int] | None = None  # (checkpoint step, crash step): resume from the checkpoint
