@@ -81,7 +81,8 @@ def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
             with _open_output(args.output) as handle:
                 formats.render_rich(reports, _console(handle, plain=True))
         else:
-            formats.render_rich(reports, _console(sys.stdout, plain=not sys.stdout.isatty()))
+            plain = not sys.stdout.isatty() and not os.environ.get("FORCE_COLOR")
+            formats.render_rich(reports, _console(sys.stdout, plain=plain))
         return
     if args.format == "json":
         text = formats.render_json(reports, _version())
