@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5, help="finite losses before the NaN in each rep")
     parser.add_argument("--no-anchors", action="store_true")
-    parser.add_argument("--anchor-reps", type=int, default=6)
+    parser.add_argument("--anchor-reps", type=int, default=12)
     parser.add_argument("--idle-runs", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
@@ -224,9 +224,14 @@ def main() -> None:
     print("  research anchors: TensorBoard reloads every 5 s (+30 s web UI refresh); 1 s polling median ≈ 0.5 s")
 
     print(f"\nidle CPU of a watcher over {args.idle_runs} runs, {args.idle_seconds:g} s after its initial scan")
+    tick = 1 / os.sysconf("SC_CLK_TCK")
     for label, extra in (("inotify", []), ("poll 0.5 (the fallback)", ["--poll", "0.5"])):
         share, threads = measure_idle(args.idle_runs, args.idle_seconds, extra)
-        print(f"  {label:26} {share * 100:6.2f} % of one core ({threads} threads)", flush=True)
+        print(
+            f"  {label:26} {share * 100:6.2f} % of one core = {share * args.idle_seconds * 1e3:.0f} ms CPU "
+            f"in {args.idle_seconds:g} s (resolution {tick * 1e3:.0f} ms; {threads} threads)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

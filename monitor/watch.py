@@ -237,7 +237,6 @@ class WatchSession:
         self._raised: set[tuple[str, tuple[str, str, str, int]]] = set()
         self._problems_seen: set[tuple[Any, ...]] = set()
         self._dirty = False
-        self._alerted = False
         self._last_save = time.monotonic()
         self._state = self._load_state()
         self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
@@ -272,37 +271,40 @@ class WatchSession:
         for run in result.removed_runs:
             self.sink.emit(run_record(logdir, run, "removed"))
         engine = self.engines[logdir]
+        fresh: list[Alert] = []
         for batch in result.batches:
             if batch.is_empty():
                 continue
             self._dirty = True
             self.sink.observe(logdir, batch)
-            for alert in engine.feed(batch):
-                self._raise(logdir, alert)
+            fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
+        if fresh:
+            self._save()  # before printing: a watcher killed in between must not say it again
+        for alert in fresh:
+            record = alert_record(alert, logdir)
+            self.sink.alert(logdir, alert, record)
+            for notifier in self._notifiers:
+                notifier.submit(record)
         self.after_cycle()
 
     def notice(self, message: str) -> None:
         self.sink.emit(status_record(message))
 
     # -- alerts and state -------------------------------------------------------------------
-    def _raise(self, logdir: str, alert: Alert) -> None:
+    def _remember(self, logdir: str, alert: Alert) -> bool:
+        """Record ``alert``; False when it was raised before (in this session or an earlier one)."""
         key = (logdir, alert.key())
         if key in self._raised:
-            return
+            return False
         self._raised.add(key)
         self.alerts[logdir].append(alert)
         self.new_alerts += 1
-        self._alerted = True
-        record = alert_record(alert, logdir)
-        self.sink.alert(logdir, alert, record)
-        for notifier in self._notifiers:
-            notifier.submit(record)
+        return True
 
     def after_cycle(self) -> None:
-        """Checkpoint: at once after a new alert (at-most-once alerts), else every ``SAVE_EVERY`` s."""
+        """Checkpoint every ``SAVE_EVERY`` s while data flows (new alerts are saved at once, in ``handle``)."""
         self.sink.refresh(self)
-        due = self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY
-        if self._alerted or due:
+        if self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY:
             self._save()
 
     def _load_state(self) -> WatchState | None:
@@ -323,7 +325,7 @@ class WatchSession:
 
     def _save(self) -> None:
         self._last_save = time.monotonic()
-        self._dirty = self._alerted = False
+        self._dirty = False
         path = self.options.state_path
         if path is None or self.follower is None:
             return

@@ -300,3 +300,25 @@ def test_plain_format_alerts_on_stdout_notices_on_stderr(tmp_path: Path, writer:
     assert code == 1 and watcher.lines == []
     assert "following" in watcher.stderr and "Traceback" not in watcher.stderr
     assert os.path.getsize(out) < 2000
+
+
+def test_killed_watcher_does_not_repeat_its_alerts(tmp_path: Path, writer: Writer) -> None:
+    """SIGKILL right after an alert: the alert was checkpointed with it, so a restart stays quiet."""
+    logdir, state = tmp_path / "logs", tmp_path / "state.json"
+    writer.losses("exp1", [1.0, 0.9])
+    watcher = Watcher(str(logdir), "--state", str(state))
+    try:
+        watcher.ready()
+        writer.scalar("exp1", "train/loss", 2, float("nan"))
+        watcher.wait_for(is_alert("exp1"))
+    finally:
+        watcher.kill()  # SIGKILL: no summary, no final save
+    writer.losses("exp1", [0.5, 0.4], start=3)  # written while no one watched
+    again = Watcher(str(logdir), "--state", str(state))
+    try:
+        again.ready()  # the catch-up scan is done once this line is out
+        code = again.stop()
+    finally:
+        again.kill()
+    assert alerts(again.records) == []
+    assert again.records[-1]["alerts_total"] == 1 and code == 1
