@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from tbmon.monitor.config import load_config
     from tbmon.monitor.summary import build_report
 
+    if args.csv_alerts and args.format != "csv":
+        raise UsageError("--csv-alerts only applies to --format csv")
     config = load_config(args.config)
     reports = []
     with _progress_bar() as progress_for:

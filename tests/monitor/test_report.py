@@ -194,6 +194,12 @@ def test_csv_has_one_row_per_run_or_per_alert(logs, capsys) -> None:
     assert {"run", "kind", "severity", "step", "message"} <= set(alert_rows[0])
 
 
+def test_csv_alerts_without_csv_is_a_usage_error(logs, capsys) -> None:
+    code, out, err = tbmon(capsys, logs["clean"], "--csv-alerts")
+    assert code == 2 and out == ""
+    assert err == "tbmon: --csv-alerts only applies to --format csv\n"
+
+
 def test_markdown_tables_are_pasteable(logs, capsys) -> None:
     _, out, _ = tbmon(capsys, logs["mixed"], "--format", "markdown")
     lines = out.splitlines()
