@@ -409,22 +409,31 @@ def _crc_same_length(u8: np.ndarray, data_starts: np.ndarray, size: int) -> np.n
 def _plausible_headers(u8: np.ndarray, max_length: int) -> np.ndarray:
     """Buffer positions whose 12 bytes form a valid length/CRC pair with a sane length.
 
-    Works on shifted slices (no index matrices), so scanning a block of garbage or zeros
-    costs a few numpy passes and O(block) memory.
+    A cheap prefilter first (the high bytes of a sane length are zero; an all-zero window,
+    the usual torn-write fill, holds no valid header at all), then the exact length/CRC
+    test on the few survivors. Memory stays O(window).
     """
     m = u8.shape[0] - HEADER_BYTES + 1
-    if m <= 0:
+    if m <= 0 or not u8.any():
         return _EMPTY
-    length = np.zeros(m, dtype=np.uint64)
-    crc = np.full(m, _CRC_OF_ZEROS[8], dtype=np.uint32)
-    for k in range(8):
-        byte = u8[k : k + m]
-        length |= byte.astype(np.uint64) << np.uint64(8 * k)
-        crc ^= _DIST_TABLES[7 - k][byte]
-    stored = np.zeros(m, dtype=np.uint32)
-    for k in range(4):
-        stored |= u8[8 + k : 8 + k + m].astype(np.uint32) << np.uint32(8 * k)
-    return np.flatnonzero((_masked(crc) == stored) & (length <= np.uint64(max(max_length, 0))))
+    max_length = max(max_length, 0)
+    keep = np.ones(m, dtype=bool)
+    for k in range((max_length.bit_length() + 7) // 8, 8):
+        keep &= u8[k : k + m] == 0
+    if int(np.count_nonzero(keep)) > m // 4:  # zero-heavy data: slices beat gathers
+        length = np.zeros(m, dtype=np.uint64)
+        crc = np.full(m, _CRC_OF_ZEROS[8], dtype=np.uint32)
+        stored = np.zeros(m, dtype=np.uint32)
+        for k in range(8):
+            byte = u8[k : k + m]
+            length |= byte.astype(np.uint64) << np.uint64(8 * k)
+            crc ^= _DIST_TABLES[7 - k][byte]
+        for k in range(4):
+            stored |= u8[8 + k : 8 + k + m].astype(np.uint32) << np.uint32(8 * k)
+        return np.flatnonzero((_masked(crc) == stored) & (length <= np.uint64(max_length)))
+    cand = np.flatnonzero(keep)
+    ok = (_gather_u64(u8, cand) <= np.uint64(max_length)) & _header_crc_ok(u8, cand)
+    return cand[ok]
 
 
 def _resync_message(kind: str, skipped: int) -> str:

@@ -474,3 +474,22 @@ def test_vectorised_crc_equals_crc32c_for_every_short_length() -> None:
         buf = np.concatenate([np.zeros(7, np.uint8), msgs.ravel()])
         got = _crc_same_length(buf, 7 + size * np.arange(3), size)
         assert got.tolist() == [crc32c.crc32c(m.tobytes()) for m in msgs], size
+
+
+@pytest.mark.parametrize("filler", ["zeros", "random", "sparse"])
+def test_resync_across_megabytes_of_damage(tmp_path: Path, filler: str) -> None:
+    """Large damaged regions (zero fill, noise, mostly-zero noise) are skipped, nothing after lost."""
+    rng = np.random.default_rng(7)
+    size = 3_000_000
+    junk = {
+        "zeros": np.zeros(size, np.uint8),
+        "random": rng.integers(0, 256, size, dtype=np.uint8),
+        "sparse": np.where(rng.random(size) < 0.1, rng.integers(1, 256, size), 0).astype(np.uint8),
+    }[filler].tobytes()
+    before = version_record() + event_record(1, loss=1.0)
+    after = b"".join(event_record(i, loss=float(i)) for i in range(2, 50))
+    path = tmp_path / "events.out.tfevents.1.mb"
+    path.write_bytes(before + junk + after)
+    chunk = EventFileReader(path).read_new()
+    assert [(p.kind, p.offset, p.skipped_bytes) for p in chunk.problems] == [("bad_length_crc", len(before), size)]
+    assert [p[3] for p in points([chunk])] == [float(i) for i in range(1, 50)]
