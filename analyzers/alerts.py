@@ -14,7 +14,7 @@ def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN/Inf: encode them as strings so a diverged run still yields valid JSON."""
     if isinstance(value, float):
         if math.isnan(value):
@@ -23,11 +23,11 @@ def _json_safe(value: Any) -> Any:
             return "inf" if value > 0 else "-inf"
         return value
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item"):  # numpy scalar
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -47,7 +47,7 @@ class Alert:
         return (self.run, self.kind, self.tag, self.step)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(
+        return json_safe(
             {
                 "run": self.run,
                 "kind": self.kind,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from tbmon.analyzers.alerts import SEVERITIES, Alert, _json_safe
+from tbmon.analyzers.alerts import SEVERITIES, Alert, json_safe
 
 
 def alert_record(alert: Alert, logdir: str) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def summary_record(
 
 def json_line(record: Mapping[str, Any]) -> str:
     """Compact, always-valid JSON (NaN/Inf become strings, as in the alert contract)."""
-    return json.dumps(_json_safe(dict(record)), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(json_safe(dict(record)), ensure_ascii=False, separators=(",", ":"))
 
 
 def plain_line(record: Mapping[str, Any]) -> str:

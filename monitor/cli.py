@@ -9,15 +9,7 @@ from collections.abc import Sequence
 
 from tbmon.monitor import demo, report, watch
 from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tbmon")
-    except PackageNotFoundError:
-        return "unknown"
+from tbmon.monitor.version import tbmon_version
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit codes: 0 no alert at/above --fail-on, 1 alerts at/above it, 2 bad usage or unreadable input.",
     )
-    parser.add_argument("--version", action="version", version=f"tbmon {_version()}")
+    parser.add_argument("--version", action="version", version=f"tbmon {tbmon_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in (("watch", watch), ("report", report), ("demo", demo)):

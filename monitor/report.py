@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
+from tbmon.monitor.version import tbmon_version
 
 if TYPE_CHECKING:
     from tbmon.monitor.summary import LogdirReport
@@ -87,7 +88,7 @@ def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
             formats.render_rich(reports, _console(sys.stdout, plain=plain))
         return
     if args.format == "json":
-        text = formats.render_json(reports, _version())
+        text = formats.render_json(reports, tbmon_version())
     elif args.format == "csv":
         text = formats.render_csv(reports, alerts=args.csv_alerts)
     elif args.format == "markdown":
@@ -96,7 +97,7 @@ def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
         from tbmon.monitor.html_report import render_html
         from tbmon.monitor.plots import run_png
 
-        text = render_html(reports, _version(), run_png)
+        text = render_html(reports, tbmon_version(), run_png)
     if args.output:
         with _open_output(args.output) as handle:
             handle.write(text)
@@ -154,8 +155,3 @@ def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | Non
 
         yield for_logdir
 
-
-def _version() -> str:
-    from tbmon.monitor.cli import _version as cli_version
-
-    return cli_version()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tbmon.analyzers.alerts import Alert, _json_safe, severity_rank
+from tbmon.analyzers.alerts import Alert, json_safe, severity_rank
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, HISTOGRAM_SIGNALS, TRAIN_LOSS, VAL_LOSS, SignalMatcher
 
@@ -102,7 +102,7 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         """The contract's run object (first six keys) plus tbmon's extra fields; JSON-safe."""
         train, val = self.train_loss, self.val_loss
-        return _json_safe(
+        return json_safe(
             {
                 "run": self.run,
                 "first_step": self.first_step,
@@ -147,7 +147,7 @@ class ExperimentSummary:
 
     def to_dict(self) -> dict[str, Any]:
         train, val = self.train_loss, self.val_loss
-        return _json_safe(
+        return json_safe(
             {
                 "experiment_dir": self.experiment_dir,
                 "runs": list(self.runs),
@@ -435,7 +435,7 @@ def gradient_series(report: LogdirReport, run: RunSummary) -> list[Curve]:
 
 
 def problem_dict(problem: ReadProblem) -> dict[str, Any]:
-    return _json_safe(
+    return json_safe(
         {
             "path": str(problem.path),
             "offset": problem.offset,
