@@ -9,6 +9,7 @@ contain makes it raise: defects become :class:`ReadProblem` s, each reported onc
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +120,8 @@ class EventFileReader:
         """Decode the complete records appended since the last call (about ``max_bytes``)."""
         out = _ChunkBuilder(str(self.path))
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            # O_NONBLOCK: a FIFO under an event-file name must not hang the reader.
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             out.problems += self._gone("deleted", "file no longer exists")
             return self._finish(out)
@@ -128,6 +130,9 @@ class EventFileReader:
             return self._finish(out)
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                out.problems += self._gone("unreadable", "not a regular file")
+                return self._finish(out)
             pread = lambda off, n: os.pread(fd, n, off)  # noqa: E731 - bound to this fd
             out.rewound = self._check_replaced(pread, st, out.problems)
             for block in self._framer.read(pread, st.st_size, max_bytes):

@@ -294,6 +294,9 @@ def test_deleted_and_unreadable_are_problems_not_exceptions(tmp_path: Path) -> N
     assert [p.kind for p in reader.read_new().problems] == ["unreadable"]
     assert reader.read_new().problems == []
     path.rmdir()
+    os.mkfifo(path)  # a FIFO must not block the reader
+    assert [p.kind for p in EventFileReader(path).read_new().problems] == ["unreadable"]
+    path.unlink()
     other = frame(event_pb2.Event(wall_time=9.0, file_version="brain.Event:2").SerializeToString())
     path.write_bytes(other + event_record(1, loss=2.0) + event_record(2, loss=3.0))
     c = reader.read_new()  # a new file under the old name: read from its start
