@@ -101,19 +101,32 @@ class EventFileReader:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self._framer.load_state_dict(state["framer"])
-        self._seq = int(state["seq"])
-        self._fingerprint = bytes.fromhex(state.get("fingerprint", ""))
-        self._decoder = EventDecoder(state.get("kinds", {}))
+        """Restore :meth:`state_dict` output. A malformed state (hand-edited or truncated
+        state file) raises ``ValueError`` and leaves this reader unchanged."""
+        try:
+            framer = RecordFramer(
+                check_crc=self._framer.check_crc,
+                max_record_bytes=self._framer.max_record_bytes,
+                block_bytes=self._framer.block_bytes,
+            )
+            framer.load_state_dict(state["framer"])
+            seq = int(state["seq"])
+            fingerprint = bytes.fromhex(state.get("fingerprint", ""))
+            kinds = {str(k): str(v) for k, v in state.get("kinds", {}).items()}
+            h = state.get("health", {})
+            health = FileHealth(
+                int(h.get("records", 0)),
+                int(h.get("bytes_read", 0)),
+                {str(k): int(v) for k, v in h.get("problems", {}).items()},
+                None,
+                h.get("is_event_file"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ValueError(f"invalid EventFileReader state: {exc!r}") from exc
+        self._framer, self._seq, self._fingerprint = framer, seq, fingerprint
+        self._decoder = EventDecoder(kinds)
         self._stat_key = None
-        h = state.get("health", {})
-        self.health = FileHealth(
-            int(h.get("records", 0)),
-            int(h.get("bytes_read", 0)),
-            {str(k): int(v) for k, v in h.get("problems", {}).items()},
-            None,
-            h.get("is_event_file"),
-        )
+        self.health = health
 
     # -- reading -----------------------------------------------------------------------
     def read_new(self, max_bytes: int | None = None) -> FileChunk:

@@ -198,6 +198,10 @@ def test_tf1_metadata_only_on_first_value_and_kind_survives_state(tmp_path: Path
     chunk = restored.read_new()
     assert by_tag(chunk)["acc"].value.tolist() == [2.0]
     assert chunk.scalars[0].seq.tolist() == [2]
+    for broken in ({}, {"framer": {"offset": "x"}, "seq": 0}, {"framer": {"offset": 0, "bad": [1]}, "seq": 0}, {"framer": {"offset": 0}, "seq": 1, "fingerprint": "zz"}):
+        with pytest.raises(ValueError):
+            restored.load_state_dict(broken)
+    assert restored.state_dict()["seq"] == 3  # unchanged by the failed loads
     # Without the first value's metadata nothing says the tensor is a scalar: skipped.
     alone = write_events(tmp_path / "events.out.tfevents.2.tf1", [ev(1, False)])
     assert EventFileReader(alone).read_new().scalars == []
