@@ -3,7 +3,8 @@
 The corpus (tests/scenarios) is built once per module: ~48 CPU trainings written with tensorboardX and
 torch.utils.tensorboard in the tag styles of the contract. Labels come from the data by criteria that share
 nothing with the rules (tests/scenarios/labels.py). Floors come from the issue: recall >= 0.95 per fixed
-kind, no false alarm (>= warning) on a healthy run, median detection delay < 5% of the run.
+kind, no false alarm (>= warning) on a healthy run, median detection delay < 5% of the run; recall and
+false alarms must also hold when the same data is replayed a step at a time, as `tbmon watch` sees it.
 """
 
 from __future__ import annotations
@@ -158,4 +159,11 @@ def test_detection_quality_meets_the_floors(corpus: tuple[Path, list[Labelled]])
             failures.append(f"{kind}: median delay {row.median_delay} >= {MEDIAN_DELAY_FLOOR}")
     if report.false_alarm_count():
         failures.append(f"{report.false_alarm_count()} false alarms on healthy runs")
+    # `tbmon watch` sees the same data a step at a time: it must find as much and cry wolf no more.
+    assert report.live is not None
+    for kind in FIXED_KINDS:
+        if (live := report.live.kind_row(kind)).recall < RECALL_FLOOR:
+            failures.append(f"{kind}: recall {live.recall:.2f} when replayed a step at a time")
+    if report.live.false_alarm_count():
+        failures.append(f"{report.live.false_alarm_count()} false alarms on healthy runs when replayed a step at a time")
     assert not failures, "\n".join(failures) + "\n" + report.details()

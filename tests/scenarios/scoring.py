@@ -7,13 +7,17 @@ Rules of the count (docs/detection-quality.md explains why):
 - Detection of kind k: the first >= warning alert of kind k whose step is no earlier than the labelled
   onset minus 5% of the run (the label's own granularity: one validation interval). An alert of kind k
   before that is "premature" (it fired before the data showed the problem) and does not count.
-- Delay = (alert step - onset) / run length, run length = last - first logged step.
+- Delay = (alert step - onset) / run length, run length = last - first logged step. The alert step is
+  where the condition began (contract); the *notice* delay replays the corpus a step at a time
+  (`replay.py`) and uses the step of the newest point fed when the alert came out: what a live
+  `tbmon watch` user waits.
 - Any >= warning alert on a healthy scenario is a false alarm. On a pathological scenario an alert of a
   kind it was not built for is "other-kind": reported, marked whether the labeller also sees that kind.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -95,6 +99,7 @@ class KindRow:
 @dataclass
 class QualityReport:
     results: list[ScenarioResult]
+    live: "QualityReport | None" = None  # the same corpus replayed a step at a time, steps = notice steps
 
     @property
     def healthy(self) -> list[ScenarioResult]:
@@ -111,21 +116,29 @@ class QualityReport:
         return sum(len(r.false_alarms) for r in self.healthy)
 
     def table(self) -> str:
-        """The markdown table for the README, the issue note and `pytest -s`."""
+        """The markdown tables for the README, the issue note and `pytest -s`."""
         pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-        lines = ["| kind | positives | detected | recall | median delay | max delay | premature |",
-                 "|---|---|---|---|---|---|---|"]
+        head = "| kind | positives | detected | recall | median delay | max delay | premature |"
+        rule = "|---|---|---|---|---|---|---|"
+        if self.live:
+            head += " live recall | median notice delay | max notice delay |"
+            rule += "---|---|---|"
+        lines = [head, rule]
         for kind in FIXED_KINDS:
             row = self.kind_row(kind)
-            lines.append(f"| {kind} | {row.positives} | {row.detected} | {row.recall:.2f} | {pct(row.median_delay)} "
-                         f"| {pct(row.max_delay)} | {row.premature} |")
+            line = (f"| {kind} | {row.positives} | {row.detected} | {row.recall:.2f} | {pct(row.median_delay)} "
+                    f"| {pct(row.max_delay)} | {row.premature} |")
+            if self.live:
+                live = self.live.kind_row(kind)
+                line += f" {live.recall:.2f} | {pct(live.median_delay)} | {pct(live.max_delay)} |"
+            lines.append(line)
         healthy = self.healthy
         affected = sum(1 for r in healthy if r.false_alarms)
         info = sum(len(r.info) for r in healthy)
-        lines += ["", "| healthy runs | false alarms (>= warning) | per healthy run | runs with a false alarm | info alerts |",
-                  "|---|---|---|---|---|",
+        lines += ["", "| healthy runs | false alarms (>= warning) | per healthy run | runs with a false alarm | info alerts "
+                  "| live false alarms |", "|---|---|---|---|---|---|",
                   f"| {len(healthy)} | {self.false_alarm_count()} | {self.false_alarm_count() / max(1, len(healthy)):.2f} "
-                  f"| {affected} | {info} |"]
+                  f"| {affected} | {info} | {self.live.false_alarm_count() if self.live else '—'} |"]
         return "\n".join(lines)
 
     def details(self) -> str:
@@ -144,6 +157,10 @@ class QualityReport:
                 extra.append("other-kind " + "; ".join(f"{_short(a)}{'' if ok else ' (not in data)'}" for a, ok in r.other_kind))
             if r.info:
                 extra.append("info " + "; ".join(_short(a) for a in r.info))
+            if self.live:
+                live = next(x for x in self.live.results if x.name == r.name)
+                noticed = ", ".join(f"{k}@{v}" if v is not None else f"{k}:MISSED" for k, v in live.detections.items())
+                extra.append(f"live: {noticed or '-'}" + (f", {len(live.false_alarms)} false alarms" if live.false_alarms else ""))
             lines.append(f"{s.scenario.name} [len {s.run_length}] labels: {labels} | detected: {hits or '-'}"
                          + ("".join(f" | {e}" for e in extra)))
         return "\n".join(lines)
@@ -154,7 +171,13 @@ def _short(alert: Any) -> str:
 
 
 def evaluate(logdir: Any, corpus: list[Labelled]) -> QualityReport:
-    """Run tbmon's analyzers over the corpus directory and score them."""
+    """Score tbmon's one-shot alerts (`analyze`) and, as `.live`, a step-at-a-time replay of the same data."""
     from tbmon.analyzers import analyze
+    from tbmon.monitor import read
 
-    return score(corpus, analyze(str(logdir)))
+    from .replay import replay
+
+    data = read(str(logdir))
+    report = score(corpus, analyze(data))
+    report.live = score(corpus, [dataclasses.replace(alert, step=noticed) for alert, noticed in replay(data)])
+    return report
