@@ -135,6 +135,7 @@ class EventDecoder:
         self.kinds: dict[str, str] = dict(kinds or {})
         self.tags: list[str] = []
         self._tag_ids: dict[str, int] = {}
+        self._known = _KnownTags()
 
     def tag_id(self, tag: str) -> int:
         tid = self._tag_ids.get(tag)
@@ -216,37 +217,44 @@ class EventDecoder:
         """Tag ids of the matched records; records whose tag cannot be confirmed go slow."""
         if fast.idx.size == 0:
             return fast, np.empty(0, dtype=np.int32)
-        width = max(int(fast.tag_len.max()), 1)
-        cols = np.arange(width)
+        width = 8 * -(-max(int(fast.tag_len.max()), 1) // 8)  # whole uint64 words
         # Tags sit inside their records, so rows never run past the buffer except for
         # the last record's short tag: pad one block-tail copy instead of clipping all.
         if int(fast.tag_at.max()) + width > u8.shape[0]:
             u8 = np.concatenate([u8, np.zeros(width, dtype=np.uint8)])
         mat = byte_rows(u8, fast.tag_at, width)
-        mat[cols[None, :] >= fast.tag_len[:, None]] = 0
-        # Group equal tags by a 64-bit hash of (length, bytes), then verify every row
-        # against its group's representative, so a hash collision can never merge tags.
+        mat[np.arange(width)[None, :] >= fast.tag_len[:, None]] = 0
+        words = mat.view("<u8")
         h = fast.tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for c in range(mat.shape[1]):
-            h = h * np.uint64(0x100000001B3) + mat[:, c]
-        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
-        rep = first[inverse]
-        good = (mat == mat[rep]).all(axis=1) & (fast.tag_len == fast.tag_len[rep])
-        lut = np.empty(first.size, dtype=np.int32)
-        for g, row in enumerate(first.tolist()):
-            try:
-                tag = bytes(mat[row, : fast.tag_len[row]]).decode("utf-8")
-            except UnicodeDecodeError:  # let upb judge (it reports bad_proto)
-                lut[g] = -1
-                continue
-            self.kinds.setdefault(tag, SCALAR)
-            lut[g] = self.tag_id(tag)
-        tag_ids = lut[inverse]
-        good &= tag_ids >= 0
+        for c in range(words.shape[1]):
+            h = (h ^ words[:, c]) * np.uint64(0x100000001B3)
+        tag_ids = self._known.lookup(h, words, fast.tag_len)
+        miss = np.flatnonzero(tag_ids < 0)
+        if miss.size:
+            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], fast.tag_len[miss])
+        good = tag_ids >= 0
         if not good.all():
             return fast.subset(good), tag_ids[good]
         return fast, tag_ids
+
+    def _new_fast_tags(self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray) -> np.ndarray:
+        """Group tags not in the cache by hash, confirm each group byte-for-byte against its
+        representative (a collision can never merge tags), register them; -1 = go slow."""
+        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        rep = first[inverse]
+        same = (mat == mat[rep]).all(axis=1) & (tag_len == tag_len[rep])
+        lut = np.full(first.size, -1, dtype=np.int32)
+        for g, row in enumerate(first.tolist()):
+            length = int(tag_len[row])
+            try:
+                tag = bytes(mat[row, :length]).decode("utf-8")
+            except UnicodeDecodeError:  # let upb judge (it reports bad_proto)
+                continue
+            self.kinds.setdefault(tag, SCALAR)
+            lut[g] = self.tag_id(tag)
+            self._known.add(int(h[row]), int(lut[g]), length, mat[row])
+        return np.where(same, lut[inverse], -1)
 
     # -- slow path ---------------------------------------------------------------------
     def _classify(self, v) -> tuple[str, object]:
@@ -365,6 +373,40 @@ def _typed_values(t, dtype: int) -> np.ndarray | None:
 
 
 # -- vectorised matcher for the common simple_value record -----------------------------
+
+
+class _KnownTags:
+    """Hash → tag id of tags the fast path has confirmed, so later blocks map their tags
+    with a binary search instead of a sort. Every hit is re-verified byte-for-byte."""
+
+    _WORDS = 16  # fast-path tags are < 128 bytes (one-byte length varints)
+
+    def __init__(self) -> None:
+        self.hashes = np.empty(0, dtype=np.uint64)  # sorted
+        self.ids = np.empty(0, dtype=np.int32)
+        self.lengths = np.empty(0, dtype=np.int64)
+        self.words = np.zeros((0, self._WORDS), dtype=np.uint64)
+
+    def lookup(self, h: np.ndarray, words: np.ndarray, tag_len: np.ndarray) -> np.ndarray:
+        """Tag id per row, or -1 when the row's tag is not (provably) a known one."""
+        if self.hashes.size == 0:
+            return np.full(h.shape, -1, dtype=np.int32)
+        pos = np.minimum(np.searchsorted(self.hashes, h), self.hashes.size - 1)
+        hit = (self.hashes[pos] == h) & (self.lengths[pos] == tag_len)
+        # Equal lengths and zero padding on both sides: comparing the row's words suffices.
+        hit &= (self.words[pos, : words.shape[1]] == words).all(axis=1)
+        return np.where(hit, self.ids[pos], -1).astype(np.int32)
+
+    def add(self, h: int, tag_id: int, length: int, row: np.ndarray) -> None:
+        at = int(np.searchsorted(self.hashes, np.uint64(h)))
+        if at < self.hashes.size and int(self.hashes[at]) == h:
+            return  # a colliding tag keeps taking the (always verified) unique() route
+        padded = np.zeros(self._WORDS * 8, dtype=np.uint8)
+        padded[: row.size] = row
+        self.hashes = np.insert(self.hashes, at, np.uint64(h))
+        self.ids = np.insert(self.ids, at, tag_id)
+        self.lengths = np.insert(self.lengths, at, length)
+        self.words = np.insert(self.words, at, padded.view("<u8"), axis=0)
 
 
 @dataclass

@@ -251,16 +251,30 @@ def test_fast_path_and_protobuf_path_agree(tmp_path: Path) -> None:
     """Byte-level fast decoding must equal upb decoding on every simple_value edge case."""
     tags = ["a", "x" * 118, "x" * 119, "ünï/cødé:1", "sp ace", "nul\0inside"]
     events = []
-    for i, tag in enumerate(tags):
-        for step in (0, 1, 127, 128, 2**35, -1):
-            for wt in (0.0, 1.5, float("nan")):
+    for step in (0, 1, 127, 128, 2**35, -1):
+        for wt in (0.0, 1.5, float("nan")):
+            for i, tag in enumerate(tags):  # interleaved: every block sees every tag
                 events.append(event_pb2.Event(step=step, wall_time=wt, summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=i + 0.5)])))
     path = write_events(tmp_path / "events.out.tfevents.1.fast", events)
-    chunk = EventFileReader(path).read_new()
-    got = sorted((int(q), s.tag, int(st), float(w), float(v)) for s in chunk.scalars for q, st, w, v in zip(s.seq, s.step, s.wall_time, s.value))
     want = sorted((q, e.summary.value[0].tag, e.step, e.wall_time, e.summary.value[0].simple_value) for q, e in enumerate(events))
-    assert [g[:3] for g in got] == [w[:3] for w in want]
-    np.testing.assert_equal([g[3:] for g in got], [w[3:] for w in want])
+    # Whole file in one block, and small blocks (tags then come from the cross-block cache).
+    for block in (4 << 20, 4096):
+        chunk = EventFileReader(path, block_bytes=block).read_new()
+        got = sorted((int(q), s.tag, int(st), float(w), float(v)) for s in chunk.scalars for q, st, w, v in zip(s.seq, s.step, s.wall_time, s.value))
+        assert [g[:3] for g in got] == [w[:3] for w in want]
+        np.testing.assert_equal([g[3:] for g in got], [w[3:] for w in want])
+
+
+def test_known_tag_cache_never_confuses_colliding_tags() -> None:
+    from tbmon.monitor.decode import _KnownTags
+
+    known = _KnownTags()
+    row = np.frombuffer(b"loss\0\0\0\0", np.uint8)
+    known.add(42, 0, 4, row)
+    known.add(42, 1, 4, np.frombuffer(b"lost\0\0\0\0", np.uint8))  # same hash: not cached
+    words = np.stack([row, np.frombuffer(b"lost\0\0\0\0", np.uint8), row]).view("<u8")
+    ids = known.lookup(np.array([42, 42, 7], np.uint64), words, np.array([4, 4, 4]))
+    assert ids.tolist() == [0, -1, -1]  # only a byte-for-byte match with the right hash hits
 
 
 # -- real corpus -----------------------------------------------------------------------
