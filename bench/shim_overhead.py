@@ -10,8 +10,10 @@ batch 64, SGD, MSE. Variants, all in one process, in a shuffled order inside eve
                   step (the common practice; ~0.8 s/step, so fewer steps)
 
 Per round and variant: amortized ms/step = (loop + close) / steps, so the background drain
-counts. Overheads are per round against that round's ``none``; the table prints medians over
-rounds (the machine is shared and noisy). Usage::
+counts, measured twice: wall time, and process CPU time (all threads, so the shim's writer
+thread is charged too; far less sensitive than wall time to other jobs on a shared machine).
+Overheads are per round against that round's ``none``; the tables print medians over rounds.
+Usage::
 
     nice -n 10 python bench/shim_overhead.py --rounds 5
 """
@@ -38,8 +40,13 @@ def make_model(width: int, layers: int) -> torch.nn.Module:
     return torch.nn.Sequential(*mods)
 
 
-def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -> float:
-    """Train ``steps`` steps with one logging variant; return amortized seconds per step."""
+def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -> tuple[float, float, float, float]:
+    """Train ``steps`` steps with one logging variant.
+
+    Returns amortized seconds per step: wall, process CPU, and for the shim its direct cost:
+    CPU inside its calls on the training thread, and its writer thread's CPU.
+    """
+    direct = [0.0, 0.0]
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(64, model[0].in_features)
     y = torch.randn(64, model[0].in_features)
@@ -49,9 +56,22 @@ def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -
     if variant.startswith("shim"):
         kwargs = {"hist_every": 1, "norms_every": 1} if variant == "shim_hist1" else {}
         shim = TrainerShim(logdir, model, **kwargs)
-        log_grads = shim.log_gradients
-        log_scalars = lambda step, loss: shim.log_scalars(step, loss=loss, lr=1e-3)
-        close = shim.close
+        writer_clock = time.pthread_getcpuclockid(shim._writer._thread.ident)  # bench-only peek
+
+        def log_grads(step: int) -> None:
+            t0 = time.thread_time()
+            shim.log_gradients(step)
+            direct[0] += time.thread_time() - t0
+
+        def log_scalars(step: int, loss: torch.Tensor) -> None:
+            t0 = time.thread_time()
+            shim.log_scalars(step, loss=loss, lr=1e-3)
+            direct[0] += time.thread_time() - t0
+
+        def close() -> None:
+            shim.flush()
+            direct[1] = time.clock_gettime(writer_clock)
+            shim.close()
     elif variant == "tbx_hist1":
         writer = SummaryWriter(logdir)
         names = [n for n, _ in model.named_parameters()]
@@ -65,7 +85,7 @@ def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -
             writer.add_scalar("train/learning_rate", 1e-3, step)
 
         close = writer.close
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for step in range(steps):
         loss = torch.nn.functional.mse_loss(model(x), y)
         opt.zero_grad()
@@ -74,7 +94,8 @@ def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -
         opt.step()
         log_scalars(step, loss)
     close()
-    return (time.perf_counter() - start) / steps
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return wall / steps, cpu / steps, direct[0] / steps, direct[1] / steps
 
 
 def main() -> None:
@@ -91,8 +112,10 @@ def main() -> None:
     model = make_model(args.width, args.layers)
     params = sum(p.numel() for p in model.parameters())
     variants = ["none", "shim_default", "shim_hist1", "tbx_hist1"]
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    overhead: dict[str, list[float]] = {v: [] for v in variants}
+    clocks = ("wall", "cpu")
+    times = {c: {v: [] for v in variants} for c in clocks}
+    overhead = {c: {v: [] for v in variants} for c in clocks}
+    direct_ms: dict[str, list[tuple[float, float]]] = {"shim_default": [], "shim_hist1": []}
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         run_segment("none", model, 5, tmp)  # warm-up
@@ -103,23 +126,36 @@ def main() -> None:
             for v in order:
                 steps = args.tbx_steps if v == "tbx_hist1" else args.steps
                 this_round[v] = run_segment(v, model, steps, f"{tmp}/r{r}_{v}")
-            for v in variants:
-                times[v].append(this_round[v] * 1e3)
-                overhead[v].append(this_round[v] * 1e3 - this_round["none"] * 1e3)
-            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{v} {this_round[v] * 1e3:.1f}" for v in variants), flush=True)
+            for v in ("shim_default", "shim_hist1"):
+                direct_ms[v].append((this_round[v][2] * 1e3, this_round[v][3] * 1e3))
+            for i, c in enumerate(clocks):
+                for v in variants:
+                    times[c][v].append(this_round[v][i] * 1e3)
+                    overhead[c][v].append((this_round[v][i] - this_round["none"][i]) * 1e3)
+            print(f"round {r + 1}/{args.rounds} (wall/cpu ms): "
+                  + ", ".join(f"{v} {this_round[v][0] * 1e3:.1f}/{this_round[v][1] * 1e3:.1f}" for v in variants), flush=True)
 
     print(f"\nmodel: {args.layers} x Linear({args.width},{args.width})+ReLU, {params / 1e6:.2f}M params, "
           f"batch 64, SGD, {args.threads} thread(s); {args.rounds} interleaved rounds")
-    print(f"{'variant':<14}{'ms/step median':>16}{'[min-max]':>18}{'overhead ms':>13}{'overhead %':>12}")
-    none = statistics.median(times["none"])
-    for v in variants:
-        med = statistics.median(times[v])
-        ov = statistics.median(overhead[v])
-        print(f"{v:<14}{med:>16.2f}{f'[{min(times[v]):.1f}-{max(times[v]):.1f}]':>18}{ov:>13.2f}{100 * ov / none:>11.1f}%")
-    shim1 = statistics.median(overhead["shim_hist1"])
-    tbx = statistics.median(overhead["tbx_hist1"])
-    print(f"\nshim at defaults: {100 * statistics.median(overhead['shim_default']) / none:+.1f}% (target < 3%)")
-    print(f"tensorboardX add_histogram overhead / shim hist_every=1 overhead: {tbx / max(shim1, 1e-9):.1f}x (target >= 10x)")
+    for c in clocks:
+        none = statistics.median(times[c]["none"])
+        print(f"\n[{c} time] {'variant':<14}{'ms/step median':>16}{'[min-max]':>18}{'overhead ms':>13}{'overhead %':>12}")
+        for v in variants:
+            med, ov = statistics.median(times[c][v]), statistics.median(overhead[c][v])
+            span = f"[{min(times[c][v]):.1f}-{max(times[c][v]):.1f}]"
+            print(f"{'':<12}{v:<14}{med:>16.2f}{span:>18}{ov:>13.2f}{100 * ov / none:>11.1f}%")
+        shim1, tbx = statistics.median(overhead[c]["shim_hist1"]), statistics.median(overhead[c]["tbx_hist1"])
+        ratio = f"{tbx / shim1:.1f}x" if shim1 > 0 else "n/a (shim overhead within noise)"
+        print(f"{c}: shim at defaults {100 * statistics.median(overhead[c]['shim_default']) / none:+.1f}% (target < 3%); "
+              f"tensorboardX add_histogram overhead / shim hist_every=1 overhead = {ratio} (target >= 10x)")
+    none_cpu = statistics.median(times["cpu"]["none"])
+    print("\n[direct shim cost] CPU inside the shim's calls (training thread) + its writer thread, per step,"
+          " vs the no-logging CPU step")
+    for v, pairs in direct_ms.items():
+        train_ms = statistics.median(p[0] for p in pairs)
+        writer_ms = statistics.median(p[1] for p in pairs)
+        print(f"  {v:<14} training thread {train_ms:.3f} ms + writer thread {writer_ms:.3f} ms"
+              f" = {100 * (train_ms + writer_ms) / none_cpu:.2f}% of {none_cpu:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import warnings
 import weakref
@@ -136,8 +137,7 @@ class TrainerShim:
         if not self.enabled:
             return
         try:
-            tags = dict(values or {})
-            tags.update({TAG_ALIASES.get(k, k): v for k, v in named.items()})
+            tags = self._valid_values({**(values or {}), **{TAG_ALIASES.get(k, k): v for k, v in named.items()}})
             due = self.scalars_every > 0 and step % self.scalars_every == 0
             if not due and not any(isinstance(v, float) and not math.isfinite(v) for v in tags.values()):
                 return
@@ -208,9 +208,26 @@ class TrainerShim:
         self._writer.submit(Record(int(step), time.time(), build))
         self._check_writer()
 
+    def _valid_values(self, tags: dict[str, Any]) -> dict[str, Any]:
+        """Numbers as floats and one-element tensors; anything else is skipped (warned once per tag)."""
+        out: dict[str, Any] = {}
+        for tag, value in tags.items():
+            if isinstance(value, torch.Tensor):
+                if value.numel() == 1:
+                    out[tag] = value
+                    continue
+            elif not isinstance(value, (str, bytes)):
+                try:
+                    out[tag] = float(value)
+                    continue
+                except (TypeError, ValueError):
+                    pass
+            self._report(f"value:{tag}", f"tbmon shim ignores {tag!r}: not a number or one-element tensor")
+        return out
+
     def _scalar_builder(self, tags: dict[str, Any]) -> Any:
         tensor_tags = [t for t, v in tags.items() if isinstance(v, torch.Tensor)]
-        numbers = {t: float(v) for t, v in tags.items() if not isinstance(v, torch.Tensor)}
+        numbers = {t: v for t, v in tags.items() if not isinstance(v, torch.Tensor)}
         host = None
         if tensor_tags:
             stacked = torch.stack([tags[t].detach().reshape(()).double() for t in tensor_tags])
@@ -279,4 +296,13 @@ class TrainerShim:
         if key in self._reported:
             return
         self._reported.add(key)
-        warnings.warn(message, ShimWarning, stacklevel=3)
+        warnings.warn(message, ShimWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """``stacklevel`` that points the warning at the user's line, not at the shim's internals."""
+    here = os.path.dirname(__file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        frame, level = frame.f_back, level + 1
+    return level

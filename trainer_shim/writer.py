@@ -181,3 +181,4 @@ class EventWriter:
                 self._file.close()
             except Exception:  # noqa: BLE001 - the first error is already recorded
                 pass
+            self._file = None  # closed: submit() drops, alive is False

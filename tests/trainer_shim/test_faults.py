@@ -71,3 +71,14 @@ def test_a_full_queue_drops_records_instead_of_blocking(tmp_path: Path) -> None:
     dropped = [w for w in caught if "dropped" in str(w.message)]
     assert len(dropped) == 1 and shim._writer.dropped > 0  # type: ignore[union-attr]
     assert 0 < len(load(tmp_path).Scalars("train/loss")) < 2000
+
+
+def test_a_bad_value_is_skipped_with_one_warning_and_logging_goes_on(tmp_path: Path) -> None:
+    shim = TrainerShim(tmp_path)
+    with pytest.warns(ShimWarning, match="ignores") as caught:
+        for step in range(3):
+            shim.log_scalars(step, {"note": "hello", "vec": [1.0, 2.0]}, loss=float(step))
+    shim.close()
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["note", "vec"]  # once per tag, not per step
+    assert {w.filename for w in caught} == {__file__}  # points at the caller's line
+    assert shim.enabled is False and [e.value for e in load(tmp_path).Scalars("train/loss")] == [0.0, 1.0, 2.0]

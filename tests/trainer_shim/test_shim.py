@@ -229,3 +229,37 @@ def test_keyword_aliases_and_mapping_tags(tmp_path: Path) -> None:
     assert set(load(tmp_path).Tags()["scalars"]) == {
         "eval/accuracy", "train/loss", "val/loss", "train/learning_rate", "custom_metric"
     }
+
+
+def test_every_tag_written_is_understood_by_the_analyzers_without_config(tmp_path: Path) -> None:
+    from tbmon.analyzers.signals import SignalMatcher
+
+    with TrainerShim(tmp_path, mlp(), hist_every=2, norms_every=1) as shim:
+        train(shim, shim.model, 3)
+        shim.log_scalars(3, val_loss=1.0)
+    acc = load(tmp_path)
+    matcher = SignalMatcher()
+    whole_model = {"train/loss": "train_loss", "val/loss": "val_loss", "train/learning_rate": "learning_rate",
+                   "train/grad_norm": "grad_norm"}
+    for tag in acc.Tags()["scalars"]:
+        match = matcher.classify(tag, histogram=False)
+        assert match is not None, tag
+        if tag in whole_model:
+            assert match.signal == whole_model[tag]
+        else:  # per-parameter: "<signal>/<param>"
+            signal, param = tag.split("/", 1)
+            assert (match.signal, match.param) == (signal, param)
+    for tag in acc.Tags()["histograms"]:
+        assert matcher.classify(tag, histogram=True).signal == "grad_histogram"  # type: ignore[union-attr]
+
+
+def test_a_diverging_run_logged_by_the_shim_raises_a_divergence_alert(tmp_path: Path) -> None:
+    from tbmon.analyzers import analyze
+
+    with TrainerShim(tmp_path, mlp()) as shim:
+        losses = train(shim, shim.model, 40, lr=0.1)
+        for step in range(40, 45):
+            shim.log_scalars(step, loss=float("nan"))
+    alerts = analyze(str(tmp_path))
+    assert all(math.isfinite(v) for v in losses)
+    assert any(a.kind == "divergence" and a.step == 40 for a in alerts), alerts
