@@ -14,10 +14,13 @@ from typing import Mapping
 
 from tbmon.analyzers.base import Rule
 from tbmon.analyzers.divergence import Divergence
+from tbmon.analyzers.exploding_gradients import ExplodingGradients
+from tbmon.analyzers.overfitting import Overfitting
+from tbmon.analyzers.vanishing_gradients import VanishingGradients
 
 ENTRY_POINT_GROUP = "tbmon.rules"
 
-BUILTIN_RULES: tuple[type[Rule], ...] = (Divergence,)
+BUILTIN_RULES: tuple[type[Rule], ...] = (Divergence, Overfitting, VanishingGradients, ExplodingGradients)
 
 
 @lru_cache(maxsize=1)

@@ -36,5 +36,13 @@ def mixed_run(n: int = 300, seed: int = 5) -> Stream:
     return s
 
 
+def overfit_run(n: int = 400) -> Stream:
+    train = healthy_loss(n, floor=0.02, seed=7)
+    rng = np.random.default_rng(7)
+    val = {s: 0.5 + 1.8 * np.exp(-s / 60) + 0.001 * max(s - 150, 0) + 0.01 * rng.standard_normal()
+           for s in range(0, n, 10)}
+    return scalar_run({"train_loss_step": train, "val_loss": val}, n)
+
+
 def all_scenarios() -> dict[str, Stream]:
-    return {"divergence": divergence_run(), "mixed": mixed_run()}
+    return {"divergence": divergence_run(), "mixed": mixed_run(), "overfit": overfit_run()}

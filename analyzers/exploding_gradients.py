@@ -1,0 +1,201 @@
+"""`exploding_gradients`: non-finite gradients, gradients growing by orders of magnitude, or
+input-side layers getting far more gradient than the output side.
+
+* non-finite (critical, at the first point): a gradient histogram whose min/max/sum/sum_squares
+  is NaN/Inf, a ``grad_nonfinite/<p>`` count above 0, or a non-finite per-layer gradient norm
+  (SageMaker ExplodingTensor). One episode per run across layers.
+* growth (warning): the total gradient norm (``grad_norm`` and friends; without one, the
+  root-sum-square of the per-layer values) above ``growth`` × its own early level (median of
+  its first ``baseline_points`` finite values) for ``growth_patience`` consecutive points (one
+  benign clipped spike does not count); dated at
+  the first of them. 100× = two orders of magnitude, far beyond warm-up growth (≤ 4× in the
+  healthy corpus runs).
+* ratio (warning): first-layer gradient above ``ratio`` × the last layer's (AUTOTRAINER's
+  β3 = 70) for ``ratio_patience`` consecutive logged steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.base import BaseRule, RunView
+from tbmon.analyzers.divergence import fmt
+from tbmon.analyzers.layers import LayerGroups, compared_layers
+from tbmon.analyzers.series import HistogramSeries
+from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM
+from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, streak_update
+
+KIND = "exploding_gradients"
+WARNING, CRITICAL = 1, 2
+ALL_LAYERS = "grad (all layers)"
+
+
+class ExplodingGradients(BaseRule):
+    name: ClassVar[str] = "exploding_gradients"
+    defaults: ClassVar[dict[str, Any]] = {
+        "growth": 100.0,
+        "baseline_points": 10,
+        "ratio": 70.0,
+        "growth_patience": 3,
+        "ratio_patience": 2,
+        "rearm": 10,
+    }
+
+    def __init__(self, run: str, params: dict[str, Any]) -> None:
+        super().__init__(run, params)
+        self.groups = LayerGroups()
+        self.ratio_streak = Streak()
+        self.nonfinite_tag = ""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "groups": self.groups.state(), "ratio_streak": self.ratio_streak.to_json(),
+                "nonfinite_tag": self.nonfinite_tag}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.groups.load(state["groups"])
+        self.ratio_streak = Streak.from_json(state["ratio_streak"])
+        self.nonfinite_tag = state["nonfinite_tag"]
+
+    def episodes(self) -> list[dict[str, Any]]:
+        return [{**e, "tag": self.nonfinite_tag} if e["tag"] == "*nonfinite" else e for e in super().episodes()]
+
+    def feed(self, view: RunView) -> list[Alert]:
+        alerts = self._nonfinite(view)
+        totals = [i for i in view.signal(GRAD_NORM) if i.match.param is None and len(i.series)]
+        for item in totals:
+            s = item.series
+            ok = ~np.isnan(s.value)  # +inf stays: it is above any growth threshold
+            steps, walls = s.step[ok], s.wall_time[ok]
+            levels, info = self._growth(s.tag, steps, walls, s.value[ok])
+            alerts += self._emit(s.tag, levels, steps, info)
+        g = self.groups.update(view)
+        if g is None:
+            return alerts
+        idx = compared_layers(g)
+        levels = np.zeros(len(g.steps), dtype=int)
+        info: dict[int, dict[str, Any]] = {}
+        if len(idx) >= 2:
+            levels, info = self._ratio(g, idx)
+        logs_total = totals or any(t.startswith("total:") and t != f"total:{ALL_LAYERS}" for t in self.tags)
+        if not logs_total:
+            # No total norm logged: the layers' root-sum-square stands in for it, and layer-ratio and
+            # growth share one episode (a blown-up first layer shows in both).
+            with np.errstate(invalid="ignore"):
+                rss = np.sqrt(np.nansum(g.values[:, idx] ** 2, axis=1))
+            grow, grow_info = self._growth(ALL_LAYERS, g.steps, g.walls, rss)
+            info = {**grow_info, **info}
+            levels = np.maximum(levels, grow)
+        return alerts + self._emit(g.tags[idx[0]], levels, g.steps, info)
+
+    def _emit(self, tag: str, levels: np.ndarray, steps: np.ndarray, info: dict[int, dict[str, Any]]) -> list[Alert]:
+        alerts = []
+        for i in self.events(KIND, tag, levels, steps, self.p["rearm"]):
+            if int(i) not in info:  # cannot happen: a warning level begins where a streak completes
+                continue
+            d = dict(info[int(i)])
+            step, wall, message = d.pop("step"), d.pop("wall"), d.pop("message")
+            alerts.append(self.alert(kind=KIND, level=WARNING, step=step, wall_time=wall, tag=tag, message=message,
+                                     evidence=d))
+        return alerts
+
+    def _nonfinite(self, view: RunView) -> list[Alert]:
+        parts = []
+        for item in view.signal(GRAD_HISTOGRAM):
+            s = item.series
+            assert isinstance(s, HistogramSeries)
+            bad = ~(np.isfinite(s.min) & np.isfinite(s.max) & np.isfinite(s.sum) & np.isfinite(s.sum_squares))
+            parts.append((s, bad, s.max))
+        for item in view.signal(GRAD_NONFINITE):
+            s = item.series
+            parts.append((s, ~(s.value == 0), s.value))
+        for item in view.signal(GRAD_NORM):
+            if item.match.param is not None:
+                s = item.series
+                parts.append((s, ~np.isfinite(s.value), s.value))
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            return []
+        order = np.argsort(np.concatenate([s.seq for s, _, _ in parts]), kind="stable")
+        levels = np.concatenate([b.astype(int) * CRITICAL for _, b, _ in parts])[order]
+        steps = np.concatenate([s.step for s, _, _ in parts])[order]
+        owner = np.concatenate([np.full(len(s), k) for k, (s, _, _) in enumerate(parts)])[order]
+        index = np.concatenate([np.arange(len(s)) for s, _, _ in parts])[order]
+        episode = self._episodes.setdefault(f"{KIND}|*nonfinite", EpisodeState())
+        alerts = []
+        for j in episode_events(levels, steps, episode, self.p["rearm"]):
+            s, _, shown = parts[int(owner[j])]
+            i = int(index[j])
+            self.nonfinite_tag = s.tag
+            alerts.append(self.alert(
+                kind=KIND, level=CRITICAL, step=int(s.step[i]), wall_time=float(s.wall_time[i]), tag=s.tag,
+                message=(f"non-finite gradient in {s.tag} at step {int(s.step[i])} (value {fmt(float(shown[i]))}); "
+                         "lower the learning rate, clip gradients, or check for log(0)/division by zero"),
+                evidence={"condition": "non_finite", "value": float(shown[i])},
+            ))
+        return alerts
+
+    def _growth(
+        self, tag: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+        p = self.p
+        levels = np.zeros(len(steps), dtype=int)
+        st = self.tags.setdefault(f"total:{tag}", {"base": [], "streak": Streak().to_json()})
+        need = p["baseline_points"] - len(st["base"])
+        cut = 0
+        if need > 0:
+            finite = np.flatnonzero(np.isfinite(values))[:need]
+            st["base"] = st["base"] + values[finite].tolist()
+            if len(st["base"]) < p["baseline_points"]:
+                return levels, {}
+            cut = int(finite[-1]) + 1
+        base = float(np.median(st["base"]))
+        cond = np.zeros(len(steps), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            cond[cut:] = values[cut:] > p["growth"] * base
+        streak = Streak.from_json(st["streak"])
+        carried = (streak.start_step, streak.start_wall, streak.start_value)
+        run_len, start = streak_update(cond[cut:], streak, steps[cut:], walls[cut:], values[cut:])
+        st["streak"] = streak.to_json()
+        levels[cut:] = (run_len >= p["growth_patience"]).astype(int) * WARNING
+        info = {}
+        for j in np.flatnonzero(run_len == p["growth_patience"]):
+            k, i = int(start[j]), int(j) + cut
+            step, wall, first = carried if k < 0 else (int(steps[k + cut]), float(walls[k + cut]), float(values[k + cut]))
+            info[i] = {
+                "step": step, "wall": wall,
+                "message": (f"{tag} grew to {fmt(float(values[i]))} ("
+                            + (f"{fmt(float(values[i]) / base)}x " if np.isfinite(values[i]) else "overflow; ")
+                            + f"early level {fmt(base)}) and stayed above {fmt(p['growth'])}x its early level since "
+                            f"step {step}; clip gradients (e.g. max norm 1.0) or lower the learning rate"),
+                "condition": "growth", "baseline": base, "value": first, "noticed_value": float(values[i]),
+                "noticed_step": int(steps[i]),
+            }
+        return levels, info
+
+    def _ratio(self, g: Any, idx: list[int]) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+        first, last = g.values[:, idx[0]], g.values[:, idx[-1]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = first / last
+        cond = ratio > self.p["ratio"]
+        carried = (self.ratio_streak.start_step, self.ratio_streak.start_wall)
+        run_len, start = streak_update(cond, self.ratio_streak, g.steps, g.walls, ratio)
+        levels = (run_len >= self.p["ratio_patience"]).astype(int) * WARNING
+        unit = "RMS" if g.source == "histogram_rms" else "norm"
+        info = {}
+        for i in np.flatnonzero(run_len == self.p["ratio_patience"]):
+            k = int(start[i])
+            step, wall = carried if k < 0 else (int(g.steps[k]), float(g.walls[k]))
+            info[int(i)] = {
+                "step": step, "wall": wall,
+                "message": (f"exploding gradients since step {step}: first layer {g.layers[idx[0]]} gets "
+                            f"{fmt(float(ratio[i]))}x the gradient {unit} of the last layer {g.layers[idx[-1]]} "
+                            f"(> {fmt(self.p['ratio'])}x); use a smaller initialisation scale, normalisation, or "
+                            "gradient clipping"),
+                "condition": "layer_ratio", "ratio": float(ratio[i]), "first_layer": g.layers[idx[0]],
+                "last_layer": g.layers[idx[-1]], "source": g.source, "noticed_step": int(g.steps[i]),
+            }
+        return levels, info

@@ -1,0 +1,78 @@
+"""`vanishing_gradients` and `exploding_gradients` on synthetic per-layer gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tbmon.analyzers import Engine
+from tbmon.analyzers.alerts import Alert
+from tests.analyzers.streams import Stream, hist_fields
+
+LAYERS = [f"net.{2 * k}.weight" for k in range(6)]  # net.0 … net.10: name order is not model order
+
+
+def grad_run(scales, steps: range = range(0, 300, 10), *, hist: bool = True, seed: int = 0, sort_tags: bool = False,
+             nonfinite_at: int | None = None, total=None) -> Stream:
+    """Per step, each layer's gradients ~ N(0, scale(step, k)); histograms or per-layer norm scalars."""
+    rng = np.random.default_rng(seed)
+    s = Stream()
+    names = sorted(LAYERS) if sort_tags else LAYERS
+    for step in steps:
+        s.scalar("train/loss", step, 1.0)
+        for name in names:
+            k = LAYERS.index(name)
+            g = scales(step, k) * rng.standard_normal(200)
+            if nonfinite_at is not None and step >= nonfinite_at and k == 3:
+                g[5] = np.nan
+            if hist:
+                s.histogram(f"grad/{name}", step, **hist_fields(g))
+            else:
+                s.scalar(f"grad_norm/{name}", step, float(np.sqrt(np.sum(g * g))))
+        if total is not None:
+            s.scalar("grad_norm", step, total(step))
+    return s
+
+
+def alerts_of(stream: Stream, kind: str) -> list[Alert]:
+    engine = Engine()
+    return [a for b in stream.batches() for a in engine.feed(b) if a.kind == kind]
+
+
+def healthy(step: int, k: int) -> float:
+    return 1e-2 * (0.5 + k / 5) * (1 + 0.3 * np.sin(step / 7 + k))
+
+
+def vanishing_from(onset: int):
+    return lambda step, k: healthy(step, k) * (1e-5 ** ((5 - k) / 5) if step >= onset else 1.0)
+
+
+def test_vanishing_fires_at_onset_and_names_the_layers() -> None:
+    for hist in (True, False):
+        for sort_tags in (False, True):
+            alerts = alerts_of(grad_run(vanishing_from(100), hist=hist, sort_tags=sort_tags), "vanishing_gradients")
+            assert [a.step for a in alerts] == [100], (hist, sort_tags)
+            assert "net.0.weight" in alerts[0].message and alerts[0].evidence["first_layer"] == "net.0.weight"
+
+
+def test_vanishing_silent_on_healthy_and_on_a_converged_model() -> None:
+    assert alerts_of(grad_run(healthy), "vanishing_gradients") == []
+    # Converged: every layer's gradient is tiny, but no layer is starved relative to the others.
+    assert alerts_of(grad_run(lambda s, k: 1e-7 * healthy(s, k)), "vanishing_gradients") == []
+    # One log of a starved first layer is not sustained.
+    blip = grad_run(lambda s, k: healthy(s, k) * (1e-6 if (s == 150 and k == 0) else 1.0))
+    assert alerts_of(blip, "vanishing_gradients") == []
+
+
+def test_exploding_ratio_and_growth_and_nonfinite() -> None:
+    ratio = grad_run(lambda s, k: healthy(s, k) * (1e3 ** ((5 - k) / 5) if s >= 120 else 1.0))
+    assert [(a.step, a.evidence["condition"]) for a in alerts_of(ratio, "exploding_gradients")] == [(120, "layer_ratio")]
+    growth = grad_run(healthy, total=lambda s: 1.0 if s < 150 else 1.0 * 10 ** ((s - 140) / 10))
+    got = [(a.step, a.tag, a.evidence["condition"]) for a in alerts_of(growth, "exploding_gradients")]
+    assert got == [(170, "grad_norm", "growth")]  # 10^3 > 100x at step 170, 180, 190
+    nan = alerts_of(grad_run(healthy, nonfinite_at=200), "exploding_gradients")
+    assert [(a.step, a.severity, a.tag) for a in nan] == [(200, "critical", "grad/net.6.weight")]
+
+
+def test_exploding_silent_on_healthy_warmup_growth_and_one_spike() -> None:
+    warm = grad_run(healthy, total=lambda s: 0.5 + min(s, 100) / 100 * 3 + (50 if s == 200 else 0))
+    assert alerts_of(warm, "exploding_gradients") == []

@@ -1,0 +1,68 @@
+"""`overfitting`: val loss rises above its best while train loss keeps falling; plateaus and noise stay silent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tbmon.analyzers import Engine
+from tbmon.analyzers.alerts import Alert
+from tests.analyzers.streams import Stream, healthy_loss, scalar_run
+
+N = 600
+EVAL = 20
+
+
+def val_curve(n: int, bottom: int | None, *, noise: float = 0.0, seed: int = 0, floor: float = 0.5) -> dict[int, float]:
+    """Validation loss every EVAL steps: decays to ``floor``; after ``bottom`` rises 0.1% per step."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for step in range(0, n, EVAL):
+        v = floor + 1.8 * np.exp(-step / 80)
+        if bottom is not None and step > bottom:
+            v += 0.001 * (step - bottom)
+        out[step] = float(v * np.exp(noise * rng.standard_normal()))
+    return out
+
+
+def alerts_of(stream: Stream, kind: str = "overfitting") -> list[Alert]:
+    engine = Engine()
+    return [a for b in stream.batches() for a in engine.feed(b) if a.kind == kind]
+
+
+def test_fires_once_dated_where_validation_bottomed_out() -> None:
+    train = healthy_loss(N, floor=0.02)
+    val = val_curve(N, bottom=200)
+    alerts = alerts_of(scalar_run({"train/loss": train, "val/loss": val}, N))
+    assert len(alerts) == 1
+    best_step = min(val, key=val.get)
+    assert alerts[0].step == best_step and alerts[0].tag == "val/loss" and alerts[0].severity == "warning"
+    assert alerts[0].evidence["noticed_step"] > best_step
+    assert "overfitting" in alerts[0].message and "train/loss kept falling" in alerts[0].message
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_silent_when_validation_plateaus_with_noise(seed: int) -> None:
+    train = healthy_loss(N, floor=0.02, seed=seed)
+    val = val_curve(N, bottom=None, noise=0.05, seed=seed)
+    assert alerts_of(scalar_run({"train/loss": train, "val/loss": val}, N)) == []
+
+
+def test_silent_when_both_losses_rise_together() -> None:
+    """Both rising is divergence, not overfitting."""
+    train = healthy_loss(N, floor=0.02)
+    train[300:] = np.linspace(train[299], 3.0, N - 300)
+    val = {s: v + (0.01 * (s - 300) if s > 300 else 0) for s, v in val_curve(N, bottom=None).items()}
+    assert alerts_of(scalar_run({"train/loss": train, "val/loss": val}, N)) == []
+
+
+def test_keras_sibling_runs_are_paired_and_reported_on_the_parent() -> None:
+    epochs = 30
+    train = {e: 2.0 * np.exp(-e / 5) for e in range(epochs)}
+    val = {e: 1.0 + 0.3 * np.exp(-e / 3) + (0.04 * (e - 8) if e > 8 else 0) for e in range(epochs)}
+    tr = scalar_run({"epoch_loss": train}, epochs, run="exp/train", experiment_dir="exp", role="train")
+    va = scalar_run({"epoch_loss": val}, epochs, run="exp/validation", experiment_dir="exp", role="validation")
+    for order in ((tr, va), (va, tr)):  # whichever sibling arrives first
+        engine = Engine()
+        alerts = [a for s in order for b in s.batches() for a in engine.feed(b) if a.kind == "overfitting"]
+        assert [(a.run, a.tag, a.step) for a in alerts] == [("exp", "validation/epoch_loss", 8)]
