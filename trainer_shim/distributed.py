@@ -42,6 +42,11 @@ def world_size() -> int:
     return _env_int(_WORLD_VARS, 1)
 
 
+def gathers(across_ranks: bool) -> bool:
+    """Whether ``gather_rows`` runs a collective (so every rank must call it)."""
+    return across_ranks and _initialized() and torch.distributed.get_world_size() > 1
+
+
 def gather_rows(t: torch.Tensor, across_ranks: bool) -> torch.Tensor:
     """``t`` of every rank stacked as ``[ranks, *t.shape]`` (one ``all_gather``).
 
@@ -49,7 +54,7 @@ def gather_rows(t: torch.Tensor, across_ranks: bool) -> torch.Tensor:
     per-rank subsample counts must be scaled by each rank's own element count, so the
     host combines the rows field by field (``stats.decode``) after one collective.
     """
-    if not (across_ranks and _initialized()) or torch.distributed.get_world_size() == 1:
+    if not gathers(across_ranks):
         return t.unsqueeze(0)
     parts = [torch.empty_like(t) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(parts, t.contiguous())

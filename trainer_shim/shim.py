@@ -153,14 +153,18 @@ class TrainerShim:
         """
         do_hist = self.hist_every > 0 and step % self.hist_every == 0
         do_norms = self.norms_every > 0 and step % self.norms_every == 0
-        joins_collective = self.reduce_across_ranks and distributed.world_size() > 1
+        joins_collective = distributed.gathers(self.reduce_across_ranks)
         if not (do_hist or do_norms) or not (self.enabled or joins_collective):
             return
         if self.model is None:
             self._report("no-model", "TrainerShim.log_gradients needs a model; gradients are not logged")
             return
         try:
-            params = [(n, p) for n, p in self.model.named_parameters() if p.grad is not None and p.grad.numel() > 0]
+            params = [
+                (n, p)
+                for n, p in self.model.named_parameters()
+                if p.grad is not None and p.grad.numel() > 0 and not p.grad.is_sparse
+            ]
             if not params:
                 return
             names = [n for n, _ in params]

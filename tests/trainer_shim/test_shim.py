@@ -36,6 +36,20 @@ def test_training_run_reads_back_in_tensorboard_with_the_contract_tags(tmp_path:
     assert [e.step for e in acc.Histograms("grad/0.weight")] == [0, 10, 20]
     assert [e.step for e in acc.Scalars("update_ratio/0.weight")] == [10, 20]  # needs a previous step
     assert acc.Scalars("val/loss")[0].value == 0.25
+    # TensorBoard's own loader with its migration (the --load_fast=false path) gives [k,3] tensors
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+
+    migrated = 0
+    for event in EventFileLoader(shim.path).Load():
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == "histograms":
+                buckets = tensor_util.make_ndarray(value.tensor)
+                assert buckets.shape[1] == 3 and (buckets[:, 0] <= buckets[:, 1]).all()
+                numel = {"0.weight": 64 * 32, "0.bias": 32, "2.weight": 32 * 10, "2.bias": 10}[value.tag[5:]]
+                assert buckets[:, 2].sum() == numel  # small tensors: every element in a bucket
+                migrated += 1
+    assert migrated == 3 * len(PARAMS)
 
 
 def test_written_statistics_equal_a_reference_on_the_same_gradients(tmp_path: Path) -> None:
@@ -263,3 +277,23 @@ def test_a_diverging_run_logged_by_the_shim_raises_a_divergence_alert(tmp_path: 
     alerts = analyze(str(tmp_path))
     assert all(math.isfinite(v) for v in losses)
     assert any(a.kind == "divergence" and a.step == 40 for a in alerts), alerts
+
+
+def test_sparse_and_half_precision_gradients_do_not_disable_the_shim(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(100, 16, sparse=True)
+    head = torch.nn.Linear(16, 4).to(torch.bfloat16)
+    model = torch.nn.ModuleDict({"emb": emb, "head": head})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with TrainerShim(tmp_path, model, hist_every=1) as shim:
+            out = head(emb(torch.arange(8)).to(torch.bfloat16)).float().pow(2).mean()
+            out.backward()
+            shim.log_gradients(0)
+            assert shim.enabled
+    acc = load(tmp_path)
+    assert set(acc.Tags()["histograms"]) == {"grad/head.weight", "grad/head.bias"}  # sparse skipped
+    g = head.weight.grad.double().numpy().ravel()
+    (h,) = [e.histogram_value for e in acc.Histograms("grad/head.weight")]
+    assert (h.min, h.max, h.num) == (g.min(), g.max(), g.size)
+    assert h.sum == pytest.approx(g.sum(), rel=1e-3, abs=1e-6)
