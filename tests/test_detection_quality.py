@@ -140,13 +140,7 @@ def test_scoring_counts_recall_delay_premature_and_false_alarms(corpus: tuple[Pa
 # --- the analyzers against the floors -------------------------------------------------------------------
 
 def test_detection_quality_meets_the_floors(corpus: tuple[Path, list[Labelled]]) -> None:
-    from tbmon.analyzers.registry import available_rules
     from tests.scenarios.scoring import evaluate
-
-    # While the rules are being written (issue #3) a kind with no registered rule cannot meet a floor yet.
-    pending = [k for k in FIXED_KINDS if not any(k.split("_")[0] in name for name in available_rules())]
-    if pending:
-        pytest.skip(f"no rule registered yet for {pending}; run bench/detection_quality.py for partial figures")
 
     report = evaluate(corpus[0], corpus[1])
     print("\n" + report.table() + "\n\n" + report.details())
