@@ -45,6 +45,7 @@ from tbmon.analyzers.windows import (
 )
 
 KIND = "divergence"
+STRIDE = 8  # window statistics are refreshed every 8 values (one median per block: 8x cheaper)
 WARNING, CRITICAL = 1, 2
 
 
@@ -133,14 +134,16 @@ class Divergence(BaseRule):
         s = item.series
         assert isinstance(s, ScalarSeries)
         p = self.p
-        st = self.tags.setdefault(s.tag, {"hist": [], "init": [], "best": None, "streak": Streak().to_json()})
+        st = self.tags.setdefault(s.tag, {"hist": [], "n": 0, "init": [], "best": None, "streak": Streak().to_json()})
         levels = np.where(np.isfinite(s.value), 0, CRITICAL)
         info: dict[int, dict[str, Any]] = {}
         fidx = np.flatnonzero(levels == 0)
         fv = s.value[fidx]
         hist = np.asarray(st["hist"], dtype=float)
         if train and fv.size:
-            med, mad = trailing_window_stats(hist, fv, p["spike_window"], p["spike_min_history"])
+            med, mad = trailing_window_stats(
+                hist, fv, p["spike_window"], p["spike_min_history"], offset=st["n"], stride=STRIDE
+            )
             sigma = MAD_TO_SIGMA * mad
             rise = fv - med
             initial = float(np.median(st["init"])) if st["init"] else np.nan
@@ -152,11 +155,12 @@ class Divergence(BaseRule):
                 info[int(fidx[j])] = {"condition": "explosion" if explosion[j] else "spike",
                                       "median": float(med[j]), "robust_sigma": float(sigma[j])}
             levels[fidx[spike]] = np.where(explosion[spike], CRITICAL, WARNING)
-            self._blowup(st, s, fidx, fv, hist, self._noise(hist, fv), levels, info)
-        st["hist"] = np.concatenate([hist, fv])[-p["spike_window"] :].tolist()
+            self._blowup(st, s, fidx, fv, hist, self._noise(hist, fv, st["n"]), levels, info)
+        st["hist"] = np.concatenate([hist, fv])[-(p["spike_window"] + STRIDE + 1) :].tolist()
+        st["n"] += int(fv.size)
         return s, levels, info
 
-    def _noise(self, hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
+    def _noise(self, hist: np.ndarray, fv: np.ndarray, seen: int) -> np.ndarray:
         """Point-to-point noise σ before each value: robust σ of first differences / √2.
 
         Differencing removes the trend, so a loss that climbs steadily does not pass for noise
@@ -165,7 +169,9 @@ class Divergence(BaseRule):
         p = self.p
         diffs = np.diff(np.concatenate([hist, fv]))
         old = max(hist.size - 1, 0)
-        _, mad = trailing_window_stats(diffs[:old], diffs[old:], p["spike_window"], p["spike_min_history"])
+        _, mad = trailing_window_stats(
+            diffs[:old], diffs[old:], p["spike_window"], p["spike_min_history"], offset=max(seen - 1, 0), stride=STRIDE
+        )
         noise = np.full(fv.size, np.nan)
         noise[fv.size - mad.size :] = MAD_TO_SIGMA * mad / np.sqrt(2.0)
         return noise

@@ -21,6 +21,8 @@ validation loss bottomed out. Keras ``train``/``validation`` sibling runs are ju
 
 from __future__ import annotations
 
+from math import sqrt
+from statistics import median
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,29 +54,72 @@ class Overfitting(BaseRule):
     }
 
     def feed(self, view: RunView) -> list[Alert]:
-        for item in view.signal(TRAIN_LOSS):
-            self._add_train(item.series)
-        alerts: list[Alert] = []
+        """Walk the batch in ``seq`` order, judging each evaluation as soon as training reaches its step.
+
+        Judging at that exact point (never later) means the bounded training buffer always holds
+        the same points when an evaluation is judged, however the stream was chunked.
+        """
+        trains = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        evals = []
         for item in view.signal(VAL_LOSS):
             s = item.series
-            assert isinstance(s, ScalarSeries)
-            st = self._val_state(s.tag)
-            ok = np.isfinite(s.value)  # non-finite validation losses are divergence's business
-            st["pending"] = (st["pending"] + np.column_stack(
-                [s.step[ok], s.wall_time[ok], s.value[ok]]).tolist())[-MAX_PENDING:]
-        for tag in sorted(t for t in self.tags if t.startswith("val:")):
-            alerts += self._judge(tag[4:], self.tags[tag])
+            for k in np.flatnonzero(np.isfinite(s.value)):  # non-finite: divergence's business
+                evals.append((int(s.seq[k]), s.tag, int(s.step[k]), float(s.wall_time[k]), float(s.value[k])))
+        evals.sort(key=lambda e: e[0])
+        cursors = [0] * len(trains)
+        alerts: list[Alert] = []
+        for seq, tag, step, wall, value in evals:
+            alerts += self._advance(trains, cursors, seq)
+            st = self._val_state(tag)
+            st["pending"] = (st["pending"] + [[step, wall, value]])[-MAX_PENDING:]
+            alerts += self._judge_all()
+        return alerts + self._advance(trains, cursors, np.iinfo(np.int64).max)
+
+    def _advance(self, trains: list[Any], cursors: list[int], upto_seq: int) -> list[Alert]:
+        """Add training points with seq below ``upto_seq``, pausing where one reaches a waiting evaluation."""
+        alerts: list[Alert] = []
+        for n, s in enumerate(trains):
+            a, b = cursors[n], int(np.searchsorted(s.seq, upto_seq))
+            while a < b:
+                waiting = [int(p[0]) for k, st in self.tags.items() if k.startswith("val:") for p in st["pending"][:1]]
+                cut = b
+                if waiting:
+                    reached = np.flatnonzero(s.step[a:b] >= min(waiting))
+                    cut = a + int(reached[0]) + 1 if reached.size else b
+                self._add_train(s.tag, s.step[a:cut], s.value[a:cut])
+                a = cut
+                alerts += self._judge_all()
+            cursors[n] = b
+        return alerts
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["tags"] = {k: ({**v, "points": v["points"].tolist()} if k.startswith("train:") else v)
+                         for k, v in state["tags"].items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for key, st in self.tags.items():
+            if key.startswith("train:"):
+                st["points"] = np.asarray(st["points"], dtype=float).reshape(-1, 2)
+
+    def _judge_all(self) -> list[Alert]:
+        alerts: list[Alert] = []
+        for key in sorted(k for k in self.tags if k.startswith("val:")):
+            alerts += self._judge(key[4:], self.tags[key])
         return alerts
 
     # --- training side ------------------------------------------------------------------------
 
-    def _add_train(self, s: Any) -> None:
-        ok = np.isfinite(s.value)
+    def _add_train(self, tag: str, steps: np.ndarray, values: np.ndarray) -> None:
+        ok = np.isfinite(values)
         if not ok.any():
             return
-        st = self.tags.setdefault(f"train:{s.tag}", {"points": [], "max_step": None})
-        st["points"] = (st["points"] + np.column_stack([s.step[ok], s.value[ok]]).tolist())[-MAX_TRAIN_POINTS:]
-        st["max_step"] = int(s.step[-1]) if st["max_step"] is None else max(st["max_step"], int(s.step.max()))
+        st = self.tags.setdefault(f"train:{tag}", {"points": np.zeros((0, 2)), "max_step": None})
+        st["points"] = np.concatenate([st["points"], np.column_stack([steps[ok], values[ok]])])[-MAX_TRAIN_POINTS:]
+        top = int(steps.max())
+        st["max_step"] = top if st["max_step"] is None else max(st["max_step"], top)
 
     def _train_tag(self, val_tag: str) -> str | None:
         """The training tag to compare with: same name (Keras epoch_loss), else an epoch-level one, else the first."""
@@ -88,7 +133,7 @@ class Overfitting(BaseRule):
         return None
 
     def _train_level(self, train: dict[str, Any], prev_step: float, step: int) -> float:
-        pts = np.asarray(train["points"], dtype=float).reshape(-1, 2)
+        pts = train["points"]
         upto = pts[pts[:, 0] <= step]
         if upto.size == 0:
             return float("nan")
@@ -96,7 +141,7 @@ class Overfitting(BaseRule):
         level = float(np.median(since[:, 1])) if since.size else float(upto[-1, 1])
         # Keep only what the next evaluation can need: the last point at or before this one and later ones.
         keep_from = max(0, int(np.searchsorted(pts[:, 0], step, side="right")) - 1)
-        train["points"] = pts[keep_from:].tolist()
+        train["points"] = pts[keep_from:]
         return level
 
     # --- validation side ----------------------------------------------------------------------
@@ -138,18 +183,19 @@ class Overfitting(BaseRule):
 
     def _counts(self, st: dict[str, Any], value: float, level: float) -> bool:
         p = self.p
-        evals = np.asarray(st["evals"], dtype=float)
+        vals = [e[0] for e in st["evals"]]
         best, best_train = st["best"][0], st["best"][1]
-        smooth = float(np.median(evals[-p["smooth_evals"] :, 0]))
-        diffs = np.diff(evals[:, 0])
-        noise = MAD_TO_SIGMA * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2) if diffs.size >= 4 else 0.0
-        rise = smooth - best
-        return bool(
-            rise > p["min_rise"] * abs(best)
-            and rise > p["noise_sigma"] * noise
-            and best_train - level > p["min_train_fall"] * abs(best_train)
-            and value - level > p["min_gap"] * abs(level)
-        )
+        rise = median(vals[-p["smooth_evals"] :]) - best
+        if not (rise > p["min_rise"] * abs(best)
+                and best_train - level > p["min_train_fall"] * abs(best_train)
+                and value - level > p["min_gap"] * abs(level)):
+            return False
+        diffs = [b - a for a, b in zip(vals, vals[1:])]
+        if len(diffs) < 4:
+            return True
+        centre = median(diffs)
+        noise = MAD_TO_SIGMA * median([abs(d - centre) for d in diffs]) / sqrt(2.0)
+        return rise > p["noise_sigma"] * noise
 
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:
         best, best_train, best_step, best_wall = st["best"]

@@ -20,38 +20,46 @@ _ROWS_PER_BLOCK = 8192  # bounds the temporary (rows × window) matrix to ~8 MB
 
 
 def trailing_window_stats(
-    history: np.ndarray, values: np.ndarray, window: int, min_history: int
+    history: np.ndarray, values: np.ndarray, window: int, min_history: int, *, offset: int, stride: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Median and MAD of the ``window`` values *preceding* each new value.
+    """Median and MAD of the ``window`` values before each new value's block of ``stride``.
 
-    ``history`` holds the last values kept from earlier chunks (at most ``window``).
-    Rows with fewer than ``min_history`` preceding values get NaN (not enough evidence yet).
+    The value with absolute index ``a`` (``offset`` = how many values the tag had before this
+    chunk) is compared with the ``window`` values before ``a - a % stride``: one median per block
+    instead of one per value, which divides the cost by ``stride``, and since blocks are aligned
+    on the absolute index the answer does not depend on chunking. ``history`` must hold the last
+    ``window + stride`` values. Rows with fewer than ``min_history`` values before their block
+    get NaN (not enough evidence yet).
     """
     n = values.shape[0]
     median = np.full(n, np.nan)
     mad = np.full(n, np.nan)
     if n == 0:
         return median, mad
-    data = np.concatenate([history[-window:], values])
-    offset = data.shape[0] - n  # index in ``data`` of values[0]
-    preceding = offset + np.arange(n)  # how many values precede each new value
-    # Rows with a full window: one strided view, processed in blocks to bound memory.
-    full = np.flatnonzero(preceding >= window)
+    hist = history[-(window + stride) :]
+    data = np.concatenate([hist, values])
+    data_abs0 = offset - hist.shape[0]  # absolute index of data[0]
+    absolute = offset + np.arange(n)
+    block = absolute - absolute % stride  # values before this index form the window
+    starts, inverse = np.unique(block, return_inverse=True)
+    blk_med = np.full(starts.size, np.nan)
+    blk_mad = np.full(starts.size, np.nan)
+    full = np.flatnonzero(starts >= window)
     if full.size:
         view = sliding_window_view(data, window)  # view[k] = data[k:k+window]
         for lo in range(0, full.size, _ROWS_PER_BLOCK):
             rows = full[lo : lo + _ROWS_PER_BLOCK]
-            block = view[preceding[rows] - window]
-            med = np.median(block, axis=1)
-            median[rows] = med
-            mad[rows] = np.median(np.abs(block - med[:, None]), axis=1)
-    # Rows with a partial window (only in a tag's first `window` points): few, loop is fine.
-    for row in np.flatnonzero((preceding >= min_history) & (preceding < window)):
-        block = data[: preceding[row]]
-        med = float(np.median(block))
-        median[row] = med
-        mad[row] = float(np.median(np.abs(block - med)))
-    return median, mad
+            win = view[starts[rows] - window - data_abs0]
+            med = np.median(win, axis=1)
+            blk_med[rows] = med
+            blk_mad[rows] = np.median(np.abs(win - med[:, None]), axis=1)
+    # Partial windows (only in a tag's first `window` values): few blocks, a loop is fine.
+    for row in np.flatnonzero((starts >= min_history) & (starts < window)):
+        win = data[: starts[row] - data_abs0]
+        med = float(np.median(win))
+        blk_med[row] = med
+        blk_mad[row] = float(np.median(np.abs(win - med)))
+    return blk_med[inverse], blk_mad[inverse]
 
 
 def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
