@@ -229,7 +229,7 @@ def _rich_logdir(report: LogdirReport, columns: Sequence[str], run_width: int) -
         if column == "run":
             table.add_column(column, overflow="fold", min_width=min(run_width, max(len(r.run) for r in report.runs)))
         else:
-            table.add_column(column, no_wrap=column in ("trend", "status"))
+            table.add_column(column, no_wrap=column in ("trend", "status", "event files"))
     for run in report.runs:
         cells: dict[str, Any] = dict(zip(RUN_COLUMNS, run_cells(report, run), strict=True))
         cells["status"] = Text(run.status, style=SEVERITY_STYLE[run.status])
