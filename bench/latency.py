@@ -11,8 +11,9 @@ polled every 1 s and every 5 s, TensorBoard's default ``--reload_interval`` (its
 30 s auto-reload on top, not measured). Research note (perf-baselines §3): 1 s polling median
 ≈ 0.5 s; 5 s reload ≈ 2.5 s median.
 
-Idle: ``--idle-runs`` run directories with event files, the watcher started, let settle, then
-its user+system CPU time over ``--idle-seconds`` from /proc/<pid>/stat.
+Idle: ``--idle-runs`` run directories with event files, the watcher started (on a pseudo-
+terminal, as a user runs it), let settle, then its user+system CPU time over
+``--idle-seconds`` from /proc/<pid>/stat: jsonl with inotify, jsonl polling, rich dashboard.
 
     python bench/latency.py                      # full: 20 reps per mode, anchors, 200 idle runs
     python bench/latency.py --reps 5 --no-anchors --idle-runs 50   # quick
@@ -21,13 +22,17 @@ its user+system CPU time over ``--idle-seconds`` from /proc/<pid>/stat.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import random
+import select
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -169,25 +174,38 @@ for i in range(runs):
 
 
 def measure_idle(runs: int, seconds: float, extra: list[str]) -> tuple[float, int]:
+    """CPU share of an idle watcher; ``--format rich`` runs on a pseudo-terminal (drained here)."""
     with tempfile.TemporaryDirectory(prefix="tbmon-idle-") as logdir:
         make_runs(logdir, runs)
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
         proc = subprocess.Popen(
-            [*CLI, "watch", "--format", "jsonl", "--no-state", *extra, logdir],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+            [*CLI, "watch", "--no-state", *extra, logdir], stdin=slave, stdout=slave, stderr=slave, close_fds=True
         )
-        assert proc.stdout
-        for line in proc.stdout:  # wait for the initial scan to finish
-            if '"following' in line:
-                break
-        time.sleep(2.0)
+        os.close(slave)
+        screen = bytearray()
+
+        def drain(duration: float) -> None:
+            end = time.monotonic() + duration
+            while time.monotonic() < end:
+                if select.select([master], [], [], 0.1)[0]:
+                    try:
+                        screen.extend(os.read(master, 65536)[-200:])
+                    except OSError:
+                        return
+                del screen[:-400]
+
+        while b"following" not in screen and b"inotify" not in screen and proc.poll() is None:
+            drain(0.2)  # the initial scan is done once the watcher says what it follows
+        drain(2.0)
         before = cpu_seconds(proc.pid)
-        time.sleep(seconds)
+        drain(seconds)
         used = cpu_seconds(proc.pid) - before
         threads = len(os.listdir(f"/proc/{proc.pid}/task"))
         proc.terminate()
-        proc.wait(30)
+        while proc.poll() is None:
+            drain(0.2)
+        os.close(master)
     return used / seconds, threads
 
 
@@ -225,7 +243,11 @@ def main() -> None:
 
     print(f"\nidle CPU of a watcher over {args.idle_runs} runs, {args.idle_seconds:g} s after its initial scan")
     tick = 1 / os.sysconf("SC_CLK_TCK")
-    for label, extra in (("inotify", []), ("poll 0.5 (the fallback)", ["--poll", "0.5"])):
+    for label, extra in (
+        ("jsonl, inotify", ["--format", "jsonl"]),
+        ("jsonl, poll 0.5 (fallback)", ["--format", "jsonl", "--poll", "0.5"]),
+        ("rich dashboard, inotify", ["--format", "rich"]),
+    ):
         share, threads = measure_idle(args.idle_runs, args.idle_seconds, extra)
         print(
             f"  {label:26} {share * 100:6.2f} % of one core = {share * args.idle_seconds * 1e3:.0f} ms CPU "

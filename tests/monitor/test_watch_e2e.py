@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -322,3 +323,24 @@ def test_killed_watcher_does_not_repeat_its_alerts(tmp_path: Path, writer: Write
         again.kill()
     assert alerts(again.records) == []
     assert again.records[-1]["alerts_total"] == 1 and code == 1
+
+
+def test_deleted_run_and_rotated_file_are_followed(tmp_path: Path, writer: Writer) -> None:
+    logdir = tmp_path / "logs"
+    writer.losses("gone", [1.0])
+    writer.losses("kept", [1.0])
+    watcher = Watcher(str(logdir), "--no-state")
+    try:
+        watcher.ready()
+        shutil.rmtree(logdir / "gone")
+        watcher.wait_for(lambda r: r["type"] == "run" and r["event"] == "removed" and r["run"] == "gone")
+        rotated = Writer(logdir)  # a second writer process: a new event file in the same run
+        try:
+            rotated.scalar("kept", "train/loss", 1, float("nan"))
+        finally:
+            rotated.close()
+        watcher.wait_for(is_alert("kept"))
+        watcher.stop()
+    finally:
+        watcher.kill()
+    assert watcher.records[-1]["runs"] == 1
