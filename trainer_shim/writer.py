@@ -81,6 +81,7 @@ class EventWriter:
             self._file.flush()
         except Exception as exc:  # noqa: BLE001 - never raise into training
             self.error = exc
+            self._finish()
             return
         self._thread = threading.Thread(target=self._run, name="tbmon-shim-writer", daemon=True)
         self._thread.start()
