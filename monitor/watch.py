@@ -314,13 +314,17 @@ class WatchSession:
         state, problem = load_state(path, self.options.logdirs)
         if problem:
             self.notice(problem)
-        if state is not None:
-            for logdir, records in state.alerts.items():
-                for record in records:
-                    alert = Alert(**record)
-                    self._raised.add((logdir, alert.key()))
-                    self.alerts.setdefault(logdir, []).append(alert)
-                    self.sink.restored_alert(logdir, alert)
+        if state is None:
+            return None
+        try:
+            restored = [(d, Alert(**record)) for d, records in state.alerts.items() for record in records]
+        except TypeError:
+            self.notice(f"state file {path} has unreadable alerts; starting fresh")
+            return None
+        for logdir, alert in restored:
+            self._raised.add((logdir, alert.key()))
+            self.alerts.setdefault(logdir, []).append(alert)
+            self.sink.restored_alert(logdir, alert)
         return state
 
     def _save(self) -> None:

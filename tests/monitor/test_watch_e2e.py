@@ -344,3 +344,19 @@ def test_deleted_run_and_rotated_file_are_followed(tmp_path: Path, writer: Write
     finally:
         watcher.kill()
     assert watcher.records[-1]["runs"] == 1
+
+
+def test_corrupt_state_file_means_a_fresh_start_with_a_warning(tmp_path: Path, writer: Writer) -> None:
+    writer.losses("exp1", [1.0, float("nan")])
+    state = tmp_path / "state.json"
+    state.write_text('{"version": 1, "logdirs": [')
+    done = subprocess.run(
+        [*CLI, "watch", "--once", "--format", "jsonl", "--state", str(state), str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert any(r["type"] == "status" and "corrupt" in r["message"] for r in records)
+    assert [a["run"] for a in alerts(records)] == ["exp1"] and done.returncode == 1
+    assert json.loads(state.read_text())["version"] == 1  # rewritten whole
