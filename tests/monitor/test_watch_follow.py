@@ -237,18 +237,33 @@ def test_polling_mode_reads_on_its_own(tmp_path: Path) -> None:
         wait_for(lambda: h.calls.count(None) >= 4)
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def _thread_cpu(tids: set[str]) -> float:
+    """CPU seconds (user + system) used so far by these threads of this process."""
+    total = 0
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_idle_follower_uses_no_cpu(tmp_path: Path) -> None:
     """Blocking on the wake event, not spinning: < 2 % of one core while nothing is written.
 
-    Watchdog's emitter threads wake on inotify reads with a timeout, so the bound is not zero;
-    the busy-loop failure this guards against burns ~100 %.
+    Only the follower's own threads (its loop and watchdog's) are measured, so threads left
+    by other tests in this process cannot make it flaky. A busy loop would show ~100 %.
     """
     for i in range(50):
         event_file(tmp_path / f"run{i}")
+    existing = set(os.listdir("/proc/self/task"))
     with Harness(tmp_path) as h:
         wait_for(lambda: h.calls == [None])
-        before = time.process_time()
+        ours = set(os.listdir("/proc/self/task")) - existing
+        assert len(ours) >= 2  # the loop and watchdog's emitter/observer threads
+        before = _thread_cpu(ours)
         time.sleep(2.0)
-        used = time.process_time() - before
+        used = _thread_cpu(ours) - before
     assert used < 0.04
