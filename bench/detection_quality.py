@@ -7,6 +7,7 @@ overfitting rules (SageMaker Debugger `Overfit`, UMLAUT's epoch rule) on the sam
 
     .venv/bin/python bench/detection_quality.py            # corpus cached in bench/out/ by code hash
     .venv/bin/python bench/detection_quality.py --rebuild  # retrain every scenario
+    .venv/bin/python bench/detection_quality.py --set heldout  # the 22 scenarios the rules were not tuned on
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tbmon.analyzers.alerts import Alert  # noqa: E402
+from tests.scenarios.catalog import HELDOUT, SCENARIOS  # noqa: E402
 from tests.scenarios.corpus import Labelled, build, corpus_key  # noqa: E402
 from tests.scenarios.labels import signals  # noqa: E402
 from tests.scenarios.replay import replay  # noqa: E402
@@ -81,7 +83,9 @@ def _replay_differences(logdir: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "detection-corpus")
+    parser.add_argument("--set", choices=("main", "heldout"), default="main",
+                        help="main: the corpus the test enforces; heldout: scenarios the rules were not developed on")
+    parser.add_argument("--out", type=Path, help="corpus directory (default bench/out/detection-corpus[-heldout])")
     parser.add_argument("--rebuild", action="store_true", help="retrain every scenario")
     args = parser.parse_args()
     try:
@@ -89,10 +93,17 @@ def main() -> int:
     except ImportError:
         print("detection_quality: tbmon.analyzers.analyze is not available in this checkout", file=sys.stderr)
         return 2
+    scenarios = SCENARIOS if args.set == "main" else HELDOUT
+    args.out = args.out or ROOT / "bench" / "out" / ("detection-corpus" if args.set == "main" else "detection-heldout")
     if args.rebuild:
         shutil.rmtree(args.out, ignore_errors=True)
     t0 = time.perf_counter()
-    corpus = build(args.out)
+    corpus = build(args.out, scenarios)
+    broken = [i.scenario.name for i in corpus
+              if not set(i.scenario.kinds) <= set(i.onsets) or (not i.scenario.kinds and i.onsets)]
+    if broken:
+        print(f"detection_quality: scenarios that do not show their label: {broken}", file=sys.stderr)
+        return 1
     t1 = time.perf_counter()
     report = evaluate(args.out, corpus)
     t2 = time.perf_counter()

@@ -81,7 +81,8 @@ def _dataset(recipe: Recipe) -> datasets.Dataset:
 
 
 def _model(recipe: Recipe, ds: datasets.Dataset) -> nn.Module:
-    outputs = int(ds.y_train.max()) + 1 if ds.task == "classification" else ds.y_train.shape[1]
+    labels = torch.cat([ds.y_train, ds.y_val])  # a 25-sample training set may lack a class
+    outputs = int(labels.max()) + 1 if ds.task == "classification" else ds.y_train.shape[1]
     if recipe.model == "mlp":
         inputs = ds.x_train[0].numel()
         return MLP(inputs, recipe.hidden, outputs, recipe.act, recipe.dropout, recipe.batchnorm, recipe.init_gain)
@@ -96,6 +97,10 @@ def parameter_order(recipe: Recipe) -> list[tuple[str, int]]:
     """(name, size) of each parameter, input → output: the labeller's notion of first and last layer."""
     torch.manual_seed(recipe.seed)
     return [(name, p.numel()) for name, p in _model(recipe, _dataset(recipe)).named_parameters()]
+
+
+class WriterCrash(Exception):
+    """The writer raised inside the training loop; a real script would stop with a traceback here."""
 
 
 class _Logger:
@@ -138,7 +143,10 @@ class _Logger:
             if p.grad is None:
                 continue
             if hist and self.style.grad_hist:
-                self.train.add_histogram(self.style.grad_hist.format(p=name), p.grad.detach().numpy(), step)
+                try:
+                    self.train.add_histogram(self.style.grad_hist.format(p=name), p.grad.detach().numpy(), step)
+                except ValueError as exc:  # torch's writer cannot bin NaN gradients: the user's job dies here
+                    raise WriterCrash(str(exc)) from exc
             if norms and self.style.grad_norm_layer:
                 self.train.add_scalar(self.style.grad_norm_layer.format(p=name), p.grad.detach().norm().item(), step)
 
@@ -206,7 +214,10 @@ def train(recipe: Recipe, style_name: str, library: str, logdir: Path) -> None:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip or math.inf).item()
         logger.train_step(step, loss.item(), grad_norm, lr, recipe.norm_every)
-        logger.gradients(step, model, step % recipe.hist_every == 0, step % recipe.norm_every == 0)
+        try:
+            logger.gradients(step, model, step % recipe.hist_every == 0, step % recipe.norm_every == 0)
+        except WriterCrash:
+            break  # the event files end where the job died, as they would for the user
         opt.step()
         step += 1
     logger.close()
