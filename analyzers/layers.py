@@ -123,11 +123,15 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
 
 
-def compared_layers(groups: Groups) -> list[int]:
-    """Indices of the layers to compare, input side first: weights when there are any, else all."""
-    names = list(groups.layers)
+def model_order(names: list[str]) -> list[int]:
+    """Indices of ``names`` (first-appearance order), input side first; weights only when there are any."""
     order = list(range(len(names)))
     if len(names) > 2 and names == sorted(names):  # written in name order: model order is lost
         order.sort(key=lambda k: _natural_key(names[k]))
     weights = [k for k in order if is_weight(names[k])]
     return weights or order
+
+
+def compared_layers(groups: Groups) -> list[int]:
+    """Indices of the layers to compare, input side first: weights when there are any, else all."""
+    return model_order(list(groups.layers))

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from tbmon.analyzers.base import Rule
+from tbmon.analyzers.dead_units import DeadUnits
 from tbmon.analyzers.divergence import Divergence
 from tbmon.analyzers.exploding_gradients import ExplodingGradients
 from tbmon.analyzers.overfitting import Overfitting
@@ -20,7 +21,7 @@ from tbmon.analyzers.vanishing_gradients import VanishingGradients
 
 ENTRY_POINT_GROUP = "tbmon.rules"
 
-BUILTIN_RULES: tuple[type[Rule], ...] = (Divergence, Overfitting, VanishingGradients, ExplodingGradients)
+BUILTIN_RULES: tuple[type[Rule], ...] = (Divergence, Overfitting, VanishingGradients, ExplodingGradients, DeadUnits)
 
 
 @lru_cache(maxsize=1)

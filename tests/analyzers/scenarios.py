@@ -41,7 +41,10 @@ def overfit_run(n: int = 400) -> Stream:
     rng = np.random.default_rng(7)
     val = {s: 0.5 + 1.8 * np.exp(-s / 60) + 0.001 * max(s - 150, 0) + 0.01 * rng.standard_normal()
            for s in range(0, n, 10)}
-    return scalar_run({"train_loss_step": train, "val_loss": val}, n)
+    zero0 = {s: 0.3 for s in range(0, n, 10)}
+    zero1 = {s: (1.0 if s >= 250 else 0.2) for s in range(0, n, 10)}  # a layer dies at step 250
+    return scalar_run({"train_loss_step": train, "val_loss": val, "grad_zero_frac/l0.weight": zero0,
+                       "grad_zero_frac/l1.weight": zero1}, n)
 
 
 def all_scenarios() -> dict[str, Stream]:
