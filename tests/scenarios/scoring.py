@@ -154,7 +154,7 @@ class QualityReport:
             if r.premature:
                 extra.append("premature " + "; ".join(_short(a) for a in r.premature))
             if r.other_kind:
-                extra.append("other-kind " + "; ".join(f"{_short(a)}{'' if ok else ' (not in data)'}" for a, ok in r.other_kind))
+                extra.append("other-kind " + "; ".join(f"{_short(a)}{_support(a, ok)}" for a, ok in r.other_kind))
             if r.info:
                 extra.append("info " + "; ".join(_short(a) for a in r.info))
             if self.live:
@@ -164,6 +164,12 @@ class QualityReport:
             lines.append(f"{s.scenario.name} [len {s.run_length}] labels: {labels} | detected: {hits or '-'}"
                          + ("".join(f" | {e}" for e in extra)))
         return "\n".join(lines)
+
+
+def _support(alert: Any, labelled: bool) -> str:
+    if alert.kind not in FIXED_KINDS:
+        return " (no label criterion for this kind)"
+    return " (also in the data)" if labelled else " (not in the data)"
 
 
 def _short(alert: Any) -> str:
