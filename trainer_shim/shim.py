@@ -139,9 +139,10 @@ class TrainerShim:
         try:
             tags = self._valid_values({**(values or {}), **{TAG_ALIASES.get(k, k): v for k, v in named.items()}})
             due = self.scalars_every > 0 and step % self.scalars_every == 0
-            if not due and not any(isinstance(v, float) and not math.isfinite(v) for v in tags.values()):
+            if not due and all(isinstance(v, torch.Tensor) or math.isfinite(v) for v in tags.values()):
                 return
-            self._submit(step, self._scalar_builder(tags))
+            build, urgent = self._scalar_builder(tags)
+            self._submit(step, build, urgent=urgent)
         except Exception as exc:  # noqa: BLE001 - never break training
             self._fail("log_scalars", exc)
 
@@ -207,9 +208,9 @@ class TrainerShim:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _submit(self, step: int, build: Any) -> None:
+    def _submit(self, step: int, build: Any, *, urgent: bool = False) -> None:
         assert self._writer is not None
-        self._writer.submit(Record(int(step), time.time(), build))
+        self._writer.submit(Record(int(step), time.time(), build), urgent=urgent)
         self._check_writer()
 
     def _valid_values(self, tags: dict[str, Any]) -> dict[str, Any]:
@@ -229,22 +230,30 @@ class TrainerShim:
             self._report(f"value:{tag}", f"tbmon shim ignores {tag!r}: not a number or one-element tensor")
         return out
 
-    def _scalar_builder(self, tags: dict[str, Any]) -> Any:
+    def _scalar_builder(self, tags: dict[str, Any]) -> tuple[Any, bool]:
+        """The writer-thread closure, and whether a non-finite value is already known here.
+
+        Floats are checked at once; tensors when their host copy has already landed (always
+        on CPU; on CUDA the writer sees them at its next pass, within ``flush_secs``).
+        """
         tensor_tags = [t for t, v in tags.items() if isinstance(v, torch.Tensor)]
         numbers = {t: v for t, v in tags.items() if not isinstance(v, torch.Tensor)}
+        urgent = not all(math.isfinite(v) for v in numbers.values())
         host = None
         if tensor_tags:
             stacked = torch.stack([tags[t].detach().reshape(()).double() for t in tensor_tags])
             host = stats.to_host(stacked)
+            landed = host.numpy_if_ready()
+            urgent = urgent or (landed is not None and not np.isfinite(landed).all())
 
         def build() -> Built:
             values = dict(numbers)
             if host is not None:
                 values.update(zip(tensor_tags, host.numpy().tolist()))
-            urgent = not all(math.isfinite(v) for v in values.values())
-            return [_scalar(t, v) for t, v in values.items()], urgent
+            nonfinite = not all(math.isfinite(v) for v in values.values())
+            return [_scalar(t, v) for t, v in values.items()], nonfinite
 
-        return build
+        return build, urgent
 
     def _norm_builder(self, names: list[str], host: stats.HostCopy) -> Any:
         def build() -> Built:

@@ -231,6 +231,12 @@ class HostCopy:
     tensor: torch.Tensor
     ready: object | None  # torch.cuda.Event, or None when the copy is already complete
 
+    def numpy_if_ready(self) -> np.ndarray | None:
+        """The values if the copy has already landed (always on CPU), without waiting."""
+        if self.ready is None or self.ready.query():  # type: ignore[attr-defined]
+            return self.tensor.numpy()
+        return None
+
     def numpy(self) -> np.ndarray:
         """Wait for the copy (writer thread only) and view it as numpy."""
         if self.ready is not None:

@@ -7,7 +7,7 @@ training thread), names files ``<time>.<host>`` so two writers started in the sa
 truncate each other, and raises into the loop on a full disk. Here the training thread only
 enqueues a closure; this thread builds the ``Summary`` (tensorboardX's compiled protos),
 frames it as a TFRecord with tensorboardX's masked CRC, writes it, and makes it reach the
-file within ``flush_secs`` (at once, with ``fsync``, when a value is non-finite).
+file within ``flush_secs`` (with ``fsync`` when a value is non-finite).
 
 Any failure (disk full, logdir deleted, file closed, a bug in a build closure) is stored
 once in ``error``; from then on the writer discards work and the shim disables itself.
@@ -15,9 +15,9 @@ once in ``error``; from then on the writer discards work and the shim disables i
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
-import queue
 import socket
 import struct
 import threading
@@ -65,14 +65,22 @@ def _frame(data: bytes) -> bytes:
 
 
 class EventWriter:
-    """Owns one event file and the daemon thread that writes it."""
+    """Owns one event file and the daemon thread that writes it.
+
+    The training thread appends to a deque (atomic, no lock, no wake-up); the writer thread
+    wakes every ``flush_secs``, writes everything pending and flushes. Waking the writer per
+    record cost more CPU than the record itself. ``flush()``/``close()`` and urgent records
+    (a non-finite Python float) wake it at once.
+    """
 
     def __init__(self, logdir: str, rank: int, flush_secs: float, max_queue: int) -> None:
         self.error: BaseException | None = None
         self.dropped = 0
         self.path: str | None = None
         self._flush_secs = flush_secs
-        self._queue: queue.Queue[Record | _Flush | _Stop] = queue.Queue(max_queue)
+        self._max_queue = max_queue
+        self._pending: collections.deque[Record | _Flush | _Stop] = collections.deque()
+        self._wake = threading.Event()
         self._file: IO[bytes] | None = None
         try:
             os.makedirs(logdir, exist_ok=True)
@@ -100,24 +108,24 @@ class EventWriter:
     def alive(self) -> bool:
         return self.error is None and self._file is not None
 
-    def submit(self, record: Record) -> None:
+    def submit(self, record: Record, *, urgent: bool = False) -> None:
         """Queue a record; never blocks the training loop (a full queue drops and counts)."""
         if not self.alive:
             return
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if len(self._pending) >= self._max_queue:
             self.dropped += 1
+            return
+        self._pending.append(record)
+        if urgent:
+            self._wake.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until everything queued so far is in the file (True) or ``timeout`` passes."""
         if not self.alive:
             return False
         done = threading.Event()
-        try:
-            self._queue.put(_Flush(done), timeout=timeout)
-        except queue.Full:
-            return False
+        self._pending.append(_Flush(done))
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -125,10 +133,8 @@ class EventWriter:
         thread = getattr(self, "_thread", None)
         if thread is None or not thread.is_alive():
             return
-        try:
-            self._queue.put(_Stop(), timeout=timeout)
-        except queue.Full:
-            return
+        self._pending.append(_Stop())
+        self._wake.set()
         thread.join(timeout)
 
     def _write(self, event: Event) -> None:
@@ -136,32 +142,34 @@ class EventWriter:
         self._file.write(_frame(event.SerializeToString()))
 
     def _run(self) -> None:
-        last_flush = time.monotonic()
-        pending = False
         while True:
-            timeout = max(0.0, last_flush + self._flush_secs - time.monotonic()) if pending else None
+            self._wake.wait(self._flush_secs)
+            self._wake.clear()
+            urgent = False
+            wrote = False
+            while self._pending:
+                item = self._pending.popleft()
+                try:
+                    if isinstance(item, _Stop):
+                        self._finish()
+                        return
+                    if isinstance(item, Record) and self.error is None:
+                        values, item_urgent = item.build()
+                        self._write(Event(step=item.step, wall_time=item.wall_time, summary=Summary(value=values)))
+                        urgent, wrote = urgent or item_urgent, True
+                    if isinstance(item, _Flush) and self.error is None:
+                        self._sync(fsync=False)
+                except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
+                    if self.error is None:
+                        self.error = exc
+                if isinstance(item, _Flush):
+                    item.done.set()
             try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            try:
-                if isinstance(item, _Stop):
-                    self._finish()
-                    return
-                urgent = False
-                if isinstance(item, Record) and self.error is None:
-                    values, urgent = item.build()
-                    self._write(Event(step=item.step, wall_time=item.wall_time, summary=Summary(value=values)))
-                    pending = True
-                now = time.monotonic()
-                if self.error is None and pending and (urgent or isinstance(item, _Flush) or now >= last_flush + self._flush_secs):
+                if wrote and self.error is None:
                     self._sync(fsync=urgent)
-                    pending, last_flush = False, now
-            except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
+            except Exception as exc:  # noqa: BLE001
                 if self.error is None:
                     self.error = exc
-            if isinstance(item, _Flush):
-                item.done.set()
 
     def _sync(self, fsync: bool) -> None:
         assert self._file is not None

@@ -107,6 +107,7 @@ class _TransferCounter:
     ``numpy``, ``cpu``, ``to``, ``__float__/__int__/__bool__/__index__/__array__`` and
     ``copy_`` into a CPU tensor. The shim's code path is the same on CPU and CUDA (only the
     ``non_blocking``/pinned flags differ), so counting these calls on CPU counts its transfers.
+    Reading the host copy that ``stats.to_host`` made is not a transfer and is not counted.
     """
 
     METHODS = ("item", "tolist", "numpy", "cpu", "to", "__float__", "__int__", "__bool__", "__index__", "__array__")
@@ -114,6 +115,15 @@ class _TransferCounter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[str] = []
         self.thread = threading.get_ident()
+        self.host_copies: dict[int, torch.Tensor] = {}  # id -> tensor (kept alive: ids stay unique)
+        original_to_host = stats.to_host
+
+        def to_host(t: torch.Tensor) -> stats.HostCopy:
+            copy = original_to_host(t)
+            self.host_copies[id(copy.tensor)] = copy.tensor
+            return copy
+
+        monkeypatch.setattr(stats, "to_host", to_host)
         for name in self.METHODS:
             self._wrap(monkeypatch, name, lambda self_, *a, **k: True)
         self._wrap(monkeypatch, "copy_", lambda self_, *a, **k: self_.device.type == "cpu")
@@ -122,7 +132,8 @@ class _TransferCounter:
         original = getattr(torch.Tensor, name)
 
         def wrapper(self_: torch.Tensor, *args: object, **kwargs: object) -> object:
-            if threading.get_ident() == self.thread and counts(self_, *args, **kwargs):  # type: ignore[operator]
+            on_training_thread = threading.get_ident() == self.thread and id(self_) not in self.host_copies
+            if on_training_thread and counts(self_, *args, **kwargs):  # type: ignore[operator]
                 self.calls.append(name)
             return original(self_, *args, **kwargs)
 
@@ -174,6 +185,20 @@ def test_non_finite_loss_is_written_at_once(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert time.monotonic() - start < 1.0
         assert math.isnan(load(tmp_path).Scalars("train/loss")[0].value)
+    finally:
+        shim.close()
+
+
+def test_non_finite_tensor_loss_is_written_at_once(tmp_path: Path) -> None:
+    shim = TrainerShim(tmp_path, flush_secs=60.0)
+    try:
+        shim.log_scalars(0, loss=torch.tensor(0.5))
+        shim.log_scalars(1, loss=torch.tensor(float("inf")))
+        start = time.monotonic()
+        while time.monotonic() - start < 3.0 and len(load(tmp_path).Tags()["scalars"]) == 0:
+            time.sleep(0.05)
+        assert time.monotonic() - start < 1.0
+        assert [e.value for e in load(tmp_path).Scalars("train/loss")] == [0.5, math.inf]
     finally:
         shim.close()
 
