@@ -20,17 +20,16 @@ def alert_record(alert: Alert, logdir: str) -> dict[str, Any]:
     return {"type": "alert", **alert.to_dict(), "logdir": logdir}
 
 
-def problem_record(problem: Any, logdir: str, run: str | None = None) -> dict[str, Any]:
-    """A reader problem (corrupt record, unreadable file, ...) as a ``problem`` line."""
+def problem_record(problem: ReadProblem, logdir: str) -> dict[str, Any]:
+    """A reader problem (corrupt record, unreadable file or directory, ...) as a ``problem`` line."""
     return {
         "type": "problem",
         "logdir": logdir,
-        "run": run,
-        "path": getattr(problem, "path", None),
-        "kind": getattr(problem, "kind", "problem"),
-        "offset": getattr(problem, "offset", None),
-        "skipped_bytes": getattr(problem, "skipped_bytes", 0),
-        "message": getattr(problem, "message", str(problem)),
+        "path": problem.path,
+        "kind": problem.kind,
+        "offset": problem.offset,
+        "skipped_bytes": problem.skipped_bytes,
+        "message": problem.message,
     }
 
 

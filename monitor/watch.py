@@ -35,6 +35,7 @@ from tbmon.monitor.alert_lines import (
 )
 from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
+from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import UsageError, exit_code_for
 from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, Follower
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
@@ -261,11 +262,16 @@ class WatchSession:
 
     def handle(self, logdir: str, result: Any) -> None:
         """One poll result: problems once each, run changes, then every batch through the engine."""
+        removed = set(result.removed_runs)
         for problem in result.problems:
-            key = (logdir, getattr(problem, "path", None), getattr(problem, "kind", None), getattr(problem, "offset", None))
+            if problem.kind == "deleted":  # rotation or clean-up, not damage: a notice, not a read problem
+                if run_name(logdir, os.path.dirname(problem.path)) not in removed:  # else "run removed" says it
+                    self.notice(f"event file deleted: {problem.path}")
+                continue
+            key = (logdir, problem.path, problem.kind, problem.offset)
             if key not in self._problems_seen:
                 self._problems_seen.add(key)
-                self.sink.emit(problem_record(problem, logdir, getattr(problem, "run", None)))
+                self.sink.emit(problem_record(problem, logdir))
         for run in result.new_runs:
             self.sink.emit(run_record(logdir, run, "new"))
         for run in result.removed_runs:

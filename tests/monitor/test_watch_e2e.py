@@ -340,10 +340,15 @@ def test_deleted_run_and_rotated_file_are_followed(tmp_path: Path, writer: Write
         finally:
             rotated.close()
         watcher.wait_for(is_alert("kept"))
+        oldest = min((logdir / "kept").iterdir(), key=lambda p: p.stat().st_mtime)
+        oldest.unlink()  # log rotation: the run lives on in its newer file
+        watcher.wait_for(lambda r: r["type"] == "status" and r["message"] == f"event file deleted: {oldest}")
         watcher.stop()
     finally:
         watcher.kill()
     assert watcher.records[-1]["runs"] == 1
+    assert watcher.records[-1]["problems"] == 0  # deleting a run is not damage
+    assert not any(r["type"] == "problem" for r in watcher.records)
 
 
 def test_corrupt_state_file_means_a_fresh_start_with_a_warning(tmp_path: Path, writer: Writer) -> None:
