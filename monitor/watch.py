@@ -39,7 +39,7 @@ from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import UsageError, exit_code_for
 from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, Follower
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
-from tbmon.monitor.reader import LogdirReader
+from tbmon.monitor.reader import LogdirReader, PollResult
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
 
 HELP = "follow runs live and print alerts as they happen"
@@ -260,7 +260,7 @@ class WatchSession:
         self.engines[logdir] = engine
         return reader
 
-    def handle(self, logdir: str, result: Any) -> None:
+    def handle(self, logdir: str, result: PollResult) -> None:
         """One poll result: problems once each, run changes, then every batch through the engine."""
         removed = set(result.removed_runs)
         for problem in result.problems:
