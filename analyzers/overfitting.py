@@ -108,6 +108,7 @@ class Overfitting(BaseRule):
         alerts: list[Alert] = []
         for key in sorted(k for k in self.tags if k.startswith("val:")):
             alerts += self._judge(key[4:], self.tags[key])
+        self._trim_train()
         return alerts
 
     # --- training side ------------------------------------------------------------------------
@@ -138,11 +139,19 @@ class Overfitting(BaseRule):
         if upto.size == 0:
             return float("nan")
         since = upto[upto[:, 0] > prev_step]
-        level = float(np.median(since[:, 1])) if since.size else float(upto[-1, 1])
-        # Keep only what the next evaluation can need: the last point at or before this one and later ones.
-        keep_from = max(0, int(np.searchsorted(pts[:, 0], step, side="right")) - 1)
-        train["points"] = pts[keep_from:]
-        return level
+        return float(np.median(since[:, 1])) if since.size else float(upto[-1, 1])
+
+    def _trim_train(self) -> None:
+        """Drop training points no evaluation can need again (all validation tags judged past them)."""
+        judged = [st["prev_step"] for k, st in self.tags.items() if k.startswith("val:")]
+        if not judged or None in judged:
+            return
+        upto = min(judged)
+        for key, train in self.tags.items():
+            if key.startswith("train:"):
+                pts = train["points"]
+                keep_from = max(0, int(np.searchsorted(pts[:, 0], upto, side="right")) - 1)
+                train["points"] = pts[keep_from:]
 
     # --- validation side ----------------------------------------------------------------------
 

@@ -66,3 +66,18 @@ def test_keras_sibling_runs_are_paired_and_reported_on_the_parent() -> None:
         engine = Engine()
         alerts = [a for s in order for b in s.batches() for a in engine.feed(b) if a.kind == "overfitting"]
         assert [(a.run, a.tag, a.step) for a in alerts] == [("exp", "validation/epoch_loss", 8)]
+
+
+def test_long_run_in_one_batch_matches_a_live_feed() -> None:
+    """10,000 training points, an evaluation every 500 steps: more than the 2,048-point buffer between
+    the first and last evaluation, so the rule must judge each evaluation while walking the batch."""
+    n = 10_000
+    rng = np.random.default_rng(3)
+    train = 0.05 + 2.0 * np.exp(-np.arange(n) / 1500) * np.exp(0.1 * rng.standard_normal(n))
+    val = {s: 0.6 + 1.5 * np.exp(-s / 1200) + (0.0002 * (s - 4000) if s > 4000 else 0) for s in range(0, n, 500)}
+    stream = scalar_run({"loss": train, "eval_loss": val}, n)
+    whole = [(a.step, a.tag) for a in alerts_of(stream)]
+    engine = Engine()
+    live = [(a.step, a.tag) for b in stream.batches(range(0, len(stream), 997)) for a in engine.feed(b)
+            if a.kind == "overfitting"]
+    assert whole == live == [(min(val, key=val.get), "eval_loss")]
