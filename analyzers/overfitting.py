@@ -30,7 +30,6 @@ import numpy as np
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.divergence import fmt
-from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import MAD_TO_SIGMA
 

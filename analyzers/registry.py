@@ -7,10 +7,10 @@ like a built-in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import Mapping
 
 from tbmon.analyzers.base import Rule
 from tbmon.analyzers.dead_units import DeadUnits
