@@ -13,11 +13,11 @@ from html import escape
 
 from tbmon.monitor.report_formats import (
     COMPARISON_COLUMNS,
+    EXPERIMENT_COLUMNS,
     RUN_COLUMNS,
     comparison_rows,
     empty_note,
-    fmt_number,
-    fmt_val_loss,
+    experiment_cells,
     problem_line,
     run_cells,
 )
@@ -59,18 +59,8 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
     out.append(_table(RUN_COLUMNS, [run_cells(report, r) for r in report.runs], status_column=RUN_COLUMNS.index("status")))
     if report.experiments:
         out.append("<h3>Experiments (train/validation pairs)</h3>")
-        rows = [
-            [
-                e.experiment_dir,
-                ", ".join(e.runs),
-                fmt_number(e.train_loss.best) if e.train_loss else "–",
-                fmt_val_loss(e.val_loss),
-                e.status,
-                str(e.alert_count),
-            ]
-            for e in report.experiments
-        ]
-        out.append(_table(("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts"), rows, 4))
+        rows = [experiment_cells(e) for e in report.experiments]
+        out.append(_table(EXPERIMENT_COLUMNS, rows, EXPERIMENT_COLUMNS.index("status")))
     out.append(f"<h3>Alerts ({len(report.alerts)})</h3>")
     if report.alerts:
         rows = [[a.severity, a.kind, a.run, a.tag, str(a.step), a.message] for a in report.alerts]

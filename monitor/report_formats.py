@@ -21,7 +21,7 @@ from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.monitor.sparkline import sparkline
-from tbmon.monitor.summary import LogdirReport, LossSummary, RunSummary, log_scale_fits
+from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary, log_scale_fits
 
 TREND_WIDTH = 16
 WIDE_TERMINAL = 170
@@ -44,6 +44,8 @@ RUN_COLUMNS = (
     "status",
     "alerts",
 )
+
+EXPERIMENT_COLUMNS = ("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts")
 
 CSV_RUN_FIELDS = (
     "logdir", "run", "experiment_dir", "role", "first_step", "last_step", "points",
@@ -129,6 +131,18 @@ def fmt_alert_counts(run: RunSummary) -> str:
         return "0"
     parts = [f"{run.alert_counts[s]} {s}" for s in ("critical", "warning", "info") if run.alert_counts.get(s)]
     return ", ".join(parts)
+
+
+def experiment_cells(exp: ExperimentSummary) -> list[str]:
+    """The cells of one experiment row, in ``EXPERIMENT_COLUMNS`` order (Rich, Markdown and HTML share them)."""
+    return [
+        exp.experiment_dir,
+        ", ".join(exp.runs),
+        fmt_number(exp.train_loss.best) if exp.train_loss else "–",
+        fmt_val_loss(exp.val_loss),
+        exp.status,
+        str(exp.alert_count),
+    ]
 
 
 def run_cells(report: LogdirReport, run: RunSummary) -> list[str]:
@@ -259,17 +273,13 @@ def _rich_logdir(report: LogdirReport, columns: Sequence[str], run_width: int) -
 
 def _rich_experiments(report: LogdirReport) -> Table:
     table = Table(title="Experiments (train/validation pairs)", title_justify="left")
-    for column in ("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts"):
+    for column in EXPERIMENT_COLUMNS:
         table.add_column(column, overflow="fold")
+    status = EXPERIMENT_COLUMNS.index("status")
     for exp in report.experiments:
-        table.add_row(
-            exp.experiment_dir,
-            ", ".join(exp.runs),
-            fmt_number(exp.train_loss.best) if exp.train_loss else "–",
-            fmt_val_loss(exp.val_loss),
-            Text(exp.status, style=SEVERITY_STYLE[exp.status]),
-            str(exp.alert_count),
-        )
+        cells: list[str | Text] = list(experiment_cells(exp))
+        cells[status] = Text(exp.status, style=SEVERITY_STYLE[exp.status])
+        table.add_row(*cells)
     return table
 
 
@@ -322,22 +332,7 @@ def render_markdown(reports: Sequence[LogdirReport]) -> str:
         out.append(_md_table(RUN_COLUMNS, [_md_status_row(report, run) for run in report.runs]))
         if report.experiments:
             out.append("**Experiments (train/validation pairs)**\n")
-            out.append(
-                _md_table(
-                    ("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts"),
-                    [
-                        [
-                            e.experiment_dir,
-                            ", ".join(e.runs),
-                            fmt_number(e.train_loss.best) if e.train_loss else "–",
-                            fmt_val_loss(e.val_loss),
-                            e.status,
-                            str(e.alert_count),
-                        ]
-                        for e in report.experiments
-                    ],
-                )
-            )
+            out.append(_md_table(EXPERIMENT_COLUMNS, [experiment_cells(e) for e in report.experiments]))
         if report.alerts:
             out.append(f"**Alerts ({len(report.alerts)})**\n")
             out.append(
