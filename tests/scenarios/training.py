@@ -184,12 +184,13 @@ def train(recipe: Recipe, style_name: str, library: str, logdir: Path) -> None:
     gen = torch.Generator().manual_seed(recipe.seed + 1)
     logger = _Logger(style, library, logdir, None, "")
     checkpoint: dict[str, Any] | None = None
+    resumed = False
     step = 0
     while step < recipe.steps:
         if recipe.restart and step == recipe.restart[0] and checkpoint is None:
             checkpoint = {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
                           "gen": gen.get_state(), "logger_window": list(logger.window)}
-        if recipe.restart and step == recipe.restart[1] and checkpoint is not None and "done" not in checkpoint:
+        if recipe.restart and step == recipe.restart[1] and checkpoint is not None and not resumed:
             logger.close()  # the job dies here; a new process resumes from the checkpoint
             model.load_state_dict(checkpoint["model"])
             opt.load_state_dict(checkpoint["opt"])
@@ -198,7 +199,7 @@ def train(recipe: Recipe, style_name: str, library: str, logdir: Path) -> None:
             purge = step if recipe.purge_on_restart else None
             logger = _Logger(style, library, logdir, purge, ".resumed")
             logger.window = checkpoint["logger_window"]
-            checkpoint["done"] = True
+            resumed = True
         if step % recipe.val_every == 0:
             model.eval()
             with torch.no_grad():
