@@ -13,7 +13,6 @@ import os
 import torch
 
 _RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
-_WORLD_VARS = ("WORLD_SIZE", "SLURM_NTASKS")
 
 
 def _initialized() -> bool:
@@ -33,13 +32,6 @@ def rank() -> int:
     if _initialized():
         return torch.distributed.get_rank()
     return _env_int(_RANK_VARS, 0)
-
-
-def world_size() -> int:
-    """Number of processes in the job (1 when not distributed)."""
-    if _initialized():
-        return torch.distributed.get_world_size()
-    return _env_int(_WORLD_VARS, 1)
 
 
 def gathers(across_ranks: bool) -> bool:
