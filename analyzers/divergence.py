@@ -146,8 +146,7 @@ class Divergence(BaseRule):
             )
             sigma = MAD_TO_SIGMA * mad
             rise = fv - med
-            initial = float(np.median(st["init"])) if st["init"] else np.nan
-            scale = np.fmax(np.abs(med), abs(initial))
+            scale = np.fmax(np.abs(med), np.abs(self._initial_level(st, fv)))
             with np.errstate(invalid="ignore"):
                 spike = (rise > p["spike_sigma"] * sigma) & (rise > p["spike_min_rise"] * np.abs(med))
                 explosion = spike & (rise > p["explosion_factor"] * scale)
@@ -159,6 +158,17 @@ class Divergence(BaseRule):
         st["hist"] = np.concatenate([hist, fv])[-(p["spike_window"] + STRIDE + 1) :].tolist()
         st["n"] += int(fv.size)
         return s, levels, info
+
+    def _initial_level(self, st: dict[str, Any], fv: np.ndarray) -> np.ndarray:
+        """Per point: the median of the tag's first ``initial_points`` finite values, NaN before
+        they have all been seen. Known per point, not per batch, so a live feed and a one-shot
+        report judge each point against the same level."""
+        n_init = self.p["initial_points"]
+        first = (st["init"] + fv[: max(n_init - len(st["init"]), 0)].tolist())[:n_init]
+        if len(first) < n_init:
+            return np.full(fv.size, np.nan)
+        known = st["n"] + np.arange(fv.size) >= n_init
+        return np.where(known, float(np.median(first)), np.nan)
 
     def _noise(self, hist: np.ndarray, fv: np.ndarray, seen: int) -> np.ndarray:
         """Point-to-point noise σ before each value: robust σ of first differences / √2.

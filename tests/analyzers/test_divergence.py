@@ -98,3 +98,18 @@ def test_nan_then_recovery_then_nan_much_later_is_two_episodes() -> None:
     loss[800] = np.inf
     alerts = run_alerts({"train/loss": loss})
     assert [a.step for a in alerts] == [200, 800]
+
+
+def test_explosion_level_does_not_depend_on_how_the_stream_is_cut() -> None:
+    """Regression (seen on `tbmon demo` data): the initial-loss level used to scale "explosion"
+    was taken per batch, so a one-shot report called a 13x jump critical while the live watcher,
+    which had already seen the first points, called it a spike warning."""
+    loss = healthy_loss(N, seed=3)  # starts at 2.3, settles near 0.2
+    loss[500] = 20 * loss[480:500].mean()  # far above the recent median, < 10x the initial 2.3
+    columns = {"train/loss": loss}
+    whole = run_alerts(columns)
+    engine, live = Engine(), []
+    for batch in scalar_run(columns, N).batches(cuts=range(1, N)):
+        live += engine.feed(batch)
+    live = [a for a in live if a.kind == "divergence"]
+    assert [(a.step, a.severity) for a in whole] == [(a.step, a.severity) for a in live] == [(500, "warning")]
