@@ -12,10 +12,12 @@ from collections.abc import Callable, Sequence
 from html import escape
 
 from tbmon.monitor.report_formats import (
+    ALERT_COLUMNS,
     COMPARISON_COLUMNS,
     EXPERIMENT_COLUMNS,
     RUN_COLUMNS,
     comparison_rows,
+    alert_cells,
     empty_note,
     experiment_cells,
     problem_line,
@@ -63,8 +65,8 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
         out.append(_table(EXPERIMENT_COLUMNS, rows, EXPERIMENT_COLUMNS.index("status")))
     out.append(f"<h3>Alerts ({len(report.alerts)})</h3>")
     if report.alerts:
-        rows = [[a.severity, a.kind, a.run, a.tag, str(a.step), a.message] for a in report.alerts]
-        out.append(_table(("severity", "kind", "run", "tag", "step", "message"), rows, status_column=0))
+        rows = [alert_cells(a) for a in report.alerts]
+        out.append(_table(ALERT_COLUMNS, rows, status_column=ALERT_COLUMNS.index("severity")))
     else:
         out.append("<p class='ok'>No alerts.</p>")
     if report.problems:

@@ -45,6 +45,7 @@ RUN_COLUMNS = (
     "alerts",
 )
 
+ALERT_COLUMNS = ("severity", "kind", "run", "tag", "step", "message")
 EXPERIMENT_COLUMNS = ("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts")
 
 CSV_RUN_FIELDS = (
@@ -131,6 +132,11 @@ def fmt_alert_counts(run: RunSummary) -> str:
         return "0"
     parts = [f"{run.alert_counts[s]} {s}" for s in ("critical", "warning", "info") if run.alert_counts.get(s)]
     return ", ".join(parts)
+
+
+def alert_cells(alert: Alert) -> list[str]:
+    """The cells of one alert row, in ``ALERT_COLUMNS`` order (Markdown and HTML share them)."""
+    return [alert.severity, alert.kind, alert.run, alert.tag, str(alert.step), alert.message]
 
 
 def experiment_cells(exp: ExperimentSummary) -> list[str]:
@@ -335,12 +341,7 @@ def render_markdown(reports: Sequence[LogdirReport]) -> str:
             out.append(_md_table(EXPERIMENT_COLUMNS, [experiment_cells(e) for e in report.experiments]))
         if report.alerts:
             out.append(f"**Alerts ({len(report.alerts)})**\n")
-            out.append(
-                _md_table(
-                    ("severity", "kind", "run", "tag", "step", "message"),
-                    [[a.severity, a.kind, a.run, a.tag, str(a.step), a.message] for a in report.alerts],
-                )
-            )
+            out.append(_md_table(ALERT_COLUMNS, [alert_cells(a) for a in report.alerts]))
         else:
             out.append("No alerts.\n")
         if report.problems:
