@@ -177,9 +177,11 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
     eid = np.cumsum(new)  # 0 = the episode carried over from earlier chunks
     hit_levels = levels[hits].astype(np.int64)
     keyed = eid * 1000 + hit_levels  # running max per episode via one accumulate
-    acc = np.maximum.accumulate(keyed)
+    # The carried-over episode (eid 0) starts at the level it already alerted, so a lower
+    # level in this chunk neither lowers it nor lets the next higher one re-alert.
     prior = episode.level if (episode.open and not new[0]) else -1
-    before = np.concatenate([[prior], acc[:-1]])
+    acc = np.maximum.accumulate(np.concatenate([[prior], keyed]))
+    before, acc = acc[:-1], acc[1:]
     events = hits[keyed > before]
     starts = np.flatnonzero(new)
     if starts.size:
