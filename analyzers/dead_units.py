@@ -39,73 +39,100 @@ class DeadUnits(BaseRule):
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
-        self.layers: list[str] = []
+        self.layers: list[str] = []  # first-appearance order
+        self.layer_seq: list[int] = []  # seq of each layer's first point (ascending)
+        self.exact_from = -1  # seq of the first grad_zero_frac point; histograms count only before it
         self.alerted_tag = ""
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "layers": self.layers, "alerted": self.alerted_tag}
+        return {**super().state_dict(), "layers": self.layers, "layer_seq": self.layer_seq,
+                "exact_from": self.exact_from, "alerted": self.alerted_tag}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.layers, self.alerted_tag = list(state["layers"]), state["alerted"]
+        self.layers, self.layer_seq = list(state["layers"]), [int(q) for q in state["layer_seq"]]
+        self.exact_from, self.alerted_tag = int(state["exact_from"]), state["alerted"]
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.alerted_tag} for e in super().episodes()]
 
     def feed(self, view: RunView) -> list[Alert]:
-        items = [i for i in view.signal(GRAD_ZERO_FRAC) if len(i.series)]
-        source = "grad_zero_frac"
-        if not items and not any(t.startswith("zero:") for t in self.tags):
-            items, source = [i for i in view.signal(GRAD_HISTOGRAM) if len(i.series)], "histogram"
-        for item in items:  # know every layer of the batch before deciding which is the first
-            if (item.match.param or item.tag) not in self.layers:
-                self.layers.append(item.match.param or item.tag)
+        points = self._points(view)
+        for _, param, seq, *_ in sorted(points, key=lambda p: int(p[2][0])):
+            if param not in self.layers:  # in seq order, so layer_seq stays ascending
+                self.layers.append(param)
+                self.layer_seq.append(int(seq[0]))
         parts = []
-        for item in items:
-            param = item.match.param or item.tag
-            if not self._judged(param):
+        for tag, param, seq, step, wall, frac, source in points:
+            judged = self._judged(param, seq)
+            if not judged.any():
                 continue
-            s = item.series
-            if isinstance(s, HistogramSeries):
-                frac = np.where((s.min == 0) & (s.max == 0), 1.0, 0.0)  # only all-zero is exact
-            else:
-                frac = s.value
-            st = self.tags.setdefault(f"zero:{s.tag}", {"streak": Streak().to_json()})
+            seq, step, wall, frac = seq[judged], step[judged], wall[judged], frac[judged]
+            st = self.tags.setdefault(f"zero:{tag}", {"streak": Streak().to_json()})
             streak = Streak.from_json(st["streak"])
             with np.errstate(invalid="ignore"):
                 cond = frac >= self.p["zero_frac"]
             carried = (streak.start_step, streak.start_wall)
-            run_len, start = streak_update(cond, streak, s.step, s.wall_time, frac)
+            run_len, start = streak_update(cond, streak, step, wall, frac)
             st["streak"] = streak.to_json()
             levels = (run_len >= self.p["patience"]).astype(int) * WARNING
-            parts.append((s, param, frac, levels, start, carried))
+            parts.append((tag, param, seq, step, wall, frac, source, levels, start, carried))
         if not parts:
             return []
-        order = np.argsort(np.concatenate([p[0].seq for p in parts]), kind="stable")
-        levels = np.concatenate([p[3] for p in parts])[order]
-        steps = np.concatenate([p[0].step for p in parts])[order]
-        owner = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])[order]
-        index = np.concatenate([np.arange(len(p[0])) for p in parts])[order]
+        order = np.argsort(np.concatenate([p[2] for p in parts]), kind="stable")
+        levels = np.concatenate([p[7] for p in parts])[order]
+        steps = np.concatenate([p[3] for p in parts])[order]
+        owner = np.concatenate([np.full(len(p[2]), k) for k, p in enumerate(parts)])[order]
+        index = np.concatenate([np.arange(len(p[2])) for p in parts])[order]
         episode = self._episodes.setdefault(f"{KIND}|run", EpisodeState())
         alerts = []
         for j in episode_events(levels, steps, episode, self.p["rearm"]):
-            s, param, frac, _, start, carried = parts[int(owner[j])]
+            tag, param, _, step, wall, frac, source, _, start, carried = parts[int(owner[j])]
             i = int(index[j])
             k = int(start[i])  # dated at the first log of the streak, which may lie in an earlier batch
-            step, wall = carried if k < 0 else (int(s.step[k]), float(s.wall_time[k]))
-            self.alerted_tag = s.tag
+            first_step, first_wall = carried if k < 0 else (int(step[k]), float(wall[k]))
+            self.alerted_tag = tag
             alerts.append(self.alert(
-                kind=KIND, level=WARNING, step=step, wall_time=wall, tag=s.tag,
+                kind=KIND, level=WARNING, step=first_step, wall_time=first_wall, tag=tag,
                 message=(f"{param}: {fmt(100 * float(frac[i]))}% of its gradient entries are exactly zero "
                          f"(≥ {fmt(100 * self.p['zero_frac'])}% for {self.p['patience']} logs, from {source}): "
                          "dead ReLU units; lower the learning rate, check bias initialisation, or use "
                          "LeakyReLU/GELU"),
-                evidence={"zero_frac": float(frac[i]), "layer": param, "source": source, "noticed_step": int(s.step[i])},
+                evidence={"zero_frac": float(frac[i]), "layer": param, "source": source, "noticed_step": int(step[i])},
             ))
         return alerts
 
-    def _judged(self, param: str) -> bool:
+    def _points(self, view: RunView) -> list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]]:
+        """Per tag: (tag, layer, seq, step, wall, zero fraction, source) of the points to judge.
+
+        The exact ``grad_zero_frac`` scalars win over histograms from their first point on (by
+        seq, so the choice does not depend on how the stream was chunked)."""
+        exact = [i for i in view.signal(GRAD_ZERO_FRAC) if len(i.series)]
+        if exact and self.exact_from < 0:
+            self.exact_from = min(int(i.series.seq[0]) for i in exact)
+        out = []
+        for item in exact:
+            s = item.series
+            out.append((s.tag, item.match.param or s.tag, s.seq, s.step, s.wall_time, s.value, "grad_zero_frac"))
+        for item in view.signal(GRAD_HISTOGRAM):
+            s = item.series
+            assert isinstance(s, HistogramSeries)
+            keep = s.seq < self.exact_from if self.exact_from >= 0 else np.ones(len(s), dtype=bool)
+            if keep.any():
+                frac = np.where((s.min == 0) & (s.max == 0), 1.0, 0.0)[keep]  # only all-zero is exact
+                out.append((s.tag, item.match.param or s.tag, s.seq[keep], s.step[keep], s.wall_time[keep], frac,
+                            "histogram"))
+        return out
+
+    def _judged(self, param: str, seq: np.ndarray) -> np.ndarray:
+        """Per point: whether this layer is judged, knowing the layers that had appeared by then
+        (by seq, so a layer that appears late changes the first layer from then on only)."""
         if "embed" in param.lower() or not is_weight(param):
-            return False
-        order = model_order(self.layers)
-        return bool(order) and self.layers.index(param) != order[0]
+            return np.zeros(seq.size, dtype=bool)
+        known = np.searchsorted(np.asarray(self.layer_seq), seq, side="right")
+        judged = np.zeros(seq.size, dtype=bool)
+        me = self.layers.index(param)
+        for k in np.unique(known):
+            order = model_order(self.layers[: int(k)])
+            judged[known == k] = bool(order) and order[0] != me
+        return judged

@@ -161,3 +161,23 @@ def test_detection_quality_meets_the_floors(corpus: tuple[Path, list[Labelled]])
     if report.live.false_alarm_count():
         failures.append(f"{report.live.false_alarm_count()} false alarms on healthy runs when replayed a step at a time")
     assert not failures, "\n".join(failures) + "\n" + report.details()
+
+
+def test_one_shot_and_step_at_a_time_alerts_are_identical(corpus: tuple[Path, list[Labelled]]) -> None:
+    """The contract: `tbmon report` (the whole stream in one batch) and `tbmon watch` (a step at a time)
+    raise exactly the same alerts — same step, severity, tag, wall time and message."""
+    from tbmon.analyzers import analyze
+    from tbmon.monitor import read
+    from tests.scenarios.replay import replay
+
+    data = read(str(corpus[0]))
+
+    def key(a: Alert) -> tuple:
+        return (a.run, a.kind, a.severity, a.step, a.wall_time, a.tag, a.message)
+
+    oneshot = sorted(key(a) for a in analyze(data))
+    live = sorted(key(a) for a, _ in replay(data))
+    assert oneshot, "the corpus raised no alert at all"
+    differences = [f"only one-shot: {k}" for k in sorted(set(oneshot) - set(live))]
+    differences += [f"only live:     {k}" for k in sorted(set(live) - set(oneshot))]
+    assert oneshot == live, "\n".join(differences) or "same alerts, different multiplicities"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tbmon.analyzers import Engine, analyze
-from tests.analyzers.streams import scalar_run
+from tests.analyzers.streams import Stream, scalar_run
 
 LAYERS = ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight"]
 
@@ -79,3 +79,62 @@ def test_real_dead_relu_training_is_flagged_and_a_healthy_one_is_not(tmp_path: P
     dead = [a for a in analyze(tmp_path / "dead") if a.kind == "dead_units"]
     assert [(a.step, a.evidence["layer"]) for a in dead] == [(0, "2.weight")]
     assert [a for a in analyze(tmp_path / "ok") if a.severity != "info"] == []
+
+
+def _per_step(stream) -> list[int]:
+    """Cut positions between training steps: what `tbmon watch` feeds."""
+    steps = [(stream.points[i][1] if kind == "s" else stream.hists[i][1]) for kind, i in stream._order]
+    return [q for q in range(1, len(steps)) if steps[q] != steps[q - 1]]
+
+
+def _fed(stream, cuts=()) -> list[tuple[int, str, int]]:
+    engine = Engine()
+    return [(a.step, a.tag, a.evidence["noticed_step"]) for b in stream.batches(cuts) for a in engine.feed(b)
+            if a.kind == "dead_units"]
+
+
+def test_all_zero_histograms_are_judged_in_every_chunk_not_only_the_first() -> None:
+    """Histogram-only run, a layer dies at step 50: a step-at-a-time feed must see it too (it once
+    judged histograms only in the first chunk, mistaking their own streaks for exact scalars)."""
+    from tests.analyzers.streams import hist_fields
+
+    rng = np.random.default_rng(0)
+    s = Stream()
+    for step in range(0, 100, 10):
+        s.scalar("loss", step, 1.0)
+        for layer in ("net.0.weight", "net.2.weight", "net.4.weight"):
+            g = rng.standard_normal(32) * (0.0 if layer == "net.2.weight" and step >= 50 else 0.1)
+            s.histogram(f"grad/{layer}", step, **hist_fields(g))
+    assert _fed(s) == [(50, "grad/net.2.weight", 60)]
+    assert _fed(s, _per_step(s)) == _fed(s)
+
+
+def test_a_layer_that_appears_late_changes_the_first_layer_from_then_on_only() -> None:
+    """A name-sorted writer logs `net.10.weight`, `net.2.weight`; `net.4.weight` appears at step 30,
+    and from then on the names read as sorted, so `net.2` becomes the first layer (not judged).
+    Before step 30 it is judged, whether the run is fed in one batch or step by step."""
+    s = Stream()
+    for step in range(60):
+        s.scalar("grad_zero_frac/net.10.weight", step, 0.1)
+        s.scalar("grad_zero_frac/net.2.weight", step, 1.0)
+        if step >= 30:
+            s.scalar("grad_zero_frac/net.4.weight", step, 0.2)
+    assert _fed(s) == [(0, "grad_zero_frac/net.2.weight", 1)]
+    assert _fed(s, _per_step(s)) == _fed(s)
+
+
+def test_exact_scalars_take_over_from_histograms_at_their_first_point() -> None:
+    """Histograms before the run's first grad_zero_frac point count, later ones do not, whatever the chunking."""
+    from tests.analyzers.streams import hist_fields
+
+    s = Stream()
+    zero, live = hist_fields(np.zeros(16)), hist_fields(np.full(16, 0.1))
+    for step in range(0, 60, 10):
+        for layer in ("0.weight", "2.weight", "4.weight"):
+            s.histogram(f"grad/{layer}", step, **(zero if layer == "2.weight" and step >= 20 else live))
+        if step >= 30:  # the exact scalars start later and say the layer is alive
+            for layer in ("0.weight", "2.weight", "4.weight"):
+                s.scalar(f"grad_zero_frac/{layer}", step, 0.2)
+    assert _fed(s) == [(20, "grad/2.weight", 30)]
+    for cuts in (_per_step(s), list(range(1, len(s))), [len(s) - 3]):
+        assert _fed(s, cuts) == _fed(s)
