@@ -3,7 +3,7 @@
 Exactly-zero weight gradients mean the units feeding or fed by the layer are inactive for the
 whole batch: dead ReLUs (a too-high learning rate or a bad bias pushed pre-activations below 0
 for every input). Sources: the trainer shim's exact ``grad_zero_frac/<p>`` scalars, and gradient
-histograms that are entirely zero (min = max = 0).
+histograms that are entirely zero (min = max = 0) until the run's first exact scalar (by seq).
 
 | parameter | default | why |
 |---|---|---|

@@ -47,5 +47,37 @@ def overfit_run(n: int = 400) -> Stream:
                        "grad_zero_frac/l1.weight": zero1}, n)
 
 
+def blown_up_run(n: int = 260, seed: int = 11) -> Stream:
+    """One run-level episode across several tags, and what a divergence does to the gradients.
+
+    The loss spikes (warning), explodes (critical), then spikes again (a lower level inside the
+    open episode) and goes NaN; the total grad norm goes +inf and the validation loss NaN in the
+    same episode. Gradient histograms every 10 steps: a layer appears late (step 60), a ReLU layer
+    goes all-zero after the explosion (dead units), the last layer's histograms turn NaN.
+    """
+    rng = np.random.default_rng(seed)
+    loss = healthy_loss(n, seed=seed)
+    loss[100] = 8.0  # spike: well above the recent median, below 10x the initial loss
+    loss[140] = 60.0  # explosion: over 10x the initial loss
+    loss[165] = 8.0  # a smaller spike inside the open episode
+    loss[220:] = np.nan
+    s = Stream()
+    for step in range(n):
+        s.scalar("train/loss", step, loss[step])
+        s.scalar("train/grad_norm", step, np.inf if step >= 225 else abs(1 + 0.1 * rng.standard_normal()))
+        s.scalar("lr", step, 1e-2)
+        if step % 10 == 0:
+            s.scalar("val/loss", step, np.nan if step >= 230 else 1.0 + 0.01 * rng.standard_normal())
+            layers = ["net.0.weight", "net.2.weight", "net.4.weight"] + (["net.6.weight"] if step >= 60 else [])
+            for layer in layers:
+                g = 0.05 * rng.standard_normal(64)
+                if layer == "net.2.weight" and step >= 150:
+                    g[:] = 0.0
+                if layer == "net.4.weight" and step >= 240:
+                    g[:] = np.nan
+                s.histogram(f"grad/{layer}", step, **hist_fields(g))
+    return s
+
+
 def all_scenarios() -> dict[str, Stream]:
-    return {"divergence": divergence_run(), "mixed": mixed_run(), "overfit": overfit_run()}
+    return {"divergence": divergence_run(), "mixed": mixed_run(), "overfit": overfit_run(), "blown_up": blown_up_run()}

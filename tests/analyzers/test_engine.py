@@ -57,6 +57,26 @@ def test_state_round_trip_through_json_gives_identical_future_alerts(name: str, 
     assert canon(feed_all(stream, cuts, resume_each_chunk=True)) == WHOLE[name]
 
 
+def step_cuts(stream: Stream) -> list[int]:
+    """Cut positions between training steps: what `tbmon watch` feeds while a run is written."""
+    steps = [(stream.points[i][1] if kind == "s" else stream.hists[i][1]) for kind, i in stream._order]
+    return [q for q in range(1, len(steps)) if steps[q] != steps[q - 1]]
+
+
+def test_a_step_at_a_time_equals_one_batch_for_every_scenario() -> None:
+    for name, stream in SCENARIOS.items():
+        assert canon(feed_all(stream, step_cuts(stream))) == WHOLE[name], name
+
+
+def test_blown_up_scenario_exercises_episodes_across_tags_and_dead_layers() -> None:
+    """What the chunk-invariance tests rely on: one divergence episode with an escalation and a
+    lower level after it, and dead units on the layer that dies after the explosion."""
+    alerts = [json.loads(a) for a in WHOLE["blown_up"]]
+    divergence = sorted((a["step"], a["severity"]) for a in alerts if a["kind"] == "divergence")
+    assert divergence == [(100, "warning"), (140, "critical")]
+    assert [(a["tag"], a["step"]) for a in alerts if a["kind"] == "dead_units"] == [("grad/net.2.weight", 150)]
+
+
 def test_tiny_chunks_equal_one_batch() -> None:
     stream = divergence_run()
     assert canon(feed_all(stream, range(1, len(stream), 3))) == WHOLE["divergence"]
