@@ -7,8 +7,9 @@ input-side layers getting far more gradient than the output side.
 * growth (warning): the total gradient norm (``grad_norm`` and friends; without one, the
   root-sum-square of the per-layer values) above ``growth`` × its own early level (median of
   its first ``baseline_points`` finite values) for ``growth_patience`` consecutive points (one
-  benign clipped spike does not count); dated at
-  the first of them. 100× = two orders of magnitude, far beyond warm-up growth (≤ 4× in the
+  benign clipped spike does not count; a NaN norm, i.e. overflowed gradients, continues a streak
+  begun by a value above the threshold, since a job often logs one huge norm and then NaN);
+  dated at the first of them. 100× = two orders of magnitude, far beyond warm-up growth (≤ 4× in the
   healthy corpus runs).
 * ratio (warning): first-layer gradient above ``ratio`` × the last layer's (AUTOTRAINER's
   β3 = 70) for ``ratio_patience`` consecutive logged steps.
@@ -39,7 +40,7 @@ class ExplodingGradients(BaseRule):
         "growth": 100.0,
         "baseline_points": 10,
         "ratio": 70.0,
-        "growth_patience": 3,
+        "growth_patience": 2,
         "ratio_patience": 2,
         "rearm": 10,
     }
@@ -68,10 +69,8 @@ class ExplodingGradients(BaseRule):
         totals = [i for i in view.signal(GRAD_NORM) if i.match.param is None and len(i.series)]
         for item in totals:
             s = item.series
-            ok = ~np.isnan(s.value)  # +inf stays: it is above any growth threshold
-            steps, walls = s.step[ok], s.wall_time[ok]
-            levels, info = self._growth(s.tag, steps, walls, s.value[ok])
-            alerts += self._emit(s.tag, levels, steps, info)
+            levels, info = self._growth(s.tag, s.step, s.wall_time, s.value)
+            alerts += self._emit(s.tag, levels, s.step, info)
         g = self.groups.update(view)
         if g is None:
             return alerts
@@ -155,14 +154,18 @@ class ExplodingGradients(BaseRule):
         base = float(np.median(st["base"]))
         cond = np.zeros(len(steps), dtype=bool)
         with np.errstate(invalid="ignore"):
-            cond[cut:] = values[cut:] > p["growth"] * base
+            # A NaN norm (the gradients overflowed) continues a streak; it cannot start one (below).
+            cond[cut:] = (values[cut:] > p["growth"] * base) | np.isnan(values[cut:])
         streak = Streak.from_json(st["streak"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond[cut:], streak, steps[cut:], walls[cut:], values[cut:])
         st["streak"] = streak.to_json()
-        levels[cut:] = (run_len >= p["growth_patience"]).astype(int) * WARNING
+        rest = values[cut:]
+        first_value = np.where(start < 0, carried[2], rest[np.clip(start, 0, max(rest.size - 1, 0))])
+        grown = (run_len >= p["growth_patience"]) & ~np.isnan(first_value)
+        levels[cut:] = grown.astype(int) * WARNING
         info = {}
-        for j in np.flatnonzero(run_len == p["growth_patience"]):
+        for j in np.flatnonzero(grown & (run_len == p["growth_patience"])):
             k, i = int(start[j]), int(j) + cut
             step, wall, first = carried if k < 0 else (int(steps[k + cut]), float(walls[k + cut]), float(values[k + cut]))
             info[i] = {

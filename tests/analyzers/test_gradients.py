@@ -76,3 +76,26 @@ def test_exploding_ratio_and_growth_and_nonfinite() -> None:
 def test_exploding_silent_on_healthy_warmup_growth_and_one_spike() -> None:
     warm = grad_run(healthy, total=lambda s: 0.5 + min(s, 100) / 100 * 3 + (50 if s == 200 else 0))
     assert alerts_of(warm, "exploding_gradients") == []
+
+
+def test_exploding_growth_of_the_total_norm_when_the_job_overflows_right_after() -> None:
+    """Held-out `ho_explode_lr_ramp` (TF-style `train/grad_norm` + histograms): 1.02 early, 44 @120,
+    8.4e7 @125, NaN @130, then the writer died. One huge finite log and a NaN is a growth episode,
+    dated at the huge log, whether fed at once or a step at a time; the histograms stay healthy."""
+    def total(step: int) -> float:
+        return 1.0 + 0.02 * np.sin(step) if step < 120 else {120: 44.0, 130: np.nan}.get(step, 8.4e7)
+
+    run = grad_run(healthy, steps=range(0, 135, 5), total=total)
+    got = [(a.step, a.tag, a.evidence["condition"], a.evidence["noticed_step"])
+           for a in alerts_of(run, "exploding_gradients")]
+    assert got == [(125, "grad_norm", "growth", 130)]
+    engine = Engine()
+    cuts = [q for q in range(1, len(run)) if q % 7 == 0]
+    assert [(a.step, a.tag) for b in run.batches(cuts) for a in engine.feed(b) if a.kind == "exploding_gradients"] == \
+        [(125, "grad_norm")]
+
+
+def test_exploding_growth_is_not_started_by_nan_norms() -> None:
+    """NaN total norms at a healthy level (e.g. skipped fp16 overflow steps) are not growth."""
+    run = grad_run(healthy, total=lambda s: np.nan if s in (150, 160, 170) else 1.0)
+    assert [a for a in alerts_of(run, "exploding_gradients") if a.evidence.get("condition") == "growth"] == []
