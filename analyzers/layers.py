@@ -1,7 +1,8 @@
 """Per-layer gradient magnitudes, grouped by logged step, for the gradient rules.
 
 Sources, per run: gradient histograms (RMS = sqrt(sum_squares / num), exact from the
-HistogramProto) when the run logs them, else per-parameter gradient-norm scalars
+HistogramProto) when the run's first logged gradient step has them (the choice waits
+until that step is complete, so it does not depend on chunking), else per-parameter gradient-norm scalars
 (``grad_norm/<p>``, Lightning's ``grad_2.0_norm/<p>``). Norms and RMS differ by √(size), so
 a run is judged with one source only, and rules compare a layer with itself or ratios of
 the same source (AUTOTRAINER compares first/last layer norms the same way).
@@ -45,6 +46,10 @@ class Groups:
     source: str
 
 
+Part = tuple[str, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]
+"""One gradient tag's new points: (layer, tag, seq, step, wall, value, is_histogram)."""
+
+
 def is_weight(name: str) -> bool:
     low = name.lower()
     return low.endswith(("weight", "kernel", "weight_orig"))
@@ -59,34 +64,31 @@ class LayerGroups:
         self.tags: list[str] = []
         self.pending: list[list[float]] = []  # [step, wall, layer index, value] of the open group
         self.closed = False  # whether a group has closed yet (then the layer set is known)
+        self.undecided: list[list[Any]] = []  # [seq, step, wall, value, layer, tag, is_histogram] before a source is chosen
 
     def state(self) -> dict[str, Any]:
         return {"source": self.source, "layers": self.layers, "tags": self.tags, "pending": self.pending,
-                "closed": self.closed}
+                "closed": self.closed, "undecided": self.undecided}
 
     def load(self, data: dict[str, Any]) -> None:
         self.source, self.layers, self.tags, self.pending = data["source"], data["layers"], data["tags"], data["pending"]
-        self.closed = data["closed"]
+        self.closed, self.undecided = data["closed"], data["undecided"]
 
     def update(self, view: RunView) -> Groups | None:
-        items = self._items(view)
-        if not items:
+        parts = self._parts(view)
+        if self.source is None:
+            parts = self._decide(parts)
+        parts = [p for p in parts if p[6] == (self.source == HIST)] if self.source else []
+        if not parts:
             return None
+        parts.sort(key=lambda p: int(p[2][0]))  # layers in order of first appearance
         seq, step, wall, layer, value = [], [], [], [], []
-        for item in items:
-            s = item.series
-            param = item.match.param or s.tag
-            if param not in self.layers:
-                self.layers.append(param)
-                self.tags.append(s.tag)
-            k = self.layers.index(param)
-            if isinstance(s, HistogramSeries):
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    v = np.sqrt(s.sum_squares / s.num)
-            else:
-                v = s.value
-            seq.append(s.seq), step.append(s.step), wall.append(s.wall_time)
-            layer.append(np.full(len(s), k)), value.append(v)
+        for name, tag, q, st, w, v, _ in parts:
+            if name not in self.layers:
+                self.layers.append(name)
+                self.tags.append(tag)
+            seq.append(q), step.append(st), wall.append(w), value.append(v)
+            layer.append(np.full(q.size, self.layers.index(name)))
         order = np.argsort(np.concatenate(seq), kind="stable")
         st, wt, ly, vl = (np.concatenate(a)[order] for a in (step, wall, layer, value))
         if self.pending:
@@ -111,12 +113,47 @@ class LayerGroups:
         # Steps that went back (a resume) start fresh groups; they are ordinary groups here.
         return Groups(st[starts], wt[starts], values, tuple(self.layers), tuple(self.tags), self.source or "")
 
-    def _items(self, view: RunView) -> list[Any]:
-        hists = [i for i in view.signal(GRAD_HISTOGRAM) if len(i.series)]
-        norms = [i for i in view.signal(GRAD_NORM) if len(i.series) and i.match.param is not None]
-        if self.source is None:
-            self.source = HIST if hists else (NORM if norms else None)
-        return hists if self.source == HIST else norms if self.source == NORM else []
+    def _parts(self, view: RunView) -> list[Part]:
+        """Per gradient tag of either source: ``(layer, tag, seq, step, wall, value, is_histogram)``;
+        the value is the RMS for histograms (exact: sqrt(sum_squares / num)), else the norm."""
+        out: list[Part] = []
+        for item in view.signal(GRAD_HISTOGRAM):
+            s = item.series
+            if len(s):
+                assert isinstance(s, HistogramSeries)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rms = np.sqrt(s.sum_squares / s.num)
+                out.append((item.match.param or s.tag, s.tag, s.seq, s.step, s.wall_time, rms, True))
+        for item in view.signal(GRAD_NORM):
+            s = item.series
+            if len(s) and item.match.param is not None:
+                out.append((item.match.param, s.tag, s.seq, s.step, s.wall_time, s.value, False))
+        return out
+
+    def _decide(self, parts: list[Part]) -> list[Part]:
+        """Choose the source once the run's first logged step is complete (a later step arrived):
+        histograms if that step has any, else norms. Choosing on the first batch would depend on
+        where a watcher's chunk happened to cut that step. Until then its points wait here."""
+        if not parts:
+            return []
+        seq = np.concatenate([p[2] for p in parts])
+        step = np.concatenate([p[3] for p in parts])
+        hist = np.concatenate([np.full(p[2].size, p[6]) for p in parts])
+        first_step = self.undecided[0][1] if self.undecided else int(step[np.argmin(seq)])
+        later = step != first_step
+        if not later.any():  # still only the first step: one step's worth of points, kept as rows
+            self.undecided = sorted(self.undecided + [
+                [int(q), int(st), float(w), float(v), p[0], p[1], p[6]]
+                for p in parts for q, st, w, v in zip(p[2], p[3], p[4], p[5])])
+            return []
+        cut = seq[later].min()
+        first_has_hist = any(r[6] for r in self.undecided) or bool(hist[(seq < cut)].any())
+        self.source = HIST if first_has_hist else NORM
+        waiting = [(r[4], r[5], np.array([r[0]]), np.array([r[1]]), np.array([r[2]]), np.array([r[3]]), r[6])
+                   for r in self.undecided]
+        self.undecided = []
+        return waiting + parts
+
 
 
 def _natural_key(name: str) -> list[Any]:

@@ -99,3 +99,22 @@ def test_exploding_growth_is_not_started_by_nan_norms() -> None:
     """NaN total norms at a healthy level (e.g. skipped fp16 overflow steps) are not growth."""
     run = grad_run(healthy, total=lambda s: np.nan if s in (150, 160, 170) else 1.0)
     assert [a for a in alerts_of(run, "exploding_gradients") if a.evidence.get("condition") == "growth"] == []
+
+
+def test_gradient_source_does_not_depend_on_where_a_chunk_cuts_the_first_step() -> None:
+    """Per-layer norm scalars written before the histograms of each step: the histograms are the
+    source (the first step has them), also when a watcher's first chunk holds only the norms."""
+    rng = np.random.default_rng(0)
+    s = Stream()
+    for step in range(0, 300, 10):
+        s.scalar("train/loss", step, 1.0)
+        grads = {name: healthy(step, k) * (1e-4 if k == 0 and step >= 100 else 1.0) * rng.standard_normal(200)
+                 for k, name in enumerate(LAYERS)}
+        for name, g in grads.items():
+            s.scalar(f"grad_norm/{name}", step, float(np.sqrt(np.sum(g * g))))
+        for name, g in grads.items():
+            s.histogram(f"grad/{name}", step, **hist_fields(g))
+    for cuts in ((), (1 + len(LAYERS),), (1, 3, 1 + len(LAYERS), 2 + len(LAYERS))):
+        engine = Engine()
+        got = [(a.kind, a.step, a.tag, a.evidence["source"]) for b in s.batches(cuts) for a in engine.feed(b)]
+        assert got == [("vanishing_gradients", 100, "grad/net.0.weight", "histogram_rms")], cuts
