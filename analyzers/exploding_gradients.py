@@ -4,8 +4,8 @@ input-side layers getting far more gradient than the output side.
 * non-finite (critical, at the first point): a gradient histogram whose min/max/sum/sum_squares
   is NaN/Inf, a ``grad_nonfinite/<p>`` count above 0, or a non-finite per-layer gradient norm
   (SageMaker ExplodingTensor). One episode per run across layers.
-* growth (warning): the total gradient norm (``grad_norm`` and friends; without one, the
-  root-sum-square of the per-layer values) above ``growth`` × its own early level (median of
+* growth (warning): the total gradient norm (``grad_norm`` and friends; without one, and before
+  its first logged step, the root-sum-square of the per-layer values) above ``growth`` × its own early level (median of
   its first ``baseline_points`` finite values) for ``growth_patience`` consecutive points (one
   benign clipped spike does not count; a NaN norm, i.e. overflowed gradients, continues a streak
   begun by a value above the threshold, since a job often logs one huge norm and then NaN);
@@ -50,16 +50,17 @@ class ExplodingGradients(BaseRule):
         self.groups = LayerGroups()
         self.ratio_streak = Streak()
         self.nonfinite_tag = ""
+        self.total_step = -1  # step of the run's first total-norm point (-1: none yet)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "groups": self.groups.state(), "ratio_streak": self.ratio_streak.to_json(),
-                "nonfinite_tag": self.nonfinite_tag}
+                "nonfinite_tag": self.nonfinite_tag, "total_step": self.total_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.groups.load(state["groups"])
         self.ratio_streak = Streak.from_json(state["ratio_streak"])
-        self.nonfinite_tag = state["nonfinite_tag"]
+        self.nonfinite_tag, self.total_step = state["nonfinite_tag"], int(state["total_step"])
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.nonfinite_tag} if e["tag"] == "*nonfinite" else e for e in super().episodes()]
@@ -67,6 +68,9 @@ class ExplodingGradients(BaseRule):
     def feed(self, view: RunView) -> list[Alert]:
         alerts = self._nonfinite(view)
         totals = [i for i in view.signal(GRAD_NORM) if i.match.param is None and len(i.series)]
+        if totals and self.total_step < 0:
+            first = min(totals, key=lambda i: int(i.series.seq[0])).series
+            self.total_step = int(first.step[0])
         for item in totals:
             s = item.series
             levels, info = self._growth(s.tag, s.step, s.wall_time, s.value)
@@ -79,15 +83,16 @@ class ExplodingGradients(BaseRule):
         info: dict[int, dict[str, Any]] = {}
         if len(idx) >= 2:
             levels, info = self._ratio(g, idx)
-        logs_total = totals or any(t.startswith("total:") and t != f"total:{ALL_LAYERS}" for t in self.tags)
-        if not logs_total:
-            # No total norm logged: the layers' root-sum-square stands in for it, and layer-ratio and
-            # growth share one episode (a blown-up first layer shows in both).
+        # Before the run's first total-norm step (or without one), the layers' root-sum-square stands
+        # in for it, and layer-ratio and growth share one episode (a blown-up first layer shows in
+        # both). Decided by step, not by batch, so a watcher and a one-shot report agree.
+        stand_in = np.flatnonzero(g.steps < self.total_step) if self.total_step >= 0 else np.arange(len(g.steps))
+        if stand_in.size:
             with np.errstate(invalid="ignore"):
-                rss = np.sqrt(np.nansum(g.values[:, idx] ** 2, axis=1))
-            grow, grow_info = self._growth(ALL_LAYERS, g.steps, g.walls, rss)
-            info = {**grow_info, **info}
-            levels = np.maximum(levels, grow)
+                rss = np.sqrt(np.nansum(g.values[stand_in][:, idx] ** 2, axis=1))
+            grow, grow_info = self._growth(ALL_LAYERS, g.steps[stand_in], g.walls[stand_in], rss)
+            info = {**{int(stand_in[j]): d for j, d in grow_info.items()}, **info}
+            levels[stand_in] = np.maximum(levels[stand_in], grow)
         return alerts + self._emit(g.tags[idx[0]], levels, g.steps, info)
 
     def _emit(self, tag: str, levels: np.ndarray, steps: np.ndarray, info: dict[int, dict[str, Any]]) -> list[Alert]:

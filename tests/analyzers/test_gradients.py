@@ -118,3 +118,25 @@ def test_gradient_source_does_not_depend_on_where_a_chunk_cuts_the_first_step() 
         engine = Engine()
         got = [(a.kind, a.step, a.tag, a.evidence["source"]) for b in s.batches(cuts) for a in engine.feed(b)]
         assert got == [("vanishing_gradients", 100, "grad/net.0.weight", "histogram_rms")], cuts
+
+
+def test_layer_rss_stands_in_for_the_total_norm_until_its_first_step_whatever_the_chunking() -> None:
+    """Histograms from step 0, every layer 1000x from step 150; the total norm is first logged at
+    step 200 (e.g. HF's logging_steps). Before step 200 the layers' root-sum-square is the total:
+    growth @150, for one batch and for a step-at-a-time feed alike."""
+    s = Stream()
+    rng = np.random.default_rng(1)
+    for step in range(0, 300, 10):
+        s.scalar("train/loss", step, 1.0)
+        for k, name in enumerate(LAYERS):
+            g = healthy(step, k) * (1e3 if step >= 150 else 1.0) * rng.standard_normal(200)
+            s.histogram(f"grad/{name}", step, **hist_fields(g))
+        if step >= 200:
+            s.scalar("grad_norm", step, 1.0)
+    step_of = [(s.points[i][1] if kind == "s" else s.hists[i][1]) for kind, i in s._order]
+    per_step = [q for q in range(1, len(s)) if step_of[q] != step_of[q - 1]]
+    for cuts in ((), per_step):
+        engine = Engine()
+        got = [(a.step, a.tag, a.evidence["condition"]) for b in s.batches(cuts) for a in engine.feed(b)
+               if a.kind == "exploding_gradients"]
+        assert got == [(150, "grad/net.0.weight", "growth")], cuts
