@@ -24,7 +24,7 @@ import numpy as np
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.divergence import fmt
-from tbmon.analyzers.layers import LayerGroups, compared_layers
+from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
 from tbmon.analyzers.series import HistogramSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM
 from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, streak_update
@@ -75,9 +75,11 @@ class ExplodingGradients(BaseRule):
             s = item.series
             levels, info = self._growth(s.tag, s.step, s.wall_time, s.value)
             alerts += self._emit(s.tag, levels, s.step, info)
-        g = self.groups.update(view)
-        if g is None:
-            return alerts
+        for g in self.groups.update(view):
+            alerts += self._judge(g)
+        return alerts
+
+    def _judge(self, g: Groups) -> list[Alert]:
         idx = compared_layers(g)
         levels = np.zeros(len(g.steps), dtype=int)
         info: dict[int, dict[str, Any]] = {}
@@ -93,7 +95,7 @@ class ExplodingGradients(BaseRule):
             grow, grow_info = self._growth(ALL_LAYERS, g.steps[stand_in], g.walls[stand_in], rss)
             info = {**{int(stand_in[j]): d for j, d in grow_info.items()}, **info}
             levels[stand_in] = np.maximum(levels[stand_in], grow)
-        return alerts + self._emit(g.tags[idx[0]], levels, g.steps, info)
+        return self._emit(g.tags[idx[0]], levels, g.steps, info)
 
     def _emit(self, tag: str, levels: np.ndarray, steps: np.ndarray, info: dict[int, dict[str, Any]]) -> list[Alert]:
         alerts = []
@@ -184,7 +186,7 @@ class ExplodingGradients(BaseRule):
             }
         return levels, info
 
-    def _ratio(self, g: Any, idx: list[int]) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+    def _ratio(self, g: Groups, idx: list[int]) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
         first, last = g.values[:, idx[0]], g.values[:, idx[-1]]
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = first / last

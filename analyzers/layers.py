@@ -16,7 +16,9 @@ own scale, and AUTOTRAINER compares kernels).
 
 A step's group of values is complete when every layer seen so far has reported at that step,
 or when a point with a later step arrives (the first group always waits for that: only then
-is the layer set known). Both depend only on the data, never on how it was chunked.
+is the layer set known). Both depend only on the data, never on how it was chunked. A group
+holds the layers that had appeared by its last point (by seq): a layer logged late joins from
+its first step on and never changes how earlier steps are judged.
 """
 
 from __future__ import annotations
@@ -62,38 +64,43 @@ class LayerGroups:
         self.source: str | None = None
         self.layers: list[str] = []  # first-appearance order
         self.tags: list[str] = []
-        self.pending: list[list[float]] = []  # [step, wall, layer index, value] of the open group
+        self.layer_seq: list[int] = []  # seq of each layer's first point (ascending)
+        self.pending: list[list[float]] = []  # [step, wall, layer index, value, seq] of the open group
         self.closed = False  # whether a group has closed yet (then the layer set is known)
         self.undecided: list[list[Any]] = []  # [seq, step, wall, value, layer, tag, is_histogram] before a source is chosen
 
     def state(self) -> dict[str, Any]:
-        return {"source": self.source, "layers": self.layers, "tags": self.tags, "pending": self.pending,
-                "closed": self.closed, "undecided": self.undecided}
+        return {"source": self.source, "layers": self.layers, "tags": self.tags, "layer_seq": self.layer_seq,
+                "pending": self.pending, "closed": self.closed, "undecided": self.undecided}
 
     def load(self, data: dict[str, Any]) -> None:
         self.source, self.layers, self.tags, self.pending = data["source"], data["layers"], data["tags"], data["pending"]
-        self.closed, self.undecided = data["closed"], data["undecided"]
+        self.closed, self.undecided, self.layer_seq = data["closed"], data["undecided"], data["layer_seq"]
 
-    def update(self, view: RunView) -> Groups | None:
+    def update(self, view: RunView) -> list[Groups]:
+        """The groups this view completed, split where the layer set grew: each ``Groups`` holds
+        only the layers that had appeared by its points (by seq), so a layer that shows up late
+        does not change how earlier steps are judged, however the stream was chunked."""
         parts = self._parts(view)
         if self.source is None:
             parts = self._decide(parts)
         parts = [p for p in parts if p[6] == (self.source == HIST)] if self.source else []
         if not parts:
-            return None
+            return []
         parts.sort(key=lambda p: int(p[2][0]))  # layers in order of first appearance
         seq, step, wall, layer, value = [], [], [], [], []
         for name, tag, q, st, w, v, _ in parts:
             if name not in self.layers:
                 self.layers.append(name)
                 self.tags.append(tag)
+                self.layer_seq.append(int(q[0]))
             seq.append(q), step.append(st), wall.append(w), value.append(v)
             layer.append(np.full(q.size, self.layers.index(name)))
         order = np.argsort(np.concatenate(seq), kind="stable")
-        st, wt, ly, vl = (np.concatenate(a)[order] for a in (step, wall, layer, value))
+        st, wt, ly, vl, sq = (np.concatenate(a)[order] for a in (step, wall, layer, value, seq))
         if self.pending:
             old = np.asarray(self.pending, dtype=float)
-            st = np.concatenate([old[:, 0].astype(np.int64), st])
+            st, sq = np.concatenate([old[:, 0].astype(np.int64), st]), np.concatenate([old[:, 4].astype(np.int64), sq])
             wt, ly, vl = np.concatenate([old[:, 1], wt]), np.concatenate([old[:, 2].astype(np.int64), ly]), np.concatenate([old[:, 3], vl])
         # A group ends where the step changes. The last group stays open unless every known
         # layer has reported in it (the layer set is known once the first group has closed).
@@ -101,17 +108,25 @@ class LayerGroups:
         last_start = int(change[-1]) if change.size else 0
         if (self.closed or change.size) and np.unique(ly[last_start:]).size == len(self.layers):
             change, last_start = np.concatenate([change, [st.size]]), st.size
-        self.pending = np.column_stack([st[last_start:], wt[last_start:], ly[last_start:], vl[last_start:]]).tolist()
+        self.pending = np.column_stack([st[last_start:], wt[last_start:], ly[last_start:], vl[last_start:],
+                                        sq[last_start:]]).tolist()
         if last_start == 0:
-            return None
+            return []
         self.closed = True
-        st, wt, ly, vl = st[:last_start], wt[:last_start], ly[:last_start], vl[:last_start]
+        st, wt, ly, vl, sq = st[:last_start], wt[:last_start], ly[:last_start], vl[:last_start], sq[:last_start]
         starts = np.concatenate([[0], change[change < last_start]])
         gid = np.cumsum(np.isin(np.arange(st.size), starts)) - 1
         values = np.full((starts.size, len(self.layers)), np.nan)
         values[gid, ly] = vl  # a layer logged twice at one step keeps its last value
         # Steps that went back (a resume) start fresh groups; they are ordinary groups here.
-        return Groups(st[starts], wt[starts], values, tuple(self.layers), tuple(self.tags), self.source or "")
+        known = np.searchsorted(np.asarray(self.layer_seq), np.maximum.reduceat(sq, starts), side="right")
+        cuts = np.flatnonzero(np.diff(known)) + 1
+        out = []
+        for a, b in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [known.size]])):
+            k = int(known[a])
+            out.append(Groups(st[starts][a:b], wt[starts][a:b], values[a:b, :k], tuple(self.layers[:k]),
+                              tuple(self.tags[:k]), self.source or ""))
+        return out
 
     def _parts(self, view: RunView) -> list[Part]:
         """Per gradient tag of either source: ``(layer, tag, seq, step, wall, value, is_histogram)``;

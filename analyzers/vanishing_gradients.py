@@ -44,9 +44,9 @@ class VanishingGradients(BaseRule):
         self.streak = Streak.from_json(state["streak"])
 
     def feed(self, view: RunView) -> list[Alert]:
-        g = self.groups.update(view)
-        if g is None:
-            return []
+        return [a for g in self.groups.update(view) for a in self._judge(g)]
+
+    def _judge(self, g: Groups) -> list[Alert]:
         idx = compared_layers(g)
         if len(idx) < 2:
             return []

@@ -140,3 +140,24 @@ def test_layer_rss_stands_in_for_the_total_norm_until_its_first_step_whatever_th
         got = [(a.step, a.tag, a.evidence["condition"]) for b in s.batches(cuts) for a in engine.feed(b)
                if a.kind == "exploding_gradients"]
         assert got == [(150, "grad/net.0.weight", "growth")], cuts
+
+
+def test_a_layer_logged_late_does_not_change_how_earlier_steps_are_judged() -> None:
+    """The head (`net.10.weight`) is logged only from step 100 on; the first layer is starved from
+    step 0. Steps before 100 are judged with the layers known then (last = `net.8.weight`), in one
+    batch as step by step (one batch once judged them against the not-yet-logged head: NaN, silent)."""
+    rng = np.random.default_rng(0)
+    s = Stream()
+    for step in range(0, 300, 10):
+        s.scalar("train/loss", step, 1.0)
+        for k, name in enumerate(LAYERS):
+            if k == 5 and step < 100:
+                continue
+            scale = healthy(step, k) * (1e-4 if k == 0 else 1.0) * (1e4 if k == 4 else 1.0)
+            s.histogram(f"grad/{name}", step, **hist_fields(scale * rng.standard_normal(200)))
+    step_of = [(s.points[i][1] if kind == "s" else s.hists[i][1]) for kind, i in s._order]
+    per_step = [q for q in range(1, len(s)) if step_of[q] != step_of[q - 1]]
+    for cuts in ((), per_step):
+        engine = Engine()
+        got = [(a.kind, a.step, a.evidence["last_layer"]) for b in s.batches(cuts) for a in engine.feed(b)]
+        assert got == [("vanishing_gradients", 0, "net.8.weight")], cuts
