@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tbmon.analyzers.alerts import SEVERITIES, Alert, json_safe
+
+if TYPE_CHECKING:
+    from tbmon.monitor.event_file import ReadProblem
 
 
 def alert_record(alert: Alert, logdir: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from tbmon.analyzers.alerts import Alert
-from tests.scenarios.catalog import SCENARIOS
 from tests.scenarios.corpus import Labelled, build
 from tests.scenarios.labels import Series, Signals, divergence_onset, exploding_onset, overfitting_onset, vanishing_onset
 from tests.scenarios.scoring import FIXED_KINDS, score
