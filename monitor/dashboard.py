@@ -22,12 +22,14 @@ from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert, severity_rank
 from tbmon.analyzers.series import RunBatch
+from tbmon.monitor.numbers import fmt_number
 from tbmon.monitor.sparkline import sparkline
 
 SPARK_POINTS = 240  # recent loss values kept per run; the sparkline averages them into its width
 SPARK_WIDTH = 24
 RATE_WINDOW = 64  # (wall_time, step) pairs the steps/s rate is measured over
 FEED_LINES = 8
+MISSING = "—"
 IDLE_AFTER = 120.0
 """Seconds without a new record before a healthy run shows as idle (grey): twice tensorboardX's
 default 120 s flush would be too late to tell, a finished or hung run is what this flags."""
@@ -211,12 +213,12 @@ def _runs_table(rows: list[RunRow], now: float, budget: int | None) -> Table:
         rate = row.rate()
         table.add_row(
             row.label,
-            "—" if row.step is None else str(row.step),
-            "—" if rate is None else f"{rate:.3g}",
-            Text(_number(row.loss), "bold red" if row.loss is not None and not math.isfinite(row.loss) else ""),
-            _number(row.best_loss),
+            MISSING if row.step is None else str(row.step),
+            MISSING if rate is None else f"{rate:.3g}",
+            Text(fmt_number(row.loss, MISSING), "" if row.loss is None or math.isfinite(row.loss) else "bold red"),
+            fmt_number(row.best_loss, MISSING),
             sparkline(list(row.recent_loss), SPARK_WIDTH) if row.recent_loss else "",
-            _number(row.val_loss),
+            fmt_number(row.val_loss, MISSING),
             _grad_cell(row),
             Text(status, STATUS_STYLE[status]),
             str(len(row.alerts)) if row.alerts else "",
@@ -231,7 +233,7 @@ def _grad_cell(row: RunRow) -> Text:
     kinds = [a.kind for a in row.alerts if "gradient" in a.kind]
     if kinds:
         return Text(kinds[-1].replace("_gradients", ""), "bold red")
-    return Text(_number(row.grad_norm))
+    return Text(fmt_number(row.grad_norm, MISSING))
 
 
 def _alert_text(label: str, alert: Alert) -> Text:
@@ -240,11 +242,3 @@ def _alert_text(label: str, alert: Alert) -> Text:
         (f" {alert.kind}", "bold"),
         f" {label} {alert.tag} step {alert.step}: {alert.message}",
     )
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return f"{value:.4g}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert
+from tbmon.monitor.numbers import fmt_number
 from tbmon.monitor.sparkline import sparkline
 from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary, log_scale_fits
 
@@ -59,17 +59,6 @@ CSV_ALERT_FIELDS = ("logdir", "run", "kind", "severity", "step", "wall_time", "t
 
 
 # ---- shared cell texts -------------------------------------------------------------------
-
-
-def fmt_number(value: float | None) -> str:
-    """4 significant digits; ``nan``/``inf`` spelled out; ``–`` for missing."""
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.4g}"
 
 
 def fmt_span(seconds: float | None) -> str:
