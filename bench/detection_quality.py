@@ -37,14 +37,19 @@ def _anchor_overfit_alerts(corpus: list[Labelled]) -> dict[str, list[Alert]]:
 
     SageMaker Debugger `Overfit`: (val - train) / train > ratio_threshold=0.1 for patience=1 step.
     UMLAUT: validation loss went up since the previous evaluation while train loss did not.
-    Train loss at an evaluation = mean of the train points since the previous evaluation.
+    Lightning `EarlyStopping(monitor=val, patience=3)` (min_delta 0): no new best for 3 evaluations;
+    what most people run instead of a monitor, and it stops healthy runs whose loss merely stalls.
+    Train loss at an evaluation = mean of the train points since the previous evaluation. Every
+    anchor alert is dated at the evaluation that fired it, so its delay is a notice delay.
     """
-    rules: dict[str, list[Alert]] = {"SageMaker Overfit (0.1, patience 1)": [], "UMLAUT epoch rule": []}
+    early_stop = "Lightning EarlyStopping (patience 3)"
+    rules: dict[str, list[Alert]] = {"SageMaker Overfit (0.1, patience 1)": [], "UMLAUT epoch rule": [], early_stop: []}
     for item in corpus:
         sig = signals(item.path, item.scenario.style, parameter_order(item.scenario.recipe))
         val, train = sig.val_loss, sig.train_loss
         prev_step, prev_val, prev_train = None, None, None
         fired = {name: False for name in rules}
+        best, wait = float("inf"), 0
         for step, v in zip(val.step, val.value):
             window = train.value[(train.step <= step) & (train.step > (prev_step if prev_step is not None else -1))]
             t = float(np.mean(window)) if window.size else float("nan")
@@ -56,12 +61,16 @@ def _anchor_overfit_alerts(corpus: list[Labelled]) -> dict[str, list[Alert]]:
                     and not t > prev_train):
                 rules["UMLAUT epoch rule"].append(alert)
                 fired["UMLAUT epoch rule"] = True
+            best, wait = (v, 0) if v < best else (best, wait + 1)
+            if not fired[early_stop] and wait >= 3:
+                rules[early_stop].append(alert)
+                fired[early_stop] = True
             prev_step, prev_val, prev_train = step, v, t
     return rules
 
 
 def _anchor_line(name: str, report: QualityReport) -> str:
-    row = report.kind_row("overfitting")
+    row = report.kind_row("overfitting")  # tbmon: pass its live replay, whose alert steps are notice steps
     healthy = report.healthy
     flagged = sum(1 for r in healthy if r.false_alarms)
     delay = "—" if row.median_delay is None else f"{100 * row.median_delay:.1f}%"
@@ -114,8 +123,8 @@ def main() -> int:
     print(f"build/label {t1 - t0:.1f}s, tbmon analyze + score {t2 - t1:.1f}s\n")
     print(report.table())
     print("\nAnchor on the same corpus (overfitting only; the fixed default rules of other tools):\n")
-    print("| rule | overfitting recall | median delay | false alarms |\n|---|---|---|---|")
-    print(_anchor_line("tbmon", report))
+    print("| rule | overfitting recall | median notice delay | false alarms |\n|---|---|---|---|")
+    print(_anchor_line("tbmon (live)", report.live))
     for name, alerts in _anchor_overfit_alerts(corpus).items():
         print(_anchor_line(name, score(corpus, alerts)))
     differences = _replay_differences(args.out)

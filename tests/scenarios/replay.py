@@ -50,7 +50,7 @@ def _chunks(batch: RunBatch) -> list[tuple[float, int, RunBatch]]:
     return out
 
 
-def replay(read_result: Any) -> list[tuple[Any, int]]:
+def replay(read_result: Any, config: Any = None) -> list[tuple[Any, int]]:
     """Every alert with the step of the newest point of its scenario fed when it was raised."""
     from tbmon.analyzers import Engine
 
@@ -59,7 +59,7 @@ def replay(read_result: Any) -> list[tuple[Any, int]]:
         if batch.scalars or batch.histograms:
             key = batch.run.split("/", 1)[0]
             by_scenario.setdefault(key, []).extend((w, index, s, c) for w, s, c in _chunks(batch))
-    engine = Engine()
+    engine = Engine(config)
     noticed = []
     for chunks in by_scenario.values():
         chunks.sort(key=lambda c: (c[0], c[1]))  # wall time; a run's own order is kept (stable, same clock)
