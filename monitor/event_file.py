@@ -162,6 +162,29 @@ class EventFileReader:
             os.close(fd)
         return self._finish(out)
 
+    def unread_tail(self) -> ReadProblem | None:
+        """The bytes after the last complete record, as a problem, once no more will be written.
+
+        While a writer is active such bytes are a record still landing and are waited for. A
+        one-shot read has no later: they are a record its writer never finished (a killed job,
+        a full disk) or a damaged last record, and the user is told they were skipped.
+        """
+        if self._framer.dead or self._missing:
+            return None
+        try:
+            left = os.stat(self.path).st_size - self._framer.offset
+        except OSError:
+            return None
+        if left <= 0:
+            return None
+        problem = ReadProblem(
+            str(self.path), self._framer.offset, "truncated",
+            "the file ends with an incomplete or damaged record (a write cut short, e.g. a killed job "
+            "or a full disk)", left,
+        )
+        self._count(problem)
+        return problem
+
     def _check_replaced(self, pread, st: os.stat_result, problems: list[ReadProblem]) -> bool:
         """Detect a shrunk or replaced file; then start over from byte 0."""
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -208,15 +231,19 @@ class EventFileReader:
         self._seq += decoded.n_values
         out.add(decoded)
 
+    def _count(self, problem: ReadProblem) -> None:
+        h = self.health
+        h.problems[problem.kind] = h.problems.get(problem.kind, 0) + 1
+        h.last_problem = problem
+        if problem.kind == "not_event_file":
+            h.is_event_file = False
+
     def _finish(self, out: _ChunkBuilder) -> FileChunk:
         h = self.health
         h.records += out.records
         h.bytes_read += out.bytes
         for p in out.problems:
-            h.problems[p.kind] = h.problems.get(p.kind, 0) + 1
-            h.last_problem = p
-            if p.kind == "not_event_file":
-                h.is_event_file = False
+            self._count(p)
         if out.records and h.is_event_file is None and not self._framer.dead:
             h.is_event_file = True
         return out.build(self._decoder.tags)

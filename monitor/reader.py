@@ -554,6 +554,8 @@ def read(
     _check_logdir(root)
     reader = LogdirReader(root, check_crc=check_crc)
     polled = reader._poll(None, None if progress is None else _Progress(progress))
+    for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
+        polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
     markers = {name: run.purge_markers() for name, run in reader._runs.items()}
     scalars, histograms = frames(polled.batches, markers)
     return ReadResult(

@@ -304,6 +304,7 @@ _PROBLEM_WORDS = {
     "bad_length_crc": ("corrupt region skipped", "corrupt regions skipped"),
     "too_large": ("oversized record skipped", "oversized records skipped"),
     "bad_proto": ("undecodable record skipped", "undecodable records skipped"),
+    "truncated": ("file ends in an incomplete record", "files end in an incomplete record"),
     "not_event_file": ("file is not an event file", "files are not event files"),
     "rewritten": ("file rewritten", "files rewritten"),
     "deleted": ("file deleted while reading", "files deleted while reading"),

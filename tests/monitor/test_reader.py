@@ -521,3 +521,29 @@ def test_a_corrupt_record_costs_one_point_and_is_reported_once(tmp_path: Path, t
     assert len(watcher.poll().problems) == 1
     assert watcher.poll().problems == [] and watcher.poll([path]).problems == []
     assert watcher.runs["run"].files[0].problems == {result.problems[0].kind: 1}
+
+
+@pytest.mark.parametrize("damage", ["cut", "bad_last_crc"])
+def test_a_damaged_end_is_reported_by_read_and_waited_for_by_a_watcher(tmp_path: Path, tb, damage: str) -> None:
+    """A job killed mid-write leaves a partial last record; a bit flip may hit the last record. A watcher
+    waits for more bytes (a writer may still be landing them); a one-shot read says what it skipped."""
+    path = tb.scalars(tmp_path / "run", {"loss": [float(s) for s in range(50)]})
+    data = bytearray(path.read_bytes())
+    if damage == "cut":
+        data = data[:-7]
+    else:
+        data[-1] ^= 0xFF  # the last record's data CRC
+    path.write_bytes(bytes(data))
+    watcher = LogdirReader(tmp_path)
+    assert watcher.poll().problems == []
+    result = read(tmp_path)
+    assert len(result.scalars) == 49
+    [problem] = result.problems
+    assert (problem.kind, problem.path) == ("truncated", str(path))
+    assert problem.offset + problem.skipped_bytes == len(data)
+    assert result.runs[0].files[0].problems == {"truncated": 1}
+
+
+def test_an_intact_file_has_no_damaged_end(tmp_path: Path, tb) -> None:
+    tb.scalars(tmp_path / "run", {"loss": [float(s) for s in range(50)]})
+    assert read(tmp_path).problems == []
