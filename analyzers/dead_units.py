@@ -23,8 +23,8 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.divergence import fmt
 from tbmon.analyzers.layers import is_weight, model_order
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import HistogramSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_ZERO_FRAC
 from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, streak_update
@@ -94,8 +94,8 @@ class DeadUnits(BaseRule):
             self.alerted_tag = tag
             alerts.append(self.alert(
                 kind=KIND, level=WARNING, step=first_step, wall_time=first_wall, tag=tag,
-                message=(f"{param}: {fmt(100 * float(frac[i]))}% of its gradient entries are exactly zero "
-                         f"(≥ {fmt(100 * self.p['zero_frac'])}% for {self.p['patience']} logs, from {source}): "
+                message=(f"{param}: {fmt_number(100 * float(frac[i]))}% of its gradient entries are exactly zero "
+                         f"(≥ {fmt_number(100 * self.p['zero_frac'])}% for {self.p['patience']} logs, from {source}): "
                          "dead ReLU units; lower the learning rate, check bias initialisation, or use "
                          "LeakyReLU/GELU"),
                 evidence={"zero_frac": float(frac[i]), "layer": param, "source": source, "noticed_step": int(step[i])},

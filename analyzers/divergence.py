@@ -31,6 +31,7 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, Tagged
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import (
@@ -49,21 +50,13 @@ STRIDE = 8  # window statistics are refreshed every 8 values (one median per blo
 WARNING, CRITICAL = 1, 2
 
 
-def fmt(x: float) -> str:
-    if np.isnan(x):
-        return "NaN"
-    if np.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{x:.4g}"
-
-
 def lr_advice(lr: float, peak: float, first: float) -> str:
     """One likely cause and fix, using the learning rate when the run logs it."""
     if np.isnan(lr):
         return "a learning rate that is too high is the usual cause: lower it or clip gradients"
     if np.isfinite(peak) and first > 0 and peak > 1.5 * first:
-        return f"after lr warm-up reached {fmt(peak)}; try a lower peak lr or gradient clipping"
-    return f"at lr {fmt(lr)}; try a lower lr or gradient clipping"
+        return f"after lr warm-up reached {fmt_number(peak)}; try a lower peak lr or gradient clipping"
+    return f"at lr {fmt_number(lr)}; try a lower lr or gradient clipping"
 
 
 class Divergence(BaseRule):
@@ -196,7 +189,7 @@ class Divergence(BaseRule):
         condition = evidence.get("condition")
         if not np.isfinite(value):
             evidence["condition"] = "non_finite"
-            message = f"{s.tag} is {fmt(value)} at step {step}"
+            message = f"{s.tag} is {fmt_number(value)} at step {step}"
             loss, loss_step, _ = self.loss.at(int(s.seq[i]))
             if s.tag != self.loss.tag and loss == 0.0 and loss_step == step:
                 evidence["loss_hidden"] = True
@@ -209,8 +202,8 @@ class Divergence(BaseRule):
             step, wall = evidence.pop("start_step"), evidence.pop("start_wall")
             evidence["value"] = evidence.pop("start_value")
             message = (
-                f"{s.tag} blew up: its smoothed value rose from its best {fmt(evidence['best'])} to "
-                f"{fmt(evidence['smoothed'])} and stayed up for {p['blowup_patience']} points since step {step} "
+                f"{s.tag} blew up: its smoothed value rose from its best {fmt_number(evidence['best'])} to "
+                f"{fmt_number(evidence['smoothed'])} and stayed up for {p['blowup_patience']} points since step {step} "
                 f"({advice})"
             )
         else:
@@ -219,8 +212,8 @@ class Divergence(BaseRule):
             what = "exploded" if condition == "explosion" else "spiked"
             hint = advice if condition == "explosion" else f"if spikes recur: {advice}"
             message = (
-                f"{s.tag} {what} to {fmt(value)} at step {step}, {fmt(value / med) if med > 0 else fmt(sigmas)}"
-                f"{'x' if med > 0 else 'σ'} its recent median {fmt(med)} ({hint})"
+                f"{s.tag} {what} to {fmt_number(value)} at step {step}, {fmt_number(value / med) if med > 0 else fmt_number(sigmas)}"
+                f"{'x' if med > 0 else 'σ'} its recent median {fmt_number(med)} ({hint})"
             )
         return self.alert(kind=KIND, level=level, step=step, wall_time=wall, tag=s.tag, message=message,
                           evidence=evidence)

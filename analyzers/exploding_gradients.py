@@ -25,8 +25,8 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.divergence import fmt
 from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import HistogramSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM
 from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, streak_update
@@ -140,7 +140,7 @@ class ExplodingGradients(BaseRule):
             self.nonfinite_tag = s.tag
             alerts.append(self.alert(
                 kind=KIND, level=CRITICAL, step=int(s.step[i]), wall_time=float(s.wall_time[i]), tag=s.tag,
-                message=(f"non-finite gradient in {s.tag} at step {int(s.step[i])} (value {fmt(float(shown[i]))}); "
+                message=(f"non-finite gradient in {s.tag} at step {int(s.step[i])} (value {fmt_number(float(shown[i]))}); "
                          "lower the learning rate, clip gradients, or check for log(0)/division by zero"),
                 evidence={"condition": "non_finite", "value": float(shown[i])},
             ))
@@ -179,9 +179,9 @@ class ExplodingGradients(BaseRule):
             step, wall, first = carried if k < 0 else (int(steps[k + cut]), float(walls[k + cut]), float(values[k + cut]))
             info[i] = {
                 "step": step, "wall": wall,
-                "message": (f"{tag} grew to {fmt(float(values[i]))} ("
-                            + (f"{fmt(float(values[i]) / base)}x " if np.isfinite(values[i]) else "overflow; ")
-                            + f"early level {fmt(base)}) and stayed above {fmt(p['growth'])}x its early level since "
+                "message": (f"{tag} grew to {fmt_number(float(values[i]))} ("
+                            + (f"{fmt_number(float(values[i]) / base)}x " if np.isfinite(values[i]) else "overflow; ")
+                            + f"early level {fmt_number(base)}) and stayed above {fmt_number(p['growth'])}x its early level since "
                             f"step {step}; clip gradients (e.g. max norm 1.0) or lower the learning rate"),
                 "condition": "growth", "baseline": base, "value": first, "noticed_value": float(values[i]),
                 "noticed_step": int(steps[i]),
@@ -211,8 +211,8 @@ class ExplodingGradients(BaseRule):
             info[int(i)] = {
                 "step": step, "wall": wall,
                 "message": (f"exploding gradients since step {step}: input-side layer {layer} gets "
-                            f"{fmt(float(ratio[i]))}x the gradient {unit} of the last layer {g.layers[idx[-1]]} "
-                            f"(> {fmt(self.p['ratio'])}x); use a smaller initialisation scale, normalisation, or "
+                            f"{fmt_number(float(ratio[i]))}x the gradient {unit} of the last layer {g.layers[idx[-1]]} "
+                            f"(> {fmt_number(self.p['ratio'])}x); use a smaller initialisation scale, normalisation, or "
                             "gradient clipping"),
                 "condition": "layer_ratio", "ratio": float(ratio[i]), "first_layer": g.layers[idx[0]],
                 "input_side_layer": layer, "last_layer": g.layers[idx[-1]], "source": g.source,

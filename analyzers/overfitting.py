@@ -29,7 +29,7 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.divergence import fmt
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import MAD_TO_SIGMA
 
@@ -208,8 +208,8 @@ class Overfitting(BaseRule):
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:
         best, best_train, best_step, best_wall = st["best"]
         message = (
-            f"{val_tag} bottomed out at {fmt(best)} at step {int(best_step)} and has risen to {fmt(value)} by step "
-            f"{step} while {train_tag} kept falling ({fmt(best_train)} → {fmt(level)}): the model is overfitting; "
+            f"{val_tag} bottomed out at {fmt_number(best)} at step {int(best_step)} and has risen to {fmt_number(value)} by step "
+            f"{step} while {train_tag} kept falling ({fmt_number(best_train)} → {fmt_number(level)}): the model is overfitting; "
             "stop at the best checkpoint, or add regularisation/data"
         )
         return self.alert(

@@ -18,8 +18,8 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.divergence import fmt
 from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.windows import Streak, streak_update
 
 KIND = "vanishing_gradients"
@@ -73,8 +73,8 @@ class VanishingGradients(BaseRule):
         named = ", ".join(small[:4]) + (f" and {len(small) - 4} more" if len(small) > 4 else "")
         message = (
             f"vanishing gradients since step {step}: {len(small)} of {len(idx)} layers get < "
-            f"{fmt(self.p['ratio'])}x the gradient of the last layer {g.layers[idx[-1]]} ({named}; first layer "
-            f"{unit} {fmt(row[idx[0]])} vs {fmt(last)}); use ReLU-family activations, residual connections, "
+            f"{fmt_number(self.p['ratio'])}x the gradient of the last layer {g.layers[idx[-1]]} ({named}; first layer "
+            f"{unit} {fmt_number(row[idx[0]])} vs {fmt_number(last)}); use ReLU-family activations, residual connections, "
             "normalisation or a better initialisation"
         )
         return self.alert(

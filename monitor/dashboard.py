@@ -22,7 +22,7 @@ from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert, severity_rank
 from tbmon.analyzers.series import RunBatch
-from tbmon.monitor.numbers import fmt_number
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.monitor.sparkline import sparkline
 
 SPARK_POINTS = 240  # recent loss values kept per run; the sparkline averages them into its width

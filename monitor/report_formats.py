@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.monitor.numbers import fmt_number
+from tbmon.analyzers.numbers import fmt_number
 from tbmon.monitor.sparkline import sparkline
 from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary, log_scale_fits
 

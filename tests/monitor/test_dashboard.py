@@ -81,7 +81,7 @@ def test_board_rows_show_progress_losses_and_status() -> None:
     assert "/logs" in lines[0] and "inotify" in lines[0] and "2 runs, 2 files" in lines[0]
     bad, good = row_of(text, "bad"), row_of(text, "good")
     assert lines.index(bad) < lines.index(good)  # worst first
-    assert "nan" in bad and "critical" in bad and "×" in bad
+    assert "NaN" in bad and "critical" in bad and "×" in bad
     # step 90, 2 steps/s of writer time, best loss 1/91, val and grad norm, ok status
     for cell in ("90", "2", "0.01099", "0.125", "0.5", "ok"):
         assert cell in good.split(), cell
@@ -163,7 +163,7 @@ def test_rich_dashboard_in_a_real_pty(tmp_path: Path) -> None:
         os.close(master)
     assert "tbmon watch" in text and "inotify" in text
     assert re.search(r"healthy\s+2\s", text)  # the run row with its last step
-    assert re.search(r"diverging\s+2\s.*nan.*critical\s+1", text)
+    assert re.search(r"diverging\s+2\s.*NaN.*critical\s+1", text)
     assert "CRITICAL divergence diverging train/loss step 2" in text
     assert "tbmon: 2 runs, 1 alerts" in text and code == 1
     assert "Traceback" not in text

@@ -26,7 +26,7 @@ def test_loss_summary_keeps_a_nan_last_value_and_the_best_finite_one() -> None:
 def test_loss_summary_of_an_all_nan_series_has_no_best() -> None:
     loss = _loss_summary("loss", np.array([5]), np.array([np.nan]))
     assert loss.best is None and loss.best_step is None
-    assert fmt_val_loss(loss) == "nan"
+    assert fmt_val_loss(loss) == "NaN"
 
 
 def test_health_reads_like_a_sentence() -> None:
@@ -45,7 +45,7 @@ def test_status_is_the_worst_warning_or_critical() -> None:
 
 def test_numbers_and_spans_print_compactly() -> None:
     assert [fmt_number(v) for v in (None, math.nan, math.inf, -math.inf, 0.000123456, 1234567.0)] == [
-        "–", "nan", "inf", "-inf", "0.0001235", "1.235e+06",
+        "–", "NaN", "inf", "-inf", "0.0001235", "1.235e+06",
     ]  # fmt: skip
     assert [fmt_span(v) for v in (None, 5.2, 125, 3 * 3600 + 60, 3 * 86400 + 7200)] == [
         "–", "5s", "2m 05s", "3h 01m", "3d 02h",
