@@ -16,12 +16,15 @@ from tbmon.analyzers.base import Rule
 from tbmon.analyzers.dead_units import DeadUnits
 from tbmon.analyzers.divergence import Divergence
 from tbmon.analyzers.exploding_gradients import ExplodingGradients
+from tbmon.analyzers.loss_plateau import LossPlateau
 from tbmon.analyzers.overfitting import Overfitting
 from tbmon.analyzers.vanishing_gradients import VanishingGradients
 
 ENTRY_POINT_GROUP = "tbmon.rules"
 
-BUILTIN_RULES: tuple[type[Rule], ...] = (Divergence, Overfitting, VanishingGradients, ExplodingGradients, DeadUnits)
+BUILTIN_RULES: tuple[type[Rule], ...] = (
+    Divergence, Overfitting, VanishingGradients, ExplodingGradients, DeadUnits, LossPlateau,
+)
 
 
 @lru_cache(maxsize=1)

@@ -79,5 +79,15 @@ def blown_up_run(n: int = 260, seed: int = 11) -> Stream:
     return s
 
 
+def plateau_run(n: int = 1800) -> Stream:
+    """Falls, stalls at constant lr, falls again after a step decay, stalls again: two plateau notes."""
+    t = np.arange(n)
+    level = np.where(t < 1100, 0.4 + 2.0 * np.exp(-t / 80), 0.15 + 0.25 * np.exp(-np.clip(t - 1100, 0, None) / 60))
+    loss = level * np.exp(0.1 * np.random.default_rng(13).standard_normal(n))
+    lr = np.where(t < 1100, 0.1, 0.01)
+    return scalar_run({"train/loss": loss, "lr": lr}, n)
+
+
 def all_scenarios() -> dict[str, Stream]:
-    return {"divergence": divergence_run(), "mixed": mixed_run(), "overfit": overfit_run(), "blown_up": blown_up_run()}
+    return {"divergence": divergence_run(), "mixed": mixed_run(), "overfit": overfit_run(), "blown_up": blown_up_run(),
+            "plateau": plateau_run()}

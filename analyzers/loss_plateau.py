@@ -1,0 +1,125 @@
+"""`loss_plateau` (info): the training loss has stopped improving, with a learning-rate hint.
+
+The run's first training-loss tag is cut into blocks of ``block`` consecutive finite points
+(aligned on the tag's point count, so chunking cannot move them), each summarised by its median,
+a level minibatch noise barely moves. After every block the median of the last ``window`` block
+levels is compared with the median of the ``window`` before them: less than ``min_delta``
+relative improvement, without a climb of more than ``max_rise`` (a climbing loss is divergence's
+business), is a plateau. Two window medians rather than each block against the best one: a noisy
+run that still improves slowly (batch-8 SGD, block levels jumping ±20 %) must not look flat, nor
+a flat run with noisy blocks look like progress. One info alert per plateau, dated where the
+earlier window ends (the last point progress was still visible); a new plateau needs
+``2 × window`` blocks of progress in between, so windows flickering across ``min_delta`` give one
+note. The hint reads the learning rate when the run logs it: a loss that has hardly moved from
+its first level suggests too low a rate or vanishing gradients; a decayed rate means the schedule
+has little left to give; an unchanged rate may need lowering.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.base import BaseRule, RunView, ScalarContext
+from tbmon.analyzers.numbers import fmt_number
+from tbmon.analyzers.series import ScalarSeries
+from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS
+
+KIND = "loss_plateau"
+INFO = 0
+HOLDS = 1  # episode level while the plateau lasts (the alert itself is info)
+
+
+class LossPlateau(BaseRule):
+    name: ClassVar[str] = "loss_plateau"
+    defaults: ClassVar[dict[str, Any]] = {
+        "block": 50,
+        "window": 4,
+        "min_delta": 0.01,
+        "max_rise": 0.1,
+        "decayed_lr": 0.5,
+        "barely_moved": 0.9,
+    }
+
+    def __init__(self, run: str, params: dict[str, Any]) -> None:
+        super().__init__(run, params)
+        self.lr = ScalarContext()
+        self.followed: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "lr": self.lr.state(), "followed": self.followed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.lr.load(state["lr"])
+        self.followed = state["followed"]
+
+    def feed(self, view: RunView) -> list[Alert]:
+        self.lr.update(view.signal(LEARNING_RATE))
+        losses = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        if self.followed is None and losses:
+            self.followed = min(losses, key=lambda s: int(s.seq[0])).tag
+        return [a for s in losses if s.tag == self.followed for a in self._judge(s)]
+
+    def _judge(self, s: ScalarSeries) -> list[Alert]:
+        p = self.p
+        size, window = p["block"], p["window"]
+        st = self.tags.setdefault(s.tag, {"pending": [], "blocks": [], "first": None})
+        ok = np.flatnonzero(np.isfinite(s.value))
+        values = np.concatenate([np.asarray(st["pending"], dtype=float), s.value[ok]])
+        n_blocks = values.size // size
+        ends = ok[size - len(st["pending"]) - 1 :: size][:n_blocks]  # each block's last point in `s`
+        st["pending"] = values[n_blocks * size :].tolist()
+        if n_blocks == 0:
+            return []
+        levels = np.median(values[: n_blocks * size].reshape(n_blocks, size), axis=1)
+        holds = np.zeros(n_blocks, dtype=int)
+        found: dict[int, dict[str, Any]] = {}
+        for b, level in enumerate(levels.tolist()):
+            e = int(ends[b])
+            blocks = st["blocks"] = (st["blocks"] + [[level, int(s.step[e]), float(s.wall_time[e])]])[-2 * window :]
+            st["first"] = level if st["first"] is None else st["first"]
+            if len(blocks) < 2 * window:
+                continue
+            before = median(x[0] for x in blocks[:window])
+            now = median(x[0] for x in blocks[window:])
+            if before - p["min_delta"] * abs(before) < now <= before + p["max_rise"] * abs(before):
+                holds[b] = HOLDS
+                found[b] = {"before": before, "now": now, "since": blocks[window - 1], "first": st["first"]}
+        alerts = []
+        for b in self.events(KIND, s.tag, holds, s.step[ends], 2 * window):
+            alerts.append(self._alert(s, int(ends[b]), found[int(b)]))
+        return alerts
+
+    def _alert(self, s: ScalarSeries, end: int, f: dict[str, Any]) -> Alert:
+        since_level, since_step, since_wall = f["since"]
+        step = int(s.step[end])
+        lr, _, peak = self.lr.at(int(s.seq[end]))
+        points = self.p["block"] * self.p["window"]
+        message = (
+            f"{s.tag} has stopped improving since about step {since_step}: its level (median) over the {points} points "
+            f"up to step {step} is {fmt_number(f['now'])}, against {fmt_number(f['before'])} over the {points} before "
+            f"(not {self.p['min_delta']:.0%} better); {self._hint(f['now'], f['first'], lr, peak)}"
+        )
+        return self.alert(
+            kind=KIND, level=INFO, step=since_step, wall_time=since_wall, tag=s.tag, message=message,
+            evidence={"level_before": f["before"], "level": f["now"], "first_level": f["first"], "noticed_step": step,
+                      "learning_rate": lr, "peak_learning_rate": peak},
+        )
+
+    def _hint(self, now: float, first: float, lr: float, peak: float) -> str:
+        at_lr = "" if not np.isfinite(lr) else f" (lr {fmt_number(lr)})"
+        if now >= self.p["barely_moved"] * first:
+            return (f"it has hardly moved from its first level {fmt_number(first)}: the learning rate may be too low"
+                    f"{at_lr}, or the gradients vanish (log gradient histograms or norms to tell)")
+        if np.isfinite(lr) and np.isfinite(peak) and peak > 0 and lr <= self.p["decayed_lr"] * peak:
+            return (f"lr has already decayed to {fmt_number(lr)} ({lr / peak:.0%} of its peak {fmt_number(peak)}), so the "
+                    "rest of the schedule is unlikely to add much: stopping here saves compute if this level is good "
+                    "enough")
+        if np.isfinite(lr):
+            return (f"lr is {fmt_number(lr)}: a lower lr or a decay schedule (e.g. ReduceLROnPlateau) often resumes "
+                    "progress; if it does not, capacity or data is the limit")
+        return "if this level is good enough, stopping saves compute; if not, try a lower learning rate or a decay schedule"

@@ -1,0 +1,65 @@
+"""`loss_plateau`: real tiny trainings on CPU that stall (note, with the right hint) or keep improving (silence)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tbmon.analyzers import Engine, analyze
+from tbmon.monitor import read
+from tests.analyzers.streams import scalar_run
+from tests.scenarios.training import Recipe, train
+
+STALLS = {
+    # SGD at lr 1e-4 on digits: the loss sits at ln(10) ≈ 2.32 for the whole run.
+    "lr_too_low": (Recipe(hidden=(64,), lr=1e-4, steps=600, seed=2), "too low"),
+    # Warm-up + cosine to zero: the loss levels off near 1e-3 once lr is a few % of its peak.
+    "cosine_done": (Recipe(hidden=(64,), lr=0.2, momentum=0.9, schedule=("warmup_cosine", 100), steps=1500, seed=5),
+                    "already decayed"),
+}
+IMPROVING = {
+    # Batch-8 SGD: block levels jump ±20 % but fall 0.30 → 0.08 over the last 1,000 steps.
+    "noisy_bs8": Recipe(hidden=(64,), lr=0.05, batch_size=8, steps=1500, seed=0),
+    # Adam keeps fitting the training set: 0.23 → 0.05 over the last 1,000 steps.
+    "adam_digits": Recipe(hidden=(64,), optimizer="adam", lr=1e-3, steps=1500, seed=1),
+}
+
+
+def plateau_alerts(logdir: Path) -> list:
+    return [a for a in analyze(read(logdir)) if a.kind == "loss_plateau"]
+
+
+@pytest.mark.parametrize("name", sorted(STALLS))
+def test_a_stalled_training_gets_one_info_note_with_its_hint(tmp_path: Path, name: str) -> None:
+    recipe, hint = STALLS[name]
+    train(recipe, "slash", "tensorboardX", tmp_path / name)
+    [alert] = plateau_alerts(tmp_path)
+    assert (alert.severity, alert.tag) == ("info", "train/loss")
+    assert alert.step < alert.evidence["noticed_step"] < recipe.steps
+    assert alert.evidence["level"] > (1 - 0.01) * alert.evidence["level_before"]
+    assert hint in alert.message
+
+
+@pytest.mark.parametrize("name", sorted(IMPROVING))
+def test_a_training_that_still_improves_gets_no_note(tmp_path: Path, name: str) -> None:
+    train(IMPROVING[name], "slash", "tensorboardX", tmp_path / name)
+    assert plateau_alerts(tmp_path) == []
+
+
+def test_a_climbing_loss_is_not_a_plateau_and_short_runs_are_not_judged() -> None:
+    rng = np.random.default_rng(0)
+    n = 1000
+    climbing = np.linspace(1.0, 3.0, n) * np.exp(0.05 * rng.standard_normal(n))
+    flat = np.full(n, 0.5) * np.exp(0.05 * rng.standard_normal(n))
+    engine = Engine()
+    assert [a.kind for b in scalar_run({"loss": climbing}, n).batches() for a in engine.feed(b)
+            if a.kind == "loss_plateau"] == []
+    engine = Engine()
+    short = [a for b in scalar_run({"loss": flat[:399]}, 399).batches() for a in engine.feed(b)]
+    assert [a for a in short if a.kind == "loss_plateau"] == []  # 2 windows of 4 blocks of 50 points
+    engine = Engine()
+    full = [a for b in scalar_run({"loss": flat}, n).batches() for a in engine.feed(b) if a.kind == "loss_plateau"]
+    assert [(a.step, a.evidence["noticed_step"]) for a in full] == [(199, 399)]
+    assert "hardly moved" in full[0].message
