@@ -8,16 +8,14 @@ frames, so `tbmon report` and `tbmon watch` feed the analyzers the very same str
 Every event file of a run is read (in file-name order, which is creation-time order), not only
 the newest as TensorBoard's default loader does.
 
-Restarts and superseded data. A run that resumes from a checkpoint writes steps it already
-wrote. The batches keep the raw arrival-order stream (the analyzers reset a tag when its step
-goes back). The frames of :func:`read` keep TensorBoard's view: a point is superseded by any
-later point of the same (run, tag) whose step is <= its step (so a duplicate step keeps the
-last value, and a resume at step s drops the older points with step >= s), and by any later
-``SessionLog.START`` marker (torch's ``purge_step``) at step <= its step, in any tag of the run.
-A marker is placed at the start of the chunk that carries it (the file layer reports markers
-per chunk; writers put them first in a new file). A file that is rewritten (shrunk or
-replaced) is read again from its start; its re-read points supersede the old ones by the same
-rule. :attr:`RunInfo.restarts` lists where a run went back, whatever the cause.
+Restarts. A run that resumes from a checkpoint writes steps it already wrote. The batches keep
+the raw arrival-order stream (the analyzers reset a tag when its step goes back). The frames of
+:func:`read` drop superseded points (the rule is in :mod:`tbmon.monitor.frames`), using the
+run-wide ``SessionLog.START`` markers this reader records. A marker is placed at the start of
+the chunk that carries it (the file layer reports markers per chunk; writers put them first in
+a new file). A file that is rewritten (shrunk or replaced) is read again from its start; its
+re-read points supersede the old ones by the same rule. :attr:`RunInfo.restarts` lists where a
+run went back, whatever the cause.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
 from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
 from tbmon.monitor.exit_codes import UsageError
+from tbmon.monitor.frames import frames, join_histograms, join_scalars
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,12 +48,6 @@ that are not a training clock) would otherwise grow one object per point; beyond
 is flagged ``restarts_truncated``. Session-start markers are always kept: they drive purging."""
 
 STATE_VERSION = 1
-_NO_STEP = np.iinfo(np.int64).max
-SCALAR_COLUMNS = ("run", "tag", "step", "wall_time", "value")
-HISTOGRAM_COLUMNS = (
-    "run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares",
-    "bucket_limits", "bucket_counts",
-)
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,7 @@ class PollResult:
 
 @dataclass
 class ReadResult:
-    """Everything under a logdir, read once (see module docstring for superseded points)."""
+    """Everything under a logdir, read once (superseded points: :mod:`tbmon.monitor.frames`)."""
 
     logdir: str
     scalars: pd.DataFrame
@@ -343,8 +336,8 @@ class _BatchBuilder:
 
     def build(self, run: _RunState) -> RunBatch:
         # Pop each tag's pieces as it is joined, so a big read holds one extra tag, not two copies.
-        scalars = tuple(_join_scalars(self.scalars.pop(tag)) for tag in sorted(self.scalars))
-        histograms = tuple(_join_histograms(self.histograms.pop(tag)) for tag in sorted(self.histograms))
+        scalars = tuple(join_scalars(self.scalars.pop(tag)) for tag in sorted(self.scalars))
+        histograms = tuple(join_histograms(self.histograms.pop(tag)) for tag in sorted(self.histograms))
         return RunBatch(
             run=run.run,
             scalars=scalars,
@@ -583,123 +576,8 @@ def _check_logdir(path: str) -> None:
         raise UsageError(f"cannot read logdir {path!r}: {exc.strerror or exc.__class__.__name__}") from None
 
 
-def kept_mask(
-    seq: np.ndarray, step: np.ndarray, marker_seq: np.ndarray, marker_step: np.ndarray
-) -> np.ndarray:
-    """Which points of one (run, tag) stream survive (see module docstring).
-
-    A point is dropped if a later point has step <= its step, or a later run-wide marker has
-    step <= its step. Kept points therefore come out with strictly increasing steps.
-    """
-    n = step.shape[0]
-    later_min = np.full(n, _NO_STEP, dtype=np.int64)
-    if n > 1:
-        later_min[:-1] = np.minimum.accumulate(step[:0:-1])[::-1]
-    keep = step < later_min
-    if marker_seq.size:
-        order = np.argsort(marker_seq, kind="stable")
-        m_seq, m_step = marker_seq[order], marker_step[order]
-        suffix_min = np.append(np.minimum.accumulate(m_step[::-1])[::-1], _NO_STEP)
-        keep &= step < suffix_min[np.searchsorted(m_seq, seq, side="right")]
-    return keep
-
-
-def frames(
-    batches: list[RunBatch], markers: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The contract's long-form frames, built column by column with categorical run/tag.
-
-    ``batches`` may hold several batches per run (e.g. a watcher's polls, in order): the
-    pieces of each (run, tag) are joined before superseded points are dropped.
-    """
-    import pandas as pd
-
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
-    scalar_pieces: dict[tuple[str, str], list[ScalarSeries]] = {}
-    hist_pieces: dict[tuple[str, str], list[HistogramSeries]] = {}
-    for batch in batches:
-        for s in batch.scalars:
-            scalar_pieces.setdefault((batch.run, s.tag), []).append(s)
-        for h in batch.histograms:
-            hist_pieces.setdefault((batch.run, h.tag), []).append(h)
-
-    def kept(pieces: dict, join: Callable) -> list[tuple[str, str, np.ndarray, Any]]:
-        parts = []
-        for (run, tag) in sorted(pieces):
-            series = join(pieces.pop((run, tag)))
-            m_seq, m_step = markers.get(run, empty)
-            parts.append((run, tag, kept_mask(series.seq, series.step, m_seq, m_step), series))
-        return parts
-
-    s_parts = kept(scalar_pieces, _join_scalars)
-    h_parts = kept(hist_pieces, _join_histograms)
-
-    def keys(parts: list) -> dict[str, Any]:
-        runs = sorted({p[0] for p in parts})
-        tags = sorted({p[1] for p in parts})
-        run_code = {r: i for i, r in enumerate(runs)}
-        tag_code = {t: i for i, t in enumerate(tags)}
-        counts = [int(p[2].sum()) for p in parts]
-        run_codes = np.repeat(np.array([run_code[p[0]] for p in parts], dtype=np.int32), counts)
-        tag_codes = np.repeat(np.array([tag_code[p[1]] for p in parts], dtype=np.int32), counts)
-        return {
-            "run": pd.Categorical.from_codes(run_codes, categories=runs),
-            "tag": pd.Categorical.from_codes(tag_codes, categories=tags),
-        }
-
-    def column(parts: list, name: str, dtype: Any) -> np.ndarray:
-        # Filled in place: no per-tag copies held alongside the result.
-        out = np.empty(sum(int(p[2].sum()) for p in parts), dtype=dtype)
-        at = 0
-        for p in parts:
-            kept = np.compress(p[2], getattr(p[3], name))
-            out[at : at + kept.shape[0]] = kept
-            at += kept.shape[0]
-        return out
-
-    scalars = pd.DataFrame(
-        {
-            **keys(s_parts),
-            "step": column(s_parts, "step", np.int64),
-            "wall_time": column(s_parts, "wall_time", np.float64),
-            "value": column(s_parts, "value", np.float64),
-        },
-        copy=False,
-    )
-    hist_cols: dict[str, Any] = {**keys(h_parts), "step": column(h_parts, "step", np.int64)}
-    for name in ("wall_time", "min", "max", "num", "sum", "sum_squares"):
-        hist_cols[name] = column(h_parts, name, np.float64)
-    for name in ("bucket_limits", "bucket_counts"):
-        picked = [arr for p in h_parts for arr, k in zip(getattr(p[3], name), p[2].tolist()) if k]
-        col = np.empty(len(picked), dtype=object)
-        col[:] = picked if picked else []
-        hist_cols[name] = col
-    histograms = pd.DataFrame(hist_cols, copy=False)
-    return scalars, histograms
-
-
 # -- small helpers ------------------------------------------------------------------------
 
-
-def _join_scalars(parts: list[ScalarSeries]) -> ScalarSeries:
-    if len(parts) == 1:
-        return parts[0]
-    return ScalarSeries(
-        parts[0].tag,
-        *(np.concatenate([getattr(p, name) for p in parts]) for name in ("seq", "step", "wall_time", "value")),
-    )
-
-
-def _join_histograms(parts: list[HistogramSeries]) -> HistogramSeries:
-    if len(parts) == 1:
-        return parts[0]
-    arrays = ("seq", "step", "wall_time", "min", "max", "num", "sum", "sum_squares")
-    return HistogramSeries(
-        parts[0].tag,
-        *(np.concatenate([getattr(p, name) for p in parts]) for name in arrays),
-        tuple(a for p in parts for a in p.bucket_limits),
-        tuple(a for p in parts for a in p.bucket_counts),
-    )
 
 
 def _first_wall_time(series: list[Any]) -> float | None:

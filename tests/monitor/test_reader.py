@@ -24,7 +24,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import tbmon.monitor.reader as reader_module
 from tbmon.monitor import LogdirReader, read
 from tbmon.monitor.exit_codes import UsageError
-from tbmon.monitor.reader import SCALAR_COLUMNS, PollResult, kept_mask
+from tbmon.monitor.frames import SCALAR_COLUMNS, frames, kept_mask
+from tbmon.monitor.reader import PollResult
 from tests.conftest import session_start, tf2_histogram, tf2_scalar
 
 
@@ -486,7 +487,7 @@ def test_restart_seen_live_is_recorded_as_by_read(tmp_path: Path, tb) -> None:
     hist = once.histograms
     assert hist.step.tolist() == list(range(30)) and hist.num.tolist() == [50.0] * 20 + [3.0] * 10
     markers = {".": watcher._runs["."].purge_markers()}
-    scalars, histograms = reader_module.frames([b for p in live for b in p.batches], markers)
+    scalars, histograms = frames([b for p in live for b in p.batches], markers)
     # The per-poll batches are pieces of the same stream: they give the same frames.
     pd.testing.assert_frame_equal(scalars, once.scalars)
     pd.testing.assert_frame_equal(histograms.drop(columns=["bucket_limits", "bucket_counts"]),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tbmon.monitor import read
 from tbmon.trainer_shim import TrainerShim, stats
 from tests.trainer_shim.training import load, mlp, train
 
@@ -89,10 +90,9 @@ def test_written_statistics_equal_a_reference_on_the_same_gradients(tmp_path: Pa
 
 
 def test_tbmon_reader_sees_the_same_series(tmp_path: Path) -> None:
-    monitor = pytest.importorskip("tbmon.monitor.reader", reason="tbmon.monitor reader not committed yet")
     with TrainerShim(tmp_path, mlp(), hist_every=5) as shim:
         losses = train(shim, shim.model, 12)
-    result = monitor.read(tmp_path)
+    result = read(tmp_path)
     loss = result.scalars[result.scalars.tag == "train/loss"].sort_values("step")
     assert loss.value.to_numpy() == pytest.approx(losses, rel=1e-6)
     grad = result.histograms[result.histograms.tag == "grad/0.weight"]
