@@ -2,17 +2,21 @@
 
 The run's first training-loss tag is cut into blocks of ``block`` consecutive finite points
 (aligned on the tag's point count, so chunking cannot move them), each summarised by its median,
-a level minibatch noise barely moves. After every block the median of the last ``window`` block
-levels is compared with the median of the ``window`` before them: less than ``min_delta``
-relative improvement, without a climb of more than ``max_rise`` (a climbing loss is divergence's
-business), is a plateau. Two window medians rather than each block against the best one: a noisy
-run that still improves slowly (batch-8 SGD, block levels jumping ±20 %) must not look flat, nor
-a flat run with noisy blocks look like progress. One info alert per plateau, dated where the
-earlier window ends (the last point progress was still visible); a new plateau needs
-``2 × window`` blocks of progress in between, so windows flickering across ``min_delta`` give one
-note. The hint reads the learning rate when the run logs it: a loss that has hardly moved from
-its first level suggests too low a rate or vanishing gradients; a decayed rate means the schedule
-has little left to give; an unchanged rate may need lowering.
+a level minibatch noise barely moves. Levels are kept in at most ``2 × levels`` entries: when the
+list is full, neighbours merge and each entry spans twice as many points, so memory stays bounded
+and the comparison scales with the run. After each new entry, the median of the last ``window``
+entries is compared with the median of the ``window`` before them (each side 1/8 to 1/4 of the run
+so far, at least ``window × block`` points): less than ``min_delta`` relative improvement, without
+a climb of more than ``max_rise`` (divergence's business), is a plateau. Window medians rather than
+each block against the best one: a noisy run that still improves (batch-8 SGD, block levels
+jumping ±20 %) must not look flat, nor a flat run with noisy blocks look like progress; windows
+that grow with the run keep a slow power-law decline from looking flat at every step count.
+
+One info note per plateau, dated where the earlier window ends (the last point progress was still
+visible); another only once the loss has come down by ``renote_drop`` since the last note. The
+hint reads the learning rate when the run logs it: a loss that has hardly moved from its first
+level suggests too low a rate or vanishing gradients; a decayed rate means the schedule has
+little left to give; an unchanged rate may need lowering.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class LossPlateau(BaseRule):
     defaults: ClassVar[dict[str, Any]] = {
         "block": 50,
         "window": 4,
+        "levels": 16,
+        "renote_drop": 0.1,
         "min_delta": 0.01,
         "max_rise": 0.1,
         "decayed_lr": 0.5,
@@ -66,8 +72,9 @@ class LossPlateau(BaseRule):
 
     def _judge(self, s: ScalarSeries) -> list[Alert]:
         p = self.p
-        size, window = p["block"], p["window"]
-        st = self.tags.setdefault(s.tag, {"pending": [], "blocks": [], "first": None})
+        size = p["block"]
+        st = self.tags.setdefault(
+            s.tag, {"pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None})
         ok = np.flatnonzero(np.isfinite(s.value))
         values = np.concatenate([np.asarray(st["pending"], dtype=float), s.value[ok]])
         n_blocks = values.size // size
@@ -75,30 +82,51 @@ class LossPlateau(BaseRule):
         st["pending"] = values[n_blocks * size :].tolist()
         if n_blocks == 0:
             return []
-        levels = np.median(values[: n_blocks * size].reshape(n_blocks, size), axis=1)
-        holds = np.zeros(n_blocks, dtype=int)
-        found: dict[int, dict[str, Any]] = {}
-        for b, level in enumerate(levels.tolist()):
-            e = int(ends[b])
-            blocks = st["blocks"] = (st["blocks"] + [[level, int(s.step[e]), float(s.wall_time[e])]])[-2 * window :]
-            st["first"] = level if st["first"] is None else st["first"]
-            if len(blocks) < 2 * window:
-                continue
-            before = median(x[0] for x in blocks[:window])
-            now = median(x[0] for x in blocks[window:])
-            if before - p["min_delta"] * abs(before) < now <= before + p["max_rise"] * abs(before):
-                holds[b] = HOLDS
-                found[b] = {"before": before, "now": now, "since": blocks[window - 1], "first": st["first"]}
+        medians = np.median(values[: n_blocks * size].reshape(n_blocks, size), axis=1)
         alerts = []
-        for b in self.events(KIND, s.tag, holds, s.step[ends], 2 * window):
-            alerts.append(self._alert(s, int(ends[b]), found[int(b)]))
+        for m, e in zip(medians.tolist(), ends.tolist(), strict=True):
+            st["first"] = m if st["first"] is None else st["first"]
+            st["carry"] = [st["carry"][0] + m, st["carry"][1] + 1]
+            if st["carry"][1] < st["span"]:
+                continue
+            self._add_level(st, st["carry"][0] / st["span"], int(s.step[e]), float(s.wall_time[e]))
+            st["carry"] = [0.0, 0]
+            f = self._plateau(st)
+            episode = self._episodes.get(f"{KIND}|{s.tag}")
+            # A new note only once the loss has come down by `renote_drop` since the last one, so a
+            # slow power-law decline whose windows hover around `min_delta` gets one note, not one per wobble.
+            fresh = f is not None and (st["noted"] is None or f["now"] < (1 - p["renote_drop"]) * st["noted"])
+            holds = f is not None and ((episode is not None and episode.open) or fresh)
+            due = self.events(KIND, s.tag, np.array([int(holds)]), np.array([int(s.step[e])]), 1).size
+            if due and f is not None:
+                st["noted"] = f["now"]
+                alerts.append(self._alert(s, e, f))
         return alerts
 
+    def _add_level(self, st: dict[str, Any], level: float, step: int, wall: float) -> None:
+        """Append a level; at ``2 × levels`` entries merge neighbours, so each entry spans twice the points."""
+        st["levels"].append([level, step, wall])
+        if len(st["levels"]) == 2 * self.p["levels"]:
+            pairs = zip(st["levels"][::2], st["levels"][1::2], strict=True)
+            st["levels"] = [[(a[0] + b[0]) / 2, b[1], b[2]] for a, b in pairs]
+            st["span"] *= 2
+
+    def _plateau(self, st: dict[str, Any]) -> dict[str, Any] | None:
+        p, w, levels = self.p, self.p["window"], st["levels"]
+        if len(levels) < 2 * w:
+            return None
+        before = median(x[0] for x in levels[-2 * w : -w])
+        now = median(x[0] for x in levels[-w:])
+        if not before - p["min_delta"] * abs(before) < now <= before + p["max_rise"] * abs(before):
+            return None
+        points = w * st["span"] * p["block"]
+        return {"before": before, "now": now, "since": levels[-w - 1], "first": st["first"], "points": points}
+
     def _alert(self, s: ScalarSeries, end: int, f: dict[str, Any]) -> Alert:
-        since_level, since_step, since_wall = f["since"]
+        _, since_step, since_wall = f["since"]
         step = int(s.step[end])
         lr, _, peak = self.lr.at(int(s.seq[end]))
-        points = self.p["block"] * self.p["window"]
+        points = f["points"]
         message = (
             f"{s.tag} has stopped improving since about step {since_step}: its level (median) over the {points} points "
             f"up to step {step} is {fmt_number(f['now'])}, against {fmt_number(f['before'])} over the {points} before "

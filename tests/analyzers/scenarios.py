@@ -79,7 +79,7 @@ def blown_up_run(n: int = 260, seed: int = 11) -> Stream:
     return s
 
 
-def plateau_run(n: int = 1800) -> Stream:
+def plateau_run(n: int = 2600) -> Stream:
     """Falls, stalls at constant lr, falls again after a step decay, stalls again: two plateau notes."""
     t = np.arange(n)
     level = np.where(t < 1100, 0.4 + 2.0 * np.exp(-t / 80), 0.15 + 0.25 * np.exp(-np.clip(t - 1100, 0, None) / 60))
