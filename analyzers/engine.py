@@ -26,7 +26,7 @@ from tbmon.analyzers.registry import available_rules
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.analyzers.signals import SignalMatcher
 
-STATE_VERSION = 2  # 2: seq-based gradient-source, layer-set and total-norm choices (new rule state keys)
+STATE_VERSION = 3  # 3: overfitting remembers the minimum it reported; loss_plateau. 2: seq-based layer choices
 Series = ScalarSeries | HistogramSeries
 
 

@@ -44,7 +44,7 @@ class ExplodingGradients(BaseRule):
         "ratio": 70.0,
         "growth_patience": 2,
         "ratio_patience": 2,
-        "rearm": 10,
+        "rearm": 200,
     }
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:

@@ -91,14 +91,19 @@ class Overfitting(BaseRule):
             cursors[n] = b
         return alerts
 
+    def __init__(self, run: str, params: dict[str, Any]) -> None:
+        super().__init__(run, params)
+        self.alerted_minimum: dict[str, int] = {}  # validation tag → step of the minimum last reported
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["tags"] = {k: ({**v, "points": v["points"].tolist()} if k.startswith("train:") else v)
                          for k, v in state["tags"].items()}
-        return state
+        return {**state, "alerted_minimum": self.alerted_minimum}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.alerted_minimum = {str(k): int(v) for k, v in state["alerted_minimum"].items()}
         for key, st in self.tags.items():
             if key.startswith("train:"):
                 st["points"] = np.asarray(st["points"], dtype=float).reshape(-1, 2)
@@ -185,7 +190,11 @@ class Overfitting(BaseRule):
             counting = self._counts(st, value, level)
             st["streak"] = st["streak"] + 1 if counting else 0
             cond = np.array([1 if st["streak"] >= p["patience"] else 0])
-            if self.events(KIND, val_tag, cond, np.array([step]), p["rearm"]).size:
+            # A flickering condition may close and reopen the episode; with the same validation
+            # minimum it is the same overfitting, so it is reported once (kept across restarts too).
+            due = self.events(KIND, val_tag, cond, np.array([step]), p["rearm"]).size
+            if due and self.alerted_minimum.get(val_tag) != st["best"][2]:
+                self.alerted_minimum[val_tag] = st["best"][2]
                 alerts.append(self._alert(val_tag, train_tag, st, value, level, step))
         return alerts
 

@@ -81,3 +81,18 @@ def test_long_run_in_one_batch_matches_a_live_feed() -> None:
     live = [(a.step, a.tag) for b in stream.batches(range(0, len(stream), 997)) for a in engine.feed(b)
             if a.kind == "overfitting"]
     assert whole == live == [(min(val, key=val.get), "eval_loss")]
+
+
+def test_a_flickering_rise_from_the_same_minimum_is_reported_once() -> None:
+    """bench/analyzers.py found three warnings for one minimum: the rise dipped below the threshold for
+    more than `rearm` evaluations, closing the episode, then came back. Same minimum, same overfitting."""
+    n = 3000
+    train = healthy_loss(n, floor=0.02)
+    val = {}
+    for k, step in enumerate(range(0, n, EVAL)):
+        if k <= 10:
+            val[step] = 2.3 - 0.17 * k  # falls to its minimum 0.6 at evaluation 10
+        else:
+            val[step] = 0.6 * (1.3 if (k - 11) % 30 < 8 else 1.02)  # +30 % for 8 evaluations, +2 % for 22
+    alerts = alerts_of(scalar_run({"train/loss": train, "val/loss": val}, n))
+    assert [a.step for a in alerts] == [200]
