@@ -26,6 +26,8 @@ from tbmon.monitor.report_formats import (
 from tbmon.monitor.summary import LogdirReport, RunSummary
 
 PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
+MAX_FIGURES = 50  # per logdir: a figure costs ~0.4 s and ~60 kB, so 500 runs would take minutes and 30 MB
+_STATUS_ORDER = {"critical": 0, "warning": 1}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -73,14 +75,24 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
         out.append(f"<h3>Read problems ({len(report.problems)})</h3><ul>")
         out.extend(f"<li class='problem'>{escape(problem_line(p))}</li>" for p in report.problems)
         out.append("</ul>")
+    drawn = figured_runs(report.runs)
+    if plot is not None and len(drawn) < len(report.runs):
+        out.append(f"<p class='meta'>Figures for {len(drawn)} of {len(report.runs)} runs (runs with alerts first); "
+                   "<code>--plots DIR</code> draws every run.</p>")
     for run in report.runs:
         out.append(f"<h3>Run <code>{escape(run.run)}</code></h3>")
         out.append(_tag_list(run))
-        png = plot(report, run) if plot is not None else None
+        png = plot(report, run) if plot is not None and run.run in drawn else None
         if png is not None:
             data = base64.b64encode(png).decode("ascii")
             out.append(f"<img alt='curves of run {escape(run.run, quote=True)}' src=\"data:image/png;base64,{data}\">")
     return "\n".join(out)
+
+
+def figured_runs(runs: Sequence[RunSummary]) -> set[str]:
+    """The runs that get a figure: at most ``MAX_FIGURES``, the ones with alerts first, then in order."""
+    ranked = sorted(range(len(runs)), key=lambda i: (_STATUS_ORDER.get(runs[i].status, 2), i))
+    return {runs[i].run for i in ranked[:MAX_FIGURES]}
 
 
 def _tag_list(run: RunSummary) -> str:

@@ -368,3 +368,18 @@ def test_plots_for_several_logdirs_go_to_one_folder_each(logs, capsys, tmp_path)
     tbmon(capsys, logs["clean"], logs["mixed"], "--format", "json", "--plots", tmp_path / "plots")
     assert (tmp_path / "plots" / "clean" / "healthy.png").is_file()
     assert (tmp_path / "plots" / "mixed" / "diverging.png").is_file()
+
+
+def test_html_draws_at_most_max_figures_runs_with_alerts_first(logs, capsys, tmp_path, monkeypatch) -> None:
+    """500 runs would mean minutes of plotting and a 30 MB file: the figures are capped, alerts first."""
+    import tbmon.monitor.html_report as html_report
+
+    monkeypatch.setattr(html_report, "MAX_FIGURES", 2)
+    target = tmp_path / "report.html"
+    tbmon(capsys, logs["mixed"], "--format", "html", "--output", target)
+    text = target.read_text(encoding="utf-8")
+    document = _Document()
+    document.feed(text)
+    assert len(document.sources) == 2 and "Figures for 2 of 5 runs" in text
+    assert "alt='curves of run diverging'" in text  # the run with a critical alert is drawn
+    assert "alt='curves of run healthy'" not in text
