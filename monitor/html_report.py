@@ -26,7 +26,7 @@ from tbmon.monitor.report_formats import (
 from tbmon.monitor.summary import LogdirReport, RunSummary
 
 PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
-MAX_FIGURES = 50  # per logdir: a figure costs ~0.4 s and ~60 kB, so 500 runs would take minutes and 30 MB
+MAX_FIGURES = 50  # per logdir: a figure costs ~0.2 s and ~150 kB, so 500 runs would take minutes and ~75 MB
 _STATUS_ORDER = {"critical": 0, "warning": 1}
 
 _CSS = """

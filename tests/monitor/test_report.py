@@ -371,7 +371,7 @@ def test_plots_for_several_logdirs_go_to_one_folder_each(logs, capsys, tmp_path)
 
 
 def test_html_draws_at_most_max_figures_runs_with_alerts_first(logs, capsys, tmp_path, monkeypatch) -> None:
-    """500 runs would mean minutes of plotting and a 30 MB file: the figures are capped, alerts first."""
+    """500 runs would mean minutes of plotting and a ~75 MB file: the figures are capped, alerts first."""
     import tbmon.monitor.html_report as html_report
 
     monkeypatch.setattr(html_report, "MAX_FIGURES", 2)
