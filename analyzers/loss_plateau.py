@@ -140,7 +140,7 @@ class LossPlateau(BaseRule):
 
     def _hint(self, now: float, first: float, lr: float, peak: float) -> str:
         at_lr = "" if not np.isfinite(lr) else f" (lr {fmt_number(lr)})"
-        if now >= self.p["barely_moved"] * first:
+        if first - now <= (1 - self.p["barely_moved"]) * abs(first):  # fell less than 10 %, also for a negative loss
             return (f"it has hardly moved from its first level {fmt_number(first)}: the learning rate may be too low"
                     f"{at_lr}, or the gradients vanish (log gradient histograms or norms to tell)")
         if np.isfinite(lr) and np.isfinite(peak) and peak > 0 and lr <= self.p["decayed_lr"] * peak:
