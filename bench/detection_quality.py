@@ -8,11 +8,13 @@ overfitting rules (SageMaker Debugger `Overfit`, UMLAUT's epoch rule) on the sam
     .venv/bin/python bench/detection_quality.py            # corpus cached in bench/out/ by code hash
     .venv/bin/python bench/detection_quality.py --rebuild  # retrain every scenario
     .venv/bin/python bench/detection_quality.py --set heldout  # the 22 scenarios the rules were not tuned on
+    .venv/bin/python bench/detection_quality.py --val-every 2 --hist-every 5  # same runs, denser logging
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -96,6 +98,9 @@ def main() -> int:
                         help="main: the corpus the test enforces; heldout: scenarios the rules were not developed on")
     parser.add_argument("--out", type=Path, help="corpus directory (default bench/out/detection-corpus[-heldout])")
     parser.add_argument("--rebuild", action="store_true", help="retrain every scenario")
+    parser.add_argument("--val-every", type=int, help="evaluate every N steps instead of each recipe's 5 (notice "
+                        "delays scale with the logging cadence; the corpus goes to its own directory)")
+    parser.add_argument("--hist-every", type=int, help="log gradient histograms every N steps instead of 10")
     args = parser.parse_args()
     try:
         from tbmon.analyzers import analyze  # noqa: F401
@@ -103,7 +108,12 @@ def main() -> int:
         print("detection_quality: tbmon.analyzers.analyze is not available in this checkout", file=sys.stderr)
         return 2
     scenarios = SCENARIOS if args.set == "main" else HELDOUT
-    args.out = args.out or ROOT / "bench" / "out" / ("detection-corpus" if args.set == "main" else "detection-heldout")
+    name = "detection-corpus" if args.set == "main" else "detection-heldout"
+    cadence = {k: v for k, v in (("val_every", args.val_every), ("hist_every", args.hist_every)) if v}
+    if cadence:
+        scenarios = tuple(dataclasses.replace(s, recipe=dataclasses.replace(s.recipe, **cadence)) for s in scenarios)
+        name += "".join(f"-{k}{v}" for k, v in cadence.items())
+    args.out = args.out or ROOT / "bench" / "out" / name
     if args.rebuild:
         shutil.rmtree(args.out, ignore_errors=True)
     t0 = time.perf_counter()
