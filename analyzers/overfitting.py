@@ -1,7 +1,9 @@
 """`overfitting`: validation loss climbs meaningfully above its best while training loss keeps falling.
 
 Judged once per evaluation (validation point), against the training loss of the same stretch
-of training (median of the training points logged since the previous evaluation). An
+of training (median of the training points logged since the previous evaluation, at least the
+last ``MIN_TRAIN_POINTS``: with evaluations a few steps apart, one or two noisy minibatch losses
+made a healthy run's training loss "fall" by chance). An
 evaluation *counts* when all hold:
 
 * the validation loss, smoothed over the last ``smooth_evals`` evaluations (median), is above
@@ -37,6 +39,7 @@ KIND = "overfitting"
 WARNING = 1
 MAX_PENDING = 256  # evaluations waiting for the training side to catch up (bounded memory)
 MAX_TRAIN_POINTS = 2048  # training points kept per evaluation interval (median of the latest)
+MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points
 
 
 class Overfitting(BaseRule):
@@ -143,7 +146,9 @@ class Overfitting(BaseRule):
         if upto.size == 0:
             return float("nan")
         since = upto[upto[:, 0] > prev_step]
-        return float(np.median(since[:, 1])) if since.size else float(upto[-1, 1])
+        if len(since) < MIN_TRAIN_POINTS:  # evaluations a few steps apart: a median of 2 points is noise
+            since = upto[-MIN_TRAIN_POINTS:]
+        return float(np.median(since[:, 1]))
 
     def _trim_train(self) -> None:
         """Drop training points no evaluation can need again (all validation tags judged past them)."""
@@ -154,7 +159,7 @@ class Overfitting(BaseRule):
         for key, train in self.tags.items():
             if key.startswith("train:"):
                 pts = train["points"]
-                keep_from = max(0, int(np.searchsorted(pts[:, 0], upto, side="right")) - 1)
+                keep_from = max(0, int(np.searchsorted(pts[:, 0], upto, side="right")) - MIN_TRAIN_POINTS)
                 train["points"] = pts[keep_from:]
 
     # --- validation side ----------------------------------------------------------------------

@@ -96,3 +96,20 @@ def test_a_flickering_rise_from_the_same_minimum_is_reported_once() -> None:
             val[step] = 0.6 * (1.3 if (k - 11) % 30 < 8 else 1.02)  # +30 % for 8 evaluations, +2 % for 22
     alerts = alerts_of(scalar_run({"train/loss": train, "val/loss": val}, n))
     assert [a.step for a in alerts] == [200]
+
+
+def test_dense_evaluations_of_a_noisy_healthy_run_are_not_overfitting(tmp_path) -> None:
+    """`healthy_warmup_cosine` evaluated every 2 steps (100 evaluations): SGD lr 0.2 with momentum, a
+    validation loss jumping ±50 % and a training loss jumping 10×. Judging each evaluation against the
+    median of the 1–2 training points since the previous one called this overfitting; the training
+    level is now a median of at least 10 points."""
+    import dataclasses
+
+    from tbmon.analyzers import analyze
+    from tbmon.monitor import read
+    from tests.scenarios.catalog import SCENARIOS
+    from tests.scenarios.training import train as train_scenario
+
+    scenario = next(s for s in SCENARIOS if s.name == "healthy_warmup_cosine")
+    train_scenario(dataclasses.replace(scenario.recipe, val_every=2), scenario.style, scenario.writer, tmp_path / "run")
+    assert [a for a in analyze(read(tmp_path)) if a.kind == "overfitting"] == []
