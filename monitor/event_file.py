@@ -179,8 +179,8 @@ class EventFileReader:
             return None
         problem = ReadProblem(
             str(self.path), self._framer.offset, "truncated",
-            "the file ends with an incomplete or damaged record (a write cut short, e.g. a killed job "
-            "or a full disk)", left,
+            "the file ends with an incomplete or damaged record (still being written, or cut short by a "
+            "killed job or a full disk)", left,
         )
         self._count(problem)
         return problem
