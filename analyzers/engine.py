@@ -23,7 +23,7 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import Rule, RunView, Tagged
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.registry import available_rules
-from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
+from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries, seq_slice
 from tbmon.analyzers.signals import SignalMatcher
 
 STATE_VERSION = 3  # 3: overfitting remembers the minimum it reported; loss_plateau. 2: seq-based layer choices
@@ -52,7 +52,7 @@ class Engine:
                 for owner, prefix in self._owners(batch):
                     for rule in self._rules_of(owner, batch, prefix is not None):
                         rule.reset(prefix + tag if prefix else tag)
-            part = [_slice(s, lo, hi) for s in series]
+            part = [seq_slice(s, lo, hi) for s in series]
             part = [s for s in part if len(s)]
             if part:
                 alerts += self._feed_rules(batch, part)
@@ -155,16 +155,3 @@ class Engine:
                 for ep in getattr(rule, "episodes", lambda: [])():
                     out[(owner, ep["kind"], ep["tag"])] = ep
         return out
-
-
-def _slice(s: Series, lo: int, hi: int) -> Series:
-    a, b = np.searchsorted(s.seq, [lo, hi], side="left")
-    if a == 0 and b == len(s):
-        return s
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(s):
-        if f.name == "tag":
-            continue
-        value = getattr(s, f.name)
-        changes[f.name] = value[a:b]
-    return dataclasses.replace(s, **changes)

@@ -10,6 +10,7 @@ feeding one big batch and many small ones give the same alerts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,3 +75,12 @@ class RunBatch:
 
     def is_empty(self) -> bool:
         return not self.scalars and not self.histograms and not self.session_starts
+
+
+def seq_slice(series: ScalarSeries | HistogramSeries, lo: int, hi: int) -> ScalarSeries | HistogramSeries:
+    """The points of ``series`` with ``lo <= seq < hi`` (the series itself when that is all of it)."""
+    a, b = np.searchsorted(series.seq, [lo, hi], side="left")
+    if a == 0 and b == len(series):
+        return series
+    fields = {f.name: getattr(series, f.name)[a:b] for f in dataclasses.fields(series) if f.name != "tag"}
+    return dataclasses.replace(series, **fields)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import itertools
 import json
 import subprocess
@@ -56,6 +55,7 @@ from tbmon.analyzers import Engine, analyze  # noqa: E402
 from tbmon.analyzers.alerts import Alert  # noqa: E402
 from tbmon.analyzers.registry import available_rules  # noqa: E402
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries  # noqa: E402
+from tests.scenarios.replay import split, step_bounds  # noqa: E402  (how the quality replay cuts runs)
 
 RUNS = 8
 EVAL_EVERY = 100
@@ -149,23 +149,6 @@ def points(batches: Iterable[RunBatch]) -> tuple[int, int]:
 # -- chunking: what a watcher's polls deliver ----------------------------------------------------
 
 
-def _cut(s: ScalarSeries | HistogramSeries, a: int, b: int) -> ScalarSeries | HistogramSeries:
-    return dataclasses.replace(s, **{f.name: getattr(s, f.name)[a:b] for f in dataclasses.fields(s) if f.name != "tag"})
-
-
-def chunks(batch: RunBatch, bounds: np.ndarray) -> Iterator[RunBatch]:
-    """The run cut at these seq numbers: each piece continues every tag where the last stopped."""
-    series = [*batch.scalars, *batch.histograms]
-    at = [np.searchsorted(s.seq, bounds) for s in series]
-    for k in range(len(bounds) - 1):
-        parts = [_cut(s, int(c[k]), int(c[k + 1])) for s, c in zip(series, at) if c[k + 1] > c[k]]
-        yield dataclasses.replace(
-            batch,
-            scalars=tuple(p for p in parts if isinstance(p, ScalarSeries)),
-            histograms=tuple(p for p in parts if isinstance(p, HistogramSeries)),
-        )
-
-
 def every_n_points(size: int) -> Callable[[RunBatch], np.ndarray]:
     def bounds(batch: RunBatch) -> np.ndarray:
         end = sum(points([batch]))  # seq runs 0..end-1 in a generated run
@@ -174,18 +157,9 @@ def every_n_points(size: int) -> Callable[[RunBatch], np.ndarray]:
     return bounds
 
 
-def every_step(batch: RunBatch) -> np.ndarray:
-    """Seq numbers where the step changes in arrival order (a training step at a time)."""
-    series = [*batch.scalars, *batch.histograms]
-    seq = np.concatenate([s.seq for s in series])
-    order = np.argsort(seq, kind="stable")
-    seq, step = seq[order], np.concatenate([s.step for s in series])[order]
-    return np.append(seq[np.r_[True, step[1:] != step[:-1]]], seq[-1] + 1)
-
-
 def polls(batches: list[RunBatch], bounds: Callable[[RunBatch], np.ndarray]) -> Iterator[RunBatch]:
     """Every run's chunks, one of each run per poll, as ``tbmon watch`` interleaves them."""
-    streams = [chunks(b, bounds(b)) for b in batches]
+    streams = [split(b, bounds(b)) for b in batches]
     for poll in itertools.zip_longest(*streams):
         yield from (c for c in poll if c is not None)
 
@@ -261,7 +235,7 @@ def child(case: str, events: int, chunk: int) -> dict[str, Any]:
                 "alerts": len(alerts)}
     runs = workload(events)
     scalars, hists = points(runs)
-    bounds = {"batch": None, "chunks": every_n_points(chunk), "steps": every_step}[case]
+    bounds = {"batch": None, "chunks": every_n_points(chunk), "steps": step_bounds}[case]
     return {**feed(runs if bounds is None else polls(runs, bounds)), "points": scalars + hists,
             "workload": f"{len(runs)} runs x {len(runs[0].scalars[0]):,} steps = {scalars:,} scalar + {hists:,} "
                         "histogram points"}

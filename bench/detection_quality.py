@@ -29,7 +29,6 @@ from tbmon.analyzers.alerts import Alert  # noqa: E402
 from tests.scenarios.catalog import HELDOUT, SCENARIOS  # noqa: E402
 from tests.scenarios.corpus import Labelled, build, corpus_key  # noqa: E402
 from tests.scenarios.labels import signals  # noqa: E402
-from tests.scenarios.replay import replay  # noqa: E402
 from tests.scenarios.scoring import QualityReport, evaluate, score  # noqa: E402
 from tests.scenarios.training import parameter_order  # noqa: E402
 
@@ -79,15 +78,11 @@ def _anchor_line(name: str, report: QualityReport) -> str:
     return (f"| {name} | {row.recall:.2f} | {delay} | {flagged}/{len(healthy)} healthy runs flagged |")
 
 
-def _replay_differences(logdir: Path) -> list[str]:
+def _replay_differences(report: QualityReport) -> list[str]:
     """Alerts that differ between one-shot `analyze()` and the step-at-a-time replay (should be none)."""
-    from tbmon.analyzers import analyze
-    from tbmon.monitor import read
-
-    data = read(str(logdir))
     key = lambda a: (a.run, a.kind, a.tag, a.step, a.severity)  # noqa: E731
-    oneshot = {key(a) for a in analyze(data)}
-    live = {key(a) for a, _ in replay(data)}
+    oneshot = {key(a) for a in report.alerts}
+    live = {key(a) for a, _ in report.replayed}
     return ([f"only one-shot: {k}" for k in sorted(oneshot - live)]
             + [f"only live:     {k}" for k in sorted(live - oneshot)])
 
@@ -137,7 +132,7 @@ def main() -> int:
     print(_anchor_line("tbmon (live)", report.live))
     for name, alerts in _anchor_overfit_alerts(corpus).items():
         print(_anchor_line(name, score(corpus, alerts)))
-    differences = _replay_differences(args.out)
+    differences = _replay_differences(report)
     print(f"\nOne-shot vs step-at-a-time alerts (run, kind, tag, step, severity): {len(differences)} differ")
     print("\n".join(differences))
     print("\nPer scenario:\n" + report.details())

@@ -12,7 +12,6 @@ evaluations after the minimum is already 5.0% of a run.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from tests.analyzers.test_overfitting import N, val_curve  # noqa: E402
 from tests.scenarios.catalog import HELDOUT, SCENARIOS  # noqa: E402
 from tests.scenarios.corpus import build  # noqa: E402
 from tests.scenarios.replay import replay  # noqa: E402
-from tests.scenarios.scoring import score  # noqa: E402
+from tests.scenarios.scoring import score_live  # noqa: E402
 
 SETTINGS = [  # (patience, smooth_evals, noise_sigma); the first is the default
     (3, 3, 3.0), (2, 2, 3.0), (2, 3, 3.0), (3, 1, 3.0), (2, 1, 3.0), (2, 1, 2.0), (1, 1, 3.0),
@@ -61,7 +60,7 @@ def main() -> int:
         config = _config(patience, smooth, sigma)
         delays, found, positives, flagged, healthy = [], 0, 0, 0, 0
         for corpus, data in sets:
-            live = score(corpus, [dataclasses.replace(a, step=s) for a, s in replay(data, config)])
+            live = score_live(corpus, replay(data, config))
             row = live.kind_row("overfitting")
             positives += row.positives
             found += row.detected

@@ -18,7 +18,7 @@ import pytest
 from tbmon.analyzers.alerts import Alert
 from tests.scenarios.corpus import Labelled, build
 from tests.scenarios.labels import Series, Signals, divergence_onset, exploding_onset, overfitting_onset, vanishing_onset
-from tests.scenarios.scoring import FIXED_KINDS, score
+from tests.scenarios.scoring import FIXED_KINDS, QualityReport, evaluate, score
 
 RECALL_FLOOR = 0.95
 MEDIAN_DELAY_FLOOR = 0.05
@@ -28,6 +28,12 @@ MEDIAN_DELAY_FLOOR = 0.05
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Labelled]]:
     root = tmp_path_factory.mktemp("detection-corpus")
     return root, build(root)
+
+
+@pytest.fixture(scope="module")
+def evaluation(corpus: tuple[Path, list[Labelled]]) -> QualityReport:
+    """tbmon's alerts on the corpus, one-shot and replayed a step at a time, scored (read and fed once)."""
+    return evaluate(corpus[0], corpus[1])
 
 
 # --- the corpus itself --------------------------------------------------------------------------------
@@ -138,10 +144,8 @@ def test_scoring_counts_recall_delay_premature_and_false_alarms(corpus: tuple[Pa
 
 # --- the analyzers against the floors -------------------------------------------------------------------
 
-def test_detection_quality_meets_the_floors(corpus: tuple[Path, list[Labelled]]) -> None:
-    from tests.scenarios.scoring import evaluate
-
-    report = evaluate(corpus[0], corpus[1])
+def test_detection_quality_meets_the_floors(evaluation: QualityReport) -> None:
+    report = evaluation
     print("\n" + report.table() + "\n\n" + report.details())
     failures = []
     for kind in FIXED_KINDS:
@@ -162,20 +166,15 @@ def test_detection_quality_meets_the_floors(corpus: tuple[Path, list[Labelled]])
     assert not failures, "\n".join(failures) + "\n" + report.details()
 
 
-def test_one_shot_and_step_at_a_time_alerts_are_identical(corpus: tuple[Path, list[Labelled]]) -> None:
+def test_one_shot_and_step_at_a_time_alerts_are_identical(evaluation: QualityReport) -> None:
     """The contract: `tbmon report` (the whole stream in one batch) and `tbmon watch` (a step at a time)
     raise exactly the same alerts — same step, severity, tag, wall time and message."""
-    from tbmon.analyzers import analyze
-    from tbmon.monitor import read
-    from tests.scenarios.replay import replay
-
-    data = read(str(corpus[0]))
 
     def key(a: Alert) -> tuple:
         return (a.run, a.kind, a.severity, a.step, a.wall_time, a.tag, a.message)
 
-    oneshot = sorted(key(a) for a in analyze(data))
-    live = sorted(key(a) for a, _ in replay(data))
+    oneshot = sorted(key(a) for a in evaluation.alerts)
+    live = sorted(key(a) for a, _ in evaluation.replayed)
     assert oneshot, "the corpus raised no alert at all"
     differences = [f"only one-shot: {k}" for k in sorted(set(oneshot) - set(live))]
     differences += [f"only live:     {k}" for k in sorted(set(live) - set(oneshot))]

@@ -9,44 +9,39 @@ wall time, as their writers produced them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
+from tbmon.analyzers.series import RunBatch, seq_slice
 
 
-def _slice(series: ScalarSeries | HistogramSeries, lo: int, hi: int) -> ScalarSeries | HistogramSeries:
-    keep = (series.seq >= lo) & (series.seq < hi)
-    fields = {}
-    for f in dataclasses.fields(series):
-        value = getattr(series, f.name)
-        if isinstance(value, np.ndarray):
-            fields[f.name] = value[keep]
-        elif isinstance(value, tuple):
-            fields[f.name] = tuple(v for v, k in zip(value, keep) if k)
-        else:
-            fields[f.name] = value
-    return type(series)(**fields)
+def step_bounds(batch: RunBatch) -> np.ndarray:
+    """The seq numbers where the step changes in arrival order, then one past the last point."""
+    series = [*batch.scalars, *batch.histograms]
+    seq = np.concatenate([s.seq for s in series])
+    order = np.argsort(seq, kind="stable")
+    seq, step = seq[order], np.concatenate([s.step for s in series])[order]
+    return np.append(seq[np.r_[True, step[1:] != step[:-1]]], seq[-1] + 1)
+
+
+def split(batch: RunBatch, bounds: np.ndarray) -> Iterator[RunBatch]:
+    """The batch cut at these seq numbers: each piece continues every tag where the last stopped."""
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        yield dataclasses.replace(
+            batch, session_starts=(),
+            scalars=tuple(p for s in batch.scalars if len(p := seq_slice(s, lo, hi))),
+            histograms=tuple(p for h in batch.histograms if len(p := seq_slice(h, lo, hi))),
+        )
 
 
 def _chunks(batch: RunBatch) -> list[tuple[float, int, RunBatch]]:
     """One chunk per run of consecutive same-step points in arrival order: (wall time, last step, batch)."""
-    series = [*batch.scalars, *batch.histograms]
-    seq = np.concatenate([s.seq for s in series])
-    order = np.argsort(seq, kind="stable")
-    seq = seq[order]
-    step = np.concatenate([s.step for s in series])[order]
-    wall = np.concatenate([s.wall_time for s in series])[order]
-    starts = np.flatnonzero(np.r_[True, step[1:] != step[:-1]])
-    bounds = list(seq[starts]) + [int(seq[-1]) + 1]
     out = []
-    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-        scalars = tuple(p for s in batch.scalars if len(p := _slice(s, lo, hi)))
-        histograms = tuple(p for h in batch.histograms if len(p := _slice(h, lo, hi)))
-        end = (starts[i + 1] if i + 1 < len(starts) else len(seq)) - 1
-        chunk = dataclasses.replace(batch, scalars=scalars, histograms=histograms, session_starts=())
-        out.append((float(wall[end]), int(step[end]), chunk))
+    for chunk in split(batch, step_bounds(batch)):
+        last = max((*chunk.scalars, *chunk.histograms), key=lambda s: int(s.seq[-1]))
+        out.append((float(last.wall_time[-1]), int(last.step[-1]), chunk))
     return out
 
 

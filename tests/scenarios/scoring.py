@@ -100,6 +100,8 @@ class KindRow:
 class QualityReport:
     results: list[ScenarioResult]
     live: "QualityReport | None" = None  # the same corpus replayed a step at a time, steps = notice steps
+    alerts: list[Any] = field(default_factory=list)  # what `evaluate` scored: the one-shot alerts…
+    replayed: list[tuple[Any, int]] = field(default_factory=list)  # …and the replay's (alert, noticed step)
 
     @property
     def healthy(self) -> list[ScenarioResult]:
@@ -176,6 +178,11 @@ def _short(alert: Any) -> str:
     return f"{alert.kind}/{alert.severity}@{alert.step} {alert.tag}"
 
 
+def score_live(corpus: list[Labelled], replayed: list[tuple[Any, int]]) -> QualityReport:
+    """Score a step-at-a-time replay (`replay.replay`): each alert counts at the step it was noticed."""
+    return score(corpus, [dataclasses.replace(alert, step=noticed) for alert, noticed in replayed])
+
+
 def evaluate(logdir: Any, corpus: list[Labelled]) -> QualityReport:
     """Score tbmon's one-shot alerts (`analyze`) and, as `.live`, a step-at-a-time replay of the same data."""
     from tbmon.analyzers import analyze
@@ -184,6 +191,8 @@ def evaluate(logdir: Any, corpus: list[Labelled]) -> QualityReport:
     from .replay import replay
 
     data = read(str(logdir))
-    report = score(corpus, analyze(data))
-    report.live = score(corpus, [dataclasses.replace(alert, step=noticed) for alert, noticed in replay(data)])
+    alerts, replayed = analyze(data), replay(data)
+    report = score(corpus, alerts)
+    report.live = score_live(corpus, replayed)
+    report.alerts, report.replayed = alerts, replayed
     return report
