@@ -104,6 +104,11 @@ class BaseRule:
                 out.append({"kind": kind, "tag": tag, "count": e.count, "last_step": e.last_step, "open": e.open})
         return out
 
+    def episode_open(self, kind: str, tag: str) -> bool:
+        """Whether this (kind, tag) has an alerted episode that has not ended yet."""
+        episode = self._episodes.get(f"{kind}|{tag}")
+        return episode is not None and episode.open
+
     def events(self, kind: str, tag: str, levels: np.ndarray, steps: np.ndarray, rearm: int) -> np.ndarray:
         """Indices where an alert is due for this (kind, tag) (see ``windows.episode_events``)."""
         episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())

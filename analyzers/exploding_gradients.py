@@ -192,8 +192,7 @@ class ExplodingGradients(BaseRule):
         # The input-side half's largest layer, not only the first: explosion grows toward the input, but
         # a tiny first layer (a 3x3 conv with 72 weights) has a small *norm* even when its RMS is huge.
         side = idx[: max(1, len(idx) // 2)]
-        with np.errstate(invalid="ignore"):
-            top = np.argmax(np.nan_to_num(g.values[:, side], nan=-np.inf), axis=1)
+        top = np.argmax(np.nan_to_num(g.values[:, side], nan=-np.inf), axis=1)  # a NaN layer is never the largest
         biggest = g.values[np.arange(len(g.steps)), np.asarray(side)[top]]
         last = g.values[:, idx[-1]]
         with np.errstate(invalid="ignore", divide="ignore"):

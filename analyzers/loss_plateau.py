@@ -92,11 +92,10 @@ class LossPlateau(BaseRule):
             self._add_level(st, st["carry"][0] / st["span"], int(s.step[e]), float(s.wall_time[e]))
             st["carry"] = [0.0, 0]
             f = self._plateau(st)
-            episode = self._episodes.get(f"{KIND}|{s.tag}")
             # A new note only once the loss has come down by `renote_drop` since the last one, so a
             # slow power-law decline whose windows hover around `min_delta` gets one note, not one per wobble.
             fresh = f is not None and (st["noted"] is None or f["now"] < (1 - p["renote_drop"]) * st["noted"])
-            holds = f is not None and ((episode is not None and episode.open) or fresh)
+            holds = f is not None and (self.episode_open(KIND, s.tag) or fresh)
             due = self.events(KIND, s.tag, np.array([int(holds)]), np.array([int(s.step[e])]), 1).size
             if due and f is not None:
                 st["noted"] = f["now"]

@@ -55,6 +55,10 @@ class Overfitting(BaseRule):
         "rearm": 10,
     }
 
+    def __init__(self, run: str, params: dict[str, Any]) -> None:
+        super().__init__(run, params)
+        self.alerted_minimum: dict[str, int] = {}  # validation tag → step of the minimum last reported
+
     def feed(self, view: RunView) -> list[Alert]:
         """Walk the batch in ``seq`` order, judging each evaluation as soon as training reaches its step.
 
@@ -93,10 +97,6 @@ class Overfitting(BaseRule):
                 alerts += self._judge_all()
             cursors[n] = b
         return alerts
-
-    def __init__(self, run: str, params: dict[str, Any]) -> None:
-        super().__init__(run, params)
-        self.alerted_minimum: dict[str, int] = {}  # validation tag → step of the minimum last reported
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -11,6 +11,7 @@ import base64
 from collections.abc import Callable, Sequence
 from html import escape
 
+from tbmon.analyzers.alerts import SEVERITIES, severity_rank
 from tbmon.monitor.report_formats import (
     ALERT_COLUMNS,
     COMPARISON_COLUMNS,
@@ -27,7 +28,6 @@ from tbmon.monitor.summary import LogdirReport, RunSummary
 
 PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
 MAX_FIGURES = 50  # per logdir: a figure costs ~0.2 s and ~150 kB, so 500 runs would take minutes and ~75 MB
-_STATUS_ORDER = {"critical": 0, "warning": 1}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -91,7 +91,8 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
 
 def figured_runs(runs: Sequence[RunSummary]) -> set[str]:
     """The runs that get a figure: at most ``MAX_FIGURES``, the ones with alerts first, then in order."""
-    ranked = sorted(range(len(runs)), key=lambda i: (_STATUS_ORDER.get(runs[i].status, 2), i))
+    worst = [-severity_rank(r.status) if r.status in SEVERITIES else 0 for r in runs]  # status "ok" last
+    ranked = sorted(range(len(runs)), key=lambda i: (worst[i], i))
     return {runs[i].run for i in ranked[:MAX_FIGURES]}
 
 
