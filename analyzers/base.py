@@ -114,6 +114,22 @@ class BaseRule:
         episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
         return episode_events(levels, steps, episode, rearm)
 
+    def merged_events(
+        self, kind: str, tag: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rearm: int
+    ) -> list[tuple[int, int]]:
+        """Due alerts of ONE episode shared by several tags, their points merged by ``seq``.
+
+        For "a NaN in the loss, the grad norm and the validation loss is one alert, not three".
+        ``parts`` holds ``(seq, step, level)`` arrays per tag; returns ``(which part, which point)``
+        for each alert due.
+        """
+        order = np.argsort(np.concatenate([seq for seq, _, _ in parts]), kind="stable")
+        steps = np.concatenate([step for _, step, _ in parts])[order]
+        levels = np.concatenate([level for _, _, level in parts])[order]
+        owner = np.concatenate([np.full(len(seq), k) for k, (seq, _, _) in enumerate(parts)])[order]
+        index = np.concatenate([np.arange(len(seq)) for seq, _, _ in parts])[order]
+        return [(int(owner[j]), int(index[j])) for j in self.events(kind, tag, levels, steps, rearm)]
+
     def alert(
         self,
         *,

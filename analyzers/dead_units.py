@@ -27,7 +27,7 @@ from tbmon.analyzers.layers import is_weight, model_order
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import HistogramSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_ZERO_FRAC
-from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, streak_update
+from tbmon.analyzers.windows import Streak, streak_update
 
 KIND = "dead_units"
 WARNING = 1
@@ -79,16 +79,9 @@ class DeadUnits(BaseRule):
             parts.append((tag, param, seq, step, wall, frac, source, levels, start, carried))
         if not parts:
             return []
-        order = np.argsort(np.concatenate([p[2] for p in parts]), kind="stable")
-        levels = np.concatenate([p[7] for p in parts])[order]
-        steps = np.concatenate([p[3] for p in parts])[order]
-        owner = np.concatenate([np.full(len(p[2]), k) for k, p in enumerate(parts)])[order]
-        index = np.concatenate([np.arange(len(p[2])) for p in parts])[order]
-        episode = self._episodes.setdefault(f"{KIND}|run", EpisodeState())
         alerts = []
-        for j in episode_events(levels, steps, episode, self.p["rearm"]):
-            tag, param, _, step, wall, frac, source, _, start, carried = parts[int(owner[j])]
-            i = int(index[j])
+        for n, i in self.merged_events(KIND, "run", [(p[2], p[3], p[7]) for p in parts], self.p["rearm"]):
+            tag, param, _, step, wall, frac, source, _, start, carried = parts[n]
             k = int(start[i])  # dated at the first log of the streak, which may lie in an earlier batch
             first_step, first_wall = carried if k < 0 else (int(step[k]), float(wall[k]))
             self.alerted_tag = tag

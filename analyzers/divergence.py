@@ -35,8 +35,6 @@ from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import (
-    EpisodeState,
-    episode_events,
     MAD_TO_SIGMA,
     Streak,
     running_min,
@@ -102,19 +100,11 @@ class Divergence(BaseRule):
                 parts.append(self._levels(item, train=signal == TRAIN_LOSS))
         if not parts:
             return []
-        # One episode per run: merge every watched tag's points by seq, so a NaN that shows up
-        # in the loss, the grad norm and the validation loss is one alert, not three.
-        seq = np.concatenate([s.seq for s, _, _ in parts])
-        order = np.argsort(seq, kind="stable")
-        levels = np.concatenate([lv for _, lv, _ in parts])[order]
-        steps = np.concatenate([s.step for s, _, _ in parts])[order]
-        owner = np.concatenate([np.full(len(s), k) for k, (s, _, _) in enumerate(parts)])[order]
-        index = np.concatenate([np.arange(len(s)) for s, _, _ in parts])[order]
-        episode = self._episodes.setdefault(f"{KIND}|run", EpisodeState())
+        # One episode per run across every watched tag.
         alerts = []
-        for j in episode_events(levels, steps, episode, self.p["rearm"]):
-            s, lv, info = parts[int(owner[j])]
-            alerts.append(self._alert(s, int(index[j]), int(lv[index[j]]), info))
+        for k, i in self.merged_events(KIND, "run", [(s.seq, s.step, lv) for s, lv, _ in parts], self.p["rearm"]):
+            s, lv, info = parts[k]
+            alerts.append(self._alert(s, i, int(lv[i]), info))
         if alerts:
             self.alerted_tag = alerts[-1].tag
         return alerts

@@ -29,7 +29,7 @@ from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import HistogramSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM
-from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, streak_update
+from tbmon.analyzers.windows import Streak, streak_update
 
 KIND = "exploding_gradients"
 WARNING, CRITICAL = 1, 2
@@ -127,16 +127,10 @@ class ExplodingGradients(BaseRule):
         parts = [p for p in parts if len(p[0])]
         if not parts:
             return []
-        order = np.argsort(np.concatenate([s.seq for s, _, _ in parts]), kind="stable")
-        levels = np.concatenate([b.astype(int) * CRITICAL for _, b, _ in parts])[order]
-        steps = np.concatenate([s.step for s, _, _ in parts])[order]
-        owner = np.concatenate([np.full(len(s), k) for k, (s, _, _) in enumerate(parts)])[order]
-        index = np.concatenate([np.arange(len(s)) for s, _, _ in parts])[order]
-        episode = self._episodes.setdefault(f"{KIND}|*nonfinite", EpisodeState())
         alerts = []
-        for j in episode_events(levels, steps, episode, self.p["rearm"]):
-            s, _, shown = parts[int(owner[j])]
-            i = int(index[j])
+        merged = [(s.seq, s.step, bad.astype(int) * CRITICAL) for s, bad, _ in parts]
+        for k, i in self.merged_events(KIND, "*nonfinite", merged, self.p["rearm"]):
+            s, _, shown = parts[k]
             self.nonfinite_tag = s.tag
             alerts.append(self.alert(
                 kind=KIND, level=CRITICAL, step=int(s.step[i]), wall_time=float(s.wall_time[i]), tag=s.tag,
