@@ -1,6 +1,6 @@
 """Detection quality of tbmon's analyzers on a labelled corpus of real tiny trainings (issue #3).
 
-The corpus (tests/scenarios) is built once per module: ~48 CPU trainings written with tensorboardX and
+The corpus (tests/scenarios) is built once per module: ~49 CPU trainings written with tensorboardX and
 torch.utils.tensorboard in the tag styles of the contract. Labels come from the data by criteria that share
 nothing with the rules (tests/scenarios/labels.py). Floors come from the issue: recall >= 0.95 per fixed
 kind, no false alarm (>= warning) on a healthy run, median detection delay < 5% of the run; recall and

@@ -134,6 +134,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              "tf", TORCH, (EXP,), "18 narrow tanh layers at 3x He init"),
     Scenario("explode_teacher_tanh", R(data="teacher_cls", hidden=(32,) * 14, act="tanh", init_gain=3.0, optimizer="adam",
                                        lr=3e-4, seed=56), "slash", TORCH, (EXP,), "14 tanh layers at 3x He init, teacher task"),
+    # Large-init deep ReLU: no layer ratio singles it out (FINDINGS.md); with SGD it overflows at once.
+    Scenario("explode_relu12_init2", R(hidden=(64,) * 12, lr=0.01, init_gain=2.0, seed=57), "lightning", TBX, (EXP, DIV),
+             "12 ReLU layers at 2x He init, SGD: loss ~6,000 at step 0, gradients and loss NaN by step 5"),
 )
 
 # A second set the rules were not developed against (first scored at 13:40 UTC on the rules of be92661):
@@ -185,4 +188,6 @@ HELDOUT: tuple[Scenario, ...] = (
                                         lr=3e-4, seed=142), "flat", TORCH, (EXP,), "17 tanh layers at 3x He init, regression"),
     Scenario("ho_explode_lr_ramp", R(data="teacher_reg", hidden=(64, 64), act="tanh", lr=0.01, schedule=("ramp", 1.0),
                                      seed=143), "tf", TBX, (EXP, DIV), "regression, LR ramp without clipping"),
+    Scenario("ho_explode_relu16_init15", R(hidden=(64,) * 16, lr=0.01, init_gain=1.5, seed=144), "lightning", TORCH,
+             (EXP, DIV), "16 ReLU layers at 1.5x He init, SGD, per-layer norms"),
 )

@@ -12,9 +12,11 @@ curves would call each pathology, and where it began (its onset step):
   (there the validation rise is the blow-up, not memorisation). Onset = m.
 - vanishing_gradients: first logged step where the first layer's weight-gradient RMS is < 1e-3 x the last
   layer's (AUTOTRAINER's beta1 = 1e-3 ratio) and the ratio stays below that at >= 80% of later points.
-- exploding_gradients: first step after the first ten logged values where the total gradient norm
-  exceeds 100x their median (growth; +Inf counts), or where first/last weight-gradient RMS is > 70
-  (AUTOTRAINER's beta3) at that point and >= 80% of later points (large-init deep nets explode from step 0).
+- exploding_gradients: first step where the total gradient norm or a first/last-layer gradient is NaN/±Inf
+  (the issue's "non-finite gradients"), or first step after the first ten logged values where the total
+  gradient norm exceeds 100x their median (growth; +Inf counts), or where first/last weight-gradient RMS
+  is > 70 (AUTOTRAINER's beta3) at that point and >= 80% of later points (large-init deep nets explode
+  from step 0).
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def vanishing_onset(sig: Signals) -> int | None:
 
 
 def exploding_onset(sig: Signals) -> int | None:
-    found = []
+    found = [i for i in (_first_nonfinite(s) for s in (sig.grad_norm, sig.first_rms, sig.last_rms)) if i is not None]
     if sig.grad_norm is not None and len(sig.grad_norm.value) >= 10:
         g = sig.grad_norm.value
         early = np.median(g[:10])
