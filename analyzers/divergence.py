@@ -124,12 +124,14 @@ class Divergence(BaseRule):
         fv = s.value[fidx]
         hist = np.asarray(st["hist"], dtype=float)
         if train and fv.size:
-            med, mad = trailing_window_stats(
-                hist, fv, p["spike_window"], p["spike_min_history"], offset=st["n"], stride=STRIDE
+            med, mad, st["spike_block"] = trailing_window_stats(
+                hist, fv, p["spike_window"], p["spike_min_history"], offset=st["n"], stride=STRIDE,
+                last=st.get("spike_block"),
             )
             sigma = MAD_TO_SIGMA * mad
             rise = fv - med
-            scale = np.fmax(np.abs(med), np.abs(self._initial_level(st, fv)))
+            initial, initial_level = self._initial_level(st, fv)
+            scale = np.fmax(np.abs(med), np.abs(initial_level))
             with np.errstate(invalid="ignore"):
                 spike = (rise > p["spike_sigma"] * sigma) & (rise > p["spike_min_rise"] * np.abs(med))
                 explosion = spike & (rise > p["explosion_factor"] * scale)
@@ -137,23 +139,28 @@ class Divergence(BaseRule):
                 info[int(fidx[j])] = {"condition": "explosion" if explosion[j] else "spike",
                                       "median": float(med[j]), "robust_sigma": float(sigma[j])}
             levels[fidx[spike]] = np.where(explosion[spike], CRITICAL, WARNING)
-            self._blowup(st, s, fidx, fv, hist, self._noise(hist, fv, st["n"]), levels, info)
+            self._blowup(st, s, fidx, fv, hist, initial, self._noise(st, hist, fv), levels, info)
         st["hist"] = np.concatenate([hist, fv])[-(p["spike_window"] + STRIDE + 1) :].tolist()
         st["n"] += int(fv.size)
         return s, levels, info
 
-    def _initial_level(self, st: dict[str, Any], fv: np.ndarray) -> np.ndarray:
-        """Per point: the median of the tag's first ``initial_points`` finite values, NaN before
-        they have all been seen. Known per point, not per batch, so a live feed and a one-shot
-        report judge each point against the same level."""
+    def _initial_level(self, st: dict[str, Any], fv: np.ndarray) -> tuple[float, np.ndarray]:
+        """The median of the tag's first ``initial_points`` finite values (collected here), NaN
+        until they have all been seen; and the same per point, NaN before its point. Known per
+        point, not per batch, so a live feed and a one-shot report judge each point against the
+        same level."""
         n_init = self.p["initial_points"]
-        first = (st["init"] + fv[: max(n_init - len(st["init"]), 0)].tolist())[:n_init]
-        if len(first) < n_init:
-            return np.full(fv.size, np.nan)
+        if len(st["init"]) < n_init:
+            st["init"] = st["init"] + fv[: n_init - len(st["init"])].tolist()
+            if len(st["init"]) < n_init:
+                return float("nan"), np.full(fv.size, np.nan)
+        if "initial" not in st:  # fixed from now on: kept, and recomputed if a saved state lacks it
+            st["initial"] = float(np.median(st["init"]))
+        initial = st["initial"]
         known = st["n"] + np.arange(fv.size) >= n_init
-        return np.where(known, float(np.median(first)), np.nan)
+        return initial, np.where(known, initial, np.nan)
 
-    def _noise(self, hist: np.ndarray, fv: np.ndarray, seen: int) -> np.ndarray:
+    def _noise(self, st: dict[str, Any], hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
         """Point-to-point noise σ before each value: robust σ of first differences / √2.
 
         Differencing removes the trend, so a loss that climbs steadily does not pass for noise
@@ -162,8 +169,9 @@ class Divergence(BaseRule):
         p = self.p
         diffs = np.diff(np.concatenate([hist, fv]))
         old = max(hist.size - 1, 0)
-        _, mad = trailing_window_stats(
-            diffs[:old], diffs[old:], p["spike_window"], p["spike_min_history"], offset=max(seen - 1, 0), stride=STRIDE
+        _, mad, st["noise_block"] = trailing_window_stats(
+            diffs[:old], diffs[old:], p["spike_window"], p["spike_min_history"], offset=max(st["n"] - 1, 0),
+            stride=STRIDE, last=st.get("noise_block"),
         )
         noise = np.full(fv.size, np.nan)
         noise[fv.size - mad.size :] = MAD_TO_SIGMA * mad / np.sqrt(2.0)
@@ -215,23 +223,22 @@ class Divergence(BaseRule):
         fidx: np.ndarray,
         fv: np.ndarray,
         hist: np.ndarray,
+        initial: float,
         sigma: np.ndarray,
         levels: np.ndarray,
         info: dict[int, dict[str, Any]],
     ) -> None:
+        """Blow-up levels and evidence, from the point where ``initial`` became known."""
         p = self.p
+        if np.isnan(initial):
+            return
+        if st["best"] is None:
+            st["best"] = initial
+        first = max(p["initial_points"] - st["n"], 0)
         smooth = trailing_median(hist, fv, p["smooth_window"])
-        need = p["initial_points"] - len(st["init"])
-        if need > 0:
-            st["init"] = st["init"] + fv[:need].tolist()
-            if len(st["init"]) < p["initial_points"]:
-                return
-            st["best"] = float(np.median(st["init"]))
-        first = max(need, 0)
         sm, idx, noise = smooth[first:], fidx[first:], sigma[first:]
         if sm.size == 0:
             return
-        initial = float(np.median(st["init"]))
         best_prev = running_min(st["best"], np.concatenate([[st["best"]], sm[:-1]]))
         threshold = np.maximum(
             p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial)),

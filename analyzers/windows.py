@@ -20,8 +20,15 @@ _ROWS_PER_BLOCK = 8192  # bounds the temporary (rows × window) matrix to ~8 MB
 
 
 def trailing_window_stats(
-    history: np.ndarray, values: np.ndarray, window: int, min_history: int, *, offset: int, stride: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
+    history: np.ndarray,
+    values: np.ndarray,
+    window: int,
+    min_history: int,
+    *,
+    offset: int,
+    stride: int = 1,
+    last: list[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Median and MAD of the ``window`` values before each new value's block of ``stride``.
 
     The value with absolute index ``a`` (``offset`` = how many values the tag had before this
@@ -30,36 +37,46 @@ def trailing_window_stats(
     on the absolute index the answer does not depend on chunking. ``history`` must hold the last
     ``window + stride`` values. Rows with fewer than ``min_history`` values before their block
     get NaN (not enough evidence yet).
+
+    Also returns ``[start, median, MAD]`` of the chunk's last block, to pass back as ``last``
+    with the next chunk: a block's window is fixed once its start is reached, so a chunk that
+    begins in that block reuses it (a live feed of one value per poll would otherwise recompute
+    the same window ``stride`` times). It is plain JSON data, fit for a tag's state; without it
+    the block is recomputed, to the same result.
     """
     n = values.shape[0]
-    median = np.full(n, np.nan)
-    mad = np.full(n, np.nan)
     if n == 0:
-        return median, mad
-    hist = history[-(window + stride) :]
-    data = np.concatenate([hist, values])
-    data_abs0 = offset - hist.shape[0]  # absolute index of data[0]
-    absolute = offset + np.arange(n)
-    block = absolute - absolute % stride  # values before this index form the window
-    starts, inverse = np.unique(block, return_inverse=True)
-    blk_med = np.full(starts.size, np.nan)
-    blk_mad = np.full(starts.size, np.nan)
-    full = np.flatnonzero(starts >= window)
-    if full.size:
-        view = sliding_window_view(data, window)  # view[k] = data[k:k+window]
-        for lo in range(0, full.size, _ROWS_PER_BLOCK):
-            rows = full[lo : lo + _ROWS_PER_BLOCK]
-            win = view[starts[rows] - window - data_abs0]
-            med = np.median(win, axis=1)
-            blk_med[rows] = med
-            blk_mad[rows] = np.median(np.abs(win - med[:, None]), axis=1)
-    # Partial windows (only in a tag's first `window` values): few blocks, a loop is fine.
-    for row in np.flatnonzero((starts >= min_history) & (starts < window)):
-        win = data[: starts[row] - data_abs0]
-        med = float(np.median(win))
-        blk_med[row] = med
-        blk_mad[row] = float(np.median(np.abs(win - med)))
-    return blk_med[inverse], blk_mad[inverse]
+        return np.full(0, np.nan), np.full(0, np.nan), last or []
+    first = offset // stride  # block k holds the absolute indices [k * stride, (k + 1) * stride)
+    count = (offset + n - 1) // stride - first + 1
+    starts = (first + np.arange(count)) * stride
+    blk_med = np.full(count, np.nan)
+    blk_mad = np.full(count, np.nan)
+    todo = np.arange(count)
+    if last and last[0] == starts[0]:
+        blk_med[0], blk_mad[0] = last[1], last[2]
+        todo = todo[1:]
+    if todo.size:
+        hist = history[-(window + stride) :]
+        data = np.concatenate([hist, values])
+        data_abs0 = offset - hist.shape[0]  # absolute index of data[0]
+        full = todo[starts[todo] >= window]
+        if full.size:
+            view = sliding_window_view(data, window)  # view[k] = data[k:k+window]
+            for lo in range(0, full.size, _ROWS_PER_BLOCK):
+                rows = full[lo : lo + _ROWS_PER_BLOCK]
+                win = view[starts[rows] - window - data_abs0]
+                med = np.median(win, axis=1)
+                blk_med[rows] = med
+                blk_mad[rows] = np.median(np.abs(win - med[:, None]), axis=1)
+        # Partial windows (only in a tag's first `window` values): few blocks, a loop is fine.
+        for row in todo[(starts[todo] >= min_history) & (starts[todo] < window)]:
+            win = data[: starts[row] - data_abs0]
+            med = float(np.median(win))
+            blk_med[row] = med
+            blk_mad[row] = float(np.median(np.abs(win - med)))
+    inverse = (offset + np.arange(n)) // stride - first
+    return blk_med[inverse], blk_mad[inverse], [int(starts[-1]), float(blk_med[-1]), float(blk_mad[-1])]
 
 
 def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
@@ -68,6 +85,8 @@ def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.
     if n == 0:
         return np.empty(0)
     data = np.concatenate([history[-(window - 1) :] if window > 1 else history[:0], values])
+    if n == 1:  # a live feed's usual chunk: its one window, without the vectorised set-up
+        return np.array([np.median(data[-window:])])
     offset = data.shape[0] - n
     out = np.empty(n)
     ends = offset + np.arange(n) + 1  # exclusive end of each row's window in ``data``
