@@ -2,7 +2,9 @@
 
 The run's first training-loss tag is cut into blocks of ``block`` consecutive finite points
 (aligned on the tag's point count, so chunking cannot move them), each summarised by its median,
-a level minibatch noise barely moves. Levels are kept in at most ``2 × levels`` entries: when the
+a level minibatch noise barely moves. An epoch-level tag (named ``*epoch*``: Keras ``epoch_loss``,
+Lightning ``train_loss_epoch``) is already a mean over an epoch, one point each, so its blocks are
+``epoch_block`` points: 50-point blocks would leave it unjudged for 400 epochs. Levels are kept in at most ``2 × levels`` entries: when the
 list is full, neighbours merge and each entry spans twice as many points, so memory stays bounded
 and the comparison scales with the run. After each new entry, the median of the last ``window``
 entries is compared with the median of the ``window`` before them (each side 1/8 to 1/4 of the run
@@ -41,6 +43,7 @@ class LossPlateau(BaseRule):
     name: ClassVar[str] = "loss_plateau"
     defaults: ClassVar[dict[str, Any]] = {
         "block": 50,
+        "epoch_block": 3,
         "window": 4,
         "levels": 16,
         "renote_drop": 0.1,
@@ -72,9 +75,10 @@ class LossPlateau(BaseRule):
 
     def _judge(self, s: ScalarSeries) -> list[Alert]:
         p = self.p
-        size = p["block"]
-        st = self.tags.setdefault(
-            s.tag, {"pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None})
+        st = self.tags.setdefault(s.tag, {
+            "pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None,
+            "block": p["epoch_block"] if "epoch" in s.tag.lower() else p["block"]})
+        size = st["block"]
         ok = np.flatnonzero(np.isfinite(s.value))
         values = np.concatenate([np.asarray(st["pending"], dtype=float), s.value[ok]])
         n_blocks = values.size // size
@@ -118,7 +122,7 @@ class LossPlateau(BaseRule):
         now = median(x[0] for x in levels[-w:])
         if not before - p["min_delta"] * abs(before) < now <= before + p["max_rise"] * abs(before):
             return None
-        points = w * st["span"] * p["block"]
+        points = w * st["span"] * st["block"]
         return {"before": before, "now": now, "since": levels[-w - 1], "first": st["first"], "points": points}
 
     def _alert(self, s: ScalarSeries, end: int, f: dict[str, Any]) -> Alert:

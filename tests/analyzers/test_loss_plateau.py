@@ -48,6 +48,28 @@ def test_a_training_that_still_improves_gets_no_note(tmp_path: Path, name: str) 
     assert plateau_alerts(tmp_path) == []
 
 
+EPOCH_LEVEL = {
+    # Keras layout, one `epoch_loss` point per epoch (an epoch = 5 steps here, so its mean is noisy).
+    "lr_too_low": (Recipe(hidden=(64,), lr=1e-4, steps=600, seed=2), "too low"),
+    "adam_digits": (Recipe(hidden=(64,), optimizer="adam", lr=1e-3, steps=600, seed=1), None),
+    "noisy_bs8": (Recipe(hidden=(64,), lr=0.05, batch_size=8, steps=600, seed=0), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EPOCH_LEVEL))
+def test_an_epoch_level_loss_is_judged_in_epochs_not_in_400_points(tmp_path: Path, name: str) -> None:
+    """120 epochs: with 50-point blocks the rule would need 400; 3-epoch blocks judge from epoch 24."""
+    recipe, hint = EPOCH_LEVEL[name]
+    train(recipe, "keras", "tensorboardX", tmp_path / name)
+    alerts = plateau_alerts(tmp_path)
+    if hint is None:
+        assert alerts == []
+        return
+    [alert] = alerts
+    assert alert.tag == "epoch_loss" and hint in alert.message
+    assert alert.evidence["noticed_step"] == 24  # 2 windows x 4 levels x 3 epochs, counted from epoch 1
+
+
 def test_a_climbing_loss_is_not_a_plateau_and_short_runs_are_not_judged() -> None:
     rng = np.random.default_rng(0)
     n = 1000
