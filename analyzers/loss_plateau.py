@@ -4,12 +4,13 @@ The run's first training-loss tag is cut into blocks of ``block`` consecutive fi
 (aligned on the tag's point count, so chunking cannot move them), each summarised by its median,
 a level minibatch noise barely moves. An epoch-level tag (named ``*epoch*``: Keras ``epoch_loss``,
 Lightning ``train_loss_epoch``) is already a mean over an epoch, one point each, so its blocks are
-``epoch_block`` points: 50-point blocks would leave it unjudged for 400 epochs. Levels are kept in at most ``2 × levels`` entries: when the
-list is full, neighbours merge and each entry spans twice as many points, so memory stays bounded
-and the comparison scales with the run. After each new entry, the median of the last ``window``
-entries is compared with the median of the ``window`` before them (each side 1/8 to 1/4 of the run
-so far, at least ``window × block`` points): less than ``min_delta`` relative improvement, without
-a climb of more than ``max_rise`` (divergence's business), is a plateau. Window medians rather than
+``epoch_block`` points: 50-point blocks would leave it unjudged for 400 epochs. Levels are kept in
+at most ``2 × levels`` entries: when the list is full, neighbours merge and each entry spans twice as
+many points, so memory stays bounded and the comparison scales with the run. After each new
+entry, the median of the last ``window`` entries is compared with the median of the ``window``
+before them (each side 1/8 to 1/4 of the run so far, at least ``window × block`` points): less than
+``min_delta`` relative improvement, without a climb of more than ``max_rise`` (divergence's
+business), is a plateau. Window medians rather than
 each block against the best one: a noisy run that still improves (batch-8 SGD, block levels
 jumping ±20 %) must not look flat, nor a flat run with noisy blocks look like progress; windows
 that grow with the run keep a slow power-law decline from looking flat at every step count.
