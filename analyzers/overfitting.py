@@ -10,7 +10,8 @@ evaluation *counts* when all hold:
   its best by more than ``min_rise`` × |best| and by more than ``noise_sigma`` × the
   evaluation-to-evaluation noise (robust σ of the differences), so a plateau or a noisy
   validation loss does not count;
-* the training loss is below its level at the best evaluation by ``min_train_fall`` × |level|
+* the training loss is below its level at the best evaluation (a median of the points around it
+  once training has gone past it) by ``min_train_fall`` × |level|
   (it keeps improving: the model fits the training data better while generalising worse; if
   both rise, that is divergence, not overfitting);
 * the validation loss is above the training loss by ``min_gap`` × |train| (SageMaker's Overfit
@@ -40,6 +41,7 @@ WARNING = 1
 MAX_PENDING = 256  # evaluations waiting for the training side to catch up (bounded memory)
 MAX_TRAIN_POINTS = 2048  # training points kept per evaluation interval (median of the latest)
 MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points
+AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
 
 
 class Overfitting(BaseRule):
@@ -167,7 +169,8 @@ class Overfitting(BaseRule):
     def _val_state(self, tag: str) -> dict[str, Any]:
         return self.tags.setdefault(
             f"val:{tag}",
-            {"pending": [], "evals": [], "best": None, "streak": 0, "prev_step": None},
+            {"pending": [], "evals": [], "best": None, "around_best": [], "best_until": None, "streak": 0,
+             "prev_step": None},
         )
 
     def reset(self, tag: str) -> None:
@@ -192,6 +195,11 @@ class Overfitting(BaseRule):
             st["evals"] = (st["evals"] + [[value, level]])[-64:]
             if st["best"] is None or value < st["best"][0]:
                 st["best"] = [value, level, step, wall]
+                pts = train["points"]
+                before = pts[pts[:, 0] <= step][-AROUND_BEST:]
+                st["around_best"] = before.tolist()
+                st["best_until"] = 2 * step - float(before[0, 0])
+            self._settle_best(train, st, step)
             counting = self._counts(st, value, level)
             st["streak"] = st["streak"] + 1 if counting else 0
             cond = np.array([1 if st["streak"] >= p["patience"] else 0])
@@ -202,6 +210,26 @@ class Overfitting(BaseRule):
                 self.alerted_minimum[val_tag] = st["best"][2]
                 alerts.append(self._alert(val_tag, train_tag, st, value, level, step))
         return alerts
+
+    def _settle_best(self, train: dict[str, Any], st: dict[str, Any], step: int) -> None:
+        """Once training has passed the best evaluation by as many steps as its last points before
+        it span, take the training level there from the points on both sides.
+
+        A trailing median taken while the loss still fell steeply sits above the level at the best
+        (10 points logged every 5 steps reach back 50 steps), and "training kept falling" then holds
+        by lag alone: an HF run whose training loss was flat after its validation minimum got an
+        overfitting warning that way. Symmetric in steps rather than in points, so a loss that
+        drops fast right after the best does not pull the level down either.
+        """
+        if st["best_until"] is None:
+            return
+        pts = train["points"]
+        last = st["around_best"][-1][0]
+        new = pts[(pts[:, 0] > last) & (pts[:, 0] <= min(step, st["best_until"]))]
+        st["around_best"] = (st["around_best"] + new.tolist())[:MAX_TRAIN_POINTS]  # bounded if logging gets denser
+        if step >= st["best_until"]:
+            st["best"][1] = float(np.median([v for _, v in st["around_best"]]))
+            st["best_until"], st["around_best"] = None, []
 
     def _counts(self, st: dict[str, Any], value: float, level: float) -> bool:
         p = self.p
