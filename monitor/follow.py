@@ -17,6 +17,7 @@ at all (inotify watch or instance limit), it polls from the start.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -131,6 +132,8 @@ class Follower:
         debounce: float = DEBOUNCE,
         safety_rescan: float = SAFETY_RESCAN,
         observer_factory: Callable[[], BaseObserver] = Observer,
+        on_tick: Callable[[], None] | None = None,
+        tick_every: float = SAFETY_RESCAN,
     ) -> None:
         self.logdirs = [os.path.abspath(d) for d in logdirs]
         self.readers: dict[str, Reader] = {}
@@ -142,6 +145,8 @@ class Follower:
         self._debounce = debounce
         self._safety_rescan = safety_rescan
         self._observer_factory = observer_factory
+        self._on_tick = on_tick  # called on the following thread every `tick_every` s, data or not
+        self._tick_every = tick_every
         self._observer: BaseObserver | None = None
         self._watches: dict[str, ObservedWatch] = {}
         self._waiting: set[str] = set()
@@ -177,8 +182,9 @@ class Follower:
     def run(self, stop: threading.Event) -> None:
         """Follow until ``stop`` is set (call ``wake()`` after setting it to return at once)."""
         next_rescan = time.monotonic() + self._period()
+        next_tick = time.monotonic() + self._tick_every if self._on_tick else math.inf
         while not stop.is_set():
-            timeout = next_rescan - time.monotonic()
+            timeout = min(next_rescan, next_tick) - time.monotonic()
             if self._waiting:
                 timeout = min(timeout, MISSING_CHECK)
             if self._wake.wait(max(timeout, 0.0)) and self.backend == "inotify":
@@ -196,6 +202,9 @@ class Follower:
             for logdir, changed in paths.items():
                 if logdir not in rescans:
                     self._poll(logdir, sorted(changed))
+            if self._on_tick and time.monotonic() >= next_tick:
+                self._on_tick()
+                next_tick = time.monotonic() + self._tick_every
 
     def wake(self) -> None:
         self._wake.set()

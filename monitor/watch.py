@@ -37,9 +37,11 @@ from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
 from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import UsageError, exit_code_for
-from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, Follower
+from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, SAFETY_RESCAN, Follower
+from tbmon.monitor.liveness import Liveness
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
 from tbmon.monitor.reader import LogdirReader, PollResult
+from tbmon.monitor.report_formats import fmt_span
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
 
 HELP = "follow runs live and print alerts as they happen"
@@ -50,6 +52,10 @@ polling with --poll) and print alerts within half a second of the writer's flush
 Formats: rich (live dashboard; default on a terminal), plain (one line per alert; default
 otherwise), jsonl (one JSON object per line: "type": "alert" lines carry the contract alert
 fields; "problem", "run", "status" and a closing "summary" line may appear too).
+
+A run that grew while watched and then writes nothing for --stall-after seconds (or 10x its usual
+gap between new points, if longer) gets one "stalled" info alert: the job hung, was killed, or
+finished; its files cannot tell which.
 
 State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
 resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
@@ -62,12 +68,19 @@ examples:
   tbmon watch logs/ --once --fail-on warning   # CI: scan, analyze, exit
 """
 
+STALLED = "stalled"
+"""The alert kind of a run gone quiet (watch only: it needs the clock; docs/watch.md)."""
+
 SAVE_EVERY = 5.0
 """Seconds between checkpoints while data flows (alerts are checkpointed at once). Losing 5 s of
 offsets on a crash only means re-reading them; the alert keys make that harmless."""
 
 NOTIFY_GRACE = 5.0
 """Seconds at exit for pending webhook/command deliveries before giving up on them."""
+
+STALL_AFTER = 600.0
+"""Default --stall-after: 10 minutes, twice the longest default flush interval (tensorboardX and
+torch flush every 120 s; a run that flushes that way is judged at 10 x 120 s = 20 minutes)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="poll every SECONDS instead of using file events (NFS, SSHFS, container volumes)",
     )
     parser.add_argument("--once", action="store_true", help="read what is there, analyze, print, exit")
+    parser.add_argument(
+        "--stall-after",
+        type=float,
+        default=STALL_AFTER,
+        metavar="SECONDS",
+        help=f"report a run that grew while watched and then wrote nothing this long (default {STALL_AFTER:.0f}; 0: never)",
+    )
     parser.add_argument("--state", metavar="PATH", help="state file (default: in the user cache dir, per logdirs)")
     parser.add_argument("--no-state", action="store_true", help="neither read nor write a state file")
     parser.add_argument(
@@ -107,6 +127,7 @@ class WatchOptions:
     output: str | None = None
     poll: float | None = None
     once: bool = False
+    stall_after: float = STALL_AFTER
     state_path: Path | None = None
     webhooks: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
@@ -116,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     logdirs = [os.path.abspath(d) for d in args.logdirs]
     if args.poll is not None and not args.poll > 0:
         raise UsageError("--poll needs a positive number of seconds")
+    if not args.stall_after >= 0:
+        raise UsageError("--stall-after needs a number of seconds (0 turns it off)")
     for url in args.notify_webhook:
         try:
             check_webhook_url(url)
@@ -135,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         output=args.output,
         poll=args.poll,
         once=args.once,
+        stall_after=args.stall_after,
         state_path=state_path,
         webhooks=list(args.notify_webhook),
         commands=list(args.on_alert),
@@ -158,6 +182,8 @@ def watch(options: WatchOptions, stop: threading.Event | None = None) -> WatchSe
             session.handle,
             session.notice,
             poll_interval=DEFAULT_POLL_INTERVAL if options.once and options.poll is None else options.poll,
+            on_tick=session.check_liveness if options.stall_after > 0 else None,
+            tick_every=min(options.stall_after / 4, SAFETY_RESCAN) if options.stall_after > 0 else SAFETY_RESCAN,
         )
         session.follower = follower
         sink.start(session)
@@ -240,6 +266,7 @@ class WatchSession:
         self._dirty = False
         self._last_save = time.monotonic()
         self._state = self._load_state()
+        self.liveness = Liveness(options.stall_after)
         self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
             CommandNotifier(cmd, self.notice) for cmd in options.commands
         ]
@@ -276,14 +303,41 @@ class WatchSession:
             self.sink.emit(run_record(logdir, run, "new"))
         for run in result.removed_runs:
             self.sink.emit(run_record(logdir, run, "removed"))
+            self.liveness.forget(logdir, run)
         engine = self.engines[logdir]
         fresh: list[Alert] = []
+        newest: dict[str, tuple[int, float]] = {}  # run → (last step, last wall time) in this result
         for batch in result.batches:
             if batch.is_empty():
                 continue
             self._dirty = True
             self.sink.observe(logdir, batch)
+            if series := (*batch.scalars, *batch.histograms):
+                step, wall = max(int(s.step.max()) for s in series), max(float(s.wall_time.max()) for s in series)
+                before = newest.get(batch.run, (step, wall))
+                newest[batch.run] = (max(before[0], step), max(before[1], wall))
             fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
+        now = time.monotonic()
+        for run, (step, wall) in newest.items():  # one arrival per run and poll, however many files it spans
+            self.liveness.arrived(logdir, run, step, wall, now)
+        self._publish(logdir, fresh)
+        self.after_cycle()
+
+    def check_liveness(self) -> None:
+        """Report runs that grew while watched and went quiet (called on the follower thread)."""
+        for quiet in self.liveness.newly_quiet(time.monotonic()):
+            alert = Alert(
+                run=quiet.run, kind=STALLED, severity="info", step=quiet.last_step, wall_time=quiet.last_wall, tag="",
+                message=(f"{quiet.run} has written nothing for {fmt_span(quiet.quiet_seconds)} (new points came every "
+                         f"~{fmt_span(quiet.usual_gap)} before; last step {quiet.last_step}): the job finished, hung or "
+                         "was killed; if it should still be running, check its process"),
+                evidence={"quiet_seconds": round(quiet.quiet_seconds, 1), "usual_gap_seconds": round(quiet.usual_gap, 1)},
+            )
+            self._publish(quiet.logdir, [alert] if self._remember(quiet.logdir, alert) else [])
+        self.after_cycle()
+
+    def _publish(self, logdir: str, fresh: list[Alert]) -> None:
+        """Checkpoint, then print and notify ``fresh`` alerts (already remembered)."""
         if fresh:
             self._save()  # before printing: a watcher killed in between must not say it again
         for alert in fresh:
@@ -291,7 +345,6 @@ class WatchSession:
             self.sink.alert(logdir, alert, record)
             for notifier in self._notifiers:
                 notifier.submit(record)
-        self.after_cycle()
 
     def notice(self, message: str) -> None:
         self.sink.emit(status_record(message))

@@ -365,3 +365,28 @@ def test_corrupt_state_file_means_a_fresh_start_with_a_warning(tmp_path: Path, w
     assert any(r["type"] == "status" and "corrupt" in r["message"] for r in records)
     assert [a["run"] for a in alerts(records)] == ["exp1"] and done.returncode == 1
     assert json.loads(state.read_text())["version"] == 1  # rewritten whole
+
+
+def test_a_run_that_stops_writing_while_watched_gets_one_stalled_note(tmp_path: Path, writer: Writer) -> None:
+    """The writer process stops mid-run (as a hung or killed job would); a run that was already complete
+    when the watcher started stays quiet, however long it has not been written."""
+    writer.losses("finished", [1.0, 0.9, 0.8])
+    writer.losses("live", [1.0])
+    watcher = Watcher(str(tmp_path / "logs"), "--no-state", "--stall-after", "2")
+    try:
+        watcher.ready()
+        for step in (1, 2, 3):
+            writer.scalar("live", "train/loss", step, 1.0 / (step + 1))
+            time.sleep(0.2)
+        silent_since = time.monotonic()
+        stalled = watcher.wait_for(is_alert("live", "stalled"))
+        noticed_after = time.monotonic() - silent_since
+        time.sleep(3)  # another threshold: no repeat, and the finished run never counts
+        code = watcher.stop(signal.SIGTERM)
+    finally:
+        watcher.kill()
+    assert stalled["severity"] == "info" and stalled["step"] == 3
+    assert stalled["evidence"]["quiet_seconds"] >= 2 and noticed_after >= 1.5
+    assert "written nothing" in stalled["message"]
+    assert [(a["run"], a["kind"]) for a in alerts(watcher.records)] == [("live", "stalled")]
+    assert code == 0 and "Traceback" not in watcher.stderr
