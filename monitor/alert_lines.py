@@ -75,9 +75,10 @@ def plain_line(record: Mapping[str, Any]) -> str:
     if kind == "alert":
         wall = record["wall_time"]
         when = time.strftime("%H:%M:%S", time.localtime(wall)) if isinstance(wall, float) else "--:--:--"
+        tag = f" tag={record['tag']}" if record["tag"] else ""  # run-wide alerts (stalled) have none
         return (
-            f"{when} {record['severity'].upper():8} {record['kind']} run={record['run']} "
-            f"tag={record['tag']} step={record['step']}: {record['message']}"
+            f"{when} {record['severity'].upper():8} {record['kind']} run={record['run']}{tag} "
+            f"step={record['step']}: {record['message']}"
         )
     if kind == "problem":
         where = f"{record['path']}" + (f" @ byte {record['offset']}" if record.get("offset") is not None else "")

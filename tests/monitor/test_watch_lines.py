@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -34,6 +35,8 @@ def test_plain_alert_line_names_everything_on_one_line() -> None:
     line = plain_line(alert_record(NAN_ALERT, "/logs"))
     when = time.strftime("%H:%M:%S", time.localtime(1763900000.0))
     assert line == f"{when} CRITICAL divergence run=exp1 tag=train/loss step=845: loss is NaN"
+    run_wide = plain_line(alert_record(dataclasses.replace(NAN_ALERT, kind="stalled", severity="info", tag=""), "/logs"))
+    assert run_wide == f"{when} INFO     stalled run=exp1 step=845: loss is NaN"  # no empty "tag="
 
 
 def test_other_records_render_in_both_forms() -> None:
