@@ -240,5 +240,5 @@ def _alert_text(label: str, alert: Alert) -> Text:
     return Text.assemble(
         (f"{alert.severity.upper():8}", SEVERITY_STYLE.get(alert.severity, "")),
         (f" {alert.kind}", "bold"),
-        f" {label} {alert.tag} step {alert.step}: {alert.message}",
+        f" {label}{f' {alert.tag}' if alert.tag else ''} step {alert.step}: {alert.message}",
     )

@@ -43,9 +43,10 @@ def check_webhook_url(url: str) -> None:
 
 def alert_text(alert: dict[str, Any]) -> str:
     """The one line a chat channel shows (Slack's ``text`` field)."""
+    where = ", ".join(str(part) for part in (alert.get("tag"), f"step {alert.get('step')}") if part)
     return (
         f"[tbmon] {str(alert.get('severity', '')).upper()} {alert.get('kind')} in run "
-        f"{alert.get('run')} ({alert.get('tag')}, step {alert.get('step')}): {alert.get('message')}"
+        f"{alert.get('run')} ({where}): {alert.get('message')}"
     )
 
 
