@@ -306,20 +306,15 @@ class WatchSession:
             self.liveness.forget(logdir, run)
         engine = self.engines[logdir]
         fresh: list[Alert] = []
-        newest: dict[str, tuple[int, float]] = {}  # run → (last step, last wall time) in this result
         for batch in result.batches:
             if batch.is_empty():
                 continue
             self._dirty = True
             self.sink.observe(logdir, batch)
-            if series := (*batch.scalars, *batch.histograms):
-                step, wall = max(int(s.step.max()) for s in series), max(float(s.wall_time.max()) for s in series)
-                before = newest.get(batch.run, (step, wall))
-                newest[batch.run] = (max(before[0], step), max(before[1], wall))
             fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
         now = time.monotonic()
-        for run, (step, wall) in newest.items():  # one arrival per run and poll, however many files it spans
-            self.liveness.arrived(logdir, run, step, wall, now)
+        for job, (step, wall) in _newest_points(result.batches).items():
+            self.liveness.arrived(logdir, job, step, wall, now)
         self._publish(logdir, fresh)
         self.after_cycle()
 
@@ -426,6 +421,20 @@ class WatchSession:
         return summary_record(
             self.runs(), self.all_alerts(), self.new_alerts, self.exit_code(), len(self._problems_seen)
         )
+
+
+def _newest_points(batches: list[RunBatch]) -> dict[str, tuple[int, float]]:
+    """Per job, its newest step and wall time in one poll: one arrival per run however many files it
+    spans; a Keras train/validation pair is one job, named by its parent (as the analyzers do)."""
+    newest: dict[str, tuple[int, float]] = {}
+    for batch in batches:
+        if not (series := (*batch.scalars, *batch.histograms)):
+            continue
+        job = batch.experiment_dir if batch.role is not None and batch.experiment_dir else batch.run
+        step, wall = max(int(s.step.max()) for s in series), max(float(s.wall_time.max()) for s in series)
+        before = newest.get(job, (step, wall))
+        newest[job] = (max(before[0], step), max(before[1], wall))
+    return newest
 
 
 # -- outputs ------------------------------------------------------------------------------

@@ -40,3 +40,20 @@ def test_a_removed_run_is_forgotten() -> None:
     live.arrived("logs", "exp", 1, 1e9, now=0.1)
     live.forget("logs", "exp")
     assert live.newly_quiet(now=100.0) == []
+
+
+def test_one_arrival_per_job_and_a_keras_pair_is_one_job() -> None:
+    """A poll's batches: two files of one run, and Keras train/validation siblings named by their parent."""
+    from tbmon.monitor.watch import _newest_points
+    from tests.analyzers.streams import Stream
+
+    train = Stream("exp/train", experiment_dir="exp", role="train")
+    train.scalar("epoch_loss", 3, 0.5)
+    val = Stream("exp/validation", experiment_dir="exp", role="validation")
+    val.scalar("epoch_loss", 4, 0.6)
+    first, second = Stream("other"), Stream("other")
+    first.scalar("loss", 7, 1.0)
+    second.scalar("loss", 9, 1.0)
+    second.scalar("loss", 10, 1.0)
+    batches = [*train.batches(), *val.batches(), *first.batches(), *second.batches()]
+    assert _newest_points(batches) == {"exp": (4, 1000.0), "other": (10, 1001.0)}
