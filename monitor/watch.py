@@ -321,11 +321,12 @@ class WatchSession:
     def check_liveness(self) -> None:
         """Report runs that grew while watched and went quiet (called on the follower thread)."""
         for quiet in self.liveness.newly_quiet(time.monotonic()):
+            every = "under a second" if quiet.usual_gap < 1 else f"~{fmt_span(quiet.usual_gap)}"
             alert = Alert(
                 run=quiet.run, kind=STALLED, severity="info", step=quiet.last_step, wall_time=quiet.last_wall, tag="",
                 message=(f"{quiet.run} has written nothing for {fmt_span(quiet.quiet_seconds)} (new points came every "
-                         f"~{fmt_span(quiet.usual_gap)} before; last step {quiet.last_step}): the job finished, hung or "
-                         "was killed; if it should still be running, check its process"),
+                         f"{every} before; last step {quiet.last_step}): the job finished, hung or was killed; if it "
+                         "should still be running, check its process"),
                 evidence={"quiet_seconds": round(quiet.quiet_seconds, 1), "usual_gap_seconds": round(quiet.usual_gap, 1)},
             )
             self._publish(quiet.logdir, [alert] if self._remember(quiet.logdir, alert) else [])

@@ -387,6 +387,6 @@ def test_a_run_that_stops_writing_while_watched_gets_one_stalled_note(tmp_path: 
         watcher.kill()
     assert stalled["severity"] == "info" and stalled["step"] == 3
     assert stalled["evidence"]["quiet_seconds"] >= 2 and noticed_after >= 1.5
-    assert "written nothing" in stalled["message"]
+    assert "written nothing" in stalled["message"] and "every under a second" in stalled["message"]
     assert [(a["run"], a["kind"]) for a in alerts(watcher.records)] == [("live", "stalled")]
     assert code == 0 and "Traceback" not in watcher.stderr
