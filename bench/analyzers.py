@@ -50,6 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.proc_status import status_mb  # noqa: E402
 from bench.read import OUT, generate  # noqa: E402  (the anchor corpus: same generator and cache)
 from tbmon.analyzers import Engine, analyze  # noqa: E402
 from tbmon.analyzers.alerts import Alert  # noqa: E402
@@ -167,11 +168,6 @@ def polls(batches: list[RunBatch], bounds: Callable[[RunBatch], np.ndarray]) -> 
 # -- measuring, each feed in a fresh child process --------------------------------------------
 
 
-def _status_mb(field: str) -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
-
-
 class Phase:
     """Wall and CPU time of a phase; RSS at its start and its peak RSS (Linux).
 
@@ -182,13 +178,13 @@ class Phase:
 
     def __enter__(self) -> Phase:
         Path("/proc/self/clear_refs").write_text("5")
-        self.rss_mb = _status_mb("VmRSS")
+        self.rss_mb = status_mb("VmRSS")
         self.t, self.c = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
-        self.peak_mb = _status_mb("VmHWM")
+        self.peak_mb = status_mb("VmHWM")
 
     def figures(self) -> dict[str, float]:
         return {"wall": self.wall, "cpu": self.cpu, "rss_mb": self.rss_mb, "peak_mb": self.peak_mb}

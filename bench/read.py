@@ -27,6 +27,10 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.proc_status import status_mb  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "out"
 SCALAR_TAGS = 20
 HIST_TAGS = 4
@@ -128,11 +132,8 @@ def child(method: str, logdir: Path) -> None:
     t, cpu = time.perf_counter(), time.process_time()
     count = METHODS[method](logdir)
     seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
-    # VmHWM: this process's own peak RSS (a fresh address space since exec; rusage of a
-    # forked child would inherit the parent's peak).
-    status = Path("/proc/self/status").read_text()
-    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "count": count, "peak_mb": hwm_kb / 1024}))
+    # this process's own peak RSS (a fresh address space since exec)
+    print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "count": count, "peak_mb": status_mb("VmHWM")}))
 
 
 def run_child(method: str, logdir: Path, timeout: float) -> dict:
