@@ -15,7 +15,7 @@ class Dataset:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
-    task: str  # "classification" (y: class indices) or "regression" (y: float targets)
+    task: str  # "classification" (y: class indices), "regression" (y: float targets) or "sequence" (y: next tokens)
     image: bool = False  # x holds 8x8 images, not flat vectors
 
 
@@ -74,3 +74,30 @@ def sequence_sign(seed: int, n_train: int, n_val: int = 400, length: int = 12, f
     x = torch.randn(n_train + n_val, length, features, generator=gen)
     y = (x[:, :, 0].sum(dim=1) > 0).long()
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "classification")
+
+
+def markov_text(seed: int, n_train: int, n_val: int = 200, vocab: int = 24, context: int = 32) -> Dataset:
+    """Next-token prediction on text from a random sparse Markov chain (a stand-in for char-level corpora):
+    learnable structure, an entropy floor above zero, no download. y[t] = x[t + 1]."""
+    rng = np.random.default_rng(seed)
+    transition = rng.dirichlet(np.full(vocab, 0.2), size=vocab)
+    n = n_train + n_val
+    tokens = np.empty((n, context + 1), dtype=np.int64)
+    tokens[:, 0] = rng.integers(vocab, size=n)
+    cumulative = transition.cumsum(axis=1)
+    for t in range(context):
+        u = rng.random(n)[:, None]
+        tokens[:, t + 1] = np.minimum((u > cumulative[tokens[:, t]]).sum(axis=1), vocab - 1)
+    x, y = torch.from_numpy(tokens[:, :-1].copy()), torch.from_numpy(tokens[:, 1:].copy())
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "sequence")
+
+
+def with_label_noise(ds: Dataset, fraction: float, seed: int) -> Dataset:
+    """A copy whose training labels are replaced by uniformly random classes at `fraction` of the samples."""
+    if fraction <= 0 or ds.task != "classification":
+        return ds
+    gen = torch.Generator().manual_seed(seed + 7)
+    classes = int(torch.cat([ds.y_train, ds.y_val]).max()) + 1
+    flip = torch.rand(len(ds.y_train), generator=gen) < fraction
+    noisy = torch.where(flip, torch.randint(classes, ds.y_train.shape, generator=gen), ds.y_train)
+    return Dataset(ds.x_train, noisy, ds.x_val, ds.y_val, ds.task, ds.image)

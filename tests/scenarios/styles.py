@@ -38,6 +38,9 @@ STYLES: dict[str, TagStyle] = {
     "underscore": TagStyle("train_loss", "valid_loss", lr="lr", grad_hist="{p}_grad"),
     # Keras TensorBoard callback: per-epoch `epoch_loss` in `train/` and `validation/` sibling runs.
     "keras": TagStyle("epoch_loss", "epoch_loss", keras_dirs=True),
+    # tbmon's own TrainerShim: the contract's default tags (it writes them itself; see trainer_shim/shim.py).
+    "shim": TagStyle("train/loss", "val/loss", lr="train/learning_rate", grad_norm_total="train/grad_norm",
+                     grad_hist="grad/{p}", grad_norm_layer="grad_norm/{p}"),
 }
 
 

@@ -103,7 +103,7 @@ class WriterCrash(Exception):
     """The writer raised inside the training loop; a real script would stop with a traceback here."""
 
 
-class _Logger:
+class StyleLogger:
     """Writes one style's tags; the HF style reproduces Trainer's logging_nan_inf_filter arithmetic."""
 
     def __init__(self, style: TagStyle, library: str, logdir: Path, purge_step: int | None, suffix: str) -> None:
@@ -182,7 +182,7 @@ def train(recipe: Recipe, style_name: str, library: str, logdir: Path) -> None:
         opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
     loss_fn = _loss_fn(ds)
     gen = torch.Generator().manual_seed(recipe.seed + 1)
-    logger = _Logger(style, library, logdir, None, "")
+    logger = StyleLogger(style, library, logdir, None, "")
     checkpoint: dict[str, Any] | None = None
     resumed = False
     step = 0
@@ -197,7 +197,7 @@ def train(recipe: Recipe, style_name: str, library: str, logdir: Path) -> None:
             gen.set_state(checkpoint["gen"])
             step = recipe.restart[0]
             purge = step if recipe.purge_on_restart else None
-            logger = _Logger(style, library, logdir, purge, ".resumed")
+            logger = StyleLogger(style, library, logdir, purge, ".resumed")
             logger.window = checkpoint["logger_window"]
             resumed = True
         if step % recipe.val_every == 0:

@@ -1,0 +1,148 @@
+"""Build the sampled corpus: train each seed's configuration once (parallel workers), label it from its data.
+
+Runs live in ``root/<name>/``; a run is rebuilt only when its configuration or the code that decides its
+event files changed (a ``DONE`` file holds that key), so an interrupted build resumes where it stopped.
+Labels are cached beside the run (``labels.json``) under the labeller's own code hash.
+
+The split is fixed once, by seed: even seeds are the development part (rules may be tuned on it and its
+runs read one by one), odd seeds are the locked part (scored in aggregate only). ``CI_SAMPLE`` is a fixed
+subset of the locked part small enough to train inside the test suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .space import Config, draw
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+# space.py is not here: a run's configuration (its repr is in the key) is all it contributes.
+_TRAINING_SOURCES = [HERE / "run.py", *(REPO / "tests" / "scenarios" / n for n in
+                     ("data.py", "models.py", "styles.py", "training.py")), *sorted((REPO / "trainer_shim").glob("*.py"))]
+_LABEL_SOURCES = [HERE / "labels.py", REPO / "tests" / "scenarios" / "labels.py"]
+
+SEEDS = range(400)
+DEVELOPMENT = tuple(s for s in SEEDS if s % 2 == 0)
+LOCKED = tuple(s for s in SEEDS if s % 2 == 1)
+CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
+
+
+def _digest(paths: list[Path], extra: str = "") -> str:
+    import torch
+
+    h = hashlib.sha256((torch.__version__ + extra).encode())
+    for path in paths:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_key(cfg: Config) -> str:
+    return _digest(_TRAINING_SOURCES, repr(cfg))
+
+
+def label_key() -> str:
+    return _digest(_LABEL_SOURCES)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled run with its data-derived labels (the shape `tests.scenarios.scoring` scores)."""
+
+    config: Config
+    path: Path
+    onsets: dict[str, int]  # kind -> onset step, for every kind the data shows
+    borderline: tuple[str, ...]  # why a run without labels is not clean enough to count as healthy
+    run_length: int
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(sorted(self.onsets))
+
+    @property
+    def scenario(self) -> "Sample":  # scoring reads `.scenario.name` / `.scenario.kinds`
+        return self
+
+
+def _train_one(cfg: Config, path: str, key: str) -> str:
+    from .run import train
+
+    root = Path(path)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        train(cfg, root)
+    (root / "DONE").write_text(key)
+    return cfg.name
+
+
+def _label_one(cfg: Config, path: str, key: str) -> dict:
+    from .labels import label
+
+    found = label(cfg, Path(path))
+    (Path(path) / "labels.json").write_text(json.dumps({"key": key, **found}))
+    return found
+
+
+def train_all(root: Path, seeds: tuple[int, ...], workers: int | None = None,
+              progress: Callable[[str], None] | None = None) -> list[Config]:
+    """Train every seed whose run under ``root`` is missing or stale; returns the configurations."""
+    root.mkdir(parents=True, exist_ok=True)
+    configs = [draw(s) for s in seeds]
+    todo = [c for c in configs if not _done(root / c.name, run_key(c))]
+    if todo:
+        with ProcessPoolExecutor(_workers(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_train_one, c, str(root / c.name), run_key(c)) for c in todo]
+            for n, f in enumerate(as_completed(futures), 1):
+                name = f.result()
+                if progress:
+                    progress(f"trained {name} ({n}/{len(todo)})")
+    return configs
+
+
+def build(root: Path, seeds: tuple[int, ...], workers: int | None = None,
+          progress: Callable[[str], None] | None = None) -> list[Sample]:
+    """Train (where needed) and label every seed under ``root``; returns them in seed order."""
+    configs = train_all(root, seeds, workers, progress)
+    lkey = label_key()
+    labels: dict[str, dict] = {}
+    unlabelled = []
+    for c in configs:
+        cached = root / c.name / "labels.json"
+        data = json.loads(cached.read_text()) if cached.exists() else {}
+        if data.get("key") == lkey:
+            labels[c.name] = data
+        else:
+            unlabelled.append(c)
+    if unlabelled:
+        with ProcessPoolExecutor(_workers(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_label_one, c, str(root / c.name), lkey): c for c in unlabelled}
+            for f in as_completed(futures):
+                labels[futures[f].name] = f.result()
+    return [Sample(c, root / c.name, {k: int(v) for k, v in labels[c.name]["onsets"].items()},
+                   tuple(labels[c.name]["borderline"]), int(labels[c.name]["run_length"])) for c in configs]
+
+
+def _workers(asked: int | None) -> int:
+    return asked or max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def _done(path: Path, key: str) -> bool:
+    marker = path / "DONE"
+    return marker.exists() and marker.read_text() == key

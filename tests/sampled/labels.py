@@ -1,0 +1,287 @@
+"""What a sampled run shows, decided from its written data alone, by criteria that share nothing with tbmon.
+
+The event files are read back with TensorBoard's own loader (`tests.scenarios.labels.read_run`). The one
+quantity not taken from the files is U, the loss of the untrained model (same seed, same initialisation)
+on the validation set: "what an untrained model of its kind would score", computed exactly instead of
+guessed. Windows are centred rolling medians over w = max(3, N/50) training-loss points, so a single
+minibatch never decides a label. Each criterion has a *borderline* band: a run with no label that falls in
+one is neither healthy nor pathological, and is left out of both the recall and the false-alarm counts
+(its count is reported). Numbers are what a person reading the curves would call each problem, chosen
+before any rule was scored on the corpus:
+
+- divergence: train loss, validation loss or total gradient norm non-finite (onset: the first such
+  step); or the rolling train loss at >= 2 U (twice an untrained model's loss) over >= 10 % of the run;
+  or, after learning (best rolling level <= 0.8 U), >= 90 % of the progress undone for >= 5 % of the run
+  (onset: where the rolling loss first rose above halfway back). Borderline: >= 1.3 U or >= 50 % undone
+  for >= 5 % of the run.
+- not_learning: no divergence, and the final level (median of the last 10 % of training points) is
+  >= 0.9 U: the run never got 10 % better than an untrained model. Onset: the first step. Borderline:
+  0.7-0.9 U.
+- overfitting: validation minimum with >= 3 evaluations after it, median of the last three >= 25 %
+  above it, training loss over the last 10 % of the run < 80 % of its level around the minimum, no
+  divergence. Onset: the minimum. Borderline: a rise of 10-25 % with training falling, a >= 25 % rise
+  that came back down, or a >= 25 % rise with training only 5-20 % lower.
+- vanishing_gradients: first-layer weight-gradient RMS < 1e-3 x the last layer's (AUTOTRAINER beta1)
+  at a logged step and at >= 80 % of the later ones. Borderline: the same at 1e-2.
+- exploding_gradients: a non-finite total norm or first/last-layer gradient; the total norm > 100x the
+  median of its first ten logged values; first/last RMS > 70 (AUTOTRAINER beta3) persisting as above; or
+  the model-wide gradient RMS (total norm / sqrt(parameter count)) > 1 persisting as above (a
+  mean-reduced loss of order one gives per-weight gradients far below 1: measured on this corpus's
+  clean runs). Borderline: model-wide RMS > 0.1 persisting, or growth > 30x.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tests.scenarios.labels import RunData, Series, read_run
+from tests.scenarios.styles import STYLES
+
+from .space import Config
+
+PERSIST = 0.8
+
+
+@dataclass(frozen=True)
+class Curves:
+    train: Series
+    val: Series
+    grad_norm: Series | None  # total gradient norm (logged, or rebuilt from per-layer values)
+    first_rms: Series | None  # first weight layer's gradient RMS
+    last_rms: Series | None
+    params: int
+    untrained: float  # U
+    run_length: int
+
+
+def untrained_loss(cfg: Config) -> float:
+    """The freshly initialised model's validation loss (what the run's first evaluation would be)."""
+    import torch
+
+    from .run import _loss, dataset, model
+
+    torch.set_num_threads(1)
+    ds = dataset(cfg)
+    net = model(cfg, ds)
+    net.eval()
+    with torch.no_grad():
+        return float(_loss(ds, net(ds.x_val), ds.y_val))
+
+
+def _weights(order: list[tuple[str, int]]) -> tuple[str, str]:
+    names = [n for n, _ in order if n.endswith("weight") or n.startswith("rnn.weight_ih")]
+    return names[0], names[-1]
+
+
+def curves(cfg: Config, path: Path) -> Curves:
+    from .run import parameter_order
+
+    style = STYLES[cfg.style]
+    if style.keras_dirs:
+        train_run, val_run = read_run(path / "train"), read_run(path / "validation")
+    else:
+        train_run = val_run = read_run(path)
+    order = parameter_order(cfg)
+    sizes = dict(order)
+    first, last = _weights(order)
+    empty = Series(np.zeros(0, dtype=np.int64), np.zeros(0))
+    train = train_run.scalars.get(style.train_loss, empty)
+    val = val_run.scalars.get(style.val_loss, empty)
+    grad_norm = train_run.scalars.get(style.grad_norm_total) if style.grad_norm_total else None
+    layers = _layer_rms(train_run, style, sizes)
+    first_rms, last_rms = layers.get(first), layers.get(last)
+    if grad_norm is None and layers:
+        grad_norm = _total_from_layers(layers, sizes)
+    series = [s for s in (train, val, grad_norm) if s is not None and s.step.size]
+    lo = min((int(s.step.min()) for s in series), default=0)
+    hi = max((int(s.step.max()) for s in series), default=1)
+    return Curves(train, val, grad_norm, first_rms, last_rms, sum(sizes.values()), untrained_loss(cfg), max(1, hi - lo))
+
+
+def _layer_rms(run: RunData, style, sizes: dict[str, int]) -> dict[str, Series]:
+    out = {}
+    for name, size in sizes.items():
+        if style.grad_hist and (tag := style.grad_hist.format(p=name)) in run.hist_sum_squares:
+            ss, num = run.hist_sum_squares[tag], run.hist_num[tag]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[name] = Series(ss.step, np.sqrt(ss.value / num.value))
+        elif style.grad_norm_layer and (tag := style.grad_norm_layer.format(p=name)) in run.scalars:
+            s = run.scalars[tag]
+            out[name] = Series(s.step, s.value / math.sqrt(size))
+    return out
+
+
+def _total_from_layers(layers: dict[str, Series], sizes: dict[str, int]) -> Series:
+    """sqrt(sum of squared per-layer norms) at the steps every layer was logged."""
+    common = sorted(set.intersection(*(set(s.step.tolist()) for s in layers.values())))
+    steps = np.array(common, dtype=np.int64)
+    total = np.zeros(steps.size)
+    for name, s in layers.items():
+        at = np.searchsorted(s.step, steps)
+        total = total + (s.value[at] * math.sqrt(sizes[name])) ** 2
+    return Series(steps, np.sqrt(total))
+
+
+def _rolling_median(values: np.ndarray, w: int) -> np.ndarray:
+    half = w // 2
+    return np.array([np.median(values[max(0, i - half): i + half + 1]) for i in range(values.size)])
+
+
+def _first_nonfinite(series: Series | None) -> int | None:
+    if series is None or series.value.size == 0:
+        return None
+    bad = ~np.isfinite(series.value)
+    return int(series.step[bad.argmax()]) if bad.any() else None
+
+
+def _sustained(holds: np.ndarray, length: int) -> int | None:
+    """Index of the first run of >= ``length`` consecutive True values (or one reaching the end)."""
+    run = 0
+    for i, h in enumerate(holds):
+        run = run + 1 if h else 0
+        if run >= length or (h and i == holds.size - 1 and run >= min(length, 3)):
+            return i - run + 1
+    return None
+
+
+def _persistent(step: np.ndarray, holds: np.ndarray) -> int | None:
+    for i in np.flatnonzero(holds):
+        if holds[i:].mean() >= PERSIST:
+            return int(step[i])
+    return None
+
+
+def divergence(c: Curves) -> tuple[int | None, list[str]]:
+    found = [x for x in (_first_nonfinite(c.train), _first_nonfinite(c.val), _first_nonfinite(c.grad_norm)) if x is not None]
+    borderline: list[str] = []
+    t = c.train
+    finite = np.isfinite(t.value)
+    steps, values = t.step[finite], t.value[finite]
+    if values.size >= 3:
+        n = values.size
+        level = _rolling_median(values, max(3, n // 50))
+        u = c.untrained
+        if (i := _sustained(level >= 2 * u, max(3, n // 10))) is not None:
+            found.append(int(steps[i]))
+        elif _sustained(level >= 1.3 * u, max(3, n // 20)) is not None:
+            borderline.append("loss >= 1.3x untrained")
+        best = np.minimum.accumulate(level)
+        progress = u - best
+        with np.errstate(invalid="ignore", divide="ignore"):
+            undone = np.where(progress >= 0.2 * u, (level - best) / progress, 0.0)
+        if (i := _sustained(undone >= 0.9, max(3, n // 20))) is not None:
+            start = i
+            while start > 0 and undone[start - 1] > 0.5:
+                start -= 1
+            found.append(int(steps[start]))
+        elif _sustained(undone >= 0.5, max(3, n // 20)) is not None:
+            borderline.append("half the progress undone")
+    return (min(found) if found else None), borderline
+
+
+def not_learning(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
+    values = c.train.value[np.isfinite(c.train.value)]
+    if diverged or values.size < 3:
+        return None, []
+    tail = np.median(values[-max(1, values.size // 10):])
+    if tail >= 0.9 * c.untrained:
+        return int(c.train.step[0]), []
+    return None, (["improved only 10-30 % on an untrained model"] if tail >= 0.7 * c.untrained else [])
+
+
+def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
+    val, train = c.val, c.train
+    if diverged or val.value.size < 6 or not np.isfinite(val.value).all():
+        return None, []
+    m = int(np.argmin(val.value))
+    if m > val.value.size - 4:
+        return None, []
+    best = val.value[m]
+    onset = int(val.step[m])
+    half = max(1, c.run_length // 20)
+    around = train.value[np.abs(train.step - onset) <= half]
+    tail = train.value[train.step >= train.step.max() - max(1, c.run_length // 10)]
+    if around.size == 0 or tail.size == 0:
+        return None, []
+    fall = np.median(tail) / np.median(around)
+    end_rise = np.median(val.value[-3:]) / best - 1
+    peak_rise = max(np.median(val.value[j: j + 3]) for j in range(m, val.value.size - 2)) / best - 1
+    if end_rise >= 0.25 and fall < 0.8:
+        return onset, []
+    if fall < 0.95 and (end_rise >= 0.1 or peak_rise >= 0.25):
+        return None, ["validation rose 10-25 %, or rose and came back, while training fell"]
+    return None, []
+
+
+def _ratio(c: Curves) -> tuple[np.ndarray, np.ndarray] | None:
+    if c.first_rms is None or c.last_rms is None:
+        return None
+    steps = np.intersect1d(c.first_rms.step, c.last_rms.step)
+    a = c.first_rms.value[np.searchsorted(c.first_rms.step, steps)]
+    b = c.last_rms.value[np.searchsorted(c.last_rms.step, steps)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return steps, a / b
+
+
+def vanishing(c: Curves) -> tuple[int | None, list[str]]:
+    ratio = _ratio(c)
+    if ratio is None:
+        return None, []
+    steps, r = ratio
+    ok = np.isfinite(r)
+    if (onset := _persistent(steps, ok & (r < 1e-3))) is not None:
+        return onset, []
+    return None, (["first/last gradient RMS < 1e-2"] if _persistent(steps, ok & (r < 1e-2)) is not None else [])
+
+
+def exploding(c: Curves) -> tuple[int | None, list[str]]:
+    found = [x for x in (_first_nonfinite(c.grad_norm), _first_nonfinite(c.first_rms), _first_nonfinite(c.last_rms))
+             if x is not None]
+    borderline: list[str] = []
+    g = c.grad_norm
+    if g is not None and g.value.size >= 10:
+        early = np.median(g.value[:10])
+        with np.errstate(invalid="ignore"):
+            over = g.value[10:] > 100 * early
+            if np.isfinite(early) and over.any():
+                found.append(int(g.step[10 + over.argmax()]))
+            elif np.isfinite(early) and (g.value[10:] > 30 * early).any():
+                borderline.append("grad norm grew > 30x")
+    if g is not None and g.value.size:
+        rms = g.value / math.sqrt(c.params)
+        with np.errstate(invalid="ignore"):
+            if (onset := _persistent(g.step, rms > 1.0)) is not None:
+                found.append(onset)
+            elif _persistent(g.step, rms > 0.1) is not None:
+                borderline.append("model-wide gradient RMS > 0.1")
+    ratio = _ratio(c)
+    if ratio is not None:
+        steps, r = ratio
+        with np.errstate(invalid="ignore"):
+            if (onset := _persistent(steps, np.isfinite(r) & (r > 70))) is not None:
+                found.append(onset)
+    return (min(found) if found else None), borderline
+
+
+def label(cfg: Config, path: Path) -> dict:
+    """``{"onsets": {kind: step}, "borderline": [reasons], "run_length": n, "untrained": U}`` (JSON-ready)."""
+    c = curves(cfg, path)
+    onsets: dict[str, int] = {}
+    borderline: list[str] = []
+    div, why = divergence(c)
+    borderline += why
+    if div is not None:
+        onsets["divergence"] = div
+    for kind, (onset, why) in (("not_learning", not_learning(c, div is not None)),
+                               ("overfitting", overfitting(c, div is not None)),
+                               ("vanishing_gradients", vanishing(c)),
+                               ("exploding_gradients", exploding(c))):
+        borderline += why
+        if onset is not None:
+            onsets[kind] = onset
+    return {"onsets": onsets, "borderline": borderline, "run_length": c.run_length, "untrained": c.untrained,
+            "class": cfg.cls}
