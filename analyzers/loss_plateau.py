@@ -15,6 +15,11 @@ each block against the best one: a noisy run that still improves (batch-8 SGD, b
 jumping ±20 %) must not look flat, nor a flat run with noisy blocks look like progress; windows
 that grow with the run keep a slow power-law decline from looking flat at every step count.
 
+A stretch in which the run has not learned at all since its start (not 10 % below its start level,
+as ``not_learning`` measures it with the same ``Tracker``) gets no note: that is ``not_learning``'s
+warning, and a run must not get both for one stretch. Runs that rule cannot judge (a log that
+begins mid-training, a loss that is not positive at its start) are noted as before.
+
 One info note per plateau, dated where the earlier window ends (the last point progress was still
 visible); another only once the loss has come down by ``renote_drop`` since the last note. The
 hint reads the learning rate when the run logs it: a loss that has hardly moved from its first
@@ -31,6 +36,7 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView, ScalarContext
+from tbmon.analyzers.not_learning import NotLearning, Tracker
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS
@@ -58,14 +64,23 @@ class LossPlateau(BaseRule):
         super().__init__(run, params)
         self.lr = ScalarContext()
         self.followed: str | None = None
+        # not_learning's view of the same loss: a stretch in which the run has not learned yet is that
+        # rule's (a warning), so it gets no plateau note as well.
+        self.start = Tracker(dict(NotLearning.defaults))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "lr": self.lr.state(), "followed": self.followed}
+        return {**super().state_dict(), "lr": self.lr.state(), "followed": self.followed, "start": self.start.state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.lr.load(state["lr"])
         self.followed = state["followed"]
+        self.start.load(state["start"])
+
+    def reset(self, tag: str) -> None:
+        super().reset(tag)
+        if tag == self.followed:
+            self.start.reset()
 
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
@@ -80,6 +95,7 @@ class LossPlateau(BaseRule):
             "pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None,
             "block": p["epoch_block"] if "epoch" in s.tag.lower() else p["block"]})
         size = st["block"]
+        start = self.start.update(s)
         ok = np.flatnonzero(np.isfinite(s.value))
         values = np.concatenate([np.asarray(st["pending"], dtype=float), s.value[ok]])
         n_blocks = values.size // size
@@ -97,6 +113,8 @@ class LossPlateau(BaseRule):
             self._add_level(st, st["carry"][0] / st["span"], int(s.step[e]), float(s.wall_time[e]))
             st["carry"] = [0.0, 0]
             f = self._plateau(st)
+            if f is not None and start["unlearned"][np.searchsorted(start["index"], e)]:
+                f = None  # the run has not learned since its start: that stretch is not_learning's
             # A new note only once the loss has come down by `renote_drop` since the last one, so a
             # slow power-law decline whose windows hover around `min_delta` gets one note, not one per wobble.
             fresh = f is not None and (st["noted"] is None or f["now"] < (1 - p["renote_drop"]) * st["noted"])

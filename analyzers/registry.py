@@ -17,13 +17,14 @@ from tbmon.analyzers.dead_units import DeadUnits
 from tbmon.analyzers.divergence import Divergence
 from tbmon.analyzers.exploding_gradients import ExplodingGradients
 from tbmon.analyzers.loss_plateau import LossPlateau
+from tbmon.analyzers.not_learning import NotLearning
 from tbmon.analyzers.overfitting import Overfitting
 from tbmon.analyzers.vanishing_gradients import VanishingGradients
 
 ENTRY_POINT_GROUP = "tbmon.rules"
 
 BUILTIN_RULES: tuple[type[Rule], ...] = (
-    Divergence, Overfitting, VanishingGradients, ExplodingGradients, DeadUnits, LossPlateau,
+    Divergence, Overfitting, VanishingGradients, ExplodingGradients, DeadUnits, LossPlateau, NotLearning,
 )
 
 

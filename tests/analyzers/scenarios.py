@@ -88,6 +88,20 @@ def plateau_run(n: int = 2600) -> Stream:
     return scalar_run({"train/loss": loss, "lr": lr}, n)
 
 
+def never_learns_run(n: int = 1100) -> Stream:
+    """At chance level from the start, lr logged, the first layer's gradient 1e-4 of the head's: not_learning."""
+    rng = np.random.default_rng(17)
+    loss = np.log(10) * np.exp(0.01 * rng.standard_normal(n))
+    s = Stream()
+    for step in range(n):
+        s.scalar("train/loss", step, loss[step])
+        s.scalar("lr", step, 0.1)
+        if step % 50 == 0:
+            for layer, scale in (("net.0.weight", 1e-6), ("net.2.weight", 1e-2)):
+                s.histogram(f"grad/{layer}", step, **hist_fields(scale * rng.standard_normal(32)))
+    return s
+
+
 def all_scenarios() -> dict[str, Stream]:
     return {"divergence": divergence_run(), "mixed": mixed_run(), "overfit": overfit_run(), "blown_up": blown_up_run(),
-            "plateau": plateau_run()}
+            "plateau": plateau_run(), "never_learns": never_learns_run()}

@@ -38,7 +38,8 @@ WHOLE = {name: canon(feed_all(stream)) for name, stream in SCENARIOS.items()}
 
 def test_scenarios_exercise_the_rules() -> None:
     kinds = {json.loads(a)["kind"] for alerts in WHOLE.values() for a in alerts}
-    assert kinds == {"divergence", "overfitting", "vanishing_gradients", "exploding_gradients", "dead_units", "loss_plateau"}
+    assert kinds == {"divergence", "overfitting", "vanishing_gradients", "exploding_gradients", "dead_units", "loss_plateau",
+                     "not_learning"}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

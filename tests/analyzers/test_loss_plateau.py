@@ -9,12 +9,10 @@ import pytest
 
 from tbmon.analyzers import AnalyzerConfig, Engine, analyze
 from tbmon.monitor import read
-from tests.analyzers.streams import scalar_run
+from tests.analyzers.streams import Stream, scalar_run
 from tests.scenarios.training import Recipe, train
 
 STALLS = {
-    # SGD at lr 1e-4 on digits: the loss sits at ln(10) ≈ 2.32 for the whole run.
-    "lr_too_low": (Recipe(hidden=(64,), lr=1e-4, steps=600, seed=2), "too low"),
     # Warm-up + cosine to zero: the loss levels off near 1e-3 once lr is a few % of its peak.
     "cosine_done": (Recipe(hidden=(64,), lr=0.2, momentum=0.9, schedule=("warmup_cosine", 100), steps=1500, seed=5),
                     "already decayed"),
@@ -42,6 +40,14 @@ def test_a_stalled_training_gets_one_info_note_with_its_hint(tmp_path: Path, nam
     assert hint in alert.message
 
 
+def test_a_run_that_has_not_learned_since_its_start_is_left_to_not_learning(tmp_path: Path) -> None:
+    """SGD at lr 1e-4 on digits: the loss sits at ln(10) ≈ 2.32. That stretch is `not_learning`'s (an
+    info note at 1,000 steps: no cause it can see), so a plateau note would say the same thing twice."""
+    train(Recipe(hidden=(64,), lr=1e-4, steps=1050, seed=2, val_every=50), "slash", "tensorboardX", tmp_path / "low")
+    alerts = [a for a in analyze(read(tmp_path)) if a.kind in ("loss_plateau", "not_learning")]
+    assert [(a.kind, a.severity, a.evidence["noticed_step"]) for a in alerts] == [("not_learning", "info", 1000)]
+
+
 @pytest.mark.parametrize("name", sorted(IMPROVING))
 def test_a_training_that_still_improves_gets_no_note(tmp_path: Path, name: str) -> None:
     train(IMPROVING[name], "slash", "tensorboardX", tmp_path / name)
@@ -62,6 +68,11 @@ def test_an_epoch_level_loss_is_judged_in_epochs_not_in_400_points(tmp_path: Pat
     recipe, hint = EPOCH_LEVEL[name]
     train(recipe, "keras", "tensorboardX", tmp_path / name)
     alerts = plateau_alerts(tmp_path)
+    if name == "lr_too_low":  # never learned: `not_learning`'s stretch (20 epochs: info, 80: warning), not a plateau
+        assert alerts == []
+        assert [(a.severity, a.evidence["noticed_step"]) for a in analyze(read(tmp_path))
+                if a.kind == "not_learning"] == [("info", 20), ("warning", 80)]
+        return
     if hint is None:
         assert alerts == []
         return
@@ -81,10 +92,17 @@ def test_a_climbing_loss_is_not_a_plateau_and_short_runs_are_not_judged() -> Non
     engine = Engine()
     short = [a for b in scalar_run({"loss": flat[:399]}, 399).batches() for a in engine.feed(b)]
     assert [a for a in short if a.kind == "loss_plateau"] == []  # 2 windows of 4 blocks of 50 points
+    # Logged from step 0, a flat loss is a run that never learned: `not_learning`'s, not a plateau. Resumed
+    # into a new directory (steps from 10,000), it learned before the log began: a plateau.
+    resumed = Stream()
+    for i, v in enumerate(flat):
+        resumed.scalar("loss", 10_000 + i, v)
     engine = Engine()
-    full = [a for b in scalar_run({"loss": flat}, n).batches() for a in engine.feed(b) if a.kind == "loss_plateau"]
-    assert [(a.step, a.evidence["noticed_step"]) for a in full] == [(199, 399)]
+    full = [a for b in resumed.batches() for a in engine.feed(b) if a.kind == "loss_plateau"]
+    assert [(a.step, a.evidence["noticed_step"]) for a in full] == [(10_199, 10_399)]
     assert "hardly moved" in full[0].message
+    engine = Engine()
+    assert [a for b in scalar_run({"loss": flat}, n).batches() for a in engine.feed(b) if a.kind == "loss_plateau"] == []
 
 
 def test_windows_grow_with_the_run_so_a_power_law_decline_is_not_a_string_of_plateaus() -> None:

@@ -1,0 +1,228 @@
+"""`not_learning`: runs that never learn warn once, with their likely cause; healthy runs that look
+flat at first (slow starters, warm-up, resumed or converged runs, epoch losses, ELBOs, RL) stay quiet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tbmon.analyzers import AnalyzerConfig, Engine, analyze
+from tbmon.analyzers.alerts import Alert
+from tbmon.monitor import read
+from tests.analyzers.streams import Stream, hist_fields, scalar_run
+from tests.scenarios.training import Recipe, train
+
+CHANCE = float(np.log(10))
+
+
+def alerts_of(stream: Stream, cuts=(), *, kind: str | None = "not_learning", resume: bool = False) -> list[Alert]:
+    engine = Engine()
+    out: list[Alert] = []
+    for batch in stream.batches(cuts):
+        if resume:  # a watcher restarted between polls
+            state = json.loads(json.dumps(engine.state_dict()))
+            engine = Engine()
+            engine.load_state_dict(state)
+        out += engine.feed(batch)
+    return [a for a in out if kind is None or a.kind == kind]
+
+
+def brief(alerts: list[Alert]) -> list[tuple[str, int, int]]:
+    return [(a.severity, a.step, a.evidence["noticed_step"]) for a in alerts]
+
+
+def noisy(level: np.ndarray, noise: float = 0.01, seed: int = 0) -> np.ndarray:
+    return level * np.exp(noise * np.random.default_rng(seed).standard_normal(level.size))
+
+
+def flat(n: int, level: float = CHANCE, noise: float = 0.01, seed: int = 0) -> np.ndarray:
+    return noisy(np.full(n, level), noise, seed)
+
+
+# --- real tiny trainings ----------------------------------------------------------------------------
+
+
+def test_a_deep_tanh_net_that_never_learns_warns_and_names_vanishing_gradients(tmp_path: Path) -> None:
+    """16 tanh layers at PyTorch's default init: the first layer gets ~1e-4 of the head's gradient."""
+    recipe = Recipe(hidden=(16,) * 16, act="tanh", lr=0.1, steps=1050, seed=0, hist_every=100, val_every=100,
+                    norm_every=100)
+    train(recipe, "slash", "tensorboardX", tmp_path / "deep_tanh")
+    alerts = analyze(read(tmp_path))
+    [alert] = [a for a in alerts if a.kind == "not_learning"]
+    assert (alert.severity, alert.step, alert.tag, alert.evidence["noticed_step"]) == ("warning", 0, "train/loss", 1000)
+    assert alert.message.startswith("train/loss has not improved in 1,000 steps")
+    assert "gradients vanish" in alert.message and alert.evidence["grad_ratio"] < 1e-3
+    assert not [a for a in alerts if a.kind == "loss_plateau"]  # the stretch is not_learning's, not a plateau note
+
+
+def test_sgd_at_lr_1e_6_warns_that_the_rate_is_too_low(tmp_path: Path) -> None:
+    train(Recipe(hidden=(64,), lr=1e-6, steps=1050, seed=2, val_every=100), "slash", "tensorboardX", tmp_path / "r")
+    [alert] = [a for a in analyze(read(tmp_path)) if a.kind == "not_learning"]
+    assert alert.severity == "warning" and "far too low" in alert.message
+
+
+@pytest.mark.parametrize("recipe", [
+    Recipe(hidden=(64,), lr=0.1, steps=1050, seed=5, val_every=100, hist_every=100),
+    Recipe(data="teacher_reg", hidden=(64,), lr=0.02, steps=1050, seed=10, val_every=100, hist_every=100),
+], ids=["digits_sgd", "noisy_regression"])
+def test_a_healthy_training_is_silent(tmp_path: Path, recipe: Recipe) -> None:
+    train(recipe, "slash", "tensorboardX", tmp_path / "healthy")
+    assert [a for a in analyze(read(tmp_path)) if a.kind == "not_learning"] == []
+
+
+# --- synthetic streams: what never learned ----------------------------------------------------------
+
+
+def test_flat_without_a_visible_cause_is_an_info_first_and_a_warning_after_four_times_the_wait() -> None:
+    alerts = alerts_of(scalar_run({"train/loss": flat(4200)}, 4200))
+    assert brief(alerts) == [("info", 0, 1000), ("warning", 0, 4000)]
+    assert "late start" in alerts[0].message and "inputs and labels" in alerts[1].message
+
+
+def test_a_leap_then_back_to_chance_names_a_too_high_learning_rate() -> None:
+    level = np.full(1200, CHANCE)
+    level[1:12] = np.geomspace(40.0, 3.0, 11)  # Adam at 100x its lr: saturated logits, then dead units at chance
+    [alert] = alerts_of(scalar_run({"train/loss": noisy(level), "lr": np.full(1200, 0.1)}, 1200))
+    assert brief([alert]) == [("warning", 0, 1000)]
+    assert alert.evidence["start_level"] == pytest.approx(level[0], rel=0.05)
+    assert "far too high (lr 0.1)" in alert.message
+
+
+def test_a_resume_that_rewrites_steps_keeps_the_start() -> None:
+    """Crash at step 800, resume from the step-600 checkpoint into the same run: still flat since step 0."""
+    s = Stream()
+    steps = [*range(800), *range(600, 1400)]
+    for step, value in zip(steps, flat(len(steps)), strict=True):
+        s.scalar("train/loss", step, value)
+        s.scalar("lr", step, 1e-6)
+    assert brief(alerts_of(s)) == [("warning", 0, 1000)]
+
+
+# --- synthetic streams: healthy runs that look flat somewhere -----------------------------------------
+
+
+def late_start(n: int, sits: int, seed: int = 0) -> np.ndarray:
+    t = np.arange(n)
+    return noisy(np.where(t < sits, CHANCE, 0.05 + (CHANCE - 0.05) * np.exp(-(t - sits) / 100)), 0.02, seed)
+
+
+def test_a_slow_starter_is_silent_or_only_noted() -> None:
+    """A GRU on a memory task sat at chance for 50-3,580 steps before it learned (24 measured seeds):
+    under 1,000 steps nothing; longer, an info note, never a warning."""
+    assert alerts_of(scalar_run({"train/loss": late_start(4500, 900)}, 4500)) == []
+    assert brief(alerts_of(scalar_run({"train/loss": late_start(4500, 3600)}, 4500))) == [("info", 0, 1000)]
+
+
+def test_warmup_that_starts_flat_is_silent() -> None:
+    n = 3000
+    lr = np.minimum(1.0, (np.arange(n) + 1) / 800) * 3e-4
+    loss = late_start(n, 600)
+    assert alerts_of(scalar_run({"train/loss": loss, "lr": lr}, n)) == []
+
+
+def test_a_resumed_converged_run_is_not_judged() -> None:
+    """Resumed from a checkpoint into a new directory: steps start at 10,000 and the loss is flat because
+    the model learned before the log began. The same values logged from step 0 would warn."""
+    values = flat(4200, level=0.05, noise=0.05)
+    resumed, fresh = Stream(), Stream()
+    for i, v in enumerate(values):
+        resumed.scalar("train/loss", 10_000 + i, v)
+        fresh.scalar("train/loss", i, v)
+    assert alerts_of(resumed, kind=None) == [] or all(a.kind == "loss_plateau" for a in alerts_of(resumed, kind=None))
+    assert alerts_of(resumed) == []
+    assert brief(alerts_of(fresh)) == [("info", 0, 1000), ("warning", 0, 4000)]
+
+
+def test_a_run_that_converged_within_its_first_points_is_silent() -> None:
+    """HF-style, logged every 10 steps: the first point averages the descent, the next ones are converged."""
+    loss = noisy(np.concatenate([[1.1, 0.32], np.full(400, 0.3)]), 0.01)
+    assert alerts_of(scalar_run({"loss": dict(zip(range(10, 4030, 10), loss, strict=True))}, 4030)) == []
+
+
+def test_a_slow_steady_decline_gets_no_warning() -> None:
+    """30 % over 5,000 steps, linear: 6 % below its start at step 1,000 (an info note), 10 % by step 1,667,
+    before the 4,000-step wait for a warning without a visible cause."""
+    n = 5000
+    alerts = alerts_of(scalar_run({"train/loss": noisy(np.linspace(1.0, 0.7, n), 0.02)}, n), kind=None)
+    assert [a for a in alerts if a.severity != "info"] == []
+    noted = [a for a in alerts if a.kind == "not_learning"]
+    assert brief(noted) == [("info", 0, 1000)] and "within 10% of where it started" in noted[0].message
+
+
+def test_negative_losses_are_not_judged() -> None:
+    """An ELBO-style loss: negative, its zero arbitrary. Flat at -50, or improving 3 % at -1,000."""
+    n = 4000
+    assert alerts_of(scalar_run({"loss": -flat(n, level=50.0)}, n)) == []
+    assert alerts_of(scalar_run({"loss": noisy(np.linspace(-1000, -1030, n), 0.002)}, n)) == []
+
+
+def test_an_rl_like_noisy_flat_loss_is_not_judged() -> None:
+    """Positive, flat-ish, with a spread of ~40 % point to point and a slow wander: not a level to call 'unchanged'."""
+    n = 4000
+    rng = np.random.default_rng(3)
+    wander = 0.5 + 0.1 * np.sin(np.arange(n) / 300)
+    assert alerts_of(scalar_run({"loss": wander * np.exp(0.4 * rng.standard_normal(n))}, n)) == []
+
+
+def keras(values: np.ndarray, lr: float | None = None) -> Stream:
+    s = Stream(run="exp/train", experiment_dir="exp", role="train")
+    for epoch, v in enumerate(values):
+        s.scalar("epoch_loss", epoch, v)
+        if lr is not None:
+            s.scalar("epoch_learning_rate", epoch, lr)
+    return s
+
+
+def test_keras_epoch_losses_are_judged_in_epochs() -> None:
+    """One `epoch_loss` point per epoch in a run dir named `train`: 20 epochs (80 without a visible cause)."""
+    never = flat(90, noise=0.003)
+    assert brief(alerts_of(keras(never, lr=1e-6))) == [("warning", 0, 19)]  # epochs 0-19
+    alerts = alerts_of(keras(never))
+    assert brief(alerts) == [("info", 0, 19), ("warning", 0, 79)]
+    assert alerts[0].message.startswith("epoch_loss has not improved in 20 epochs")
+    healthy = noisy(0.05 + 0.5 * np.exp(-np.arange(80) / 10), 0.01)
+    assert alerts_of(keras(healthy)) == []
+
+
+# --- streaming properties ----------------------------------------------------------------------------
+
+
+def vanishing_stream(n: int = 1300) -> Stream:
+    """Flat loss, lr, and gradient histograms every 50 steps whose first layer gets 1e-4 of the head's."""
+    rng = np.random.default_rng(7)
+    loss = flat(n)
+    s = Stream()
+    for step in range(n):
+        s.scalar("train/loss", step, loss[step])
+        s.scalar("lr", step, 0.1)
+        if step % 50 == 0:
+            for layer, scale in (("net.0.weight", 1e-6), ("net.2.weight", 1e-4), ("net.4.weight", 1e-2)):
+                s.histogram(f"grad/{layer}", step, **hist_fields(scale * rng.standard_normal(64)))
+    return s
+
+
+def canon(alerts: list[Alert]) -> list[str]:
+    return sorted(json.dumps(a.to_dict(), sort_keys=True) for a in alerts)
+
+
+def test_chunking_and_state_round_trips_never_change_the_alerts() -> None:
+    s = vanishing_stream()
+    whole = canon(alerts_of(s, kind=None))
+    [alert] = alerts_of(s)
+    assert alert.severity == "warning" and "gradients vanish" in alert.message
+    steps = [q for q in range(1, len(s)) if q % 2 == 0]  # a point at a time, roughly
+    rng = np.random.default_rng(0)
+    for cuts in (steps, sorted(rng.integers(1, len(s), 25).tolist())):
+        assert canon(alerts_of(s, cuts, kind=None)) == whole
+    assert canon(alerts_of(s, sorted(rng.integers(1, len(s), 8).tolist()), kind=None, resume=True)) == whole
+
+
+def test_state_stays_small_on_a_long_run() -> None:
+    n = 20_000
+    engine = Engine(AnalyzerConfig.from_mapping({"enable": ["not_learning"]}))
+    for batch in scalar_run({"train/loss": flat(n)}, n).batches([5000, 12000]):
+        engine.feed(batch)
+    assert len(json.dumps(engine.state_dict())) < 3_000
