@@ -50,15 +50,16 @@ def overfit_run(n: int = 400) -> Stream:
 def blown_up_run(n: int = 260, seed: int = 11) -> Stream:
     """One run-level episode across several tags, and what a divergence does to the gradients.
 
-    The loss spikes (warning), explodes (critical), then spikes again (a lower level inside the
-    open episode) and goes NaN; the total grad norm goes +inf and the validation loss NaN in the
-    same episode. Gradient histograms every 10 steps: a layer appears late (step 60), a ReLU layer
-    goes all-zero after the explosion (dead units), the last layer's histograms turn NaN.
+    The loss spikes and recovers (info), explodes and stays up (critical), then spikes again (a
+    lower level inside the open episode) and goes NaN; the total grad norm goes +inf and the
+    validation loss NaN in the same episode. Gradient histograms every 10 steps: a layer appears
+    late (step 60), a ReLU layer goes all-zero after the explosion (dead units), the last layer's
+    histograms turn NaN.
     """
     rng = np.random.default_rng(seed)
     loss = healthy_loss(n, seed=seed)
     loss[100] = 8.0  # spike: well above the recent median, below 10x the initial loss
-    loss[140] = 60.0  # explosion: over 10x the initial loss
+    loss[140:143] = 60.0  # explosion: over 10x the initial loss, still there at the next point
     loss[165] = 8.0  # a smaller spike inside the open episode
     loss[220:] = np.nan
     s = Stream()
