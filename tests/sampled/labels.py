@@ -1,33 +1,35 @@
 """What a sampled run shows, decided from its written data alone, by criteria that share nothing with tbmon.
 
-The event files are read back with TensorBoard's own loader (`tests.scenarios.labels.read_run`). The one
-quantity not taken from the files is U, the loss of the untrained model (same seed, same initialisation)
-on the validation set: "what an untrained model of its kind would score", computed exactly instead of
-guessed. Windows are centred rolling medians over w = max(3, N/50) training-loss points, so a single
-minibatch never decides a label. Each criterion has a *borderline* band: a run with no label that falls in
-one is neither healthy nor pathological, and is left out of both the recall and the false-alarm counts
-(its count is reported). Numbers are what a person reading the curves would call each problem, chosen
-before any rule was scored on the corpus:
+The event files are read back with TensorBoard's own loader (`tests.scenarios.labels.read_run`). Two
+reference levels are computed rather than read: U, the untrained model's loss ("what an untrained model of
+its kind would score": its validation loss at initialisation, or its first logged batch loss if that is
+higher and the run logs every step), and chance, the best constant predictor's loss (the label marginal's
+entropy, or the target variance). Curves are judged by centred rolling medians over w = max(3, N/50)
+training points, so a single minibatch never decides a label. Each criterion has a *borderline* band: a
+run with no label that falls in one is neither healthy nor pathological, and is left out of both the
+recall and the false-alarm counts (its count is reported). The numbers say what a person reading the
+curves would call each problem; they were fixed on the development part only:
 
 - divergence: train loss, validation loss or total gradient norm non-finite (onset: the first such
-  step); or the rolling train loss at >= 2 U (twice an untrained model's loss) over >= 10 % of the run;
-  or, after learning (best rolling level <= 0.8 U), >= 90 % of the progress undone for >= 5 % of the run
-  (onset: where the rolling loss first rose above halfway back). Borderline: >= 1.3 U or >= 50 % undone
-  for >= 5 % of the run.
+  step); or the rolling train loss at >= 2 U over >= 10 % of the run; or, after real progress (best level,
+  on a N/20-point window, <= 0.8 U), >= 90 % of it undone for >= 5 % of the run. Onset of the last two:
+  where the excursion began (3-point medians above 1.3 U, or more than half the progress undone).
+  Borderline: such an excursion (>= 1.3 U, or >= 50 % undone) lasting >= 1 % of the run.
 - not_learning: no divergence, and the final level (median of the last 10 % of training points) is
-  >= 0.9 U: the run never got 10 % better than an untrained model. Onset: the first step. Borderline:
-  0.7-0.9 U.
-- overfitting: validation minimum with >= 3 evaluations after it, median of the last three >= 25 %
-  above it, training loss over the last 10 % of the run < 80 % of its level around the minimum, no
-  divergence. Onset: the minimum. Borderline: a rise of 10-25 % with training falling, a >= 25 % rise
-  that came back down, or a >= 25 % rise with training only 5-20 % lower.
+  >= 0.9 x min(U, chance): never 10 % better than an untrained model or a constant guess. Onset: the
+  first step. Borderline: 0.7-0.9.
+- overfitting: the minimum of the validation loss (3-evaluation rolling median) with >= 3 evaluations
+  after it, the median of the last three >= 25 % above it, the training loss over the last 10 % of the run
+  < 80 % of its level around the minimum, no divergence. Onset: the minimum. Borderline: a rise of 10-25 %
+  with training falling, a >= 25 % rise that came back down, or a >= 25 % rise with training only
+  5-20 % lower.
 - vanishing_gradients: first-layer weight-gradient RMS < 1e-3 x the last layer's (AUTOTRAINER beta1)
   at a logged step and at >= 80 % of the later ones. Borderline: the same at 1e-2.
 - exploding_gradients: a non-finite total norm or first/last-layer gradient; the total norm > 100x the
   median of its first ten logged values; first/last RMS > 70 (AUTOTRAINER beta3) persisting as above; or
   the model-wide gradient RMS (total norm / sqrt(parameter count)) > 1 persisting as above (a
-  mean-reduced loss of order one gives per-weight gradients far below 1: measured on this corpus's
-  clean runs). Borderline: model-wide RMS > 0.1 persisting, or growth > 30x.
+  mean-reduced loss of order one gives per-weight gradients far below 1: 0.1 or less on this corpus's
+  clean development runs). Borderline: model-wide RMS > 0.1 persisting, or growth > 30x.
 """
 
 from __future__ import annotations
@@ -54,12 +56,18 @@ class Curves:
     first_rms: Series | None  # first weight layer's gradient RMS
     last_rms: Series | None
     params: int
-    untrained: float  # U
+    untrained: float  # U: the untrained model's loss (the larger of its validation loss and first logged batch)
+    chance: float  # the trivial predictor's loss: the label marginal's entropy, or the target variance
     run_length: int
 
 
-def untrained_loss(cfg: Config) -> float:
-    """The freshly initialised model's validation loss (what the run's first evaluation would be)."""
+def reference_losses(cfg: Config) -> tuple[float, float]:
+    """(the freshly initialised model's validation loss, the best constant predictor's validation loss).
+
+    The constant predictor outputs the training labels' marginal (cross-entropy = its entropy on the
+    validation labels) or the training targets' mean (MSE): "chance level", what a model that learned
+    nothing about its inputs scores.
+    """
     import torch
 
     from .run import _loss, dataset, model
@@ -69,7 +77,15 @@ def untrained_loss(cfg: Config) -> float:
     net = model(cfg, ds)
     net.eval()
     with torch.no_grad():
-        return float(_loss(ds, net(ds.x_val), ds.y_val))
+        untrained = float(_loss(ds, net(ds.x_val), ds.y_val))
+    if ds.task == "regression":
+        chance = float(((ds.y_val - ds.y_train.mean(dim=0)) ** 2).mean())
+    else:
+        classes = int(max(ds.y_train.max(), ds.y_val.max())) + 1
+        prior = torch.bincount(ds.y_train.flatten(), minlength=classes).double() + 1.0
+        prior = prior / prior.sum()
+        chance = float(-torch.log(prior[ds.y_val.flatten()]).mean())
+    return untrained, chance
 
 
 def _weights(order: list[tuple[str, int]]) -> tuple[str, str]:
@@ -99,7 +115,12 @@ def curves(cfg: Config, path: Path) -> Curves:
     series = [s for s in (train, val, grad_norm) if s is not None and s.step.size]
     lo = min((int(s.step.min()) for s in series), default=0)
     hi = max((int(s.step.max()) for s in series), default=1)
-    return Curves(train, val, grad_norm, first_rms, last_rms, sum(sizes.values()), untrained_loss(cfg), max(1, hi - lo))
+    untrained, chance = reference_losses(cfg)
+    if not (style.hf_nan_filter or style.keras_dirs) and train.value.size and np.isfinite(train.value[0]):
+        # Logged every step: the first point is the untrained model's loss on its first batch. (HF and
+        # Keras log means over many steps, which may already include a blow-up.)
+        untrained = max(untrained, float(train.value[0]))
+    return Curves(train, val, grad_norm, first_rms, last_rms, sum(sizes.values()), untrained, chance, max(1, hi - lo))
 
 
 def _layer_rms(run: RunData, style, sizes: dict[str, int]) -> dict[str, Series]:
@@ -163,24 +184,31 @@ def divergence(c: Curves) -> tuple[int | None, list[str]]:
     steps, values = t.step[finite], t.value[finite]
     if values.size >= 3:
         n = values.size
-        level = _rolling_median(values, max(3, n // 50))
         u = c.untrained
+        level = _rolling_median(values, max(3, n // 50))
+        short = _rolling_median(values, 3)  # where an excursion begins, to a few points
         if (i := _sustained(level >= 2 * u, max(3, n // 10))) is not None:
-            found.append(int(steps[i]))
-        elif _sustained(level >= 1.3 * u, max(3, n // 20)) is not None:
+            found.append(int(steps[_walk_back(short > 1.3 * u, i)]))
+        elif _sustained(short >= 1.3 * u, max(3, n // 100)) is not None:
             borderline.append("loss >= 1.3x untrained")
-        best = np.minimum.accumulate(level)
+        # Progress is judged on a wider window, so a lucky first few batches are not "progress".
+        best = np.minimum.accumulate(_rolling_median(values, max(5, n // 20)))
         progress = u - best
         with np.errstate(invalid="ignore", divide="ignore"):
             undone = np.where(progress >= 0.2 * u, (level - best) / progress, 0.0)
+            undone_short = np.where(progress >= 0.2 * u, (short - best) / progress, 0.0)
         if (i := _sustained(undone >= 0.9, max(3, n // 20))) is not None:
-            start = i
-            while start > 0 and undone[start - 1] > 0.5:
-                start -= 1
-            found.append(int(steps[start]))
-        elif _sustained(undone >= 0.5, max(3, n // 20)) is not None:
-            borderline.append("half the progress undone")
+            found.append(int(steps[_walk_back(undone_short > 0.5, i)]))
+        elif _sustained(undone_short >= 0.5, max(3, n // 100)) is not None:
+            borderline.append("half the progress undone for a while")
     return (min(found) if found else None), borderline
+
+
+def _walk_back(holds: np.ndarray, i: int) -> int:
+    """The first index of the stretch of True values that ends at or runs through ``i``."""
+    while i > 0 and holds[i - 1]:
+        i -= 1
+    return i
 
 
 def not_learning(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
@@ -188,20 +216,23 @@ def not_learning(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
     if diverged or values.size < 3:
         return None, []
     tail = np.median(values[-max(1, values.size // 10):])
-    if tail >= 0.9 * c.untrained:
+    floor = min(c.untrained, c.chance)  # falling from an absurd start to chance level is not learning
+    if tail >= 0.9 * floor:
         return int(c.train.step[0]), []
-    return None, (["improved only 10-30 % on an untrained model"] if tail >= 0.7 * c.untrained else [])
+    return None, (["improved only 10-30 % on an untrained model or chance"] if tail >= 0.7 * floor else [])
 
 
 def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
     val, train = c.val, c.train
     if diverged or val.value.size < 6 or not np.isfinite(val.value).all():
         return None, []
-    m = int(np.argmin(val.value))
+    smooth = _rolling_median(val.value, 3)  # one lucky evaluation is not the minimum
+    m = int(np.argmin(smooth))
     if m > val.value.size - 4:
         return None, []
-    best = val.value[m]
-    onset = int(val.step[m])
+    best = smooth[m]
+    lo = max(0, m - 1)
+    onset = int(val.step[lo + int(np.argmin(val.value[lo: m + 2]))])  # the lowest evaluation of that window
     half = max(1, c.run_length // 20)
     around = train.value[np.abs(train.step - onset) <= half]
     tail = train.value[train.step >= train.step.max() - max(1, c.run_length // 10)]
@@ -209,7 +240,7 @@ def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
         return None, []
     fall = np.median(tail) / np.median(around)
     end_rise = np.median(val.value[-3:]) / best - 1
-    peak_rise = max(np.median(val.value[j: j + 3]) for j in range(m, val.value.size - 2)) / best - 1
+    peak_rise = smooth[m:].max() / best - 1
     if end_rise >= 0.25 and fall < 0.8:
         return onset, []
     if fall < 0.95 and (end_rise >= 0.1 or peak_rise >= 0.25):
@@ -284,4 +315,4 @@ def label(cfg: Config, path: Path) -> dict:
         if onset is not None:
             onsets[kind] = onset
     return {"onsets": onsets, "borderline": borderline, "run_length": c.run_length, "untrained": c.untrained,
-            "class": cfg.cls}
+            "chance": c.chance, "class": cfg.cls}
