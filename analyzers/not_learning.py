@@ -20,14 +20,18 @@ loss. The run's first training-loss tag (by ``seq``) is followed:
 * **Alert** at the first point where the run has not learned, its level is at most ``1 + max_rise`` =
   1.5 × the start (higher is a blow-up: divergence's ``blowup_fraction`` 0.5), the relative point
   noise is at most ``max_noise`` = 0.1 (a level cannot be called "within 10 %" when single points
-  scatter more: RL-like objectives, small-batch regression), and the run has had time: ``min_points``
-  = 18 points and ``min_steps`` = 1,000 steps since its first point, or ``min_epochs`` = 20 points for
-  an epoch-level tag (``*epoch*``: Keras ``epoch_loss``; its steps are epochs). A **warning** when the
-  logs show a cause (below), else an **info** note, escalated to a warning after ``unexplained_wait`` =
-  4 × that wait (4,000 steps, 80 epochs): without a cause a late start is as likely. A GRU on a
-  memory task sat at chance for 50-3,580 steps (median ~700, 24 seeds) before it learned, a
-  deep tanh MLP for 416; with a visible cause (vanishing gradients, lr ≤ 1e-5, an early leap) the
-  healthy runs measured had all learned by step 64.
+  scatter more: RL-like objectives, small-batch regression), at least ``min_points`` = 10 points exist
+  (the 9-point median is whole), and the run has had time, counted in steps since its first point
+  (epoch-level tags, ``*epoch*`` such as Keras ``epoch_loss``, count points: their steps are epochs):
+
+  - a **warning** after ``min_steps`` = 300 steps (``min_epochs`` = 10) when the logs show a cause
+    (below): healthy runs with such a sign had all learned by step 64 (a 16-layer tanh net under Adam
+    starts with vanishing gradients and learns); an early leap waits ``note_steps`` like no cause,
+    since Adam's moments can settle (a sampled run that leapt sat at the untrained loss until ~750);
+  - without a visible cause, an **info** note after ``note_steps`` = 1,000 (``note_epochs`` = 20) and
+    a warning after ``late_steps`` = 4,000 (``late_epochs`` = 80): a late start is as likely. A GRU on
+    a memory task sat at chance for 50-3,580 steps before it learned (24 seeds, median ~700), a deep
+    tanh MLP for 416.
 * One episode per run, dated at the loss's first point (the condition "not better than at the start"
   held from the start; ``noticed_step`` in the evidence says when it was seen).
 
@@ -43,8 +47,8 @@ Not judged, to keep healthy runs quiet:
 The likely cause, from what the run logs (evidence as of the alerting point, by ``seq``): the loss
 leapt to ≥ ``leap`` × its start before falling back (lr far too high); the first weight layer's
 gradient below ``grad_ratio`` = 1e-2 × the last layer's (median of the last 5 logged steps; per-layer
-magnitudes from ``layers.py``: healthy and slow-starting runs measured ≥ 0.04, never-learning deep
-tanh/sigmoid nets 1e-14 to 1e-3); a logged learning rate ≤ ``low_lr`` = 1e-5 (SGD at 1e-6 never
+magnitudes from ``layers.py``: never-learning deep tanh/sigmoid nets 1e-14 to 1e-3 throughout; healthy
+and slow-starting runs ≥ 0.04 once they learn, one (16 tanh layers, Adam) 2.5e-4 at its start); a logged learning rate ≤ ``low_lr`` = 1e-5 (SGD at 1e-6 never
 moved; Adam at 1e-5 took 2,600 steps to gain 10 %); every logged gradient exactly zero; otherwise
 data, labels or a bug.
 
@@ -128,11 +132,14 @@ class Tracker:
         if self.learned and self.gap is not None:  # for good: nothing left to judge (a healthy run, cheaply)
             self.count += n
             return {"index": ok, "level": np.full(n, np.nan), "count": self.count - n + 1 + np.arange(n),
-                    "unlearned": np.zeros(n, dtype=bool), "noise": lambda at: np.full(len(at), np.inf)}
+                    "unlearned": np.zeros(n, dtype=bool), "noise": lambda at: np.full(len(at), np.inf),
+                    "peak": np.full(n, self.peak)}
         if self.first is None and n:
             self.first = [int(steps[0]), float(s.wall_time[ok[0]]), float(v[0])]
+        gap_from = 0  # the first point of this chunk at which the first step gap (so the origin) is known
         if self.gap is None and n:
             later = np.flatnonzero(steps > self.first[0])
+            gap_from = int(later[0]) if later.size else n
             if later.size:
                 self.gap = int(steps[later[0]]) - int(self.first[0])
         count = self.count + 1 + np.arange(n)
@@ -152,6 +159,7 @@ class Tracker:
             return _relative_noise(data, ends[at], level[at], p["noise_window"])
 
         unlearned = np.zeros(n, dtype=bool)
+        peak = np.full(n, self.peak)
         if self.start is not None and self.start > 0 and n:
             known = count >= k
             near = np.flatnonzero(known & (level < (1 - p["min_drop"]) * self.start)) if not self.learned else []
@@ -168,13 +176,15 @@ class Tracker:
                     break
             unlearned = np.arange(n) < learned_at
             self.learned = self.learned or learned_at < n
-            self.peak = max(self.peak, float(np.max(level[known], initial=-np.inf)))
+            peak = np.maximum.accumulate(np.concatenate([[self.peak], np.where(known, level, -np.inf)]))[1:]
+            self.peak = float(peak[-1])
             if not self.origin():
                 unlearned[:] = False
+            unlearned[:gap_from] = False
         self.count += n
         keep = max(p["smooth"], p["noise_window"]) - 1
         self.hist = data[-keep:].tolist() if keep > 0 else []
-        return {"index": ok, "level": level, "count": count, "unlearned": unlearned, "noise": noise}
+        return {"index": ok, "level": level, "count": count, "unlearned": unlearned, "noise": noise, "peak": peak}
 
 
 def _trailing_median(data: np.ndarray, ends: np.ndarray, w: int) -> np.ndarray:
@@ -284,12 +294,15 @@ class NotLearning(BaseRule):
         "max_rise": 0.5,
         "max_noise": 0.1,
         "noise_window": 50,
-        "min_points": 18,
-        "min_steps": 1000,
-        "min_epochs": 20,
+        "min_points": 10,
+        "min_steps": 300,
+        "note_steps": 1000,
+        "late_steps": 4000,
+        "min_epochs": 10,
+        "note_epochs": 20,
+        "late_epochs": 80,
         "origin_gaps": 2,
         "leap": 2.0,
-        "unexplained_wait": 4.0,
         "grad_ratio": 1e-2,
         "low_lr": 1e-5,
     }
@@ -337,32 +350,34 @@ class NotLearning(BaseRule):
         steps = s.step[idx]
         epoch = "epoch" in s.tag.lower()
 
-        def waited(factor: float) -> np.ndarray:
+        def waited(steps_key: str, epochs_key: str) -> np.ndarray:
             if epoch:
-                return count >= factor * p["min_epochs"]
-            return (count >= factor * p["min_points"]) & (steps - int(t.first[0]) >= factor * p["min_steps"])
+                return count >= p[epochs_key]
+            return (count >= p["min_points"]) & (steps - int(t.first[0]) >= p[steps_key])
 
-        # Per point: 0, 1 (info: not learned after the base wait, no cause visible) or 2 (warning: a
-        # visible cause, or the longer wait is over). Causes are looked up by seq until the warning.
+        # Per point: 0, 1 (info: no cause visible, after `note_steps`) or 2 (warning: a visible cause
+        # after `min_steps`, or none after `late_steps`). Causes are looked up by seq until the warning.
         levels = np.zeros(idx.size, dtype=int)
         causes: dict[int, tuple[str, bool, dict[str, Any]]] = {}
         if self.stage >= 2:
             levels = 2 * holds.astype(int)  # bookkeeping only: how long it has not learned
         else:
-            holds &= waited(1.0)
+            holds &= waited("min_steps", "min_epochs")
             ready = np.flatnonzero(holds)
             holds[ready] &= r["noise"](ready) <= p["max_noise"]
-            late = waited(p["unexplained_wait"])
+            note, late = waited("note_steps", "note_epochs"), waited("late_steps", "late_epochs")
             for i in np.flatnonzero(holds).tolist():
-                causes[i] = self._cause(int(s.seq[idx[i]]), text=False)
-                levels[i] = 2 if causes[i][1] or late[i] else 1
+                causes[i] = self._cause(int(s.seq[idx[i]]), float(r["peak"][i]), text=False)
+                # A leap is a weaker sign than the others: Adam's moments can settle and the run recover.
+                sure = causes[i][1] and (note[i] or not causes[i][2]["leapt"])
+                levels[i] = 2 if sure or late[i] else int(note[i])
                 if levels[i] == 2:
                     levels[i + 1 :] = 2 * holds[i + 1 :]
                     break
         alerts = []
         for i in self.events(KIND, s.tag, levels, steps, NEVER).tolist():
             self.stage = int(levels[i])
-            cause = self._cause(int(s.seq[idx[i]]), text=True)
+            cause = self._cause(int(s.seq[idx[i]]), float(r["peak"][i]), text=True)
             alerts.append(self._alert(s, int(idx[i]), float(level[i]), int(count[i]), cause, self.stage))
         return alerts
 
@@ -375,7 +390,7 @@ class NotLearning(BaseRule):
         epoch = "epoch" in s.tag.lower()
         span, unit = (count, "epochs") if epoch else (step - int(first_step), "steps")
         if stage == 1:
-            wait = self.p["unexplained_wait"] * (self.p["min_epochs"] if epoch else self.p["min_steps"])
+            wait = self.p["late_epochs"] if epoch else self.p["late_steps"]
             hint += (f"; it may also be a late start (an RNN can sit at chance level for 1,000+ steps before it "
                      f"learns): a warning follows if it has not improved after {wait:,.0f} {unit}")
         message = (
@@ -386,10 +401,10 @@ class NotLearning(BaseRule):
         return self.alert(
             kind=KIND, level=stage - 1, step=int(first_step), wall_time=float(first_wall), tag=s.tag, message=message,
             evidence={"start_level": t.start, "first_value": first_value, "level": level, "noticed_step": step,
-                      "points": count, "peak_level": t.peak, "cause_visible": explained, **evidence},
+                      "points": count, "cause_visible": explained, **evidence},
         )
 
-    def _cause(self, seq: int, text: bool) -> tuple[str, bool, dict[str, Any]]:
+    def _cause(self, seq: int, peak: float, text: bool) -> tuple[str, bool, dict[str, Any]]:
         """The likely cause as known at ``seq``: (hint, whether the logs show it, evidence); the hint
         is written only when ``text`` (the check runs at every candidate point, the text once)."""
         p, t = self.p, self.tracker
@@ -397,9 +412,9 @@ class NotLearning(BaseRule):
         grads = self.grads.at(seq)
         ratios = [g[0] for g in grads if g[0] == g[0] and abs(g[0]) != float("inf")]
         ratio = float(median(ratios)) if ratios else float("nan")
-        evidence: dict[str, Any] = {"grad_ratio": ratio, "learning_rate": lr}
-        peak = max(t.peak, float(median(t.head)))
+        peak = max(peak, float(median(t.head)))
         leapt = t.leapt or peak >= p["leap"] * t.start
+        evidence: dict[str, Any] = {"grad_ratio": ratio, "learning_rate": lr, "leapt": leapt, "peak_level": peak}
         vanish = ratio < p["grad_ratio"]  # False for NaN
         low = lr <= p["low_lr"]
         zero = bool(grads and grads[-1][1] == 0 and grads[-1][2] == 0)
