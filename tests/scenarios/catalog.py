@@ -70,8 +70,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("diverge_cnn_jump", R(data="digits_img", model="cnn", hidden=(2,), optimizer="adam", lr=1e-3,
                                    schedule=("step", 100, 300.0), seed=24), "tf", TBX, (DIV,),
              "CNN, Adam LR jumps 300x at 100"),
-    Scenario("diverge_rnn_ramp", R(data="seq", model="rnn", act="relu", hidden=(32,), lr=0.01, schedule=("ramp", 1.0), seed=25),
-             "lightning", TORCH, (DIV,), "ReLU RNN, LR ramp too high"),
+    Scenario("diverge_rnn_ramp", R(data="seq", model="rnn", act="relu", hidden=(32,), lr=0.01, schedule=("ramp", 2.0), seed=25),
+             "lightning", TORCH, (DIV,), "ReLU RNN, LR ramp too high: recovering spikes, then NaN (a ramp to 1.0 only "
+             "spiked and recovered, which issue #10 says is not divergence)"),
     Scenario("diverge_gru_jump", R(data="seq", model="rnn", act="gru", hidden=(32,), optimizer="adam", lr=3e-3,
                                    schedule=("step", 100, 300.0), seed=26), "slash", TBX, (DIV,),
              "GRU, Adam LR jumps 300x at 100"),
