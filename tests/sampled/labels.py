@@ -11,7 +11,8 @@ recall and the false-alarm counts (its count is reported). The numbers say what 
 curves would call each problem; they were fixed on the development part only:
 
 - divergence: train loss, validation loss or total gradient norm non-finite (onset: the first such
-  step); or the rolling train loss at >= 2 U over >= 10 % of the run; or, after real progress (best level,
+  step, or where the excursion that led to it began: more than half the progress undone on 3-point
+  medians up to it); or the rolling train loss at >= 2 U over >= 10 % of the run; or, after real progress (best level,
   on a N/20-point window, <= 0.8 U), >= 90 % of it undone for >= 5 % of the run. Onset of the last two:
   where the excursion began (3-point medians above 1.3 U, or more than half the progress undone).
   Borderline: such an excursion (>= 1.3 U, or >= 50 % undone) lasting >= 1 % of the run.
@@ -182,6 +183,18 @@ def divergence(c: Curves) -> tuple[int | None, list[str]]:
     t = c.train
     finite = np.isfinite(t.value)
     steps, values = t.step[finite], t.value[finite]
+    if found and values.size >= 3:
+        # A NaN that ends an excursion (the loss already far back up) began where the excursion did.
+        nan_at = min(found)
+        before = steps < nan_at
+        if before.sum() >= 3:
+            v = values[before]
+            best = np.minimum.accumulate(_rolling_median(v, max(5, v.size // 20)))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                undone = np.where(c.untrained - best >= 0.2 * c.untrained,
+                                  (_rolling_median(v, 3) - best) / (c.untrained - best), 0.0)
+            if undone[-1] > 0.5:
+                found.append(int(steps[before][_walk_back(undone > 0.5, v.size - 1)]))
     if values.size >= 3:
         n = values.size
         u = c.untrained

@@ -4,9 +4,8 @@ The criteria share no code or thresholds with `tbmon.analyzers`; they encode wha
 curves would call each pathology, and where it began (its onset step):
 
 - divergence: first step where the train loss, validation loss or total gradient norm is NaN/±Inf, or where
-  the train loss exceeds both 10x its best value so far and its first logged value for 3 points in a row (a
-  blow-up, finite or not, climbs above where training started and stays there; the second condition keeps
-  noisy small-batch losses near zero out, the third a single bad batch that recovers).
+  the train loss exceeds both 10x its best value so far and its first logged value (a blow-up, finite or not,
+  climbs above where training started; the second condition keeps noisy small-batch losses near zero out).
 - overfitting: validation minimum at step m with >= 3 evaluations after it; the median of the last three
   validation losses is >= 25% above the minimum while the median train loss over the last 10% of the run is
   < 80% of the train loss around m (train still falls); not on a run that meets the divergence criterion
@@ -38,7 +37,6 @@ VANISH_RATIO = 1e-3
 EXPLODE_RATIO = 70.0
 EXPLODE_GROWTH = 100.0
 PERSIST = 0.8
-PERSIST_POINTS = 3
 
 
 @dataclass
@@ -140,15 +138,10 @@ def divergence_onset(sig: Signals) -> int | None:
     candidates = [_first_nonfinite(s) for s in (sig.train_loss, sig.val_loss, sig.grad_norm)]
     loss = sig.train_loss.value
     best = math.inf
-    above = 0  # consecutive points above the bar: one bad batch that recovers is not divergence (issue #10)
     for i, v in enumerate(loss):
         if i and math.isfinite(v) and v > DIVERGENCE_FACTOR * best and v > loss[0]:
-            above += 1
-            if above == PERSIST_POINTS:
-                candidates.append(int(sig.train_loss.step[i - PERSIST_POINTS + 1]))
-                break
-            continue
-        above = 0
+            candidates.append(int(sig.train_loss.step[i]))
+            break
         if math.isfinite(v):
             best = min(best, v)
     found = [c for c in candidates if c is not None]
