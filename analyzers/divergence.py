@@ -115,6 +115,7 @@ class Divergence(BaseRule):
         "explosion_factor": 10.0,
         "first_factor": 10.0,
         "first_patience": 3,
+        "epoch_jump": 10.0,
         "smooth_window": 9,
         "blowup_fraction": 0.5,
         "blowup_floor": 1.0,
@@ -216,6 +217,8 @@ class Divergence(BaseRule):
             noise = self._noise(st, hist, fv)
             counts = self._spikes(st, s, fidx, fv, hist, first, smooth, noise, levels, info)
             self._far_above_first(st, s, fidx, fv, hist, first, smooth, levels, info)
+            if "epoch" in s.tag.lower():
+                self._epoch_jumps(hist, fidx, fv, levels, info)
             self._blowup(st, s, fidx, fv, first, smooth, noise, levels, info)
             keep = p["smooth_window"] - 1  # (step, wall time) of the last points, to date far_above_first
             recent = st["recent"] + [[int(s.step[i]), float(s.wall_time[i])] for i in fidx[-keep:]] if keep > 0 else []
@@ -399,6 +402,19 @@ class Divergence(BaseRule):
                 "condition": "far_above_first", "first": first, "smoothed": float(smooth[j]),
                 "start_step": start_step, "start_wall": start_wall, "start_value": start_value})
 
+    def _epoch_jumps(self, hist: np.ndarray, fidx: np.ndarray, fv: np.ndarray, levels: np.ndarray,
+                     info: dict[int, dict[str, Any]]) -> None:
+        """An epoch-level loss (Keras ``epoch_loss``, Lightning ``*_epoch``) is a mean over a whole epoch,
+        so a rise of ``epoch_jump`` x in one epoch is no bad batch: warning. It catches an lr far too high
+        whose first epoch already averages the blow-up (the first value is no untrained level then).
+        Sampled development runs in the Keras layout: healthy and overfitting runs rise at most 1.28x
+        from one epoch to the next, a transient lr jump 3.0x, lr far too high 45-60x."""
+        prev = np.concatenate([hist[-1:] if hist.size else [np.nan], fv[:-1]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            jumped = (prev > 0) & (fv >= self.p["epoch_jump"] * prev)
+        for j in np.flatnonzero(jumped):
+            _mark(levels, info, int(fidx[j]), WARNING, {"condition": "epoch_jump", "previous": float(prev[j])})
+
     def _noise(self, st: dict[str, Any], hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
         """Point-to-point noise σ before each value: robust σ of first differences / √2.
 
@@ -487,6 +503,12 @@ class Divergence(BaseRule):
                 f"{tag} blew up: its smoothed value rose from its best {fmt_number(evidence['best'])} to "
                 f"{fmt_number(evidence['smoothed'])} and stayed up for {p['blowup_patience']} points since step {step} "
                 f"({advice})"
+            )
+        elif condition == "epoch_jump":
+            message = (
+                f"{tag} rose {fmt_number(value / evidence['previous'])}x in one epoch at step {step} "
+                f"({fmt_number(evidence['previous'])} -> {fmt_number(value)}): a whole epoch averaged an order of "
+                f"magnitude worse than the one before ({advice})"
             )
         elif condition == "far_above_first":
             message = (

@@ -175,10 +175,30 @@ def _streams() -> dict[str, tuple[dict, int]]:
     climb = np.linspace(2.3, 9.0, 400) * np.exp(0.05 * np.random.default_rng(3).standard_normal(400))
     exploding = healthy_loss(300, floor=0.3)
     exploding[200], exploding[201:] = 2.8, np.geomspace(2e8, 1e30, 99)
+    epochs = _erratic_epochs()
     return {"spike": ({"train/loss": spike}, N), "recurring": ({"train/loss": recurring}, N),
             "jump": ({"train/loss": jump}, N), "far": ({"train/loss": far}, 300), "climb": ({"loss": climb}, 400),
             "exploding": ({"train/loss": exploding, "val/loss": {s: 1.0 for s in range(0, 300, 20)}}, 300),
-            "spiky": ({"train/loss": _spiky_healthy(), "lr": warmup_cosine_lr(N)}, N)}
+            "spiky": ({"train/loss": _spiky_healthy(), "lr": warmup_cosine_lr(N)}, N),
+            "epochs": ({"train_loss_epoch": epochs}, epochs.size)}
+
+
+def _erratic_epochs() -> np.ndarray:
+    """Epoch means of an lr far too high (a sampled Keras-layout run): the first epoch already averages
+    the blow-up, then whole epochs 25-60x worse than the one before."""
+    return np.array([1080.0, 34.6, 851.0, 1.41, 1.44, 86.1, 14.3, 1.33, 59.4, 1.24, 1.19, 1.17, 1.25])
+
+
+def test_an_epoch_level_loss_rising_tenfold_in_one_epoch_is_a_warning_a_healthy_one_is_silent() -> None:
+    epochs = _erratic_epochs()
+    alerts = run_alerts({"train_loss_epoch": epochs}, epochs.size)
+    assert [(a.severity, a.step, a.evidence["condition"]) for a in alerts][:1] == [("warning", 2, "epoch_jump")]
+    assert "rose 24.6x in one epoch" in alerts[0].message
+    healthy = 2.3 * np.exp(-np.arange(60) / 10) * (1 + 0.25 * np.random.default_rng(1).random(60)) + 0.01
+    assert run_alerts({"train_loss_epoch": healthy}, healthy.size) == []
+    minibatch = healthy_loss(N)
+    minibatch[500] = 20 * minibatch[499]  # a per-step loss: one bad batch, judged by recovery instead
+    assert [a.severity for a in run_alerts({"train/loss": minibatch})] == ["info"]
 
 
 @pytest.mark.parametrize("name", sorted(_streams()))
