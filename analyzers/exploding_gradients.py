@@ -1,47 +1,130 @@
-"""`exploding_gradients`: non-finite gradients, gradients growing by orders of magnitude, or
-input-side layers getting far more gradient than the output side.
+"""`exploding_gradients`: non-finite gradients, gradients growing by orders of magnitude, gradients
+that grow from the output back to the input, or gradients far too large for the loss.
 
 * non-finite (critical, at the first point): a gradient histogram whose min/max/sum/sum_squares
-  is NaN/Inf, a ``grad_nonfinite/<p>`` count above 0, or a non-finite per-layer gradient norm
-  (SageMaker ExplodingTensor). One episode per run across layers.
-* growth (warning): the total gradient norm (``grad_norm`` and friends; without one, and before
-  its first logged step, the root-sum-square of the per-layer values) above ``growth`` × its own early level (median of
-  its first ``baseline_points`` finite values) for ``growth_patience`` consecutive points (one
-  benign clipped spike does not count; a NaN norm, i.e. overflowed gradients, continues a streak
-  begun by a value above the threshold, since a job often logs one huge norm and then NaN);
-  dated at the first of them. 100× = two orders of magnitude, far beyond warm-up growth (≤ 4× in the
-  healthy corpus runs).
-* ratio (warning): the largest gradient among the input-side half of the layers above ``ratio`` ×
-  the last layer's (AUTOTRAINER's β3 = 70, which compares the first layer) for ``ratio_patience``
-  consecutive logged steps. The largest rather than the first, because with per-layer *norms* a
-  small first layer (a 3×3 conv stem) can hide an explosion that its neighbours show.
+  is NaN/Inf, a ``grad_nonfinite/<p>`` count above 0, or a non-finite gradient norm, per layer or
+  total (SageMaker ExplodingTensor; HF logs ``grad_norm`` NaN beside a filtered loss of 0.0). One
+  episode per run across layers.
+* growth (warning): the total gradient norm (``grad_norm`` and friends; without one, and before its
+  first logged step, the total rebuilt from the per-layer values: exact from histogram RMS and
+  element counts, the root-sum-square of per-layer norms) above ``growth`` (100) × its early level,
+  and at the next point still above ``growth_continue`` (10) × it (``growth_patience`` points in
+  all), dated at the first. A one-off clipped spike that is back to normal at the next log does not
+  count (OLMo 2: healthy large runs have them); a jump still an order of magnitude up does. The early
+  level is the median of the first ``baseline_points`` finite values; a point is judged once
+  ``min_baseline_points`` precede it, against the median of those (a run logging its gradients every
+  50 steps has 6 points in 300 steps and was never judged; under a rising learning rate the tenth
+  value may already be part of the growth). Healthy runs measured below reach 35× their early level
+  (an LSTM over 50 steps whose gradient starts near 0), the scenario corpus 7.5×.
+* ratio (warning): the largest weight gradient among the input-side half of the layers above
+  ``ratio`` × the last layer's (AUTOTRAINER's β3 = 70, which compares the first layer) for
+  ``ratio_patience`` consecutive logged steps. The largest rather than the first, because with
+  per-layer *norms* a small first layer (a 3×3 conv stem) can hide an explosion that its
+  neighbours show. PyTorch's recurrent ``weight_ih_l0``/``weight_hh_l0`` are weights (they were not:
+  a tanh RNN at 3× recurrent gain, input-side gradient RMS 243× the head's, went unseen).
+* backward growth (warning): the largest *bias* gradient among the input-side half of the biases
+  above ``bias_ratio`` × the output layer's bias gradient, while the weights' gradients are large in
+  absolute terms (median per-element RMS above ``min_rms``; with norm scalars, a total norm above
+  ``min_norm``), for ``ratio_patience`` logged steps. A bias gradient is the back-propagated error
+  itself; a weight gradient is that error times the layer's input. In a ReLU net at large init the
+  forward pass grows as much as the backward pass, so every weight gradient is equally huge
+  (first/last weight ratio 0.4–4, loss finite, no healthy early level to grow from) while the bias
+  gradients grow 400–10⁶× from the head back to the input; in a ReLU RNN at recurrent gain > 1 they
+  grow back through time.
+* loss scale (warning): the total gradient norm above ``loss_ratio`` × max(1, |training loss|)
+  (the latest loss at or before it) at ``growth_patience`` consecutive points. The loss's gradient
+  with respect to the outputs is at most √2·loss (cross-entropy) or 2·√loss (squared error), summed
+  or averaged alike, so 100× the loss means the network multiplies the gradient by ~70 on its way
+  to the parameters. A sum-reduced loss or large regression targets make the loss as large as the
+  gradient, so they pass. The only honest test for a run that logs a total norm and nothing per
+  layer (HF ``grad_norm``, Lightning ``grad_2.0_norm_total``); it does not see an explosion from
+  initialisation (the outputs, hence the loss, explode with the gradients: 8–175× on the runs below),
+  and a bare total norm cannot: its absolute size is 1e2–5e5 on healthy sum-reduced and raw-target
+  runs, as large as on exploding ones (clipping thresholds of 0.5–10 assume a mean-reduced loss).
+
+A non-finite training loss logged after a point where a condition held continues its streak (never
+starts one): a job often logs one huge value and then overflows, and a writer that dies on the
+overflow (tensorboardX's ``add_histogram`` raises on values it cannot bin) leaves only the loss to
+show it. A gradient step is complete once another tag moves on to a later step, so a log that ends
+after its last gradient step still has that step judged (``layers.LayerGroups``).
+
+Thresholds were measured on real tiny CPU trainings (sklearn digits and diabetes, synthetic
+sequences; 300–2,000 steps; gradients logged every 1–50 steps with tensorboardX ``add_histogram``,
+per-layer and total norm scalars; read back with ``tbmon.monitor.read``): 43 healthy runs (MLP depth
+1–40 at default/He init, with BatchNorm, 512 wide with a binary head; plain CNNs; GRU/LSTM/tanh and
+ReLU RNNs over 20–100 steps; 2- and 4-layer transformers; Adam/SGD, lr 1e-4–1, batch 4–512; mean and
+*sum*-reduced cross-entropy and squared error, raw diabetes targets 25–346); 12 ReLU MLPs/CNNs at
+1.5–2× He init; 15 RNNs at recurrent gain 1.4–3 (7 explode, 2 of them for one gradient log only; a
+ReLU RNN at 1.4× explodes for some seeds only); 10 exponential learning-rate ramps (4 whose gradients
+grow ≥ 100× before the overflow; the others' stay within 30×: their ReLUs die or the cross-entropy
+gradient saturates). Two consecutive logs of each quantity (what a patience-2 rule sees), largest
+over a run:
+
+===============================  =====================  ==========================================
+quantity                         healthy (largest)      pathological
+===============================  =====================  ==========================================
+bias-gradient RMS ratio          18 (a transformer)     92–1.8e6 (11 of 12 large-init nets; a 1.5×
+                                                        14-conv net: 17); 53–2.4e6 exploding RNNs
+ …from norm scalars              62 (1-output head)     83–6.9e6
+median weight-gradient RMS       0.10 mean-reduced;     2.1–3e8 where the bias ratio is > 70
+                                 4,500 sum-reduced or
+                                 raw regression targets
+total norm / max(1, loss)        21 (sum-reduced)       21–1.5e6 exploding RNNs; 8–175 large init
+growth over the early level      35 (one log)           ≥ 100, then ≥ 10 (ramps); 1–2 large init
+===============================  =====================  ==========================================
+
+The absolute gradient size alone does not separate them (sum-reduced and raw-target regressions
+reach a median weight RMS of 4,500 and a total norm of 5e5, above three of the large-init nets),
+nor does the gradient relative to the weights (``weight_norm/<p>``: 4e4 healthy, from 4.5 exploding).
+The bias ratio is scale-free; its absolute gate only keeps a tiny output-bias gradient (a balanced
+batch cancels it) from making a ratio out of noise. With norm scalars the element counts are
+unknown: a bias vector's norm carries √(its size / the head bias's size), 8 for a 64-unit layer over
+a 1-output head and ~20–30 for a 768–1024-wide net over a binary head, hence ``bias_ratio_norm`` =
+10 × ``bias_ratio``. Found: 11 of 12 large-init nets (10 from norm scalars), 4 of the 7 exploding RNNs,
+4 of 4 ramps; no alert on the 43 healthy runs, from histograms, per-layer norms,
+the total norm alone or all together. Not seen: explosions visible at one gradient log only (a tanh
+RNN at 3× gain under SGD saturates after its first step), a ReLU RNN at 2× gain (bias ratio 53, norm
+21× the loss), nets without biases (no backward-only signal), and a 1.5× He 14-conv net whose
+gradients grow ~30× in all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
+from tbmon.analyzers.layers import HIST, Groups, LayerGroups, bias_order, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import HistogramSeries
-from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM
+from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM, TRAIN_LOSS
 from tbmon.analyzers.windows import Streak, streak_update
 
 KIND = "exploding_gradients"
 WARNING, CRITICAL = 1, 2
 ALL_LAYERS = "grad (all layers)"
+STEP = "<step>"  # where a per-layer message names the step its condition began
+Info = dict[int, dict[str, Any]]
+Rows = tuple[np.ndarray, np.ndarray, Callable[[int], dict[str, Any]]]
+"""A per-layer condition on a block of groups: (holds per group, its ratio, details of one group)."""
 
 
 class ExplodingGradients(BaseRule):
     name: ClassVar[str] = "exploding_gradients"
     defaults: ClassVar[dict[str, Any]] = {
         "growth": 100.0,
+        "growth_continue": 10.0,
         "baseline_points": 10,
+        "min_baseline_points": 3,
         "ratio": 70.0,
+        "bias_ratio": 70.0,
+        "bias_ratio_norm": 700.0,
+        "min_rms": 1.0,
+        "min_norm": 100.0,
+        "loss_ratio": 100.0,
         "growth_patience": 2,
         "ratio_patience": 2,
         "rearm": 200,
@@ -50,56 +133,345 @@ class ExplodingGradients(BaseRule):
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
         self.groups = LayerGroups()
-        self.ratio_streak = Streak()
+        self.streaks = {"layer_ratio": Streak(), "backward_growth": Streak()}
+        self.starts: dict[str, dict[str, Any]] = {}  # details of where each per-layer streak began
         self.nonfinite_tag = ""
         self.total_step = -1  # step of the run's first total-norm point (-1: none yet)
+        self.total_tags: list[str] = []  # logged total-norm tags, in order of appearance
+        self.group_tag = ""  # the tag the per-layer conditions alert under (first compared layer)
+        self.nan_run = False  # the per-layer item sequence ended in a non-finite loss
+        self.loss_last = [-1, float("nan")]  # the training loss's last point before this batch: [seq, value]
+        self.waiting_loss: list[list[float]] = []  # [seq, loss then] of each gradient point still waiting in a group
+        self.deferred: list[list[float]] = []  # non-finite losses behind waiting gradient points: [seq, step, wall]
+        self._loss_seq = np.zeros(0, dtype=np.int64)
+        self._loss_val = np.zeros(0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "groups": self.groups.state(), "ratio_streak": self.ratio_streak.to_json(),
-                "nonfinite_tag": self.nonfinite_tag, "total_step": self.total_step}
+        return {**super().state_dict(), "groups": self.groups.state(),
+                "streaks": {k: v.to_json() for k, v in self.streaks.items()}, "starts": self.starts,
+                "nonfinite_tag": self.nonfinite_tag, "total_step": self.total_step, "total_tags": self.total_tags,
+                "group_tag": self.group_tag, "nan_run": self.nan_run, "loss_last": self.loss_last,
+                "waiting_loss": self.waiting_loss, "deferred": self.deferred}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.groups.load(state["groups"])
-        self.ratio_streak = Streak.from_json(state["ratio_streak"])
+        self.streaks = {k: Streak.from_json(v) for k, v in state["streaks"].items()}
+        self.starts = {k: dict(v) for k, v in state["starts"].items()}
         self.nonfinite_tag, self.total_step = state["nonfinite_tag"], int(state["total_step"])
+        self.total_tags, self.group_tag = list(state["total_tags"]), str(state["group_tag"])
+        self.nan_run = bool(state["nan_run"])
+        self.loss_last = [int(state["loss_last"][0]), float(state["loss_last"][1])]
+        self.waiting_loss = [list(r) for r in state["waiting_loss"]]
+        self.deferred = [list(r) for r in state["deferred"]]
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.nonfinite_tag} if e["tag"] == "*nonfinite" else e for e in super().episodes()]
 
+    # --- feeding --------------------------------------------------------------------------------
+
     def feed(self, view: RunView) -> list[Alert]:
         alerts = self._nonfinite(view)
-        totals = [i for i in view.signal(GRAD_NORM) if i.match.param is None and len(i.series)]
+        bad_loss = self._take_loss(view)
+        totals = {i.tag: i.series for i in view.signal(GRAD_NORM) if i.match.param is None and len(i.series)}
         if totals and self.total_step < 0:
-            first = min(totals, key=lambda i: int(i.series.seq[0])).series
-            self.total_step = int(first.step[0])
-        for item in totals:
-            s = item.series
-            levels, info = self._growth(s.tag, s.step, s.wall_time, s.value)
-            alerts += self._emit(s.tag, levels, s.step, info)
-        for g in self.groups.update(view):
-            alerts += self._judge(g)
+            self.total_step = int(min(totals.values(), key=lambda s: int(s.seq[0])).step[0])
+        self.total_tags += [tag for tag in totals if tag not in self.total_tags]
+        for tag in self.total_tags:  # a tag without points in this batch still takes its non-finite losses
+            s = totals.get(tag)
+            if s is not None:
+                alerts += self._total_series(tag, s.seq, s.step, s.wall_time, s.value, bad_loss)
+            elif bad_loss:
+                none = np.zeros(0, dtype=np.int64)
+                alerts += self._total_series(tag, none, none, np.zeros(0), np.zeros(0), bad_loss)
+        groups = self.groups.update(view)
+        # A non-finite loss takes its place among the groups only once no gradient point before it is
+        # still waiting for its group to close (a later batch could otherwise order them differently).
+        settled = self.groups.waiting_seq()
+        losses = self.deferred + bad_loss
+        ready = [row for row in losses if row[0] < settled]
+        self.deferred = self._collapse([row for row in losses if row[0] >= settled])
+        if groups or ready:
+            alerts += self._judge_groups(groups, ready)
+        self._remember_waiting_loss()
         return alerts
 
-    def _judge(self, g: Groups) -> list[Alert]:
-        idx = compared_layers(g)
-        levels = np.zeros(len(g.steps), dtype=int)
-        info: dict[int, dict[str, Any]] = {}
-        if len(idx) >= 2:
-            levels, info = self._ratio(g, idx)
-        # Before the run's first total-norm step (or without one), the layers' root-sum-square stands
-        # in for it, and layer-ratio and growth share one episode (a blown-up first layer shows in
-        # both). Decided by step, not by batch, so a watcher and a one-shot report agree.
-        stand_in = np.flatnonzero(g.steps < self.total_step) if self.total_step >= 0 else np.arange(len(g.steps))
-        if stand_in.size:
-            with np.errstate(invalid="ignore"):
-                rss = np.sqrt(np.nansum(g.values[stand_in][:, idx] ** 2, axis=1))
-            grow, grow_info = self._growth(ALL_LAYERS, g.steps[stand_in], g.walls[stand_in], rss)
-            info = {**{int(stand_in[j]): d for j, d in grow_info.items()}, **info}
-            levels[stand_in] = np.maximum(levels[stand_in], grow)
-        return self._emit(g.tags[idx[0]], levels, g.steps, info)
+    # --- the training loss ----------------------------------------------------------------------
 
-    def _emit(self, tag: str, levels: np.ndarray, steps: np.ndarray, info: dict[int, dict[str, Any]]) -> list[Alert]:
+    def _take_loss(self, view: RunView) -> list[list[float]]:
+        """This batch's training-loss points (every train-loss tag, merged by seq), for ``_loss_at``;
+        returns the non-finite ones as ``[seq, step, wall]``."""
+        series = [item.series for item in view.signal(TRAIN_LOSS) if len(item.series)]
+        if not series:
+            self._loss_seq, self._loss_val = np.zeros(0, dtype=np.int64), np.zeros(0)
+            return []
+        q = np.concatenate([s.seq for s in series])
+        order = np.argsort(q, kind="stable")
+        st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
+        self._loss_seq, self._loss_val = q[order], v
+        bad = np.flatnonzero(~np.isfinite(v))
+        if bad.size > 1:  # a run of them between two gradient points acts once: keep each run's first
+            grads = [i.series.seq for i in (*view.signal(GRAD_NORM), *view.signal(GRAD_HISTOGRAM)) if len(i.series)]
+            gap = np.searchsorted(np.sort(np.concatenate(grads)), self._loss_seq[bad]) if grads else np.zeros(bad.size)
+            bad = bad[np.concatenate([[True], gap[1:] != gap[:-1]])]
+        return [[int(self._loss_seq[i]), int(st[i]), float(wt[i])] for i in bad]
+
+    def _loss_at(self, seqs: np.ndarray) -> np.ndarray:
+        """The latest training loss at or before each seq (NaN: none logged yet). A seq before this
+        batch's losses takes the previous batch's last loss, or, for a gradient point that waited in a
+        group across batches, the loss stored with it when it arrived."""
+        seqs = np.asarray(seqs, dtype=np.int64)
+        out = np.full(seqs.size, np.nan)
+        found = np.zeros(seqs.size, dtype=bool)
+        if self._loss_seq.size:
+            i = np.searchsorted(self._loss_seq, seqs, side="right") - 1
+            found = i >= 0
+            out[found] = self._loss_val[i[found]]
+        if not found.all():
+            stored = {int(q): float(v) for q, v in self.waiting_loss}
+            prev = self.loss_last[1] if self.loss_last[0] >= 0 else float("nan")
+            out[~found] = [stored.get(int(q), prev) for q in seqs[~found]]
+        return out
+
+    def _waiting_points(self) -> np.ndarray:
+        rows = [r[4] for r in self.groups.pending] + [r[0] for r in self.groups.undecided]
+        return np.unique(np.asarray(rows, dtype=np.int64))
+
+    def _remember_waiting_loss(self) -> None:
+        """Keep the loss as of each still-waiting gradient point (its group may close in a later batch),
+        and the batch's last loss point."""
+        waiting = self._waiting_points()
+        self.waiting_loss = [[int(q), float(v)] for q, v in zip(waiting, self._loss_at(waiting))] if waiting.size else []
+        if self._loss_seq.size:
+            self.loss_last = [int(self._loss_seq[-1]), float(self._loss_val[-1])]
+
+    def _collapse(self, rows: list[list[float]]) -> list[list[float]]:
+        """Waiting non-finite losses, one per gap between waiting gradient points (a run of them
+        continues a streak once, however long): the state stays bounded while the loss is NaN and the
+        gradient writer is silent."""
+        if not rows:
+            return []
+        rows = sorted(rows)
+        gap = np.searchsorted(self._waiting_points(), [r[0] for r in rows])
+        return [rows[0]] + [r for k, r in enumerate(rows[1:], 1) if gap[k] != gap[k - 1]]
+
+    # --- the total norm: growth and loss scale ---------------------------------------------------
+
+    def _total_series(self, tag: str, seq: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
+                      bad_loss: list[list[float]]) -> list[Alert]:
+        """A logged total norm, with this batch's non-finite losses merged in by seq as NaN points."""
+        run = self.tags.setdefault(f"nan:{tag}", {"run": False})
+        q, st, wt, v, virtual = _merge_losses(seq, steps, walls, values, bad_loss, run["run"])
+        if virtual.size:
+            run["run"] = bool(virtual[-1])
+        levels, info = self._total_conditions(tag, st, wt, v, self._loss_at(q))
+        return self._emit(tag, levels, st, info)
+
+    def _total_conditions(self, key: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
+                          loss: np.ndarray) -> tuple[np.ndarray, Info]:
+        p = self.p
+        st = self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
+                                                   "loss_streak": Streak().to_json()})
+        base = _early_levels(st, values, p["baseline_points"], p["min_baseline_points"])
+        nan = np.isnan(values)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            grown_start, grown_cont = values > p["growth"] * base, (values > p["growth_continue"] * base) | nan
+            scale = values / np.maximum(1.0, np.abs(loss))
+            loud = scale > p["loss_ratio"]
+        levels = np.zeros(len(steps), dtype=int)
+        info: Info = {}
+        for name, start, cont, field, aux in (("growth", grown_start, grown_cont, "streak", base),
+                                              ("loss_scale", loud, loud | nan, "loss_streak", loss)):
+            streak = Streak.from_json(st[field])
+            run_len, first, _ = _continued_streak(start, cont, values, streak, steps, walls)
+            st[field] = streak.to_json()
+            began = st.get(f"{field}_began", [-1, float("nan"), float("nan"), float("nan")])  # step, wall, value, aux
+            levels = np.maximum(levels, (run_len >= p["growth_patience"]).astype(int) * WARNING)
+            for i in np.flatnonzero(run_len == p["growth_patience"]):
+                k = int(first[i])
+                step, wall, value, ref = (int(began[0]), float(began[1]), float(began[2]), float(began[3])) if k < 0 \
+                    else (int(steps[k]), float(walls[k]), float(values[k]), float(aux[k]))
+                d: dict[str, Any] = {"step": step, "wall": wall, "noticed_step": int(steps[i]), "value": value,
+                                     "noticed_value": float(values[i])}
+                now = f"overflowed (NaN) by step {int(steps[i])}" if nan[i] else None
+                if name == "growth":
+                    now = now or f"was still {fmt_number(float(values[i]) / ref)}x it at step {int(steps[i])}"
+                    d.update({"condition": "growth", "baseline": ref, "message": (
+                        f"{key} grew to {fmt_number(value)} ({fmt_number(value / ref)}x its early level "
+                        f"{fmt_number(ref)}) at step {step} and {now}; clip gradients (e.g. max norm 1.0) or lower "
+                        "the learning rate")})
+                else:
+                    now = now or f"still {fmt_number(float(scale[i]))}x at step {int(steps[i])}"
+                    d.update({"condition": "loss_scale", "loss": ref, "ratio": value / max(1.0, abs(ref)), "message": (
+                        f"{key} is {fmt_number(value)} at step {step}, {fmt_number(value / max(1.0, abs(ref)))}x the "
+                        f"training loss {fmt_number(ref)} (> {fmt_number(p['loss_ratio'])}x), and {now}: no loss that "
+                        "size produces such gradients unless the network multiplies them on the way back (exploding "
+                        "through depth or time); clip gradients, lower the initialisation scale or the recurrent "
+                        "gain")})
+                info.setdefault(int(i), d)
+            if streak.length > 0 and first.size and first[-1] >= 0:  # the open run began in this batch: keep its start
+                k = int(first[-1])
+                st[f"{field}_began"] = [int(steps[k]), float(walls[k]), float(values[k]), float(aux[k])]
+        return levels, info
+
+    # --- per-layer groups: layer ratio, backward growth, and the stand-in total -------------------
+
+    def _judge_groups(self, groups: list[Groups], ready: list[list[float]]) -> list[Alert]:
+        """Layer ratio, backward growth and the stand-in total over one sequence of items in seq order:
+        each group at its last point, and the non-finite losses (a run of them with no group in between
+        once; none before the run's first group), which continue a streak begun at a group but never
+        start one. They share one episode per run under the first compared layer's tag: a blown-up
+        first layer shows in the ratio and in the total alike."""
+        raw: list[tuple[int, Groups | None, int, list[float] | None]] = [
+            (int(q), g, j, None) for g in groups for j, q in enumerate(g.seqs)]
+        raw += [(int(r[0]), None, -1, r) for r in ready]
+        raw.sort(key=lambda t: t[0])
+        items, seen, nan_run = [], bool(self.group_tag), self.nan_run
+        for item in raw:
+            if item[1] is not None:
+                items.append(item)
+                seen, nan_run = True, False
+            elif seen and not nan_run:
+                items.append(item)
+                nan_run = True
+        self.nan_run = nan_run
+        if not items:
+            return []
+        n = len(items)
+        steps = np.array([int(g.steps[j]) if g is not None else int(r[1]) for _, g, j, r in items], dtype=np.int64)
+        walls = np.array([float(g.walls[j]) if g is not None else float(r[2]) for _, g, j, r in items])
+        seqs = np.array([q for q, _, _, _ in items], dtype=np.int64)
+        virtual = np.array([g is None for _, g, _, _ in items])
+        where = {id(g): np.flatnonzero([h is g for _, h, _, _ in items]) for g in groups}
+        for g in groups:
+            self.group_tag = g.tags[compared_layers(g)[0]]
+        levels = np.zeros(n, dtype=int)
+        info: Info = {}
+        for name, rows in (("layer_ratio", self._ratio_rows), ("backward_growth", self._bias_rows)):
+            cond = np.zeros(n, dtype=bool)
+            value = np.full(n, np.nan)
+            detail: dict[int, tuple[Callable[[int], dict[str, Any]], int]] = {}
+            for g in groups:
+                at = where[id(g)]
+                c, v, fn = rows(g)
+                cond[at], value[at] = c, v
+                detail.update({int(k): (fn, j) for j, k in enumerate(at)})
+            lv, inf = self._layer_condition(name, cond, virtual, value, steps, walls, detail)
+            levels = np.maximum(levels, lv)
+            for i, d in inf.items():
+                info.setdefault(i, d)
+        # The stand-in total: groups before the run's first logged total norm, with the non-finite
+        # losses of that stretch.
+        stand = (steps < self.total_step) if self.total_step >= 0 else np.ones(n, dtype=bool)
+        totals = np.full(n, np.nan)
+        for g in groups:
+            totals[where[id(g)]] = _group_totals(g)
+        if stand.any():
+            at = np.flatnonzero(stand)
+            loss = self._loss_at(seqs[at])
+            grow, grow_info = self._total_conditions(ALL_LAYERS, steps[at], walls[at], totals[at], loss)
+            levels[at] = np.maximum(levels[at], grow)
+            for i, d in grow_info.items():
+                info.setdefault(int(at[i]), d)
+        return self._emit(self.group_tag, levels, steps, info)
+
+    def _layer_condition(self, name: str, cond: np.ndarray, virtual: np.ndarray, value: np.ndarray, steps: np.ndarray,
+                         walls: np.ndarray, detail: dict[int, tuple[Callable[[int], dict[str, Any]], int]]
+                         ) -> tuple[np.ndarray, Info]:
+        streak = self.streaks[name]
+        run_len, first, carried = _continued_streak(cond, cond | virtual, value, streak, steps, walls)
+        levels = (run_len >= self.p["ratio_patience"]).astype(int) * WARNING
+        info: Info = {}
+        for i in np.flatnonzero(run_len == self.p["ratio_patience"]):
+            k = int(first[i])
+            step, wall, _ = carried if k < 0 else (int(steps[k]), float(walls[k]), 0.0)
+            fn_j = detail.get(int(i)) or detail.get(k)  # the noticing group's details, or where the run began
+            d = dict(fn_j[0](fn_j[1]) if fn_j else self.starts.get(name, {}))
+            d["message"] = d.get("message", "").replace(STEP, str(step))
+            info[int(i)] = {"step": step, "wall": wall, **d, "noticed_step": int(steps[i])}
+        if streak.length > 0 and first[-1] >= 0:  # the open streak began in this batch: keep its details
+            fn, j = detail[int(first[-1])]
+            self.starts[name] = fn(j)
+        return levels, info
+
+    def _ratio_rows(self, g: Groups) -> Rows:
+        """The largest weight gradient of the input-side half over the last layer's (AUTOTRAINER's β3).
+        The largest, not only the first: explosion grows toward the input, but a tiny first layer (a 3x3
+        conv with 72 weights) has a small *norm* even when its RMS is huge."""
+        idx = compared_layers(g)
+        n = len(g.steps)
+        if len(idx) < 2:
+            return np.zeros(n, dtype=bool), np.full(n, np.nan), lambda j: {}
+        side = idx[: max(1, len(idx) // 2)]
+        top = np.argmax(np.nan_to_num(g.values[:, side], nan=-np.inf), axis=1)  # a NaN layer is never the largest
+        biggest = g.values[np.arange(n), np.asarray(side)[top]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = biggest / g.values[:, idx[-1]]
+        unit = "RMS" if g.source == HIST else "norm"
+        p = self.p
+
+        def detail(j: int) -> dict[str, Any]:
+            layer, last, r = g.layers[side[int(top[j])]], g.layers[idx[-1]], float(ratio[j])
+            return {
+                "message": (
+                    f"exploding gradients since step {STEP}: input-side layer {layer} gets {fmt_number(r)}x the "
+                    f"gradient {unit} of the last layer {last} (> {fmt_number(p['ratio'])}x); use a smaller "
+                    "initialisation scale, normalisation, or gradient clipping"),
+                "condition": "layer_ratio", "ratio": r, "first_layer": g.layers[idx[0]], "input_side_layer": layer,
+                "last_layer": last, "source": g.source,
+            }
+
+        with np.errstate(invalid="ignore"):
+            return ratio > p["ratio"], ratio, detail
+
+    def _bias_rows(self, g: Groups) -> Rows:
+        """Bias gradients (the back-propagated error, no activation in it) growing from the output layer
+        back to the input, while the weight gradients are large in absolute terms."""
+        p = self.p
+        n = len(g.steps)
+        bidx = bias_order(list(g.layers))
+        if len(bidx) < 2:
+            return np.zeros(n, dtype=bool), np.full(n, np.nan), lambda j: {}
+        side = bidx[: max(1, len(bidx) // 2)]
+        top = np.argmax(np.nan_to_num(g.values[:, side], nan=-np.inf), axis=1)
+        biggest = g.values[np.arange(n), np.asarray(side)[top]]
+        last = g.values[:, bidx[-1]]
+        hist = g.source == HIST
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(last > 0, biggest / last, np.nan)  # an output bias with no gradient says nothing
+            if hist:  # the median weight layer's per-element RMS (a layer not logged at that step left out)
+                w = g.values[:, compared_layers(g)]
+                if np.isnan(w).any():
+                    some = ~np.isnan(w).all(axis=1)
+                    size = np.full(n, np.nan)
+                    size[some] = np.nanmedian(w[some], axis=1)
+                else:
+                    size = np.median(w, axis=1)
+            else:  # the total norm
+                size = np.sqrt(np.sum(np.nan_to_num(g.values, nan=0.0) ** 2, axis=1))
+        gate = p["min_rms"] if hist else p["min_norm"]
+        threshold = p["bias_ratio"] if hist else p["bias_ratio_norm"]
+        unit, what = ("RMS", "median weight-gradient RMS") if hist else ("norm", "total gradient norm")
+
+        def detail(j: int) -> dict[str, Any]:
+            layer, out, r, sz = g.layers[side[int(top[j])]], g.layers[bidx[-1]], float(ratio[j]), float(size[j])
+            return {
+                "message": (
+                    f"exploding gradients since step {STEP}: the bias gradient {unit} of input-side layer {layer} is "
+                    f"{fmt_number(r)}x the output layer's ({out}; > {fmt_number(threshold)}x) and the {what} is "
+                    f"{fmt_number(sz)}: the backward pass grows layer by layer (or step by step through time); use a "
+                    "smaller initialisation scale (He/Kaiming gain 1, recurrent gain <= 1), normalisation or residual "
+                    "connections, and clip gradients"),
+                "condition": "backward_growth", "ratio": r, "input_side_layer": layer, "output_layer": out,
+                "gradient_size": sz, "source": g.source,
+            }
+
+        with np.errstate(invalid="ignore"):
+            return (ratio > threshold) & (size > gate), ratio, detail
+
+    # --- alerts ---------------------------------------------------------------------------------
+
+    def _emit(self, tag: str, levels: np.ndarray, steps: np.ndarray, info: Info) -> list[Alert]:
         alerts = []
         for i in self.events(KIND, tag, levels, steps, self.p["rearm"]):
             if int(i) not in info:  # cannot happen: a warning level begins where a streak completes
@@ -120,10 +492,9 @@ class ExplodingGradients(BaseRule):
         for item in view.signal(GRAD_NONFINITE):
             s = item.series
             parts.append((s, ~(s.value == 0), s.value))
-        for item in view.signal(GRAD_NORM):
-            if item.match.param is not None:
-                s = item.series
-                parts.append((s, ~np.isfinite(s.value), s.value))
+        for item in view.signal(GRAD_NORM):  # per-layer and total norms: a NaN/Inf norm is a NaN/Inf gradient
+            s = item.series
+            parts.append((s, ~np.isfinite(s.value), s.value))
         parts = [p for p in parts if len(p[0])]
         if not parts:
             return []
@@ -140,75 +511,77 @@ class ExplodingGradients(BaseRule):
             ))
         return alerts
 
-    def _growth(
-        self, tag: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
-    ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
-        p = self.p
-        levels = np.zeros(len(steps), dtype=int)
-        st = self.tags.setdefault(f"total:{tag}", {"base": [], "streak": Streak().to_json()})
-        need = p["baseline_points"] - len(st["base"])
-        cut = 0
-        if need > 0:
-            finite = np.flatnonzero(np.isfinite(values))[:need]
-            st["base"] = st["base"] + values[finite].tolist()
-            if len(st["base"]) < p["baseline_points"]:
-                return levels, {}
-            cut = int(finite[-1]) + 1
-        base = float(np.median(st["base"]))
-        cond = np.zeros(len(steps), dtype=bool)
-        with np.errstate(invalid="ignore"):
-            # A NaN norm (the gradients overflowed) continues a streak; it cannot start one (below).
-            cond[cut:] = (values[cut:] > p["growth"] * base) | np.isnan(values[cut:])
-        streak = Streak.from_json(st["streak"])
-        carried = (streak.start_step, streak.start_wall, streak.start_value)
-        run_len, start = streak_update(cond[cut:], streak, steps[cut:], walls[cut:], values[cut:])
-        st["streak"] = streak.to_json()
-        rest = values[cut:]
-        first_value = np.where(start < 0, carried[2], rest[np.clip(start, 0, max(rest.size - 1, 0))])
-        grown = (run_len >= p["growth_patience"]) & ~np.isnan(first_value)
-        levels[cut:] = grown.astype(int) * WARNING
-        info = {}
-        for j in np.flatnonzero(grown & (run_len == p["growth_patience"])):
-            k, i = int(start[j]), int(j) + cut
-            step, wall, first = carried if k < 0 else (int(steps[k + cut]), float(walls[k + cut]), float(values[k + cut]))
-            info[i] = {
-                "step": step, "wall": wall,
-                "message": (f"{tag} grew to {fmt_number(float(values[i]))} ("
-                            + (f"{fmt_number(float(values[i]) / base)}x " if np.isfinite(values[i]) else "overflow; ")
-                            + f"early level {fmt_number(base)}) and stayed above {fmt_number(p['growth'])}x its early level since "
-                            f"step {step}; clip gradients (e.g. max norm 1.0) or lower the learning rate"),
-                "condition": "growth", "baseline": base, "value": first, "noticed_value": float(values[i]),
-                "noticed_step": int(steps[i]),
-            }
-        return levels, info
 
-    def _ratio(self, g: Groups, idx: list[int]) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
-        # The input-side half's largest layer, not only the first: explosion grows toward the input, but
-        # a tiny first layer (a 3x3 conv with 72 weights) has a small *norm* even when its RMS is huge.
-        side = idx[: max(1, len(idx) // 2)]
-        top = np.argmax(np.nan_to_num(g.values[:, side], nan=-np.inf), axis=1)  # a NaN layer is never the largest
-        biggest = g.values[np.arange(len(g.steps)), np.asarray(side)[top]]
-        last = g.values[:, idx[-1]]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = biggest / last
-        cond = ratio > self.p["ratio"]
-        carried = (self.ratio_streak.start_step, self.ratio_streak.start_wall)
-        run_len, start = streak_update(cond, self.ratio_streak, g.steps, g.walls, ratio)
-        levels = (run_len >= self.p["ratio_patience"]).astype(int) * WARNING
-        unit = "RMS" if g.source == "histogram_rms" else "norm"
-        info = {}
-        for i in np.flatnonzero(run_len == self.p["ratio_patience"]):
-            k = int(start[i])
-            step, wall = carried if k < 0 else (int(g.steps[k]), float(g.walls[k]))
-            layer = g.layers[side[int(top[i])]]
-            info[int(i)] = {
-                "step": step, "wall": wall,
-                "message": (f"exploding gradients since step {step}: input-side layer {layer} gets "
-                            f"{fmt_number(float(ratio[i]))}x the gradient {unit} of the last layer {g.layers[idx[-1]]} "
-                            f"(> {fmt_number(self.p['ratio'])}x); use a smaller initialisation scale, normalisation, or "
-                            "gradient clipping"),
-                "condition": "layer_ratio", "ratio": float(ratio[i]), "first_layer": g.layers[idx[0]],
-                "input_side_layer": layer, "last_layer": g.layers[idx[-1]], "source": g.source,
-                "noticed_step": int(g.steps[i]),
-            }
-        return levels, info
+def _group_totals(g: Groups) -> np.ndarray:
+    """The total gradient norm of each group: exact from histogram RMS and element counts, else the
+    root-sum-square of the per-layer norms (every parameter, as ``clip_grad_norm_`` counts them). A layer
+    missing at that step (or NaN: the non-finite test reports it) is left out; +inf stays +inf."""
+    v = g.values
+    if g.source == HIST:
+        v = v * np.sqrt(np.asarray(g.sizes, dtype=float))
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sqrt(np.nansum(v * v, axis=1))
+    return np.where(np.isnan(v).all(axis=1), np.nan, total)
+
+
+def _early_levels(st: dict[str, Any], values: np.ndarray, full: int, least: int) -> np.ndarray:
+    """Per point, the early level it is judged against: the median of the finite values before it,
+    up to ``full`` of them; NaN while fewer than ``least`` precede it. Updates ``st["base"]``."""
+    base = st["base"]
+    if len(base) >= full:  # the usual case once the run is under way: one level, computed once
+        if "level" not in st:
+            st["level"] = float(np.median(base))
+        return np.full(values.size, st["level"])
+    out = np.full(values.size, np.nan)
+    i = 0
+    while i < values.size and len(base) < full:
+        if len(base) >= least:
+            out[i] = float(np.median(base))
+        if np.isfinite(values[i]):
+            base.append(float(values[i]))
+        i += 1
+    if len(base) >= full:
+        st["level"] = float(np.median(base))
+    out[i:] = float(np.median(base)) if i < values.size else 0.0
+    st["base"] = base
+    return out
+
+
+def _continued_streak(start: np.ndarray, cont: np.ndarray, values: np.ndarray, streak: Streak, steps: np.ndarray,
+                      walls: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, float, float]]:
+    """Runs that ``start`` begins and ``cont`` (a weaker condition, or a NaN) continues but never begins.
+
+    Returns ``(run_len, first, carried)`` like ``streak_update``: the run's length at each point, the
+    chunk index where it began (-1: in an earlier chunk, whose step, wall time and value are ``carried``).
+    Updates ``streak`` in place."""
+    n = start.size
+    carried = (streak.start_step, streak.start_wall, streak.start_value)
+    cont = cont | start
+    if not cont.any() or (streak.length == 0 and not start.any()):  # nothing begins or goes on (the usual case)
+        if n:
+            streak.length, streak.start_step = 0, -1
+        return np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64), carried
+    idx = np.arange(n)
+    last_break = np.maximum.accumulate(np.where(~cont, idx, -1))
+    last_start = np.maximum.accumulate(np.where(start, idx, -1))
+    ongoing = (last_break < 0) & (streak.length > 0)
+    eff = start | (cont & ((last_start > last_break) | ongoing))
+    run_len, first = streak_update(eff, streak, steps, walls, values)
+    return run_len, first, carried
+
+
+def _merge_losses(seq: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
+                  bad_loss: list[list[float]], in_run: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A total-norm series with the non-finite training losses merged in by seq as NaN points, a run of
+    them with no norm point in between counted once (``in_run``: the previous batch ended in one)."""
+    if not bad_loss:
+        return seq, steps, walls, values, np.zeros(seq.size, dtype=bool)
+    q = np.concatenate([seq, np.array([r[0] for r in bad_loss], dtype=np.int64)])
+    order = np.argsort(q, kind="stable")
+    st = np.concatenate([steps, np.array([r[1] for r in bad_loss], dtype=np.int64)])[order]
+    wt = np.concatenate([walls, np.array([r[2] for r in bad_loss], dtype=float)])[order]
+    v = np.concatenate([values, np.full(len(bad_loss), np.nan)])[order]
+    virtual = np.concatenate([np.zeros(seq.size, dtype=bool), np.ones(len(bad_loss), dtype=bool)])[order]
+    keep = ~(virtual & np.concatenate([[in_run], virtual[:-1]]))
+    return q[order][keep], st[keep], wt[keep], v[keep], virtual[keep]

@@ -115,7 +115,7 @@ def test_episode_counts_reach_the_report() -> None:
     class Read:
         batches = divergence_run().batches()
 
-    alerts = [a for a in analyze(Read()) if a.severity == "critical"]
+    alerts = [a for a in analyze(Read()) if a.severity == "critical" and a.kind == "divergence"]
     # One run-level episode: grad norm +inf from step 299 (101 points), loss NaN from 300 (100).
     assert [(a.tag, a.step) for a in alerts] == [("train/grad_norm", 299)]
     assert alerts[0].evidence["episode_points"] == 201 and alerts[0].evidence["episode_last_step"] == 399
