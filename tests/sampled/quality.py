@@ -8,6 +8,7 @@ criterion's borderline band are left out of the healthy count and reported on th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,21 +35,24 @@ class SampledReport:
         alerts = [a for a, _ in self.report.replayed] if live else self.report.alerts
         return [a for a in alerts if a.run.split("/", 1)[0] == name and a.severity != "info"]
 
-    def failures(self, recall_floor: float, delay_ceiling: float, kinds: tuple[str, ...] = FIXED_KINDS) -> list[str]:
-        """What falls below the floors: recall per kind (one-shot and live), false alarms, median delay."""
+    def failures(self, recall_floor: float | Mapping[str, float], delay_ceiling: float, warned_healthy: int = 0,
+                 kinds: tuple[str, ...] = FIXED_KINDS) -> list[str]:
+        """What falls below the floors: recall per kind (one-shot and live; one floor, or one per kind), healthy
+        runs with a warning or critical (at most ``warned_healthy``), median alert-step delay."""
         out = []
         for kind in kinds:
+            floor = recall_floor[kind] if isinstance(recall_floor, Mapping) else recall_floor
             row, live = self.report.kind_row(kind), self.report.live.kind_row(kind)
-            if row.positives and row.recall < recall_floor:
-                out.append(f"{kind}: recall {row.recall:.3f} < {recall_floor} ({row.detected}/{row.positives})")
-            if row.positives and live.recall < recall_floor:
-                out.append(f"{kind}: live recall {live.recall:.3f} < {recall_floor}")
+            if row.positives and row.recall < floor:
+                out.append(f"{kind}: recall {row.recall:.3f} < {floor} ({row.detected}/{row.positives})")
+            if row.positives and live.recall < floor:
+                out.append(f"{kind}: live recall {live.recall:.3f} < {floor}")
             if row.median_delay is not None and row.median_delay > delay_ceiling:
                 out.append(f"{kind}: median delay {row.median_delay:.1%} > {delay_ceiling:.0%}")
         for which, rep in (("one-shot", self.report), ("live", self.report.live)):
             flagged = [r.name for r in rep.healthy if r.false_alarms]
-            if flagged:
-                out.append(f"{which}: warnings on {len(flagged)} healthy runs")
+            if len(flagged) > warned_healthy:
+                out.append(f"{which}: warnings on {len(flagged)} healthy runs (at most {warned_healthy})")
         return out
 
     def tables(self) -> str:

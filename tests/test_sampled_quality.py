@@ -1,0 +1,134 @@
+"""Detection quality on trainings sampled from wide distributions (issue #10): the CI sample of the locked part.
+
+The sample (`tests.sampled.corpus.CI_SAMPLE`: 50 of the 200 locked seeds) is trained here on CPU, cached by
+configuration and code under `.pytest_cache/`, and labelled from its data. The issue's floors are recall
+>= 0.97 for each fixed kind (one-shot and replayed a step at a time), no warning or critical on a healthy
+run, and a median alert-step delay <= 2 % of the run. tbmon does not meet all of them yet (measured
+2026-12-04, docs/detection-quality.md): this test holds the figures measured then as a ratchet, so a
+change can only keep or raise them, and `ISSUE_FLOORS` is where they must end. A failure names kinds and
+counts, never runs: the locked part is not to be read run by run (`bench/sampled_quality.py --part dev` is).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.sampled import labels
+from tests.sampled.corpus import CI_SAMPLE, Sample, build
+from tests.sampled.quality import SampledReport, score_samples
+from tests.scenarios.labels import Series
+from tests.scenarios.scoring import FIXED_KINDS
+
+ISSUE_FLOORS = {"recall": 0.97, "warned_healthy": 0, "median_delay": 0.02}
+# Measured on this sample (one-shot and live alike): divergence 4/4, overfitting 9/10, vanishing 3/3,
+# exploding 4/5; 1 of 19 healthy runs warned; median delay 0.0 % for every kind.
+RECALL_RATCHET = {"divergence": 1.0, "overfitting": 0.9, "vanishing_gradients": 1.0, "exploding_gradients": 0.8}
+WARNED_HEALTHY_RATCHET = 1
+CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "tbmon-sampled-locked"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Sample]:
+    return build(CACHE, CI_SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def quality(samples: list[Sample]) -> SampledReport:
+    return score_samples(CACHE, samples)
+
+
+# --- the labels -----------------------------------------------------------------------------------------------
+
+def test_labels_hold_on_every_generated_run(samples: list[Sample]) -> None:
+    """Recomputed labels equal the cached ones, onsets lie inside the run, and what the generator guarantees
+    shows: a step whose loss was made NaN is labelled divergence at that step or the next logged one."""
+    broken = []
+    for s in samples:
+        again = labels.label(s.config, s.path)
+        if {k: int(v) for k, v in again["onsets"].items()} != s.onsets or tuple(again["borderline"]) != s.borderline:
+            broken.append(f"{s.name}: labels not reproducible")
+        curves = labels.curves(s.config, s.path)
+        first = int(curves.train.step.min()) if curves.train.step.size else 0
+        for kind, onset in s.onsets.items():
+            if not first <= onset <= first + s.run_length:
+                broken.append(f"{s.name}: {kind} onset {onset} outside the run")
+        for at, what, _ in s.config.events:
+            late = s.config.norm_every + s.config.val_every
+            if what == "nan_input" and not at <= s.onsets.get("divergence", -1) <= at + late:
+                broken.append(f"{s.name}: NaN injected at {at}, divergence label {s.onsets.get('divergence')}")
+    assert not broken, "\n".join(broken)
+
+
+def test_ci_sample_has_every_kind_and_enough_healthy_runs(samples: list[Sample]) -> None:
+    healthy = [s for s in samples if not s.kinds and not s.borderline]
+    assert len(healthy) >= 12
+    for kind in FIXED_KINDS:
+        assert sum(kind in s.kinds for s in samples) >= 3, kind
+    assert len({s.config.arch for s in samples}) == 4
+    assert {s.config.writer for s in samples} == {"tensorboardX", "torch", "shim"}
+
+
+def _curves(train: list[float], val: list[float] | None = None, grad: list[float] | None = None, untrained: float = 2.3,
+            params: int = 10_000, chance: float = 2.3) -> labels.Curves:
+    def s(values: list[float] | None, every: int = 1) -> Series | None:
+        return None if values is None else Series(np.arange(len(values)) * every, np.array(values, dtype=float))
+    v = val if val is not None else [untrained] * 10
+    return labels.Curves(s(train), s(v, max(1, len(train) // len(v))), s(grad), None, None, params, untrained, chance,
+                         len(train) - 1)
+
+
+def test_divergence_criterion_ignores_spikes_but_not_a_loss_far_above_untrained() -> None:
+    rng = np.random.default_rng(0)
+    healthy = 0.2 + 2.1 * np.exp(-np.arange(1000) / 100) * np.exp(0.3 * rng.standard_normal(1000))
+    spiky = healthy.copy()
+    spiky[[300, 600, 900]] = 40.0
+    assert labels.divergence(_curves(list(spiky)))[0] is None
+    leap = [2.3, 2.4] + [500.0 * (1 + 0.1 * rng.random()) for _ in range(998)]
+    assert labels.divergence(_curves(leap))[0] in (0, 1, 2)
+    undone = list(healthy[:500]) + [2.3 + 0.1 * rng.random() for _ in range(500)]
+    assert 480 <= labels.divergence(_curves(undone))[0] <= 510
+    assert labels.divergence(_curves(list(healthy[:500]) + [math.nan] * 5))[0] == 500
+
+
+def test_not_learning_and_overfitting_criteria() -> None:
+    flat = [2.3 + 0.01 * math.sin(i) for i in range(500)]
+    assert labels.not_learning(_curves(flat), diverged=False)[0] == 0
+    assert labels.not_learning(_curves(flat, untrained=40.0), diverged=False)[0] == 0  # from an absurd start to chance
+    assert labels.not_learning(_curves([2.3 * 0.995 ** i for i in range(500)]), diverged=False)[0] is None
+    train = [2.0 * math.exp(-i / 100) for i in range(1000)]
+    rising = [1.0 + 0.05 * abs(i - 5) for i in range(20)]
+    assert labels.overfitting(_curves(train, rising), diverged=False)[0] == 250
+    assert labels.overfitting(_curves(train, [1.0 / (1 + i) + 0.5 for i in range(20)]), diverged=False)[0] is None
+
+
+def test_exploding_criterion_judges_absolute_magnitude() -> None:
+    train = [2.3] * 200
+    assert labels.exploding(_curves(train, grad=[2e5] * 200, params=10_000))[0] == 0  # RMS 2,000 per weight
+    assert labels.exploding(_curves(train, grad=[1.0] * 200, params=10_000))[0] is None  # RMS 0.01
+    assert labels.exploding(_curves(train, grad=[1.0] * 100 + [500.0] * 100, params=10_000))[0] == 100  # growth
+
+
+# --- tbmon against the floors --------------------------------------------------------------------------------
+
+def test_sampled_quality_holds_its_measured_floors(quality: SampledReport) -> None:
+    print("\n" + quality.tables())
+    failures = quality.failures(RECALL_RATCHET, ISSUE_FLOORS["median_delay"], WARNED_HEALTHY_RATCHET)
+    assert not failures, "\n".join(failures)
+    short = quality.failures(ISSUE_FLOORS["recall"], ISSUE_FLOORS["median_delay"], ISSUE_FLOORS["warned_healthy"])
+    print("still short of issue #10's floors:\n  " + "\n  ".join(short) if short else "issue #10's floors are met")
+
+
+def test_one_shot_and_step_at_a_time_alerts_are_identical_on_sampled_runs(quality: SampledReport) -> None:
+    def key(a) -> tuple:
+        return (a.run, a.kind, a.severity, a.step, a.wall_time, a.tag, a.message)
+
+    oneshot = sorted(key(a) for a in quality.report.alerts)
+    live = sorted(key(a) for a, _ in quality.report.replayed)
+    assert oneshot, "the sample raised no alert at all"
+    assert oneshot == live, f"{len(set(oneshot) ^ set(live))} alerts differ between one-shot and replay"
