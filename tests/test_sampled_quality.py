@@ -5,7 +5,9 @@ configuration and code under `.pytest_cache/`, and labelled from its data. The i
 >= 0.97 for each fixed kind (one-shot and replayed a step at a time), no warning or critical on a healthy
 run, and a median alert-step delay <= 2 % of the run. tbmon does not meet all of them yet (measured
 2026-12-04, docs/detection-quality.md): this test holds the figures measured then as a ratchet, so a
-change can only keep or raise them, and `ISSUE_FLOORS` is where they must end. A failure names kinds and
+change can only keep or raise them, and `ISSUE_FLOORS` is where they must end. Runs whose shim writer
+dropped records under load are labelled (and their labels checked) but not scored: their files depend
+on timing. A failure names kinds and
 counts, never runs: the locked part is not to be read run by run (`bench/sampled_quality.py --part dev` is).
 """
 
@@ -24,9 +26,10 @@ from tests.scenarios.labels import Series
 from tests.scenarios.scoring import FIXED_KINDS
 
 ISSUE_FLOORS = {"recall": 0.97, "warned_healthy": 0, "median_delay": 0.02}
-# Measured on this sample (one-shot and live alike): divergence 4/4, overfitting 9/10, vanishing 3/3,
-# exploding 4/5; 1 of 19 healthy runs warned; median delay 0.0 % for every kind.
-RECALL_RATCHET = {"divergence": 1.0, "overfitting": 0.9, "vanishing_gradients": 1.0, "exploding_gradients": 0.8}
+# Measured on this sample without the shim-written runs that dropped records (7 of 50), in two builds on
+# the same machine (one-shot and live alike): divergence 3/3, overfitting 9/9 and 8/8, vanishing 3/3 and
+# 2/2, exploding 3/4; 1 of 15 healthy runs warned; median delay 0.0 % for every kind.
+RECALL_RATCHET = {"divergence": 1.0, "overfitting": 1.0, "vanishing_gradients": 1.0, "exploding_gradients": 0.75}
 WARNED_HEALTHY_RATCHET = 1
 CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "tbmon-sampled-locked"
 
@@ -38,9 +41,25 @@ def samples() -> list[Sample]:
     return build(CACHE, CI_SAMPLE)
 
 
+def writer_dropped_records(sample: Sample) -> bool:
+    """Whether tbmon's shim dropped records while writing this run.
+
+    The shim never blocks training: when its writer thread falls behind (2 busy cores), its bounded
+    queue (1,000 records) drops and counts, so what a shim-written run holds depends on timing. It
+    logs the loss every step, so a gap in the loss's steps shows a drop (measured: 815 of 1,166 and
+    1,010 of 3,095 loss points in one build, all in another, for two CI-sample runs).
+    """
+    if sample.config.writer != "shim":
+        return False
+    loss = labels.curves(sample.config, sample.path).train
+    last = int(loss.step.max()) if loss.step.size else -1
+    return loss.step.size != last + 1
+
+
 @pytest.fixture(scope="module")
 def quality(samples: list[Sample]) -> SampledReport:
-    return score_samples(CACHE, samples)
+    """Scored on the runs whose event files do not depend on timing (see ``writer_dropped_records``)."""
+    return score_samples(CACHE, [s for s in samples if not writer_dropped_records(s)])
 
 
 # --- the labels -----------------------------------------------------------------------------------------------
