@@ -41,13 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.scenarios.labels import RunData, Series, read_run
+from tests.scenarios.labels import RunData, Series, first_nonfinite, persistent_onset, read_run
 from tests.scenarios.styles import STYLES
 
 from .space import Config
-
-PERSIST = 0.8
-
 
 @dataclass(frozen=True)
 class Curves:
@@ -153,13 +150,6 @@ def _rolling_median(values: np.ndarray, w: int) -> np.ndarray:
     return np.array([np.median(values[max(0, i - half): i + half + 1]) for i in range(values.size)])
 
 
-def _first_nonfinite(series: Series | None) -> int | None:
-    if series is None or series.value.size == 0:
-        return None
-    bad = ~np.isfinite(series.value)
-    return int(series.step[bad.argmax()]) if bad.any() else None
-
-
 def _sustained(holds: np.ndarray, length: int) -> int | None:
     """Index of the first run of >= ``length`` consecutive True values (or one reaching the end)."""
     run = 0
@@ -170,15 +160,8 @@ def _sustained(holds: np.ndarray, length: int) -> int | None:
     return None
 
 
-def _persistent(step: np.ndarray, holds: np.ndarray) -> int | None:
-    for i in np.flatnonzero(holds):
-        if holds[i:].mean() >= PERSIST:
-            return int(step[i])
-    return None
-
-
 def divergence(c: Curves) -> tuple[int | None, list[str]]:
-    found = [x for x in (_first_nonfinite(c.train), _first_nonfinite(c.val), _first_nonfinite(c.grad_norm)) if x is not None]
+    found = [x for x in (first_nonfinite(c.train), first_nonfinite(c.val), first_nonfinite(c.grad_norm)) if x is not None]
     borderline: list[str] = []
     t = c.train
     finite = np.isfinite(t.value)
@@ -277,13 +260,13 @@ def vanishing(c: Curves) -> tuple[int | None, list[str]]:
         return None, []
     steps, r = ratio
     ok = np.isfinite(r)
-    if (onset := _persistent(steps, ok & (r < 1e-3))) is not None:
+    if (onset := persistent_onset(steps, ok & (r < 1e-3))) is not None:
         return onset, []
-    return None, (["first/last gradient RMS < 1e-2"] if _persistent(steps, ok & (r < 1e-2)) is not None else [])
+    return None, (["first/last gradient RMS < 1e-2"] if persistent_onset(steps, ok & (r < 1e-2)) is not None else [])
 
 
 def exploding(c: Curves) -> tuple[int | None, list[str]]:
-    found = [x for x in (_first_nonfinite(c.grad_norm), _first_nonfinite(c.first_rms), _first_nonfinite(c.last_rms))
+    found = [x for x in (first_nonfinite(c.grad_norm), first_nonfinite(c.first_rms), first_nonfinite(c.last_rms))
              if x is not None]
     borderline: list[str] = []
     g = c.grad_norm
@@ -298,15 +281,15 @@ def exploding(c: Curves) -> tuple[int | None, list[str]]:
     if g is not None and g.value.size:
         rms = g.value / math.sqrt(c.params)
         with np.errstate(invalid="ignore"):
-            if (onset := _persistent(g.step, rms > 1.0)) is not None:
+            if (onset := persistent_onset(g.step, rms > 1.0)) is not None:
                 found.append(onset)
-            elif _persistent(g.step, rms > 0.1) is not None:
+            elif persistent_onset(g.step, rms > 0.1) is not None:
                 borderline.append("model-wide gradient RMS > 0.1")
     ratio = _ratio(c)
     if ratio is not None:
         steps, r = ratio
         with np.errstate(invalid="ignore"):
-            if (onset := _persistent(steps, np.isfinite(r) & (r > 70))) is not None:
+            if (onset := persistent_onset(steps, np.isfinite(r) & (r > 70))) is not None:
                 found.append(onset)
     return (min(found) if found else None), borderline
 

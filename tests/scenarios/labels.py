@@ -127,7 +127,8 @@ def signals(scenario_dir: Path, style_name: str, params: list[tuple[str, int]]) 
     return Signals(curves[0], curves[1], grad_norm, first_rms, last_rms, max(1, hi - lo))
 
 
-def _first_nonfinite(series: Series | None) -> int | None:
+def first_nonfinite(series: Series | None) -> int | None:
+    """The step of the first NaN/Inf value, or None (also for no series)."""
     if series is None:
         return None
     bad = ~np.isfinite(series.value)
@@ -135,7 +136,7 @@ def _first_nonfinite(series: Series | None) -> int | None:
 
 
 def divergence_onset(sig: Signals) -> int | None:
-    candidates = [_first_nonfinite(s) for s in (sig.train_loss, sig.val_loss, sig.grad_norm)]
+    candidates = [first_nonfinite(s) for s in (sig.train_loss, sig.val_loss, sig.grad_norm)]
     loss = sig.train_loss.value
     best = math.inf
     for i, v in enumerate(loss):
@@ -166,7 +167,8 @@ def overfitting_onset(sig: Signals) -> int | None:
     return onset
 
 
-def _persistent_onset(step: np.ndarray, holds: np.ndarray) -> int | None:
+def persistent_onset(step: np.ndarray, holds: np.ndarray) -> int | None:
+    """The first step where the condition holds and keeps holding at >= PERSIST of the later points."""
     for i in np.flatnonzero(holds):
         if holds[i:].mean() >= PERSIST:
             return int(step[i])
@@ -185,11 +187,11 @@ def vanishing_onset(sig: Signals) -> int | None:
     if ratio is None:
         return None
     step, r = ratio
-    return _persistent_onset(step, np.isfinite(r) & (r < VANISH_RATIO))
+    return persistent_onset(step, np.isfinite(r) & (r < VANISH_RATIO))
 
 
 def exploding_onset(sig: Signals) -> int | None:
-    found = [i for i in (_first_nonfinite(s) for s in (sig.grad_norm, sig.first_rms, sig.last_rms)) if i is not None]
+    found = [i for i in (first_nonfinite(s) for s in (sig.grad_norm, sig.first_rms, sig.last_rms)) if i is not None]
     if sig.grad_norm is not None and len(sig.grad_norm.value) >= 10:
         g = sig.grad_norm.value
         early = np.median(g[:10])
@@ -199,7 +201,7 @@ def exploding_onset(sig: Signals) -> int | None:
     ratio = _rms_ratio(sig)
     if ratio is not None:
         step, r = ratio
-        onset = _persistent_onset(step, np.isfinite(r) & (r > EXPLODE_RATIO))
+        onset = persistent_onset(step, np.isfinite(r) & (r > EXPLODE_RATIO))
         if onset is not None:
             found.append(onset)
     return min(found) if found else None
