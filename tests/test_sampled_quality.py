@@ -14,14 +14,13 @@ counts, never runs: the locked part is not to be read run by run (`bench/sampled
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.sampled import labels
-from tests.sampled.corpus import CI_SAMPLE, Sample, build
-from tests.sampled.quality import SampledReport, score_samples
+from tests.sampled.corpus import CI_CACHE, CI_SAMPLE, Sample, build
+from tests.sampled.quality import SampledReport, score_samples, timing_free
 from tests.scenarios.labels import Series
 from tests.scenarios.scoring import FIXED_KINDS
 
@@ -31,7 +30,7 @@ ISSUE_FLOORS = {"recall": 0.97, "warned_healthy": 0, "median_delay": 0.02}
 # 2/2, exploding 3/4; 1 of 15 healthy runs warned; median delay 0.0 % for every kind.
 RECALL_RATCHET = {"divergence": 1.0, "overfitting": 1.0, "vanishing_gradients": 1.0, "exploding_gradients": 0.75}
 WARNED_HEALTHY_RATCHET = 1
-CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "tbmon-sampled-locked"
+CACHE = CI_CACHE
 
 pytestmark = pytest.mark.slow
 
@@ -41,25 +40,10 @@ def samples() -> list[Sample]:
     return build(CACHE, CI_SAMPLE)
 
 
-def writer_dropped_records(sample: Sample) -> bool:
-    """Whether tbmon's shim dropped records while writing this run.
-
-    The shim never blocks training: when its writer thread falls behind (2 busy cores), its bounded
-    queue (1,000 records) drops and counts, so what a shim-written run holds depends on timing. It
-    logs the loss every step, so a gap in the loss's steps shows a drop (measured: 815 of 1,166 and
-    1,010 of 3,095 loss points in one build, all in another, for two CI-sample runs).
-    """
-    if sample.config.writer != "shim":
-        return False
-    loss = labels.curves(sample.config, sample.path).train
-    last = int(loss.step.max()) if loss.step.size else -1
-    return loss.step.size != last + 1
-
-
 @pytest.fixture(scope="module")
 def quality(samples: list[Sample]) -> SampledReport:
-    """Scored on the runs whose event files do not depend on timing (see ``writer_dropped_records``)."""
-    return score_samples(CACHE, [s for s in samples if not writer_dropped_records(s)])
+    """Scored on the runs whose event files do not depend on timing (see ``labels.writer_dropped_records``)."""
+    return score_samples(CACHE, timing_free(samples))
 
 
 # --- the labels -----------------------------------------------------------------------------------------------
@@ -69,10 +53,10 @@ def test_labels_hold_on_every_generated_run(samples: list[Sample]) -> None:
     shows: a step whose loss was made NaN is labelled divergence at that step or the next logged one."""
     broken = []
     for s in samples:
-        again = labels.label(s.config, s.path)
+        curves = labels.curves(s.config, s.path)
+        again = labels.judge(curves, s.config.cls)
         if {k: int(v) for k, v in again["onsets"].items()} != s.onsets or tuple(again["borderline"]) != s.borderline:
             broken.append(f"{s.name}: labels not reproducible")
-        curves = labels.curves(s.config, s.path)
         first = int(curves.train.step.min()) if curves.train.step.size else 0
         for kind, onset in s.onsets.items():
             if not first <= onset <= first + s.run_length:

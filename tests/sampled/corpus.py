@@ -37,6 +37,7 @@ SEEDS = range(400)
 DEVELOPMENT = tuple(s for s in SEEDS if s % 2 == 0)
 LOCKED = tuple(s for s in SEEDS if s % 2 == 1)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
+CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
 
 
 def _digest(paths: list[Path], extra: str = "") -> str:

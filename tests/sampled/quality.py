@@ -16,6 +16,7 @@ from typing import Any
 from tests.scenarios.scoring import FIXED_KINDS, QualityReport, evaluate
 
 from .corpus import Sample
+from .labels import curves, writer_dropped_records
 from .space import CLASSES
 
 KINDS = (*FIXED_KINDS, "not_learning")
@@ -110,6 +111,11 @@ class SampledReport:
             alarms = "; ".join(f"{a.kind}/{a.severity}@{a.step} {a.tag}" for a in self.alarms(s.name)) or "-"
             lines.append(f"{s.name} [borderline: {', '.join(s.borderline)}] alarms: {alarms}")
         return "\n".join(lines)
+
+
+def timing_free(samples: list[Sample]) -> list[Sample]:
+    """The runs whose files do not depend on timing: all but those whose shim writer dropped records."""
+    return [s for s in samples if not writer_dropped_records(s.config, curves(s.config, s.path).train)]
 
 
 def score_samples(root: Path, samples: list[Sample]) -> SampledReport:
