@@ -30,12 +30,17 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 # space.py is not here: a run's configuration (its repr is in the key) is all it contributes.
 _TRAINING_SOURCES = [HERE / "run.py", *(REPO / "tests" / "scenarios" / n for n in
-                     ("data.py", "models.py", "styles.py", "training.py")), *sorted((REPO / "trainer_shim").glob("*.py"))]
+                     ("data.py", "models.py", "styles.py", "training.py")),
+                     # the shim modules that decide what a run writes (new shim modules such as framework
+                     # callbacks do not invalidate every run)
+                     *(REPO / "trainer_shim" / n for n in ("__init__.py", "distributed.py", "shim.py", "stats.py", "writer.py"))]
 _LABEL_SOURCES = [HERE / "labels.py", REPO / "tests" / "scenarios" / "labels.py"]
 
 SEEDS = range(400)
-DEVELOPMENT = tuple(s for s in SEEDS if s % 2 == 0)
 LOCKED = tuple(s for s in SEEDS if s % 2 == 1)
+# The development part grew once (seeds 400-798, even) after the first locked score, to find misses
+# without reading the locked part; the locked part never grows.
+DEVELOPMENT = tuple(s for s in range(800) if s % 2 == 0)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
 
