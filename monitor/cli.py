@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from tbmon.monitor import demo, report, watch
 from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
+from tbmon.monitor.sanitize import visible
 from tbmon.monitor.version import tbmon_version
 
 
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except UsageError as exc:
-        print(f"tbmon: {exc}", file=sys.stderr)
+        print(f"tbmon: {visible(exc)}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
         return 130
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the contract forbids tracebacks for users
         if args.debug:
             raise
-        print(f"tbmon: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        print(f"tbmon: internal error: {type(exc).__name__}: {visible(exc)} (rerun with --debug for details)", file=sys.stderr)
         return BAD_INPUT
 
 

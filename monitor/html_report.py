@@ -2,14 +2,13 @@
 
 No external URL of any kind: CSS is inline, plots are embedded as base64 PNG ``data:`` URIs.
 Every text that comes from the logs (run names, tags, messages, paths) goes through
-``html.escape``: event files are untrusted input, and a tag named ``<script>`` must stay text.
+``sanitize.html_text``: event files are untrusted input, and a tag named ``<script>`` must stay text.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from html import escape
 
 from tbmon.analyzers.alerts import SEVERITIES, severity_rank
 from tbmon.monitor.report_formats import (
@@ -24,6 +23,7 @@ from tbmon.monitor.report_formats import (
     problem_line,
     run_cells,
 )
+from tbmon.monitor.sanitize import html_text
 from tbmon.monitor.summary import LogdirReport, RunSummary
 
 PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
@@ -42,7 +42,7 @@ th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}
 
 def render_html(reports: Sequence[LogdirReport], version: str, plot: PlotFn | None) -> str:
     """The whole document; ``plot`` returns a run's PNG (None = no figure for that run)."""
-    body: list[str] = [f"<h1>tbmon report</h1><p class='meta'>tbmon {escape(version)}</p>"]
+    body: list[str] = [f"<h1>tbmon report</h1><p class='meta'>tbmon {html_text(version)}</p>"]
     for report in reports:
         body.append(_logdir_section(report, plot))
     if len(reports) > 1:
@@ -56,10 +56,10 @@ def render_html(reports: Sequence[LogdirReport], version: str, plot: PlotFn | No
 
 
 def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
-    out = [f"<h2>Logdir <code>{escape(report.logdir)}</code></h2>"]
+    out = [f"<h2>Logdir <code>{html_text(report.logdir)}</code></h2>"]
     note = empty_note(report)
     if note:
-        return out[0] + f"<p class='warning'>{escape(note)}</p>"
+        return out[0] + f"<p class='warning'>{html_text(note)}</p>"
     out.append(_table(RUN_COLUMNS, [run_cells(report, r) for r in report.runs], status_column=RUN_COLUMNS.index("status")))
     if report.experiments:
         out.append("<h3>Experiments (train/validation pairs)</h3>")
@@ -73,19 +73,19 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
         out.append("<p class='ok'>No alerts.</p>")
     if report.problems:
         out.append(f"<h3>Read problems ({len(report.problems)})</h3><ul>")
-        out.extend(f"<li class='problem'>{escape(problem_line(p))}</li>" for p in report.problems)
+        out.extend(f"<li class='problem'>{html_text(problem_line(p))}</li>" for p in report.problems)
         out.append("</ul>")
     drawn = figured_runs(report.runs)
     if plot is not None and len(drawn) < len(report.runs):
         out.append(f"<p class='meta'>Figures for {len(drawn)} of {len(report.runs)} runs (runs with alerts first); "
                    "<code>--plots DIR</code> draws every run.</p>")
     for run in report.runs:
-        out.append(f"<h3>Run <code>{escape(run.run)}</code></h3>")
+        out.append(f"<h3>Run <code>{html_text(run.run)}</code></h3>")
         out.append(_tag_list(run))
         png = plot(report, run) if plot is not None and run.run in drawn else None
         if png is not None:
             data = base64.b64encode(png).decode("ascii")
-            out.append(f"<img alt='curves of run {escape(run.run, quote=True)}' src=\"data:image/png;base64,{data}\">")
+            out.append(f"<img alt='curves of run {html_text(run.run, quote=True)}' src=\"data:image/png;base64,{data}\">")
     return "\n".join(out)
 
 
@@ -98,20 +98,20 @@ def figured_runs(runs: Sequence[RunSummary]) -> set[str]:
 
 def _tag_list(run: RunSummary) -> str:
     """The run's tags, folded away: useful when a colleague asks "did it log X?"."""
-    items = [f"<li>{escape(tag)}</li>" for tag in run.scalar_tags]
-    items += [f"<li>{escape(tag)} (histogram)</li>" for tag in run.histogram_tags]
+    items = [f"<li>{html_text(tag)}</li>" for tag in run.scalar_tags]
+    items += [f"<li>{html_text(tag)} (histogram)</li>" for tag in run.histogram_tags]
     label = f"{len(run.scalar_tags)} scalar tags, {len(run.histogram_tags)} histogram tags"
     return f"<details><summary>{label}</summary><ul>{''.join(items)}</ul></details>"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
     lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            css = f" class='{escape(cell, quote=True)}'" if i == status_column else ""
-            cells.append(f"<td{css}>{escape(cell)}</td>")
+            css = f" class='{html_text(cell, quote=True)}'" if i == status_column else ""
+            cells.append(f"<td{css}>{html_text(cell)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines.append("</tbody></table>")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
+from tbmon.monitor.sanitize import visible
 from tbmon.monitor.version import tbmon_version
 
 if TYPE_CHECKING:
@@ -67,13 +68,12 @@ def run(args: argparse.Namespace) -> int:
             result = read(logdir, check_crc=not args.no_crc, progress=progress_for(logdir))
             reports.append(build_report(result, analyze(result, config), config))
     _emit(reports, args)
-    if args.plots:
-        _write_plots(reports, args.plots)
+    plots_written = _write_plots(reports, args.plots) if args.plots else True
     code = exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
     empty = [r.logdir for r in reports if not r.runs]
     for logdir in empty:
-        print(f"tbmon: no event files found under {logdir}", file=sys.stderr)
-    return BAD_INPUT if empty else code
+        print(f"tbmon: no event files found under {visible(logdir)}", file=sys.stderr)
+    return BAD_INPUT if empty or not plots_written else code
 
 
 def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
@@ -123,14 +123,19 @@ def _open_output(path: str) -> Iterator[object]:
         yield handle
 
 
-def _write_plots(reports: Sequence[LogdirReport], directory: str) -> None:
+def _write_plots(reports: Sequence[LogdirReport], directory: str) -> bool:
+    """Write every plot that can be; False (exit 2) when some could not, each said on stderr."""
     from tbmon.monitor.plots import write_plots
 
     try:
-        written = write_plots(reports, directory)
+        Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot write plots to {directory}: {exc.strerror or exc}") from None
-    print(f"tbmon: wrote {len(written)} plot(s) to {Path(directory)}", file=sys.stderr)
+        raise UsageError(f"cannot write plots to {visible(directory)}: {exc.strerror or exc}") from None
+    written, failed = write_plots(reports, directory)
+    for line in failed:
+        print(f"tbmon: cannot write plot {line}", file=sys.stderr)
+    print(f"tbmon: wrote {len(written)} plot(s) to {visible(Path(directory))}", file=sys.stderr)
+    return not failed
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from tbmon.monitor.liveness import Liveness
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
 from tbmon.monitor.reader import LogdirReader, PollResult
 from tbmon.monitor.report_formats import fmt_span
+from tbmon.monitor.sanitize import rich_text
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
 
 HELP = "follow runs live and print alerts as they happen"
@@ -534,7 +535,7 @@ class RichSink(Sink):
             else:
                 self.board.remove_run(record["logdir"], record["run"])
         elif kind == "summary":
-            self.console.print(plain_line(record))
+            self.console.print(rich_text(plain_line(record)))
         else:
             self.board.add_notice(record["message"])
         self._changed.set()
