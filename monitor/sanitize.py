@@ -97,6 +97,11 @@ def html_text(text: object, *, quote: bool = True) -> str:
     return _html_escape(visible(text), quote=quote)
 
 
+def chat_text(text: object) -> str:
+    """A chat message (Slack's ``text`` is mrkdwn): ``<url|label>`` would be a disguised link, so ``&<>`` are entities."""
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def plot_text(text: object) -> str:
     """A matplotlib title or legend label: ``$`` would start mathtext, which fails on arbitrary names."""
     return visible(text).replace("$", r"\$")

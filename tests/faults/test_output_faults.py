@@ -274,3 +274,47 @@ def test_a_plot_that_cannot_be_written_is_named_and_the_others_are_written(tmp_p
     assert result.returncode == 2  # an output that was asked for is missing
     assert "cannot write plot" in stderr and "far.png" in stderr and "wrote 2 plot(s)" in stderr
     assert (plots / "a-before.png").is_file() and (plots / "z-after.png").is_file()
+
+
+# ---- notifications -------------------------------------------------------------------------
+
+
+def test_webhook_text_escapes_chat_links_and_payloads_are_valid_unicode(tmp_path: Path) -> None:
+    """Item 4 for the chat sink: Slack shows ``<url|label>`` in its ``text`` as a disguised link.
+
+    A real HTTP server on 127.0.0.1 takes the webhook; ``--on-alert`` writes its stdin to a file.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    bodies: list[bytes] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    logdir = tmp_path / "logs"
+    writers = EventWriters()
+    for name in (b"<mailto:x@evil.example|click here>", b"caf\xe9"):
+        writers.scalars(Path(os.fsdecode(bytes(logdir) + b"/" + name)), NAN_LOSS)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    Thread(target=server.serve_forever, daemon=True).start()
+    stdin_copy = tmp_path / "stdin"
+    try:
+        result = tbmon("watch", "--once", "--no-state", "--format", "jsonl", logdir,
+                       "--notify-webhook", f"http://127.0.0.1:{server.server_address[1]}/hook",
+                       "--on-alert", f"cat >> {stdin_copy}; echo >> {stdin_copy}")  # fmt: skip
+    finally:
+        server.shutdown()
+    assert result.returncode == 1, result.stderr
+    payloads = [json.loads(body.decode("utf-8")) for body in bodies]
+    texts = sorted(payload["text"] for payload in payloads)
+    assert len(texts) == 2 and "&lt;mailto:x@evil.example|click here&gt;" in texts[0] and "<mailto" not in texts[0]
+    assert r"caf\xe9" in texts[1] and {p["run"] for p in payloads} >= {r"caf\xe9"}
+    commands = [json.loads(line) for line in stdin_copy.read_text("utf-8").splitlines() if line]
+    assert {c["run"] for c in commands} == {"<mailto:x@evil.example|click here>", r"caf\xe9"}
