@@ -147,11 +147,12 @@ def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | Non
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("reading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    reading = TextColumn("reading {task.description}", markup=False)  # a logdir named "[/x]" is not markup
+    columns = (reading, BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
 
         def for_logdir(logdir: str) -> Callable[[int, int], None]:
-            task = progress.add_task(logdir, total=None)
+            task = progress.add_task(visible(logdir), total=None)
 
             def update(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -65,7 +66,8 @@ CSV_ALERT_FIELDS = ("logdir", "run", "kind", "severity", "step", "wall_time", "t
 
 
 def fmt_span(seconds: float | None) -> str:
-    if seconds is None:
+    """``1h 05m``; a span no clock gives (wall times of ±1e300 from a broken writer) as ``2.7e+295d``, not 300 digits."""
+    if seconds is None or not math.isfinite(seconds):
         return "–"
     seconds = int(round(seconds))
     if seconds < 60:
@@ -77,7 +79,7 @@ def fmt_span(seconds: float | None) -> str:
     if hours < 48:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
+    return f"{days}d {hours:02d}h" if days < 100_000 else f"{float(days):.3g}d"
 
 
 def fmt_steps(run: RunSummary) -> str:

@@ -33,9 +33,10 @@ SURROGATES = re.compile("[\ud800-\udfff]")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_~\[\]!&|])")
 """Backslash-escaped in Markdown (CommonMark allows it before any ASCII punctuation): link and image
 brackets, code spans, emphasis, entities and table pipes. ``<``/``>`` become entities instead."""
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 """A CSV cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (OWASP
-CSV Injection; the full-width forms are read as formulas by some locales)."""
+CSV Injection; the full-width forms are read as formulas by some locales). OWASP's other starts,
+tab, CR and NUL, never begin a cell: ``visible`` has turned them into ``\t``, ``\r``, ``\x00``."""
 NAME_MAX = 255
 """Bytes in one file-name component on Linux, macOS and Windows filesystems alike."""
 

@@ -52,7 +52,7 @@ RUN_DIRS = [
     LONG,
     b"a" * 250 + b"bbb",  # shares the first 250 bytes with LONG: shortened names must still differ
 ]
-WALL_TIMES = {"far": 1e300, "wall-inf": float("inf"), "wall-nan": float("nan")}
+WALL_TIMES = {"far": [1e300] * 3, "wall-inf": [float("inf")] * 3, "wall-nan": [float("nan")] * 3, "span": [-1e300, 1e300, 0]}
 HOSTILE_GRAD_TAG = "grad_norm/![](http://evil.example/p.png)"
 HOSTILE_TAGS = {
     "[x](http://evil.example)": [1.0],
@@ -74,8 +74,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     writers = EventWriters()
     for name in RUN_DIRS:
         writers.scalars(Path(os.fsdecode(os.path.join(bytes(logdir), name))), NAN_LOSS)
-    for name, wall in WALL_TIMES.items():
-        writers.scalars(logdir / name, NAN_LOSS, wall_times=[wall] * 3)
+    for name, walls in WALL_TIMES.items():
+        writers.scalars(logdir / name, NAN_LOSS, wall_times=walls)
     writers.scalars(logdir / "tags", HOSTILE_TAGS, backend="torch")
     return logdir
 
@@ -110,6 +110,7 @@ def test_report_renders_every_hostile_name_in_every_text_format(hostile: Path, t
         for markup in ("[bold red]red", "[/x]", "[link=file:/etc/passwd]evil[/link]"):
             assert markup in text  # shown as the name it is, not applied as markup
         assert text.count("CRITICAL") == RUNS
+        assert "2.31e+295d" in text  # the span from -1e300 to 1e300 s, not a 300-digit number of days
 
 
 def test_report_json_keeps_names_distinct_and_valid_unicode(hostile: Path) -> None:
@@ -318,3 +319,28 @@ def test_webhook_text_escapes_chat_links_and_payloads_are_valid_unicode(tmp_path
     assert r"caf\xe9" in texts[1] and {p["run"] for p in payloads} >= {r"caf\xe9"}
     commands = [json.loads(line) for line in stdin_copy.read_text("utf-8").splitlines() if line]
     assert {c["run"] for c in commands} == {"<mailto:x@evil.example|click here>", r"caf\xe9"}
+
+
+def test_progress_bar_on_a_terminal_shows_a_markup_logdir_as_text(tmp_path: Path) -> None:
+    """The report's progress bar (stderr on a terminal) parsed the logdir as Rich markup: ``[/x]`` crashed it."""
+    logdir = tmp_path / "[" / "x]"
+    EventWriters().scalars(logdir / "run", NAN_LOSS)
+    controller, terminal = os.openpty()
+    try:
+        result = subprocess.run([*CLI, "report", str(logdir), "--format", "json"], stdout=subprocess.PIPE,
+                                stderr=terminal, env={**os.environ, "TERM": "xterm"}, timeout=120, check=False)  # fmt: skip
+    finally:
+        os.close(terminal)
+    drawn = bytearray()
+    while select.select([controller], [], [], 1.0)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal side is closed and drained
+            break
+        if not chunk:
+            break
+        drawn.extend(chunk)
+    os.close(controller)
+    assert result.returncode == 1 and b"internal error" not in drawn
+    assert b"reading " + str(logdir).encode() in CSI.sub(b"", drawn)
+    assert json.loads(result.stdout)["alerts"][0]["run"] == "run"
