@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the contract forbids tracebacks for users
         if args.debug:
             raise
-        print(f"tbmon: internal error: {type(exc).__name__}: {visible(exc)} (rerun with --debug for details)", file=sys.stderr)
+        reason = f"{type(exc).__name__}: {visible(exc)}"
+        print(f"tbmon: internal error: {reason} (rerun with --debug for details)", file=sys.stderr)
         return BAD_INPUT
 
 

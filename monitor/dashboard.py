@@ -152,7 +152,8 @@ class Board:
     def remove_run(self, logdir: str, run: str) -> None:
         with self._lock:
             self._rows.pop((logdir, run), None)
-            self._feed.appendleft(FeedItem(time.time(), rich_text(f"run removed: {self._label(logdir, run)}", "bright_black")))
+            removed = rich_text(f"run removed: {self._label(logdir, run)}", "bright_black")
+            self._feed.appendleft(FeedItem(time.time(), removed))
 
     def add_alert(self, logdir: str, alert: Alert, *, replayed: bool = False) -> None:
         """Count ``alert`` on its run; show it in the feed unless it is an old one restored from state."""

@@ -135,7 +135,10 @@ def _draw_lines(ax: Axes, series: list[tuple[str, np.ndarray, np.ndarray]], *, y
         finite = np.isfinite(values)
         colour = colours(i if len(series) <= 10 else i / max(len(series) - 1, 1))
         marker = "o" if finite.sum() <= 30 else None
-        ax.plot(steps[finite], values[finite], label=_legend_label(label), color=colour, linewidth=1.3, marker=marker, markersize=3)
+        ax.plot(
+            steps[finite], values[finite], label=_legend_label(label), color=colour, linewidth=1.3, marker=marker,
+            markersize=3,
+        )  # fmt: skip
         bad_steps.append(steps[~finite])
     if log_scale_fits(np.concatenate([values for _, _, values in series])):
         ax.set_yscale("log", nonpositive="clip")  # an exact 0 (a dead layer) sits on the bottom edge

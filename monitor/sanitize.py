@@ -36,9 +36,9 @@ brackets, code spans, emphasis, entities and table pipes. ``<``/``>`` become ent
 FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 """A CSV cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (OWASP
 CSV Injection; the full-width forms are read as formulas by some locales). OWASP's other starts,
-tab, CR and NUL, never begin a cell: ``visible`` has turned them into ``\t``, ``\r``, ``\x00``."""
+tab, CR and NUL, never begin a cell: ``visible`` has turned them into ``\\t``, ``\\r``, ``\\x00``."""
 NAME_MAX = 255
-"""Bytes in one file-name component on Linux, macOS and Windows filesystems alike."""
+"""Bytes in one file-name component (NAME_MAX of ext4, XFS, Btrfs, APFS)."""
 
 
 def _escape(match: re.Match[str]) -> str:
