@@ -160,15 +160,23 @@ class EventFileReader:
         if not st.regular:
             out.problems += self._gone("unreadable", "not a regular file")
             return
-        pread = handle.pread
+        head = b""
+
+        def pread(offset: int, size: int) -> bytes:
+            nonlocal head
+            data = handle.pread(offset, size)
+            if offset == 0 and len(data) > len(head):
+                head = data[:_FINGERPRINT_BYTES]  # the fingerprint below costs no second read
+            return data
+
         out.rewound = self._check_replaced(pread, st, out.problems)
         for block in self._framer.read(pread, st.size, max_bytes):
             self._add_block(block, out)
         if not self._fingerprint and (self._framer.offset > 0 or self._framer.dead):
             # Verified bytes only (or, for a non-event file, its head), so a replaced
             # file is told apart from one that merely grew.
-            known = st.size if self._framer.dead else self._framer.offset
-            self._fingerprint = pread(0, min(_FINGERPRINT_BYTES, known))
+            known = min(_FINGERPRINT_BYTES, st.size if self._framer.dead else self._framer.offset)
+            self._fingerprint = head[:known] if len(head) >= known else handle.pread(0, known)
         self._missing = None
 
     def upcoming_reads(self, st: FileStat) -> list[tuple[int, int]]:

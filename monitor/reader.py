@@ -409,6 +409,8 @@ class LogdirReader:
         """Walk the tree once, add the new files; return every file to read."""
         found = self.store.discover()
         self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons)
+        if self.store.remote and self.logdir in found.unreadable_dirs:
+            return []  # the store cannot be listed: its objects cannot be read either; next poll retries
         for run_dir in found.runs:
             for path in run_dir.files:
                 if path not in self._file_run:

@@ -130,15 +130,17 @@ class RemoteLogdir:
         return Discovery(runs=tuple(sorted(runs, key=lambda r: r.run)), unreadable_dirs=())
 
     def present(self) -> bool:
-        """Whether anything is stored under the prefix. An error answers True: the reader's
-        listing then reports why the store cannot be read, instead of a silent wait."""
+        """Whether anything is stored under the prefix. A store that fails answers True (and is
+        backed off): the reader's listing then says why it cannot be read, instead of a silent wait."""
+        if time.monotonic() < self._retry_at:
+            return True
         try:
             self._fs.invalidate_cache(self._fs_root)
-            self.requests += 1
-            return bool(self._fs.isdir(self._fs_root))
+            return bool(self._call(lambda: self._fs.isdir(self._fs_root), count=True))
         except FileNotFoundError:
             return False
-        except Exception:  # noqa: BLE001 - any backend error: let the reader's listing say what it is
+        except OSError as exc:
+            self._failed(exc)
             return True
 
     def check(self) -> None:
