@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tbmon.monitor.discovery import Discovery, RunDir, is_event_file_name, named_run_dir
 from tbmon.monitor.exit_codes import UsageError
-from tbmon.monitor.storage import FileStat, _event_file_hint
+from tbmon.monitor.storage import FileStat, event_file_hint
 
 if TYPE_CHECKING:
     from tbmon.monitor.event_file import EventFileReader
@@ -105,7 +105,7 @@ class RemoteLogdir:
         if time.monotonic() < self._retry_at:
             return self._unlisted()
         try:
-            listing = self._call(lambda: self._listing(), count=True)
+            listing = self._call(self._listing, count=True)
         except FileNotFoundError:
             listing = {}  # no bucket or no objects yet: like a local logdir not created yet
         except OSError as exc:
@@ -154,7 +154,7 @@ class RemoteLogdir:
             raise UsageError(f"cannot read logdir {self.root!r}: {_reason(exc)}") from None
         if info.get("type") != "directory":
             parent = self.root.rpartition("/")[0]
-            raise UsageError(f"logdir {self.root!r} is not a directory{_event_file_hint(self.root, parent)}")
+            raise UsageError(f"logdir {self.root!r} is not a directory{event_file_hint(self.root, parent)}")
 
     def relpath(self, path: str) -> str:
         return path[len(self.root) + 1 :]

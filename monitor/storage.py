@@ -15,10 +15,13 @@ import re
 import stat
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tbmon.monitor.discovery import Discovery, discover, is_event_file_name
 from tbmon.monitor.exit_codes import UsageError
+
+if TYPE_CHECKING:
+    from tbmon.monitor.event_file import EventFileReader
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
@@ -73,7 +76,7 @@ class Logdir(Files, Protocol):
 
     def join(self, relative: str) -> str: ...
 
-    def expect(self, reads: list[tuple[str, int]]) -> None: ...
+    def expect(self, reads: list[tuple[str, EventFileReader]]) -> None: ...
 
 
 def is_remote(logdir: str | os.PathLike[str]) -> bool:
@@ -161,7 +164,7 @@ class LocalLogdir(LocalFiles):
         if not os.path.exists(path):
             raise UsageError(f"logdir {path!r} does not exist")
         if not os.path.isdir(path):
-            raise UsageError(f"logdir {path!r} is not a directory{_event_file_hint(path, os.path.dirname(path))}")
+            raise UsageError(f"logdir {path!r} is not a directory{event_file_hint(path, os.path.dirname(path))}")
         try:
             with os.scandir(path):
                 pass
@@ -174,11 +177,11 @@ class LocalLogdir(LocalFiles):
     def join(self, relative: str) -> str:
         return os.path.join(self.root, relative)
 
-    def expect(self, reads: list[tuple[str, int]]) -> None:
+    def expect(self, reads: list[tuple[str, EventFileReader]]) -> None:
         """Local reads are cheap one by one: nothing to fetch ahead."""
 
 
-def _event_file_hint(path: str, parent: str) -> str:
+def event_file_hint(path: str, parent: str) -> str:
     """For a logdir that is an event file: the folder to pass instead."""
     name = path.rstrip("/").rpartition("/")[2]
     return f" (pass the folder that holds it: {parent or '.'!r})" if is_event_file_name(name) else ""

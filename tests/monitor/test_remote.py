@@ -28,6 +28,7 @@ import tbmon.monitor.remote as remote_module
 from tbmon.monitor import read
 from tbmon.monitor.reader import LogdirReader
 from tests.monitor.test_watch_e2e import CLI, WAIT, Watcher, is_alert
+from tests.test_packaging import _modules_loaded_by
 
 _BUCKETS = itertools.count()
 
@@ -146,6 +147,15 @@ def test_an_s3_logdir_reads_exactly_like_its_local_copy(tmp_path: Path, tb, buck
     assert remote.problems == here.problems == []
 
 
+def test_a_whole_bucket_is_a_logdir(tmp_path: Path, tb, bucket: Bucket) -> None:
+    path = tb.scalars(tmp_path / "exp" / "train", {"epoch_loss": [1.0, 0.5]})
+    bucket.put(f"exp/train/{path.name}", path.read_bytes())
+    bucket.put("exp/train/.sync-tmp.tfevents.part", b"a half-uploaded temp copy")  # a hidden name: skipped
+    (run,) = read(f"s3://{bucket.name}").runs
+    assert (run.run, run.experiment_dir, run.role, run.points) == ("exp/train", "exp", "train", 2)
+    assert [f.path for f in run.files] == [f"s3://{bucket.name}/exp/train/{path.name}"]
+
+
 def test_an_object_rewritten_with_more_bytes_is_read_from_where_it_stopped(tmp_path: Path, bucket: Bucket) -> None:
     grow = GrowingFile(tmp_path / "run")
     key = f"logs/run/{grow.path.name}"
@@ -242,6 +252,14 @@ def test_an_unreachable_store_is_backed_off_and_followed_again_once_back(
     bucket.put(f"logs/run/{more.name}", more.read_bytes())
     back = reader.poll()
     assert back.problems == [] and _steps(back.batches, "run") == [2]
+
+
+def test_local_logdirs_never_import_fsspec(tmp_path: Path, tb) -> None:
+    tb.scalars(tmp_path / "run", {"train/loss": [1.0]})
+    loaded = _modules_loaded_by(f"from tbmon.monitor import read; read({str(tmp_path)!r})")
+    assert "tbmon.monitor.storage" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("fsspec", "s3fs", "botocore")}
+    assert "tbmon.monitor.remote" not in loaded
 
 
 def _cli(*args: str, pre: str = "") -> subprocess.CompletedProcess:
