@@ -210,8 +210,13 @@ class RemoteLogdir:
 
     # -- internals ----------------------------------------------------------------------
     def _listing(self) -> dict[str, dict[str, Any]]:
+        """Every object under the prefix; the backend's listing cache is dropped before (a stale
+        listing would hide new objects) and after (it would hold a second copy of the listing)."""
         self._fs.invalidate_cache(self._fs_root)
-        return self._fs.find(self._fs_root, withdirs=False, detail=True)
+        try:
+            return self._fs.find(self._fs_root, withdirs=False, detail=True)
+        finally:
+            self._fs.invalidate_cache(self._fs_root)
 
     def _run_dir(self, directory: str, urls: list[str]) -> RunDir:
         return named_run_dir(directory or ".", f"{self.root}/{directory}" if directory else self.root, urls)

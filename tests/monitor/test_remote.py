@@ -351,6 +351,27 @@ def test_watch_follows_an_s3_prefix_from_before_it_exists_to_a_nan(tmp_path: Pat
     assert any(r["type"] == "status" and r["message"] == f"following {url} with polling" for r in watcher.records)
 
 
+def test_watch_state_of_an_s3_logdir_repeats_no_alert(tmp_path: Path, bucket: Bucket) -> None:
+    grow = GrowingFile(tmp_path / "exp1")
+    key = f"logs/exp1/{grow.path.name}"
+    bucket.put(key, grow.losses([1.0, float("nan")]))
+    state = tmp_path / "state.json"
+    command = [*CLI, "watch", "--once", "--format", "jsonl", "--state", str(state), bucket.url("logs")]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=WAIT)
+    bucket.put(key, grow.losses([0.5], start=2))  # grew while no one watched
+    again = subprocess.run(command, capture_output=True, text=True, timeout=WAIT)
+    assert first.returncode == again.returncode == 1, again.stderr
+    records = [[json.loads(line) for line in done.stdout.splitlines()] for done in (first, again)]
+    assert [r["kind"] for r in records[0] if r["type"] == "alert"] == ["divergence"]
+    assert [r for r in records[1] if r["type"] in ("alert", "problem")] == []
+    assert records[1][-1]["alerts_total"] == 1
+    saved = json.loads(state.read_text())
+    assert saved["logdirs"] == [bucket.url("logs")]
+    assert saved["readers"][bucket.url("logs")]["runs"]["exp1"]["files"][f"exp1/{grow.path.name}"]["framer"]["offset"] == len(
+        grow.path.read_bytes()
+    )
+
+
 @pytest.mark.slow
 def test_report_of_1000_runs_on_s3(tmp_path: Path, bucket: Bucket, tb) -> None:
     """1,000 runs in one prefix: one listing, ranged GETs fetched ahead concurrently (bench/remote.py times it)."""
