@@ -385,4 +385,4 @@ def test_report_of_1000_runs_on_s3(tmp_path: Path, bucket: Bucket, tb) -> None:
     assert len(result.runs) == 1000 and result.problems == []
     assert len(result.scalars) == 1000 * 20
     assert result.scalars.groupby("run")["value"].first().tolist()[:3] == pytest.approx([1.0, 0.5, 1 / 3])
-    assert elapsed < 120, elapsed  # ~7 s measured on the shared 2-core machine (bench/remote.py)
+    assert elapsed < 120, elapsed  # a generous bound for a loaded CI machine; bench/remote.py measures it
