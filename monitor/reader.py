@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
-from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
+from tbmon.monitor.discovery import RunDir, file_order_key, is_event_file_name, make_run_dir, named_run_dir
 from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
-from tbmon.monitor.exit_codes import UsageError
 from tbmon.monitor.frames import frames, join_histograms, join_scalars
+from tbmon.monitor.storage import Logdir, open_logdir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -267,12 +267,8 @@ class _RunState:
         tags = list(self.tags.items())
         files = []
         for path, reader in sorted(list(self.files.items()), key=lambda kv: file_order_key(kv[0])):
-            try:
-                size: int | None = os.stat(path).st_size
-            except OSError:
-                size = None
             h = reader.health
-            files.append(FileInfo(path, size, h.records, h.bytes_read, dict(h.problems)))
+            files.append(FileInfo(path, reader.size(), h.records, h.bytes_read, dict(h.problems)))
         return RunInfo(
             run=self.run,
             experiment_dir=self.experiment_dir,
@@ -290,7 +286,7 @@ class _RunState:
         )
 
     # -- persistence ----------------------------------------------------------------------
-    def state_dict(self, root: str) -> dict:
+    def state_dict(self, logdir: Logdir) -> dict:
         return {
             "next_seq": self.next_seq,
             "tags": [[k, t, s.last_step, s.last_seq] for (k, t), s in self.tags.items()],
@@ -299,13 +295,13 @@ class _RunState:
             "last_wall": self.last_wall,
             "points": self.points,
             "restarts": [
-                [r.step, r.previous_step, os.path.relpath(r.file, root), r.wall_time, r.cause, r.seq, r.tag]
+                [r.step, r.previous_step, logdir.relpath(r.file), r.wall_time, r.cause, r.seq, r.tag]
                 for r in self.restarts
             ],
             "restarts_truncated": self.restarts_truncated,
         }
 
-    def load_state_dict(self, state: dict, root: str) -> None:
+    def load_state_dict(self, state: dict, logdir: Logdir) -> None:
         self.next_seq = int(state["next_seq"])
         self.tags = {(k, t): _TagState(int(step), int(seq)) for k, t, step, seq in state["tags"]}
         self.first_step = state["first_step"]
@@ -313,7 +309,7 @@ class _RunState:
         self.last_wall = state["last_wall"]
         self.points = int(state["points"])
         self.restarts = [
-            Restart(int(step), int(prev), os.path.join(root, rel), wall, cause, int(seq), tag)
+            Restart(int(step), int(prev), logdir.join(rel), wall, cause, int(seq), tag)
             for step, prev, rel, wall, cause, seq, tag in state["restarts"]
         ]
         self.restarts_truncated = bool(state["restarts_truncated"])
@@ -355,10 +351,14 @@ class LogdirReader:
     (what inotify reported), discovering them if new, with no directory walk. A logdir that
     does not exist yet simply has no runs. Nothing on disk makes it raise: deleted or
     unreadable files and directories come back as problems, each reported once.
+
+    ``logdir`` may be a URL (``s3://bucket/prefix``, :mod:`tbmon.monitor.storage`); such a
+    logdir is only ever rescanned (object stores deliver no file events).
     """
 
     def __init__(self, logdir: str | os.PathLike[str], *, check_crc: bool = True) -> None:
-        self.logdir = os.path.abspath(os.fspath(logdir))
+        self.store = open_logdir(logdir)
+        self.logdir = self.store.root
         self.check_crc = check_crc
         self._runs: dict[str, _RunState] = {}
         self._file_run: dict[str, str] = {}
@@ -383,15 +383,19 @@ class LogdirReader:
         else:
             to_read = self._locate(paths, result)
         if progress is not None:
-            progress.total = sum(_size(p) for p in to_read)
+            progress.total = sum(self._size(p) for p in to_read)
             progress.report()
         by_run: dict[str, list[str]] = {}
         for path in to_read:
             by_run.setdefault(self._file_run[path], []).append(path)
-        for name in sorted(by_run):
+        for paths in by_run.values():
+            paths.sort(key=file_order_key)
+        order = sorted(by_run)
+        self.store.expect([(path, self._runs[name].files[path]) for name in order for path in by_run[name]])
+        for name in order:
             run = self._runs[name]
             builder = _BatchBuilder()
-            for path in sorted(by_run[name], key=file_order_key):
+            for path in by_run[name]:
                 self._read_file(run, path, builder, result, progress)
             batch = builder.build(run)
             if not batch.is_empty():
@@ -403,8 +407,10 @@ class LogdirReader:
 
     def _rescan(self, result: PollResult) -> list[str]:
         """Walk the tree once, add the new files; return every file to read."""
-        found = discover(self.logdir)
-        self._note_unreadable_dirs(found.unreadable_dirs, result)
+        found = self.store.discover()
+        self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons)
+        if self.store.remote and self.logdir in found.unreadable_dirs:
+            return []  # the store cannot be listed: its objects cannot be read either; next poll retries
         for run_dir in found.runs:
             for path in run_dir.files:
                 if path not in self._file_run:
@@ -413,8 +419,11 @@ class LogdirReader:
         # or keeps reading them if only the walk could not reach them.
         return list(self._file_run)
 
+    def _size(self, path: str) -> int:
+        return self.store.size(path) or 0
+
     def _locate(self, paths: Iterable[str | os.PathLike[str]], result: PollResult) -> list[str]:
-        """Map reported paths to files to read, discovering new files and directories."""
+        """Map reported paths (local file events) to files to read, discovering new files and directories."""
         out: dict[str, None] = {}
         for raw in paths:
             path = os.path.abspath(os.fspath(raw))
@@ -427,8 +436,8 @@ class LogdirReader:
                 self._add_file(run_dir, path, result)
                 out[path] = None
             elif os.path.isdir(path):
-                found = discover(self.logdir, start=path)
-                self._note_unreadable_dirs(found.unreadable_dirs, result, clear=False)
+                found = self.store.discover(start=path)
+                self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons, clear=False)
                 for run_dir in found.runs:
                     for file in run_dir.files:
                         if file not in self._file_run:
@@ -445,13 +454,16 @@ class LogdirReader:
             run = self._runs[run_dir.run] = _RunState(run_dir)
             result.new_runs.append(run_dir.run)
         run.changed()
-        run.files[path] = EventFileReader(path, check_crc=self.check_crc)
+        run.files[path] = EventFileReader(path, check_crc=self.check_crc, files=self.store)
         self._file_run[path] = run.run
 
-    def _note_unreadable_dirs(self, dirs: Iterable[str], result: PollResult, *, clear: bool = True) -> None:
+    def _note_unreadable_dirs(
+        self, dirs: Iterable[str], result: PollResult, reasons: dict[str, str], *, clear: bool = True
+    ) -> None:
         dirs = set(dirs)
         for d in sorted(dirs - self._unreadable_dirs):
-            result.problems.append(ReadProblem(d, 0, "unreadable", "cannot list this directory (permission denied?)"))
+            reason = reasons.get(d, "cannot list this directory (permission denied?)")
+            result.problems.append(ReadProblem(d, 0, "unreadable", reason))
         self._unreadable_dirs = dirs if clear else self._unreadable_dirs | dirs
 
     # -- reading ------------------------------------------------------------------------
@@ -485,8 +497,8 @@ class LogdirReader:
             "version": STATE_VERSION,
             "runs": {
                 name: {
-                    "files": {os.path.relpath(p, self.logdir): r.state_dict() for p, r in run.files.items()},
-                    **run.state_dict(self.logdir),
+                    "files": {self.store.relpath(p): r.state_dict() for p, r in run.files.items()},
+                    **run.state_dict(self.store),
                 }
                 for name, run in self._runs.items()
             },
@@ -504,12 +516,12 @@ class LogdirReader:
         runs: dict[str, _RunState] = {}
         file_run: dict[str, str] = {}
         for name, saved in state["runs"].items():
-            files = [os.path.join(self.logdir, rel) for rel in saved["files"]]
-            run_path = os.path.dirname(files[0]) if files else os.path.join(self.logdir, name)
-            run = _RunState(make_run_dir(self.logdir, run_path, files))
-            run.load_state_dict(saved, self.logdir)
+            files = [self.store.join(rel) for rel in saved["files"]]
+            run_path = files[0].rpartition("/")[0] if files else self.store.join(name)
+            run = _RunState(named_run_dir(name, run_path, files))
+            run.load_state_dict(saved, self.store)
             for path, reader_state in zip(files, saved["files"].values()):
-                reader = EventFileReader(path, check_crc=self.check_crc)
+                reader = EventFileReader(path, check_crc=self.check_crc, files=self.store)
                 reader.load_state_dict(reader_state)
                 run.files[path] = reader
                 file_run[path] = name
@@ -542,10 +554,11 @@ def read(
     check_crc: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReadResult:
-    """Read every run under ``logdir`` once. Raises :class:`UsageError` if it cannot be read."""
+    """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it
+    cannot be read."""
     root = os.fspath(logdir)
-    _check_logdir(root)
     reader = LogdirReader(root, check_crc=check_crc)
+    reader.store.check()
     polled = reader._poll(None, None if progress is None else _Progress(progress))
     for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
@@ -559,21 +572,6 @@ def read(
         runs=list(reader.runs.values()),
         problems=polled.problems,
     )
-
-
-def _check_logdir(path: str) -> None:
-    if not os.path.exists(path):
-        raise UsageError(f"logdir {path!r} does not exist")
-    if not os.path.isdir(path):
-        hint = ""
-        if is_event_file_name(os.path.basename(path)):
-            hint = f" (pass the folder that holds it: {os.path.dirname(path) or '.'!r})"
-        raise UsageError(f"logdir {path!r} is not a directory{hint}")
-    try:
-        with os.scandir(path):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot read logdir {path!r}: {exc.strerror or exc.__class__.__name__}") from None
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -596,11 +594,6 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 __all__ = ["FileInfo", "LogdirReader", "PollResult", "ReadResult", "Restart", "RunInfo", "read"]

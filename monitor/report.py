@@ -44,7 +44,12 @@ input, or a LOGDIR with no event files (a CI gate must not pass when training wr
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="directory holding runs (searched recursively)")
+    parser.add_argument(
+        "logdirs",
+        nargs="+",
+        metavar="LOGDIR",
+        help="directory holding runs (searched recursively), or a URL: s3://bucket/prefix, gs://…, az://…",
+    )
     parser.add_argument("--format", "-f", choices=FORMATS, default="rich", help="output format (default: rich)")
     parser.add_argument("--plots", metavar="DIR", help="also write one PNG of loss and gradient curves per run to DIR")
     parser.add_argument("--csv-alerts", action="store_true", help="with --format csv: one row per alert instead of per run")

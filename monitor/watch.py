@@ -37,13 +37,14 @@ from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
 from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import UsageError, exit_code_for
-from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, SAFETY_RESCAN, Follower
+from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, REMOTE_POLL_INTERVAL, SAFETY_RESCAN, Follower
 from tbmon.monitor.liveness import Liveness
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
 from tbmon.monitor.reader import LogdirReader, PollResult
 from tbmon.monitor.report_formats import fmt_span
 from tbmon.monitor.sanitize import rich_text
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
+from tbmon.monitor.storage import open_logdir
 
 HELP = "follow runs live and print alerts as they happen"
 DESCRIPTION = """\
@@ -66,6 +67,7 @@ examples:
   tbmon watch logs/
   tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook "$SLACK_WEBHOOK_URL"
   tbmon watch /nfs/logs --poll 1          # network filesystems deliver no file events
+  tbmon watch s3://bucket/runs            # object storage: polled every 5 s (pip install 'tbmon[s3]')
   tbmon watch logs/ --once --fail-on warning   # CI: scan, analyze, exit
 """
 
@@ -85,13 +87,21 @@ torch flush every 120 s; a run that flushes that way is judged at 10 x 120 s = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="directory tree(s) holding event files")
+    parser.add_argument(
+        "logdirs",
+        nargs="+",
+        metavar="LOGDIR",
+        help="directory tree(s) holding event files, or URLs: s3://bucket/prefix, gs://…, az://… (polled)",
+    )
     parser.add_argument("--format", choices=("rich", "plain", "jsonl"), help="output format (see above)")
     parser.add_argument(
         "--poll",
         type=float,
         metavar="SECONDS",
-        help="poll every SECONDS instead of using file events (NFS, SSHFS, container volumes)",
+        help=(
+            "poll every SECONDS instead of using file events (NFS, SSHFS, container volumes); "
+            f"URL logdirs are always polled, by default every {REMOTE_POLL_INTERVAL:g} s"
+        ),
     )
     parser.add_argument("--once", action="store_true", help="read what is there, analyze, print, exit")
     parser.add_argument(
@@ -135,7 +145,8 @@ class WatchOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    logdirs = [os.path.abspath(d) for d in args.logdirs]
+    stores = [open_logdir(d) for d in args.logdirs]  # a remote one without its backend: exit 2 now
+    logdirs = [store.root for store in stores]
     if args.poll is not None and not args.poll > 0:
         raise UsageError("--poll needs a positive number of seconds")
     if not args.stall_after >= 0:
@@ -146,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if args.once:
-        missing = [d for d in logdirs if not os.path.isdir(d)]
+        missing = [store.root for store in stores if not store.present()]
         if missing:
             raise UsageError(f"no such directory: {missing[0]}")
     state_path = None if args.no_state else Path(args.state) if args.state else default_state_path(logdirs)
