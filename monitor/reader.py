@@ -32,7 +32,7 @@ import numpy as np
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
 from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
-from tbmon.monitor.exit_codes import UsageError
+from tbmon.monitor.logdir_args import check_readable
 from tbmon.monitor.frames import frames, join_histograms, join_scalars
 
 if TYPE_CHECKING:
@@ -544,7 +544,7 @@ def read(
 ) -> ReadResult:
     """Read every run under ``logdir`` once. Raises :class:`UsageError` if it cannot be read."""
     root = os.fspath(logdir)
-    _check_logdir(root)
+    check_readable(root)
     reader = LogdirReader(root, check_crc=check_crc)
     polled = reader._poll(None, None if progress is None else _Progress(progress))
     for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
@@ -559,21 +559,6 @@ def read(
         runs=list(reader.runs.values()),
         problems=polled.problems,
     )
-
-
-def _check_logdir(path: str) -> None:
-    if not os.path.exists(path):
-        raise UsageError(f"logdir {path!r} does not exist")
-    if not os.path.isdir(path):
-        hint = ""
-        if is_event_file_name(os.path.basename(path)):
-            hint = f" (pass the folder that holds it: {os.path.dirname(path) or '.'!r})"
-        raise UsageError(f"logdir {path!r} is not a directory{hint}")
-    try:
-        with os.scandir(path):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot read logdir {path!r}: {exc.strerror or exc.__class__.__name__}") from None
 
 
 # -- small helpers ------------------------------------------------------------------------
