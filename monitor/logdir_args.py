@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from tbmon.monitor.discovery import is_event_file_name
 from tbmon.monitor.exit_codes import UsageError
+from tbmon.monitor.wording import plural
 
 if TYPE_CHECKING:
-    from tbmon.monitor.event_file import ReadProblem
     from tbmon.monitor.reader import RunInfo
 
 _URL = re.compile(r"[a-zA-Z][0-9a-zA-Z.+-]*://")
@@ -119,12 +119,13 @@ def _not_a_directory(path: str) -> UsageError:
     return UsageError(f"logdir {path!r} is not a directory{hint}")
 
 
-def nothing_readable(logdir: str, runs: Sequence[RunInfo], problems: Sequence[ReadProblem]) -> str | None:
+def nothing_readable(logdir: str, runs: Sequence[RunInfo]) -> str | None:
     """The reason to fail when ``logdir`` has event files but not one valid record could be read:
     a CI gate must not pass on a training whose every file is corrupt or unreadable."""
     files = [f for run in runs for f in run.files]
-    if not files or any(f.records for f in files) or not problems:
+    damaged = [f for f in files if f.problems]
+    if not damaged or any(f.records for f in files):
         return None
-    first = problems[0]
-    return (f"nothing readable under {logdir}: {len(files)} event file(s), not one valid record "
-            f"({first.kind} in {first.path}: {first.message})")
+    first = damaged[0]
+    return (f"nothing readable under {logdir}: {plural(len(files), 'event file')}, not one valid record "
+            f"({', '.join(first.problems)} in {first.path})")

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     failed = False
     for report in reports:
         empty = empty_note(report)
-        reason = empty or nothing_readable(report.logdir, report.result.runs, report.problems)
+        reason = empty or nothing_readable(report.logdir, report.result.runs)
         failed = failed or reason is not None
         if reason is not None and not (empty and table_said_empty):  # on a terminal, once is enough
             print(f"tbmon: {reason}", file=sys.stderr)
