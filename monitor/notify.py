@@ -169,7 +169,7 @@ class CommandNotifier(_Worker):
             done = subprocess.run(
                 self.command,
                 shell=True,
-                input=json.dumps(alert).encode(),
+                input=(json.dumps(alert) + "\n").encode(),  # a line: `read` and line tools need the newline
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=env,
