@@ -307,6 +307,7 @@ def test_a_manual_lr_raise_is_not_called_warm_up(tmp_path) -> None:
     from tbmon.monitor import read
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     x = torch.randn(256, 8)
     y = x @ torch.randn(8, 1)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
