@@ -40,13 +40,21 @@ Several LOGDIRs are compared side by side.
 Formats: rich (tables; colour only on a terminal, NO_COLOR respected), json (one contract
 object per LOGDIR, one per line), csv (one row per run, or per alert with --csv-alerts),
 markdown (tables to paste into a PR), html (one self-contained file with plots embedded).
+Without --format, the extension of --output picks it (.html, .json, .csv, .md).
+
+A LOGDIR may be named, as TensorBoard's --logdir_spec: `tbmon report base:runs/a tuned:runs/b`.
+A run with a training loss but no validation loss or gradient signal gets one hint on stderr
+with its tags and the config line that maps them.
 
 Exit codes: 0 no alert at/above --fail-on, 1 alerts at/above it, 2 bad usage, unreadable
-input, or a LOGDIR with no event files (a CI gate must not pass when training wrote nothing).
+input, or a LOGDIR with no event files or none readable (a CI gate must not pass when nothing
+could be read), 130 interrupted.
 """
 
 
-FORMAT_BY_EXTENSION = {".html": "html", ".htm": "html", ".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown"}
+FORMAT_BY_EXTENSION = {
+    ".html": "html", ".htm": "html", ".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown",
+}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from tbmon.analyzers import analyze
     from tbmon.monitor import read
     from tbmon.monitor.config import load_config
+    from tbmon.monitor.report_formats import empty_note
     from tbmon.monitor.summary import build_report
 
     specs = logdir_specs(args)
@@ -88,8 +97,6 @@ def run(args: argparse.Namespace) -> int:
     _emit(reports, args)
     if args.plots:
         _write_plots(reports, args.plots)
-    from tbmon.monitor.report_formats import empty_note
-
     table_said_empty = args.format == "rich" and args.output is None and sys.stdout.isatty()
     failed = False
     for report in reports:

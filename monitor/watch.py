@@ -60,9 +60,14 @@ A run that grew while watched and then writes nothing for --stall-after seconds 
 gap between new points, if longer) gets one "stalled" info alert: the job hung, was killed, or
 finished; its files cannot tell which.
 
+A LOGDIR that does not exist yet is waited for; a regular file or a remote URL is refused (exit 2).
+LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a training loss but no
+validation loss or gradient signal gets one hint with its tags and the config line that maps them.
+
 State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
 resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
-Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on.
+Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on. --once exits 2 when a LOGDIR
+has no event files, or none readable (a CI gate must not pass when nothing could be read).
 
 examples:
   tbmon watch logs/
