@@ -28,6 +28,8 @@ from tests.monitor.test_notify import SECRET, Hook
 CLI = [sys.executable, "-m", "tbmon.monitor.cli"]
 WAIT = 60.0
 
+pytestmark = pytest.mark.slow  # real watcher processes against a live writer: 5-15 s each
+
 WRITER = r"""
 import os, sys, time
 from tensorboardX.event_file_writer import EventsWriter
