@@ -51,17 +51,17 @@ class MissingSignalHints:
 
     def __init__(self, patterns: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self._matcher = SignalMatcher(patterns)
-        self._hinted: set[str] = set()
+        self._done: set[str] = set()  # hinted, or found judgeable: tags only ever get added
 
     def new_hints(self, runs: Iterable[RunInfo], *, final: bool) -> list[str]:
         """Hints not given before; ``final`` (a one-shot read) judges runs of any length."""
         out = []
         for job in self._jobs(runs):
-            if job.name in self._hinted or not job.train_tags or job.judgeable:
+            if job.judgeable:
+                self._done.add(job.name)
+            if job.name in self._done or not job.train_tags or (not final and job.points < LIVE_MIN_POINTS):
                 continue
-            if not final and job.points < LIVE_MIN_POINTS:
-                continue
-            self._hinted.add(job.name)
+            self._done.add(job.name)
             out.append(hint_text(job.name, sorted(job.train_tags), sorted(job.tags), sorted(job.unmatched)))
         return out
 
@@ -69,6 +69,8 @@ class MissingSignalHints:
         jobs: dict[str, _Job] = {}
         for run in runs:
             name = run.experiment_dir if run.role is not None and run.experiment_dir else run.run
+            if name in self._done:
+                continue
             job = jobs.setdefault(name, _Job(name))
             job.points += run.points
             job.tags.update(run.scalar_tags, run.histogram_tags)
