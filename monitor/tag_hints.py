@@ -89,7 +89,8 @@ class MissingSignalHints:
 
 def hint_text(run: str, train_tags: Sequence[str], tags: Sequence[str], unmatched: Sequence[str]) -> str:
     """One line: what is missing, what it costs, the tags seen, and the config line to fix it."""
-    listed = ", ".join(tags[:MAX_TAGS_LISTED]) + (f" (+{len(tags) - MAX_TAGS_LISTED} more)" if len(tags) > MAX_TAGS_LISTED else "")
+    more = len(tags) - MAX_TAGS_LISTED
+    listed = ", ".join(tags[:MAX_TAGS_LISTED]) + (f" (+{more} more)" if more > 0 else "")
     lossy = [t for t in unmatched if "loss" in t.lower()]
     candidate = (lossy or list(unmatched) or ["<your validation loss tag>"])[0]
     return (
