@@ -82,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     if args.csv_alerts and args.format != "csv":
         raise UsageError("--csv-alerts only applies to --format csv")
     config = load_config(args.config)
-    hints = MissingSignalHints(config.patterns)
     reports, notes = [], []
     with _progress_bar() as progress_for:
         for spec in specs:
@@ -91,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             phase.analyzing()
             report = build_report(result, analyze(result, config), config)
             reports.append(dataclasses.replace(report, logdir=spec.label) if spec.name else report)
-            notes += [f"{spec.label}: {hint}" for hint in hints.new_hints(result.runs, final=True)]
+            hints = MissingSignalHints(config.patterns).new_hints(result.runs, final=True)
+            notes += [f"{spec.label}: {hint}" for hint in hints]
     for note in notes:
         print(f"tbmon: {note}", file=sys.stderr)
     _emit(reports, args)

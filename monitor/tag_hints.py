@@ -47,7 +47,8 @@ class _Job:
 
 
 class MissingSignalHints:
-    """Hints for runs the overfitting and gradient rules cannot judge; each run hinted once."""
+    """Hints for the runs of one logdir that the overfitting and gradient rules cannot judge; each
+    run hinted once."""
 
     def __init__(self, patterns: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self._matcher = SignalMatcher(patterns)

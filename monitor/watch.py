@@ -287,7 +287,7 @@ class WatchSession:
         self._last_save = time.monotonic()
         self._state = self._load_state()
         self.liveness = Liveness(options.stall_after)
-        self.hints = MissingSignalHints(options.config.patterns)
+        self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}  # run names are per logdir
         self.unreadable: list[str] = []  # --once: logdirs with nothing to judge (exit 2)
         self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
             CommandNotifier(cmd, self.notice) for cmd in options.commands
@@ -344,8 +344,9 @@ class WatchSession:
 
     def _hint(self, logdir: str, *, final: bool) -> None:
         """Once per run: a training loss but nothing the overfitting and gradient rules can use."""
-        for hint in self.hints.new_hints(self.follower.readers[logdir].runs.values(), final=final):
-            self.notice(hint)
+        where = f"{self.options.names.get(logdir, logdir)}: " if len(self.options.logdirs) > 1 else ""
+        for hint in self.hints[logdir].new_hints(self.follower.readers[logdir].runs.values(), final=final):
+            self.notice(where + hint)
 
     def judge_once(self) -> None:
         """``--once`` is a CI gate: hints for every run, and a logdir with nothing readable fails it."""
