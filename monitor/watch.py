@@ -287,7 +287,8 @@ class WatchSession:
         self._last_save = time.monotonic()
         self._state = self._load_state()
         self.liveness = Liveness(options.stall_after)
-        self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}  # run names are per logdir
+        # Per logdir: two logdirs may both hold a run called `exp1`.
+        self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}
         self.unreadable: list[str] = []  # --once: logdirs with nothing to judge (exit 2)
         self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
             CommandNotifier(cmd, self.notice) for cmd in options.commands
