@@ -119,9 +119,11 @@ def _not_a_directory(path: str) -> UsageError:
     return UsageError(f"logdir {path!r} is not a directory{hint}")
 
 
-def nothing_readable(logdir: str, runs: Sequence[RunInfo]) -> str | None:
-    """The reason to fail when ``logdir`` has event files but not one valid record could be read:
-    a CI gate must not pass on a training whose every file is corrupt or unreadable."""
+def nothing_to_judge(logdir: str, runs: Sequence[RunInfo]) -> str | None:
+    """The reason to fail when ``logdir`` has no event files, or not one valid record in them:
+    a CI gate must not pass on a training that wrote nothing, or nothing readable."""
+    if not runs:
+        return f"no event files found under {logdir}"
     files = [f for run in runs for f in run.files]
     damaged = [f for f in files if f.problems]
     if not damaged or any(f.records for f in files):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
-from tbmon.monitor.logdir_args import add_logdir_arguments, logdir_specs, nothing_readable
+from tbmon.monitor.logdir_args import add_logdir_arguments, logdir_specs, nothing_to_judge
 from tbmon.monitor.output_format import choose_format
 from tbmon.monitor.tag_hints import MissingSignalHints
 from tbmon.monitor.version import tbmon_version
@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from tbmon.analyzers import analyze
     from tbmon.monitor import read
     from tbmon.monitor.config import load_config
-    from tbmon.monitor.report_formats import empty_note
     from tbmon.monitor.summary import build_report
 
     specs = logdir_specs(args)
@@ -100,10 +99,9 @@ def run(args: argparse.Namespace) -> int:
     table_said_empty = args.format == "rich" and args.output is None and sys.stdout.isatty()
     failed = False
     for report in reports:
-        empty = empty_note(report)
-        reason = empty or nothing_readable(report.logdir, report.result.runs)
+        reason = nothing_to_judge(report.logdir, report.result.runs)
         failed = failed or reason is not None
-        if reason is not None and not (empty and table_said_empty):  # on a terminal, once is enough
+        if reason is not None and not (table_said_empty and not report.runs):  # on a terminal, once is enough
             print(f"tbmon: {reason}", file=sys.stderr)
     return BAD_INPUT if failed else exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
 

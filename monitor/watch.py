@@ -39,9 +39,9 @@ from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
 from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, SAFETY_RESCAN, Follower
 from tbmon.monitor.liveness import Liveness
-from tbmon.monitor.logdir_args import add_logdir_arguments, check_watchable, logdir_specs, nothing_readable
-from tbmon.monitor.output_format import choose_format
+from tbmon.monitor.logdir_args import add_logdir_arguments, check_watchable, logdir_specs, nothing_to_judge
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
+from tbmon.monitor.output_format import choose_format
 from tbmon.monitor.reader import LogdirReader, PollResult
 from tbmon.monitor.report_formats import fmt_span
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
@@ -289,7 +289,7 @@ class WatchSession:
         self.liveness = Liveness(options.stall_after)
         # Per logdir: two logdirs may both hold a run called `exp1`.
         self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}
-        self.unreadable: list[str] = []  # --once: logdirs with nothing to judge (exit 2)
+        self.unreadable: list[str] = []  # --once: why a logdir had nothing to judge (exit 2)
         self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
             CommandNotifier(cmd, self.notice) for cmd in options.commands
         ]
@@ -353,8 +353,7 @@ class WatchSession:
         """``--once`` is a CI gate: hints for every run, and a logdir with nothing readable fails it."""
         for logdir, reader in self.follower.readers.items():
             self._hint(logdir, final=True)
-            runs = list(reader.runs.values())
-            reason = f"no event files found under {logdir}" if not runs else nothing_readable(logdir, runs)
+            reason = nothing_to_judge(logdir, list(reader.runs.values()))
             if reason:
                 self.unreadable.append(reason)
                 self.notice(reason)
