@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tbmon.analyzers.alerts import SEVERITIES, Alert, json_safe
 from tbmon.monitor.sanitize import clock_time, json_ready, visible
+from tbmon.monitor.wording import plural
 
 if TYPE_CHECKING:
     from tbmon.monitor.event_file import ReadProblem
@@ -91,9 +92,9 @@ def _plain_text(record: Mapping[str, Any]) -> str:
         return f"tbmon: {verb}: {record['run']} (in {record['logdir']})"
     if kind == "summary":
         counts = ", ".join(f"{n} {s}" for s, n in record["alerts"].items())
-        problems = f", {record['problems']} read problems" if record["problems"] else ""
+        problems = f", {plural(record['problems'], 'read problem')}" if record["problems"] else ""
         return (
-            f"tbmon: {record['runs']} runs, {record['alerts_total']} alerts ({counts}; "
+            f"tbmon: {plural(record['runs'], 'run')}, {plural(record['alerts_total'], 'alert')} ({counts}; "
             f"{record['new_alerts']} new){problems}; exit code {record['exit_code']}"
         )
     return f"tbmon: {record.get('message', '')}"

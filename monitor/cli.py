@@ -23,7 +23,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--fail-on",
         choices=FAIL_ON_CHOICES,
         default="critical",
-        help="exit 1 if any alert is at or above this severity (default: critical; 'never' always exits 0)",
+        help="exit 1 if any alert is at or above this severity (default: critical; 'info': any alert at all; "
+        "'never' always exits 0)",
     )
     parser.add_argument("--output", "-o", metavar="PATH", help="write the output to PATH instead of stdout")
 
@@ -67,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tbmon: {visible(exc)}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
+        print("tbmon: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `tbmon report ... | head`: the reader went away; that is not an error of ours.

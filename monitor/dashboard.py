@@ -25,6 +25,7 @@ from tbmon.analyzers.series import RunBatch
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.monitor.sanitize import rich_text, visible
 from tbmon.monitor.sparkline import sparkline
+from tbmon.monitor.wording import plural
 
 SPARK_POINTS = 240  # recent loss values kept per run; the sparkline averages them into its width
 SPARK_WIDTH = 24
@@ -184,8 +185,8 @@ class Board:
             visible(", ".join(self.logdirs)),
             "  •  ",
             (self.backend, "cyan"),
-            f"  •  {runs} runs, {self.files_tracked} files  •  ",
-            (f"{self.problems} read problems", problems_style),
+            f"  •  {plural(runs, 'run')}, {plural(self.files_tracked, 'file')}  •  ",
+            (plural(self.problems, "read problem"), problems_style),
         )
 
 

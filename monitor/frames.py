@@ -145,3 +145,16 @@ def join_histograms(parts: list[HistogramSeries]) -> HistogramSeries:
 
 
 __all__ = ["SCALAR_COLUMNS", "frames", "join_histograms", "join_scalars", "kept_mask"]
+
+
+def wide_scalars(scalars: pd.DataFrame) -> pd.DataFrame:
+    """tbparse's ``pivot=True`` view: one row per (run, step), one column per tag, NaN where a
+    tag has no point at that step (steps are unique per run and tag once superseded points go)."""
+    import pandas as pd
+
+    if scalars.empty:
+        return pd.DataFrame({"run": pd.Series(dtype=object), "step": pd.Series(dtype=np.int64)})
+    wide = scalars.pivot(index=["run", "step"], columns="tag", values="value").reset_index()
+    wide["run"] = wide["run"].astype(str)
+    wide.columns = [str(c) for c in wide.columns]
+    return wide

@@ -171,7 +171,7 @@ class CommandNotifier(_Worker):
             done = subprocess.run(
                 self.command,
                 shell=True,
-                input=json.dumps(json_ready(alert)).encode(),
+                input=(json.dumps(json_ready(alert)) + "\n").encode(),  # a line: `read` and line tools need the newline
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=env,

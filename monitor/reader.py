@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ import numpy as np
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.discovery import RunDir, file_order_key, is_event_file_name, make_run_dir, named_run_dir
 from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
-from tbmon.monitor.frames import frames, join_histograms, join_scalars
+from tbmon.monitor.frames import frames, join_histograms, join_scalars, wide_scalars
 from tbmon.monitor.storage import Logdir, open_logdir
 
 if TYPE_CHECKING:
@@ -376,12 +377,19 @@ class LogdirReader:
             return self._poll(paths, None)
 
     # -- discovery ----------------------------------------------------------------------
-    def _poll(self, paths: Iterable[str | os.PathLike[str]] | None, progress: _Progress | None) -> PollResult:
+    def _poll(
+        self,
+        paths: Iterable[str | os.PathLike[str]] | None,
+        progress: _Progress | None,
+        only_runs: Callable[[str], bool] | None = None,
+    ) -> PollResult:
         result = PollResult()
         if paths is None:
             to_read = self._rescan(result)
         else:
             to_read = self._locate(paths, result)
+        if only_runs is not None:
+            to_read = [p for p in to_read if only_runs(self._file_run[p])]
         if progress is not None:
             progress.total = sum(self._size(p) for p in to_read)
             progress.report()
@@ -553,24 +561,58 @@ def read(
     *,
     check_crc: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    runs: str | None = None,
+    tags: str | None = None,
+    pivot: bool = False,
 ) -> ReadResult:
-    """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it
-    cannot be read."""
+    """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it cannot be read.
+
+    ``runs`` / ``tags``: regular expressions searched (case-insensitive, anywhere in the name, as
+    TensorBoard's filter boxes) in run names and tags; only matching runs are read at all, and
+    only matching tags are kept (frames, batches, ``RunInfo`` tags), so ``analyze(result)``
+    judges just those. ``pivot=True``: ``scalars`` is a wide frame as tbparse's ``pivot=True``
+    gives, columns ``run, step, <tag>...``; ``histograms`` stay long.
+    """
+    keep_run, keep_tag = _name_filter(runs, "runs"), _name_filter(tags, "tags")
     root = os.fspath(logdir)
     reader = LogdirReader(root, check_crc=check_crc)
     reader.store.check()
-    polled = reader._poll(None, None if progress is None else _Progress(progress))
-    for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
+    polled = reader._poll(None, None if progress is None else _Progress(progress), keep_run)
+    chosen = {name: run for name, run in reader._runs.items() if keep_run is None or keep_run(name)}
+    for run in chosen.values():  # the writers are done, as far as a one-shot read knows
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
-    markers = {name: run.purge_markers() for name, run in reader._runs.items()}
-    scalars, histograms = frames(polled.batches, markers)
+    batches = polled.batches if keep_tag is None else [_only_tags(b, keep_tag) for b in polled.batches]
+    markers = {name: run.purge_markers() for name, run in chosen.items()}
+    scalars, histograms = frames(batches, markers)
+    infos = [run.info() for _, run in sorted(chosen.items())]
+    if keep_tag is not None:
+        infos = [replace(info, scalar_tags=[t for t in info.scalar_tags if keep_tag(t)],
+                         histogram_tags=[t for t in info.histogram_tags if keep_tag(t)]) for info in infos]
     return ReadResult(
         logdir=root,
-        scalars=scalars,
+        scalars=wide_scalars(scalars) if pivot else scalars,
         histograms=histograms,
-        batches=polled.batches,
-        runs=list(reader.runs.values()),
+        batches=batches,
+        runs=infos,
         problems=polled.problems,
+    )
+
+
+def _name_filter(pattern: str | None, what: str) -> Callable[[str], bool] | None:
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{what}={pattern!r} is not a valid regular expression: {exc}") from None
+    return lambda name: compiled.search(name) is not None
+
+
+def _only_tags(batch: RunBatch, keep: Callable[[str], bool]) -> RunBatch:
+    return replace(
+        batch,
+        scalars=tuple(s for s in batch.scalars if keep(s.tag)),
+        histograms=tuple(h for h in batch.histograms if keep(h.tag)),
     )
 
 

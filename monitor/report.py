@@ -7,15 +7,19 @@ Heavy modules (pandas, matplotlib) are imported inside :func:`run`, so ``tbmon -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
 from tbmon.monitor.sanitize import visible
+from tbmon.monitor.logdir_args import add_logdir_arguments, logdir_specs, nothing_to_judge
+from tbmon.monitor.output_format import choose_format
+from tbmon.monitor.tag_hints import MissingSignalHints
 from tbmon.monitor.version import tbmon_version
 
 if TYPE_CHECKING:
@@ -37,20 +41,29 @@ Several LOGDIRs are compared side by side.
 Formats: rich (tables; colour only on a terminal, NO_COLOR respected), json (one contract
 object per LOGDIR, one per line), csv (one row per run, or per alert with --csv-alerts),
 markdown (tables to paste into a PR), html (one self-contained file with plots embedded).
+Without --format, the extension of --output picks it (.html, .json, .csv, .md).
+
+A LOGDIR may be named, as TensorBoard's --logdir_spec: `tbmon report base:runs/a tuned:runs/b`.
+A run with a training loss but no validation loss or gradient signal gets one hint on stderr
+with its tags and the config line that maps them.
 
 Exit codes: 0 no alert at/above --fail-on, 1 alerts at/above it, 2 bad usage, unreadable
-input, or a LOGDIR with no event files (a CI gate must not pass when training wrote nothing).
+input, or a LOGDIR with no event files or none readable (a CI gate must not pass when nothing
+could be read), 130 interrupted.
 """
 
 
+FORMAT_BY_EXTENSION = {
+    ".html": "html", ".htm": "html", ".json": "json", ".csv": "csv", ".md": "markdown", ".markdown": "markdown",
+}  # fmt: skip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_logdir_arguments(parser, "directory holding runs (searched recursively), or a URL: s3://bucket/prefix, gs://…, az://…")
     parser.add_argument(
-        "logdirs",
-        nargs="+",
-        metavar="LOGDIR",
-        help="directory holding runs (searched recursively), or a URL: s3://bucket/prefix, gs://…, az://…",
-    )
-    parser.add_argument("--format", "-f", choices=FORMATS, default="rich", help="output format (default: rich)")
+        "--format", "-f", choices=FORMATS,
+        help="output format (default: from --output's extension .html/.json/.csv/.md, else rich)",
+    )  # fmt: skip
     parser.add_argument("--plots", metavar="DIR", help="also write one PNG of loss and gradient curves per run to DIR")
     parser.add_argument("--csv-alerts", action="store_true", help="with --format csv: one row per alert instead of per run")
     parser.add_argument(
@@ -64,21 +77,33 @@ def run(args: argparse.Namespace) -> int:
     from tbmon.monitor.config import load_config
     from tbmon.monitor.summary import build_report
 
+    specs = logdir_specs(args)
+    args.format = choose_format(args.format, args.output, FORMAT_BY_EXTENSION, "rich")
     if args.csv_alerts and args.format != "csv":
         raise UsageError("--csv-alerts only applies to --format csv")
     config = load_config(args.config)
-    reports = []
+    reports, notes = [], []
     with _progress_bar() as progress_for:
-        for logdir in args.logdirs:
-            result = read(logdir, check_crc=not args.no_crc, progress=progress_for(logdir))
-            reports.append(build_report(result, analyze(result, config), config))
+        for spec in specs:
+            phase = progress_for(spec.label)
+            result = read(spec.path, check_crc=not args.no_crc, progress=phase.reading)
+            phase.analyzing()
+            report = build_report(result, analyze(result, config), config)
+            reports.append(dataclasses.replace(report, logdir=spec.label) if spec.name else report)
+            hints = MissingSignalHints(config.patterns).new_hints(result.runs, final=True)
+            notes += [f"{spec.label}: {hint}" for hint in hints]
+    for note in notes:
+        print(f"tbmon: {note}", file=sys.stderr)
     _emit(reports, args)
     plots_written = _write_plots(reports, args.plots) if args.plots else True
-    code = exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
-    empty = [r.logdir for r in reports if not r.runs]
-    for logdir in empty:
-        print(f"tbmon: no event files found under {visible(logdir)}", file=sys.stderr)
-    return BAD_INPUT if empty or not plots_written else code
+    table_said_empty = args.format == "rich" and args.output is None and sys.stdout.isatty()
+    failed = not plots_written
+    for report in reports:
+        reason = nothing_to_judge(report.logdir, report.result.runs)
+        failed = failed or reason is not None
+        if reason is not None and not (table_said_empty and not report.runs):  # on a terminal, once is enough
+            print(f"tbmon: {visible(reason)}", file=sys.stderr)
+    return BAD_INPUT if failed else exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
 
 
 def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
@@ -143,26 +168,35 @@ def _write_plots(reports: Sequence[LogdirReport], directory: str) -> bool:
     return not failed
 
 
+class _Phase:
+    """The bar's task for one logdir: bytes while reading, then a pulsing "analyzing" phase, so
+    a bar at 100 % does not look stuck while the rules run."""
+
+    def __init__(self, progress: Any = None, label: str = "") -> None:
+        self._progress = progress
+        self._task = None if progress is None else progress.add_task(label, total=None, phase="reading")
+        self.reading = None if progress is None else self._update
+
+    def _update(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
+
+    def analyzing(self) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, phase="analyzing", total=None)
+
+
 @contextmanager
-def _progress_bar() -> Iterator[Callable[[str], Callable[[int, int], None] | None]]:
+def _progress_bar() -> Iterator[Callable[[str], _Phase]]:
     """A Rich progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
     if not sys.stderr.isatty():
-        yield lambda logdir: None
+        yield lambda label: _Phase()
         return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    reading = TextColumn("reading {task.description}", markup=False)  # a logdir named "[/x]" is not markup
-    columns = (reading, BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.fields[phase]} {task.description}", markup=False),  # a logdir "[/x]" is not markup
+        BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-
-        def for_logdir(logdir: str) -> Callable[[int, int], None]:
-            task = progress.add_task(visible(logdir), total=None)
-
-            def update(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            return update
-
-        yield for_logdir
-
+        yield lambda label: _Phase(progress, visible(label))
