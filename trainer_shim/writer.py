@@ -70,11 +70,21 @@ class EventWriter:
     The training thread appends to a deque (atomic, no lock, no wake-up); the writer thread
     wakes every ``flush_secs``, writes everything pending and flushes. Waking the writer per
     record cost more CPU than the record itself. ``flush()``/``close()`` and urgent records
-    (a non-finite Python float) wake it at once.
+    (a non-finite Python float) wake it at once. ``after_sync`` (the guard) runs on this
+    thread each time written data has reached the file, before a ``flush()`` returns; it
+    must not raise.
     """
 
-    def __init__(self, logdir: str, rank: int, flush_secs: float, max_queue: int) -> None:
+    def __init__(
+        self,
+        logdir: str,
+        rank: int,
+        flush_secs: float,
+        max_queue: int,
+        after_sync: Callable[[], None] | None = None,
+    ) -> None:
         self.error: BaseException | None = None
+        self._after_sync = after_sync
         self.dropped = 0
         self.path: str | None = None
         self._flush_secs = flush_secs
@@ -152,6 +162,7 @@ class EventWriter:
                 try:
                     if isinstance(item, _Stop):
                         self._finish()
+                        self._synced()
                         return
                     if isinstance(item, Record) and self.error is None:
                         values, item_urgent = item.build()
@@ -159,6 +170,7 @@ class EventWriter:
                         urgent, wrote = urgent or item_urgent, True
                     if isinstance(item, _Flush) and self.error is None:
                         self._sync(fsync=False)
+                        self._synced()
                 except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
                     if self.error is None:
                         self.error = exc
@@ -167,6 +179,7 @@ class EventWriter:
             try:
                 if wrote and self.error is None:
                     self._sync(fsync=urgent)
+                    self._synced()
             except Exception as exc:  # noqa: BLE001
                 if self.error is None:
                     self.error = exc
@@ -176,6 +189,10 @@ class EventWriter:
         self._file.flush()
         if fsync:
             os.fsync(self._file.fileno())
+
+    def _synced(self) -> None:
+        if self._after_sync is not None:
+            self._after_sync()
 
     def _finish(self) -> None:
         if self._file is None:

@@ -1,0 +1,64 @@
+"""The in-process guard: tbmon's analyzers on what the shim has just written, on its writer thread.
+
+Why it reads its own file back instead of analysing the values in memory: ``tbmon report``
+and ``tbmon watch`` judge what is *in the event file* (float32 scalars, the histogram as
+framed, the reader's ordering), so reading the bytes the writer has just flushed with the
+very reader they use (``LogdirReader.poll([path])``) and feeding the same ``Engine`` is what
+makes the guard raise exactly the alerts a later ``tbmon report`` prints, with no second
+decoder to keep in step. The bytes are still in the page cache; a pass costs well under a
+millisecond and runs only after the writer flushes (every ``flush_secs``, or at once on a
+non-finite value), never on the training thread.
+
+Nothing here may break training or the writer: the first error is stored, reported once by
+the shim, and the guard turns itself off (the event file keeps being written).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from tbmon.analyzers import AnalyzerConfig, Engine
+from tbmon.analyzers.alerts import Alert
+from tbmon.monitor.reader import LogdirReader
+
+AlertHandler = Callable[[Alert], None]
+
+
+class Guard:
+    """Follows one event file and runs the analyzers on every new piece of it."""
+
+    def __init__(self, logdir: str, config: AnalyzerConfig | None, on_alert: AlertHandler | None) -> None:
+        if config is None:
+            from tbmon.monitor.config import load_config  # the same [tool.tbmon] table `tbmon report` reads
+
+            config = load_config(None)
+        self.path: str | None = None
+        self.error: BaseException | None = None
+        self._reader = LogdirReader(logdir)
+        self._engine = Engine(config)
+        self._on_alert = on_alert
+        self._alerts: list[Alert] = []
+        self._lock = threading.Lock()
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """Every alert raised so far, oldest first (a copy: safe to read from any thread)."""
+        with self._lock:
+            return list(self._alerts)
+
+    def check(self) -> None:
+        """Analyse what the file gained since the last call (writer thread, after a flush)."""
+        if self.error is not None or self.path is None:
+            return
+        try:
+            new: list[Alert] = []
+            for batch in self._reader.poll([self.path]).batches:
+                new += self._engine.feed(batch)
+            with self._lock:
+                self._alerts += new
+            for alert in new:
+                if self._on_alert is not None:
+                    self._on_alert(alert)
+        except Exception as exc:  # noqa: BLE001 - never break training or the writer
+            self.error = exc
