@@ -6,7 +6,6 @@ trains with ``strategy="ddp"`` on two CPU processes (gloo), the way users launch
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import lightning.pytorch as pl
@@ -65,7 +64,21 @@ def fit(callbacks: list[pl.Callback], *, lr: float = 0.1, epochs: int = 2, **tra
     return trainer
 
 
-if __name__ == "__main__":  # the DDP test's worker: two CPU processes, one writer
+def main() -> None:
+    """The DDP test's job: ``LOGDIR [--lr LR] [--on-alert POLICY]`` on two CPU processes (gloo)."""
+    import argparse
+
     from tbmon.trainer_shim.lightning import TbmonCallback
 
-    fit([TbmonCallback(sys.argv[1], hist_every=5, norms_every=1)], strategy="ddp", devices=2, epochs=1)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("logdir")
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--on-alert", default="warn")
+    args = parser.parse_args()
+    callback = TbmonCallback(args.logdir, hist_every=5, norms_every=1, on_alert=args.on_alert)
+    epochs = 1 if args.on_alert == "warn" else 3
+    fit([callback], lr=args.lr, strategy="ddp", devices=2, epochs=epochs, log_every_n_steps=5)
+
+
+if __name__ == "__main__":
+    main()
