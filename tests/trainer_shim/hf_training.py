@@ -34,7 +34,13 @@ def tiny_gpt2(seed: int = 0) -> GPT2LMHeadModel:
 
 
 def train(
-    output_dir: str, callbacks: list[TrainerCallback], *, lr: float = 3e-3, steps: int = 40, **arguments: Any
+    output_dir: str,
+    callbacks: list[TrainerCallback],
+    *,
+    lr: float = 3e-3,
+    steps: int = 40,
+    compute_loss_func: Any = None,
+    **arguments: Any,
 ) -> Trainer:
     """Train ``tiny_gpt2`` on CPU with no reporting integration; return the trainer."""
     torch.set_num_threads(1)
@@ -61,6 +67,7 @@ def train(
         train_dataset=CountingDataset(1024, seed=1),
         eval_dataset=CountingDataset(128, seed=2),
         callbacks=callbacks,
+        compute_loss_func=compute_loss_func,
     )
     trainer.train()
     return trainer
