@@ -72,6 +72,8 @@ class CallbackCore:
     ) -> None:
         self.logdir = os.fspath(logdir)
         self.policy = AlertPolicy(on_alert, severity)
+        if self.policy.stops and not guard:
+            raise ValueError(f"TbmonCallback(on_alert={on_alert!r}) needs the guard: drop guard=False")
         self.guard = guard
         self.guard_config = guard_config
         self.shim_options = dict(shim_options)

@@ -15,6 +15,7 @@ the shim, and the guard turns itself off (the event file keeps being written).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -40,6 +41,10 @@ class Guard:
         self._on_alert = on_alert
         self._alerts: list[Alert] = []
         self._lock = threading.Lock()
+
+    def follow(self, path: str | None) -> None:
+        """The event file to analyse (absolute: the training script may change directory)."""
+        self.path = None if path is None else os.path.abspath(path)
 
     @property
     def alerts(self) -> list[Alert]:

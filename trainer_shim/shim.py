@@ -128,7 +128,7 @@ class TrainerShim:
         after_sync = self._guard.check if self._guard is not None else None
         self._writer = EventWriter(self.logdir, self.rank, flush_secs, max_queue, after_sync)
         if self._guard is not None:
-            self._guard.path = self._writer.path
+            self._guard.follow(self._writer.path)
         self._finalizer = weakref.finalize(self, self._writer.close)
         self._check_writer()
 

@@ -109,6 +109,8 @@ def test_bad_policy_is_a_clear_error() -> None:
         TbmonCallback("unused", on_alert="halt")
     with pytest.raises(ValueError, match="severity='fatal'.*info, warning, critical"):
         TbmonCallback("unused", severity="fatal")
+    with pytest.raises(ValueError, match="needs the guard"):
+        TbmonCallback("unused", on_alert="stop", guard=False)
 
 
 def _ddp(logdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
