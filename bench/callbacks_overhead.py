@@ -51,26 +51,52 @@ from shim_overhead import make_model  # noqa: E402
 from tbmon.trainer_shim import hf as tbmon_hf  # noqa: E402
 from tbmon.trainer_shim import lightning as tbmon_pl  # noqa: E402
 from tbmon.trainer_shim.guard import Guard  # noqa: E402
+from tbmon.trainer_shim.writer import EventWriter  # noqa: E402
 
 PL_VARIANTS = ("none", "tbmon", "tbmon_noguard", "pl_tensorboard", "pl_gradnorm_hist")
 HF_VARIANTS = ("none", "tbmon", "tbmon_noguard", "hf_tensorboard")
 
 
-class _GuardClock:
-    """Bench-only instrument: the CPU time spent inside ``Guard.check`` (on the writer thread)."""
+class _Direct:
+    """Bench-only instruments: CPU seconds spent in the callbacks' hooks (training thread), in the
+    shim's writer thread (all of its life, the guard included), and inside ``Guard.check``."""
 
-    seconds = 0.0
+    hooks = writer = guard = 0.0
+    HOOKS = {
+        tbmon_pl.TbmonCallback: ("on_before_optimizer_step", "on_train_batch_end", "on_validation_end", "on_fit_end"),
+        tbmon_hf.TbmonCallback: ("_on_forward", "on_pre_optimizer_step", "on_step_end", "on_log", "on_evaluate", "on_train_end"),
+    }
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.hooks = cls.writer = cls.guard = 0.0
 
     @classmethod
     def install(cls) -> None:
-        check = Guard.check
+        for owner, names in cls.HOOKS.items():
+            for name in names:
+                setattr(owner, name, cls._timed(getattr(owner, name), "hooks"))
+        Guard.check = cls._timed(Guard.check, "guard")  # type: ignore[method-assign]
+        run = EventWriter._run
 
-        def timed(self: Guard) -> None:
+        def writer_run(self: EventWriter) -> None:
+            try:
+                run(self)
+            finally:
+                cls.writer += time.thread_time()  # this thread's whole CPU time
+
+        EventWriter._run = writer_run  # type: ignore[method-assign]
+
+    @classmethod
+    def _timed(cls, fn: Any, field: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = time.thread_time()
-            check(self)
-            cls.seconds += time.thread_time() - t0
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                setattr(cls, field, getattr(cls, field) + time.thread_time() - t0)
 
-        Guard.check = timed  # type: ignore[method-assign]
+        return timed
 
 
 class _Clock:
@@ -196,18 +222,19 @@ def run_hf(variant: str, steps: int, warmup: int, logdir: str) -> tuple[float, f
 def bench(name: str, variants: tuple[str, ...], run: Any, rounds: int, steps: int, warmup: int) -> None:
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     wall: dict[str, list[float]] = {v: [] for v in variants}
-    inside_guard: list[float] = []
+    direct: dict[str, list[tuple[float, float, float]]] = {"tbmon": [], "tbmon_noguard": []}
     for r in range(rounds):
         order = list(variants)
         random.Random(r).shuffle(order)
         for variant in order:
-            _GuardClock.seconds = 0.0
+            _Direct.reset()
             with tempfile.TemporaryDirectory() as logdir:
                 c, w = run(variant, steps, warmup, logdir)
             cpu[variant].append(c)
             wall[variant].append(w)
-            if variant == "tbmon":
-                inside_guard.append(_GuardClock.seconds / (steps + warmup) * 1e3)
+            if variant in direct:
+                per_step = 1e3 / (steps + warmup)
+                direct[variant].append((_Direct.hooks * per_step, _Direct.writer * per_step, _Direct.guard * per_step))
         print(f"  {name} round {r + 1}/{rounds}: " + ", ".join(f"{v} {cpu[v][-1]:.1f}" for v in variants), flush=True)
     base_cpu, base_wall = statistics.median(cpu["none"]), statistics.median(wall["none"])
     print(f"\n{name}: {steps} timed steps after {warmup} warm-up steps, medians of {rounds} rounds")
@@ -221,12 +248,16 @@ def bench(name: str, variants: tuple[str, ...], run: Any, rounds: int, steps: in
         row += "—" if v == "none" else f"{d_wall:+.2f} ms ({100 * d_wall / base_wall:+.1f} %)"
         print(row + " |")
     guard = statistics.median(a - b for a, b in zip(cpu["tbmon"], cpu["tbmon_noguard"]))
-    direct = statistics.median(inside_guard)
-    print(
-        f"guard's added cost: {guard:+.2f} ms/step CPU, tbmon vs tbmon_noguard ({100 * guard / base_cpu:+.2f} %); "
-        f"timed inside Guard.check on the writer thread: {direct:.3f} ms/step ({100 * direct / base_cpu:.2f} %)\n",
-        flush=True,
-    )
+    print(f"guard by difference (tbmon - tbmon_noguard): {guard:+.2f} ms/step CPU ({100 * guard / base_cpu:+.2f} %)")
+    print("direct cost, timed inside tbmon's code (medians, ms/step and % of the `none` step):")
+    for variant, rows in direct.items():
+        hooks, writer, inside = (statistics.median(col) for col in zip(*rows))
+        total = hooks + writer
+        print(
+            f"  {variant}: hooks {hooks:.3f} + writer thread {writer:.3f} = {total:.3f} ms ({100 * total / base_cpu:.2f} %)"
+            f"; of which Guard.check {inside:.3f} ms ({100 * inside / base_cpu:.2f} %)"
+        )
+    print(flush=True)
 
 
 def main() -> None:
@@ -237,7 +268,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("lightning", "hf"), help="run one framework only")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    _GuardClock.install()
+    _Direct.install()
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.fabric", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
