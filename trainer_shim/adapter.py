@@ -28,6 +28,13 @@ from tbmon.trainer_shim.shim import TrainerShim
 GUARD_WAIT_SECS = 2.0
 
 
+def on_host(value: Any) -> Any:
+    """A CPU tensor as a float (free, and the shim's cheapest path); a GPU tensor as is (no sync)."""
+    if isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.numel() == 1:
+        return value.item()
+    return value
+
+
 def learning_rates(optimizers: Iterable[torch.optim.Optimizer]) -> dict[str, float]:
     """``train/learning_rate`` for the first param group; ``learning_rate/opt<i>/pg<j>`` for the rest.
 
@@ -120,7 +127,7 @@ class CallbackCore:
             return
         values: dict[str, Any] = dict(self._lrs)
         if loss is not None:
-            values["train/loss"] = loss if summed or count == 1 else loss / count
+            values["train/loss"] = on_host(loss if summed or count == 1 else loss / count)
         if values:
             self.shim.log_scalars(step, values)
         if self.policy.stops and loss is not None and known_nonfinite(values["train/loss"]):
@@ -128,6 +135,7 @@ class CallbackCore:
 
     def validation(self, step: int, value: Any) -> None:
         if self.shim is not None and value is not None:
+            value = on_host(value)
             self.shim.log_scalars(step, {"val/loss": value})
             if self.policy.stops and known_nonfinite(value):
                 self.shim.flush(GUARD_WAIT_SECS)

@@ -5,9 +5,9 @@ and ``tbmon watch`` judge what is *in the event file* (float32 scalars, the hist
 framed, the reader's ordering), so reading the bytes the writer has just flushed with the
 very reader they use (``LogdirReader.poll([path])``) and feeding the same ``Engine`` is what
 makes the guard raise exactly the alerts a later ``tbmon report`` prints, with no second
-decoder to keep in step. The bytes are still in the page cache; a pass costs well under a
-millisecond and runs only after the writer flushes (every ``flush_secs``, or at once on a
-non-finite value), never on the training thread.
+decoder to keep in step. The bytes are still in the page cache. A pass costs a few ms (the
+engine's per-batch work over every tag), so it runs at most every ``CHECK_EVERY_SECS``, and at
+once after a non-finite value, a ``flush()`` or ``close()``; never on the training thread.
 
 Nothing here may break training or the writer: the first error is stored, reported once by
 the shim, and the guard turns itself off (the event file keeps being written).
@@ -15,8 +15,10 @@ the shim, and the guard turns itself off (the event file keeps being written).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from tbmon.analyzers import AnalyzerConfig, Engine
@@ -24,6 +26,9 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.monitor.reader import LogdirReader
 
 AlertHandler = Callable[[Alert], None]
+# Between two ordinary passes: bounds the guard to a few ms of CPU every 2 s whatever the step
+# rate; non-finite values (divergence), flush() and close() are analysed at once.
+CHECK_EVERY_SECS = 2.0
 
 
 class Guard:
@@ -41,6 +46,7 @@ class Guard:
         self._on_alert = on_alert
         self._alerts: list[Alert] = []
         self._lock = threading.Lock()
+        self._last_check = -math.inf
 
     def follow(self, path: str | None) -> None:
         """The event file to analyse (absolute: the training script may change directory)."""
@@ -52,10 +58,14 @@ class Guard:
         with self._lock:
             return list(self._alerts)
 
-    def check(self) -> None:
-        """Analyse what the file gained since the last call (writer thread, after a flush)."""
+    def check(self, urgent: bool = True) -> None:
+        """Analyse what the file gained since the last pass (writer thread, after a flush)."""
         if self.error is not None or self.path is None:
             return
+        now = time.monotonic()
+        if not urgent and now - self._last_check < CHECK_EVERY_SECS:
+            return
+        self._last_check = now
         try:
             new: list[Alert] = []
             for batch in self._reader.poll([self.path]).batches:

@@ -13,8 +13,6 @@ import math
 import os
 from typing import Any
 
-import torch
-
 from tbmon.analyzers.alerts import SEVERITIES, Alert, severity_rank
 from tbmon.monitor.alert_lines import alert_record, plain_line
 
@@ -73,9 +71,7 @@ class AlertPolicy:
 
 
 def known_nonfinite(value: Any) -> bool:
-    """Whether ``value`` is a non-finite number that can be checked without a device sync."""
-    if isinstance(value, torch.Tensor):
-        return value.device.type == "cpu" and value.numel() == 1 and not math.isfinite(float(value))
+    """Whether ``value`` is a host number known to be NaN/Inf (a GPU tensor is not known without a sync)."""
     return isinstance(value, float) and not math.isfinite(value)
 
 

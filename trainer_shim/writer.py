@@ -70,9 +70,9 @@ class EventWriter:
     The training thread appends to a deque (atomic, no lock, no wake-up); the writer thread
     wakes every ``flush_secs``, writes everything pending and flushes. Waking the writer per
     record cost more CPU than the record itself. ``flush()``/``close()`` and urgent records
-    (a non-finite Python float) wake it at once. ``after_sync`` (the guard) runs on this
-    thread each time written data has reached the file, before a ``flush()`` returns; it
-    must not raise.
+    (a non-finite Python float) wake it at once. ``after_sync(urgent)`` (the guard) runs on
+    this thread each time written data has reached the file, before a ``flush()`` returns;
+    ``urgent`` is True for a non-finite value, ``flush()`` and ``close()``. It must not raise.
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class EventWriter:
         rank: int,
         flush_secs: float,
         max_queue: int,
-        after_sync: Callable[[], None] | None = None,
+        after_sync: Callable[[bool], None] | None = None,
     ) -> None:
         self.error: BaseException | None = None
         self._after_sync = after_sync
@@ -162,7 +162,7 @@ class EventWriter:
                 try:
                     if isinstance(item, _Stop):
                         self._finish()
-                        self._synced()
+                        self._synced(urgent=True)
                         return
                     if isinstance(item, Record) and self.error is None:
                         values, item_urgent = item.build()
@@ -170,7 +170,7 @@ class EventWriter:
                         urgent, wrote = urgent or item_urgent, True
                     if isinstance(item, _Flush) and self.error is None:
                         self._sync(fsync=False)
-                        self._synced()
+                        self._synced(urgent=True)
                 except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
                     if self.error is None:
                         self.error = exc
@@ -179,7 +179,7 @@ class EventWriter:
             try:
                 if wrote and self.error is None:
                     self._sync(fsync=urgent)
-                    self._synced()
+                    self._synced(urgent)
             except Exception as exc:  # noqa: BLE001
                 if self.error is None:
                     self.error = exc
@@ -190,9 +190,9 @@ class EventWriter:
         if fsync:
             os.fsync(self._file.fileno())
 
-    def _synced(self) -> None:
+    def _synced(self, urgent: bool) -> None:
         if self._after_sync is not None:
-            self._after_sync()
+            self._after_sync(urgent)
 
     def _finish(self) -> None:
         if self._file is None:
