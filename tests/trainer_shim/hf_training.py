@@ -27,6 +27,20 @@ class CountingDataset(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "labels": self.ids[i]}
 
 
+class PlainLM(torch.nn.Module):
+    """A model whose ``forward`` takes no loss kwargs: the Trainer then averages micro-batch losses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(VOCAB, 32)
+        self.head = torch.nn.Linear(32, VOCAB)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.head(self.embed(input_ids[:, :-1]))
+        return {"loss": torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), labels[:, 1:].reshape(-1))}
+
+
 def tiny_gpt2(seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=VOCAB, n_positions=LENGTH, n_embd=32, n_layer=2, n_head=2)
@@ -40,6 +54,7 @@ def train(
     lr: float = 3e-3,
     steps: int = 40,
     compute_loss_func: Any = None,
+    model: torch.nn.Module | None = None,
     **arguments: Any,
 ) -> Trainer:
     """Train ``tiny_gpt2`` on CPU with no reporting integration; return the trainer."""
@@ -62,7 +77,7 @@ def train(
         **arguments,
     }
     trainer = Trainer(
-        model=tiny_gpt2(),
+        model=model if model is not None else tiny_gpt2(),
         args=TrainingArguments(**options),
         train_dataset=CountingDataset(1024, seed=1),
         eval_dataset=CountingDataset(128, seed=2),

@@ -13,7 +13,7 @@ pytest.importorskip("transformers", reason="the [hf] extra is not installed")
 from tbmon.monitor import read  # noqa: E402
 from tbmon.trainer_shim.hf import TbmonCallback  # noqa: E402
 from tests.trainer_shim.frameworks import identity, report_alerts  # noqa: E402
-from tests.trainer_shim.hf_training import train  # noqa: E402
+from tests.trainer_shim.hf_training import PlainLM, train  # noqa: E402
 from tests.trainer_shim.training import load  # noqa: E402
 
 DOOMED = {"lr": 1e6, "optim": "sgd", "max_grad_norm": 0.0}  # plain SGD, no clipping: NaN at step 2
@@ -75,9 +75,12 @@ def test_checkpoint_and_stop_saves_the_trainers_checkpoint(tmp_path: Path) -> No
     assert (saved / "model.safetensors").is_file() and (saved / "trainer_state.json").is_file()
 
 
-def test_gradient_accumulation_logs_one_loss_per_optimizer_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["num_items_in_batch", "no_loss_kwargs"])
+def test_gradient_accumulation_logs_one_loss_per_optimizer_step(tmp_path: Path, plain: bool) -> None:
+    # GPT-2 takes num_items_in_batch (micro-batch losses add up); PlainLM does not (they average)
     callback = TbmonCallback(tmp_path / "tb", hist_every=0, norms_every=1)
-    trainer = train(str(tmp_path), [callback], steps=20, gradient_accumulation_steps=2, logging_steps=5)
+    model = PlainLM() if plain else None
+    trainer = train(str(tmp_path), [callback], steps=20, gradient_accumulation_steps=2, logging_steps=5, model=model)
     loss = _loss(tmp_path / "tb")
     assert loss.step.tolist() == list(range(20))
     means = [loss.value.iloc[i : i + 5].mean() for i in range(0, 20, 5)]
