@@ -238,7 +238,7 @@ class TrainerShim:
         try:
             from tbmon.trainer_shim.guard import Guard
 
-            return Guard(self.logdir, config, on_alert)
+            return Guard(self.logdir, config, on_alert, note=lambda step, build: self._submit(step, build))
         except Exception as exc:  # noqa: BLE001 - e.g. a bad [tool.tbmon] table: log without the guard
             self._report("guard", f"tbmon shim runs without its guard: {type(exc).__name__}: {exc}")
             return None

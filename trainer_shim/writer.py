@@ -161,8 +161,8 @@ class EventWriter:
                 item = self._pending.popleft()
                 try:
                     if isinstance(item, _Stop):
+                        self._last_pass()
                         self._finish()
-                        self._synced(urgent=True)
                         return
                     if isinstance(item, Record) and self.error is None:
                         values, item_urgent = item.build()
@@ -193,6 +193,23 @@ class EventWriter:
     def _synced(self, urgent: bool) -> None:
         if self._after_sync is not None:
             self._after_sync(urgent)
+
+    def _last_pass(self) -> None:
+        """Before closing: the guard's final look, and the records it adds (alert notes), reach the file."""
+        if self._after_sync is None or self.error is not None:
+            return
+        try:
+            self._sync(fsync=False)
+            self._after_sync(True)
+            while self._pending:
+                item = self._pending.popleft()
+                if isinstance(item, Record):
+                    values, _ = item.build()
+                    self._write(Event(step=item.step, wall_time=item.wall_time, summary=Summary(value=values)))
+                elif isinstance(item, _Flush):
+                    item.done.set()
+        except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
+            self.error = exc
 
     def _finish(self) -> None:
         if self._file is None:

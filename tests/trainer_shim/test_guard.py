@@ -12,7 +12,7 @@ from tbmon.analyzers import Alert, AnalyzerConfig
 from tbmon.monitor import read
 from tbmon.trainer_shim import ShimWarning, TrainerShim
 from tests.trainer_shim.frameworks import identity, report_alerts
-from tests.trainer_shim.training import digits, mlp
+from tests.trainer_shim.training import digits, load, mlp
 
 
 def _train_then_blow_up(shim: TrainerShim, model: torch.nn.Module, steps: int, blow_up_at: int) -> list[float]:
@@ -52,6 +52,13 @@ def test_guard_raises_on_the_writer_thread_exactly_the_alerts_of_tbmon_report(tm
     assert ("divergence", "critical") in kinds and len(kinds) >= 3  # also gradients and dead ReLUs
     assert all(a.step >= 200 for a in guard)  # the healthy part raised nothing
     assert sorted(map(identity, guard)) == sorted(map(identity, report_alerts(tmp_path)))
+    # each alert is also a TensorBoard text note in the file, and the notes disturb nothing
+    acc = load(tmp_path)
+    notes = [(e.step, e.tensor_proto.string_val[0].decode()) for e in acc.Tensors("tbmon/alerts/text_summary")]
+    assert sorted(notes) == sorted((a.step, f"**{a.severity.upper()} {a.kind}** ({a.tag}, step {a.step}): {a.message}") for a in guard)
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(300))  # TensorBoard purged nothing
+    (run,) = read(tmp_path).runs
+    assert run.restarts == [] and read(tmp_path).problems == []
 
 
 def test_a_healthy_run_raises_nothing(tmp_path: Path) -> None:
@@ -89,3 +96,12 @@ def test_a_failing_alert_handler_stops_the_guard_once_and_logging_goes_on(tmp_pa
     assert len(messages) == 1 and "guard stopped: RuntimeError: handler bug" in messages[0]
     loss = read(tmp_path).scalars.query("tag == 'train/loss'")
     assert loss.step.tolist() == list(range(120))  # every step is still in the file
+
+
+def test_alerts_raised_while_closing_still_reach_the_file(tmp_path: Path) -> None:
+    with TrainerShim(tmp_path, mlp(), hist_every=10, norms_every=2, guard=True, flush_secs=600) as shim:
+        _train_then_blow_up(shim, shim.model, 260, blow_up_at=200)
+        assert shim.alerts == []  # no pass yet: the writer has not woken once
+    assert shim.alerts  # the last pass, at close()
+    notes = load(tmp_path).Tensors("tbmon/alerts/text_summary")
+    assert sorted(e.step for e in notes) == sorted(a.step for a in shim.alerts)

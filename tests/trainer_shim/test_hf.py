@@ -56,6 +56,8 @@ def test_the_nan_hf_filters_from_its_logs_is_in_ours_with_a_critical_alert(tmp_p
     critical = [a for a in callback.alerts if a.severity == "critical"]
     assert (critical[0].kind, critical[0].step, critical[0].tag) == ("divergence", first_nan, "train/loss")
     assert sorted(map(identity, callback.alerts)) == sorted(map(identity, report_alerts(tmp_path / "tb")))
+    notes = load(tmp_path / "tb").Tensors("tbmon/alerts/text_summary")
+    assert any(e.step == first_nan and b"CRITICAL divergence" in e.tensor_proto.string_val[0] for e in notes)
 
 
 def test_stop_ends_training_on_the_first_non_finite_step(tmp_path: Path) -> None:

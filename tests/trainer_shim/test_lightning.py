@@ -74,6 +74,8 @@ def test_nan_run_stops_at_the_first_non_finite_loss_and_report_agrees(tmp_path: 
     (alert,) = [a for a in callback.alerts if a.severity == "critical"]
     assert (alert.kind, alert.step, alert.tag) == ("divergence", first_nan, "train/loss")
     assert math.isnan(_scalar(tmp_path, "train/loss").value.iloc[-1])  # the NaN is in the event file
+    notes = load(tmp_path).Tensors("tbmon/alerts/text_summary")  # and the alert, for TensorBoard
+    assert any(e.step == first_nan and b"CRITICAL divergence" in e.tensor_proto.string_val[0] for e in notes)
     assert sorted(map(identity, callback.alerts)) == sorted(map(identity, report_alerts(tmp_path)))
 
 
