@@ -4,7 +4,8 @@ parses, every TOML block is a valid config, every JSON block is JSON.
 Python blocks run in order in one namespace, in a folder holding ``logs/`` written by
 ``torch.utils.tensorboard`` (PyTorch's tutorial tags). The shim block is a loop body from the
 user's training script, so the names it uses from that script (``model``, ``loader``,
-``loss_fn``, ``opt``, ``sched``, ``evaluate``) are given as a real tiny training's objects.
+``loss_fn``, ``opt``, ``sched``, ``evaluate``; the Hugging Face block's ``args`` and ``ds``) are given as a
+real tiny training's objects.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def blocks(language: str) -> list[str]:
 
 def _training_script_names() -> dict[str, object]:
     import torch
+    from transformers import TrainingArguments
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -45,6 +47,8 @@ def _training_script_names() -> dict[str, object]:
         "sched": torch.optim.lr_scheduler.StepLR(opt, step_size=10),
         "loader": torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8),
         "evaluate": evaluate,
+        "args": TrainingArguments(output_dir="hf-out", report_to=[], use_cpu=True),
+        "ds": torch.utils.data.TensorDataset(x, y),
     }
 
 
