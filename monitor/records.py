@@ -16,6 +16,11 @@ Why it is built this way:
   is followed by a resync scan to the next record whose header *and* data CRC verify.
   A bad region that reaches the end of the file is treated like a partial record (a torn
   write may still be filled in), so nothing is declared lost until valid data follows it.
+- Torn records: a record whose header verifies but which is cut short (a job killed while
+  writing it, then resumed by appending) announces a length that swallows the records after
+  it. A record that is incomplete, or complete with a bad data CRC, and not followed by a
+  verified record is therefore scanned like a bad region: a verifiable record starting
+  inside its announced extent proves the tear, and reading resumes there.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ class FramingProblem:
     """A framing defect at an absolute file offset (reported once, when resolved)."""
 
     offset: int
-    kind: str  # "bad_length_crc" | "bad_data_crc" | "too_large" | "not_event_file"
+    kind: str  # "bad_length_crc" | "bad_data_crc" | "too_large" | "torn_record" | "not_event_file"
     message: str
     skipped_bytes: int = 0
 
@@ -95,11 +100,17 @@ class RecordBlock:
 
 @dataclass
 class _BadRegion:
-    """An unresolved run of bytes that does not frame, starting at ``start``."""
+    """An unresolved run of bytes that does not frame, starting at ``start``.
+
+    ``kind`` "record": a header that verifies, whose record is incomplete or fails its data
+    CRC, announcing a record ending at ``claimed_end``; what it was (a record still landing,
+    a damaged record, a torn one) is decided by where the next valid record starts.
+    """
 
     kind: str
     start: int
     scan_from: int  # positions in [start+1, scan_from) are known not to start a valid record
+    claimed_end: int = 0
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -129,14 +140,15 @@ class RecordFramer:
 
     # -- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
-        bad = None if self._bad is None else [self._bad.kind, self._bad.start, self._bad.scan_from]
+        b = self._bad
+        bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end]
         return {"offset": self.offset, "dead": self.dead, "bad": bad}
 
     def load_state_dict(self, state: dict) -> None:
         self.offset = int(state["offset"])
         self.dead = bool(state.get("dead", False))
         bad = state.get("bad")
-        self._bad = None if bad is None else _BadRegion(str(bad[0]), int(bad[1]), int(bad[2]))
+        self._bad = None if bad is None else _BadRegion(str(bad[0]), *(int(x) for x in bad[1:4]))
 
     def reset(self) -> None:
         """Forget everything: the file was rewritten and is read again from byte 0."""
@@ -193,24 +205,21 @@ class RecordFramer:
         if self.check_crc:
             bad = _bad_data_crc(buf, u8, starts, lengths)
             if bad.any():
-                last = starts.size - 1
-                if bad[last] and pos + end == size:
-                    # The last record ends exactly at EOF with a bad CRC: maybe a torn
-                    # write still landing. Hold it back; decide when more bytes follow.
-                    end = int(starts[last])
-                    bad = bad[:last]
-                    starts, lengths = starts[:last], lengths[:last]
+                # A bad record followed by a verified one is plain damage: skip exactly it.
+                # Bad records after the last good one may be torn (their announced length
+                # swallows what follows) or still landing: the region scan decides.
+                good = np.flatnonzero(~bad)
+                cut = int(good[-1]) + 1 if good.size else 0
+                if cut < starts.size:
+                    at = pos + int(starts[cut])
+                    self._bad = _BadRegion("record", at, at + 1, at + OVERHEAD_BYTES + int(lengths[cut]))
+                    end = int(starts[cut])
+                    bad, starts, lengths = bad[:cut], starts[:cut], lengths[:cut]
                 for i in np.flatnonzero(bad):
-                    problems.append(
-                        FramingProblem(
-                            pos + int(starts[i]),
-                            "bad_data_crc",
-                            f"data CRC mismatch in a {int(lengths[i])}-byte record; record skipped",
-                        )
-                    )
+                    problems.append(_bad_data_problem(pos + int(starts[i]), int(lengths[i])))
                 keep = ~bad
         if end == 0:
-            return None
+            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)  # a region scan follows
         self.offset = pos + end
         offsets = starts + pos
         data_starts = starts + HEADER_BYTES
@@ -225,12 +234,13 @@ class RecordFramer:
         length = _U64.unpack_from(buf, 0)[0]
         header_ok = _U32.unpack_from(buf, 8)[0] == masked_crc(memoryview(buf)[:8])
         if header_ok and length <= self.max_record_bytes:
-            if pos + OVERHEAD_BYTES + length > size:
-                return None  # partial record at EOF: wait for the writer
-            big = pread(pos, OVERHEAD_BYTES + length)  # one plausible record > block size
-            if len(big) < OVERHEAD_BYTES + length:
-                return None
-            return self._single(big, pos, length, size)
+            if pos + OVERHEAD_BYTES + length <= size:
+                big = pread(pos, OVERHEAD_BYTES + length)  # one plausible record > block size
+                if len(big) == OVERHEAD_BYTES + length:
+                    return self._single(big, pos, length)
+            # Incomplete (or bad, see _single): still landing, or torn. The scan decides.
+            self._bad = _BadRegion("record", pos, pos + 1, pos + OVERHEAD_BYTES + length)
+            return self._resync(pread, size, float("inf"))
         kind = "bad_length_crc" if not header_ok else "too_large"
         self._bad = _BadRegion(kind, pos, pos + 1)
         if pos > 0 or not any(buf[:HEADER_BYTES]):  # zeros at byte 0: maybe a torn write
@@ -257,21 +267,16 @@ class RecordFramer:
             and _U32.unpack_from(head, 8)[0] == masked_crc(head[:8])
         )
 
-    def _single(self, rec: bytes, pos: int, length: int, size: int) -> RecordBlock | None:
+    def _single(self, rec: bytes, pos: int, length: int) -> RecordBlock:
         """One record read on its own (larger than a block)."""
         end = OVERHEAD_BYTES + length
-        one = np.array([HEADER_BYTES], dtype=np.int64)
         if self.check_crc and _U32.unpack_from(rec, HEADER_BYTES + length)[0] != masked_crc(
             memoryview(rec)[HEADER_BYTES : HEADER_BYTES + length]
         ):
-            if pos + end >= size:
-                return None  # may be a torn write still landing (see _frame_block)
-            self.offset = pos + end
-            problem = FramingProblem(
-                pos, "bad_data_crc", f"data CRC mismatch in a {length}-byte record; record skipped"
-            )
-            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, end, [problem])
+            self._bad = _BadRegion("record", pos, pos + 1, pos + end)  # damaged or torn: scan
+            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
         self.offset = pos + end
+        one = np.array([HEADER_BYTES], dtype=np.int64)
         return RecordBlock(rec, one, np.array([length], dtype=np.int64), np.array([pos]), end)
 
     def _resync(
@@ -286,7 +291,10 @@ class RecordFramer:
         scanned = 0
         while bad.scan_from + HEADER_BYTES <= size and scanned < budget:
             base = bad.scan_from
-            buf = pread(base, int(min(_SCAN_BYTES, self.block_bytes, size - base)))
+            want = min(_SCAN_BYTES, self.block_bytes, size - base)
+            if base < bad.claimed_end:  # a damaged record's own extent first: O(its size)
+                want = min(want, bad.claimed_end + HEADER_BYTES - base)
+            buf = pread(base, int(want))
             if len(buf) < HEADER_BYTES:
                 return None
             u8 = np.frombuffer(buf, dtype=np.uint8)
@@ -297,16 +305,10 @@ class RecordFramer:
                     bad.scan_from = base + q
                     return None
                 if verdict:
-                    skipped = base + q - bad.start
-                    problem = FramingProblem(
-                        bad.start,
-                        bad.kind,
-                        _resync_message(bad.kind, skipped),
-                        skipped,
-                    )
                     self._bad = None
                     self.offset = base + q
-                    return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, skipped, [problem])
+                    skipped = base + q - bad.start
+                    return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, skipped, _region_problems(bad, base + q))
             advanced = len(buf) - HEADER_BYTES + 1
             bad.scan_from = base + advanced
             scanned += advanced
@@ -324,7 +326,11 @@ class RecordFramer:
         return _U32.unpack_from(rec, length)[0] == masked_crc(memoryview(rec)[:length])
 
     def _record_verifies(self, pread: Callable[[int, int], bytes], at: int, size: int) -> bool:
-        return self._plausible_at(pread, at) and bool(self._candidate(pread, at, size))
+        """Is the record at ``at`` complete and valid (its data CRC only if ``check_crc``)?"""
+        if not self._plausible_at(pread, at):
+            return False
+        verdict = self._candidate(pread, at, size)
+        return verdict is not None and (verdict or not self.check_crc)
 
 
 def _walk(buf: bytes) -> tuple[np.ndarray, int]:
@@ -439,3 +445,26 @@ def _plausible_headers(u8: np.ndarray, max_length: int) -> np.ndarray:
 def _resync_message(kind: str, skipped: int) -> str:
     what = "length CRC mismatch" if kind == "bad_length_crc" else "absurd record length"
     return f"{what}; skipped {skipped} bytes to the next valid record"
+
+
+def _bad_data_problem(offset: int, length: int) -> FramingProblem:
+    return FramingProblem(offset, "bad_data_crc", f"data CRC mismatch in a {length}-byte record; record skipped")
+
+
+def _region_problems(bad: _BadRegion, valid_at: int) -> list[FramingProblem]:
+    """What a bad region turned out to be, now that the next valid record starts at ``valid_at``."""
+    skipped = valid_at - bad.start
+    if bad.kind != "record":
+        return [FramingProblem(bad.start, bad.kind, _resync_message(bad.kind, skipped), skipped)]
+    length = bad.claimed_end - bad.start - OVERHEAD_BYTES
+    if valid_at < bad.claimed_end:  # a valid record inside the announced extent: torn
+        message = (
+            f"a record announcing {length} bytes is cut short by the next valid record after {skipped} "
+            f"bytes (a writer killed mid-record, then resumed?); skipped {skipped} bytes"
+        )
+        return [FramingProblem(bad.start, "torn_record", message, skipped)]
+    problems = [_bad_data_problem(bad.start, length)]
+    gap = valid_at - bad.claimed_end
+    if gap:
+        problems.append(FramingProblem(bad.claimed_end, "bad_length_crc", _resync_message("bad_length_crc", gap), gap))
+    return problems

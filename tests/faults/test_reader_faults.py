@@ -1,0 +1,195 @@
+"""Issue 15, reader items: hostile or damaged event files must not hide records or alerts.
+
+Every case writes real event files with tensorboardX (bytes are patched or cut only where the
+attack itself is a damaged file) and checks what the reader, ``tbmon report`` or
+``tbmon watch --once`` make of them: no valid record lost, no alert lost, problems said once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboardX import SummaryWriter
+
+from tbmon.monitor.event_file import EventFileReader
+from tbmon.monitor.records import masked_crc
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def write_scalars(directory: Path, values: dict[str, list[float]], *, first_step: int = 0, **extra) -> Path:
+    """One tensorboardX file in ``directory`` holding ``values[tag][i]`` at ``first_step + i``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    before = set(directory.iterdir())
+    writer = SummaryWriter(str(directory), **extra)
+    n = max(len(v) for v in values.values())
+    for i in range(n):
+        for tag, series in values.items():
+            if i < len(series):
+                writer.add_scalar(tag, series[i], first_step + i, walltime=1.7e9 + first_step + i)
+    writer.close()
+    (path,) = [p for p in set(directory.iterdir()) - before]
+    return path
+
+
+def records(data: bytes) -> list[tuple[int, int]]:
+    """(offset, total size) of each record of a well-formed TFRecord byte string."""
+    out, pos = [], 0
+    while pos < len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        out.append((pos, 16 + length))
+        pos += 16 + length
+    return out
+
+
+def frame(payload: bytes) -> bytes:
+    header = struct.pack("<Q", len(payload))
+    return header + struct.pack("<I", masked_crc(header)) + payload + struct.pack("<I", masked_crc(payload))
+
+
+def read_all(path: Path) -> tuple[dict[str, list[tuple[int, float]]], list]:
+    """Every scalar point per tag, and every problem, of one file read to its end."""
+    reader = EventFileReader(path)
+    points: dict[str, list[tuple[int, float]]] = {}
+    problems = []
+    for _ in range(100):
+        chunk = reader.read_new()
+        problems += chunk.problems
+        for s in chunk.scalars:
+            points.setdefault(s.tag, []).extend(zip(s.step.tolist(), s.value.tolist()))
+        if not chunk.bytes and not chunk.problems:
+            break
+    return points, problems
+
+
+def tbmon(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tbmon.monitor.cli", *map(str, args)],
+        capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def losses(n: int, *, nan_at: int | None = None, start: float = 2.0) -> list[float]:
+    """A decreasing training loss, NaN from index ``nan_at`` on."""
+    out = [start * 0.98**i for i in range(n)]
+    if nan_at is not None:
+        out[nan_at:] = [float("nan")] * (n - nan_at)
+    return out
+
+
+# -- item 1: a torn large record must not hide what follows ------------------------------------
+
+
+def torn_then_resumed(tmp_path: Path, keep_of_big: float) -> tuple[Path, int]:
+    """A job killed while writing a ~1 MB record, then resumed by appending: the first writer's
+    file cut inside its big record, followed by a second writer's records (NaN loss from step
+    130). Returns the file and the number of records the resumed writer appended."""
+    first_dir, second_dir, run = tmp_path / "w1", tmp_path / "w2", tmp_path / "logs" / "run"
+    first_dir.mkdir()
+    writer = SummaryWriter(str(first_dir))
+    for step, value in enumerate(losses(100)):
+        writer.add_scalar("train/loss", value, step, walltime=1.7e9 + step)
+    writer.add_text("notes", "x" * 1_000_000, 100, walltime=1.7e9 + 100)
+    writer.close()
+    (first,) = first_dir.iterdir()
+    head = first.read_bytes()
+    big_at, big_size = max(records(head), key=lambda r: r[1])
+    assert big_size > 1_000_000
+    second = write_scalars(second_dir, {"train/loss": losses(60, nan_at=30, start=0.27)}, first_step=100)
+    tail = second.read_bytes()
+    appended = records(tail)[1:]  # the resumed job's records, minus its file_version header
+    run.mkdir(parents=True)
+    target = run / first.name
+    target.write_bytes(head[: big_at + int(big_size * keep_of_big)] + tail[appended[0][0] :])
+    return target, len(appended)
+
+
+@pytest.mark.parametrize("keep_of_big", [0.5, 0.01])
+def test_records_after_a_torn_large_record_are_read_and_the_tear_reported_once(tmp_path, keep_of_big) -> None:
+    path, appended = torn_then_resumed(tmp_path, keep_of_big)
+    points, problems = read_all(path)
+    steps = [s for s, _ in points["train/loss"]]
+    assert steps == list(range(160))  # 0 records lost: every step before and after the tear
+    assert np.isnan(points["train/loss"][-1][1])
+    assert [p.kind for p in problems] == ["torn_record"]
+    assert problems[0].skipped_bytes > 0
+
+
+def test_report_alerts_on_the_nan_after_a_torn_record_and_exits_nonzero(tmp_path) -> None:
+    path, _ = torn_then_resumed(tmp_path, 0.5)
+    result = tbmon("report", path.parent.parent, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    nan_alerts = [a for a in report["alerts"] if a["kind"] == "divergence" and a["step"] == 130]
+    assert nan_alerts, report["alerts"]
+    assert [p["kind"] for p in report["read_problems"]] == ["torn_record"]
+    assert report["runs"][0]["last_step"] == 159
+
+
+def test_header_claiming_a_gigabyte_does_not_hide_later_records(tmp_path) -> None:
+    """A length field of 1 GiB (the default max record size) with a valid length CRC, then the
+    writer's real records: a tear, not a record still landing."""
+    source = write_scalars(tmp_path / "w", {"loss": losses(40, nan_at=20)})
+    data = source.read_bytes()
+    header = struct.pack("<Q", 1 << 30)
+    bogus = header + struct.pack("<I", masked_crc(header)) + b"\0" * 100
+    cut = records(data)[1][0]
+    run = tmp_path / "logs" / "run"
+    run.mkdir(parents=True)
+    path = run / source.name
+    path.write_bytes(data[:cut] + bogus + data[cut:])
+    points, problems = read_all(path)
+    assert [s for s, _ in points["loss"]] == list(range(40))
+    assert [p.kind for p in problems] == ["torn_record"]
+    result = tbmon("watch", run.parent, "--once", "--no-state", "--format", "jsonl")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1
+    assert any(x["type"] == "alert" and x["kind"] == "divergence" and x["step"] == 20 for x in lines)
+
+
+def test_large_record_still_landing_is_waited_for_and_not_reported(tmp_path) -> None:
+    """The other side of item 1: a big record written in several flushes is not damage."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    writer = SummaryWriter(str(directory))
+    writer.add_scalar("loss", 1.0, 0)
+    writer.add_text("notes", "y" * 300_000, 1)
+    writer.add_scalar("loss", 0.5, 2)
+    writer.close()
+    (source,) = directory.iterdir()
+    data = source.read_bytes()
+    live = tmp_path / "live" / source.name
+    live.parent.mkdir()
+    reader = EventFileReader(live)
+    problems, steps = [], []
+    for cut in (0, 100, 5_000, 150_000, 299_000, len(data) - 3, len(data)):
+        live.write_bytes(data[:cut])  # rewrites keep the same prefix: the file grows
+        chunk = reader.read_new()
+        problems += chunk.problems
+        steps += [int(x) for s in chunk.scalars for x in s.step]
+    assert problems == []
+    assert steps == [0, 2]
+
+
+def test_torn_small_record_inside_a_block_loses_no_appended_record(tmp_path) -> None:
+    """A scalar record cut in half, then a resumed writer's records: the tear's announced
+    length swallows the first appended record unless the tear is recognised."""
+    source = write_scalars(tmp_path / "w1", {"loss": losses(50)})
+    resumed = write_scalars(tmp_path / "w2", {"loss": losses(50, nan_at=10, start=0.7)}, first_step=50)
+    data, tail = source.read_bytes(), resumed.read_bytes()
+    last_at, last_size = records(data)[-1]
+    path = tmp_path / "run" / source.name
+    path.parent.mkdir()
+    path.write_bytes(data[: last_at + last_size // 2] + tail[records(tail)[1][0] :])
+    points, problems = read_all(path)
+    assert [s for s, _ in points["loss"]] == list(range(49)) + list(range(50, 100))
+    assert [p.kind for p in problems] == ["torn_record"]
