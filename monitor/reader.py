@@ -31,7 +31,7 @@ import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
-from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
+from tbmon.monitor.event_file import REPEATABLE_KINDS, EventFileReader, FileChunk, ReadProblem
 from tbmon.monitor.exit_codes import UsageError
 from tbmon.monitor.frames import frames, join_histograms, join_scalars
 
@@ -474,6 +474,14 @@ class LogdirReader:
             if chunk.bytes < READ_CHUNK_BYTES:
                 return
 
+    def _with_file_total(self, problem: ReadProblem) -> ReadProblem:
+        """A repeatable problem, listed once per file, with every occurrence in the file counted."""
+        run = self._runs.get(self._file_run.get(problem.path, ""))
+        file = run.files.get(problem.path) if run is not None else None
+        if file is None or problem.kind not in REPEATABLE_KINDS:
+            return problem
+        return file.counted(problem.kind, final=True) or problem
+
     # -- persistence --------------------------------------------------------------------
     def state_dict(self) -> dict:
         """JSON-serialisable: offsets and bookkeeping, never data points."""
@@ -547,6 +555,7 @@ def read(
     _check_logdir(root)
     reader = LogdirReader(root, check_crc=check_crc)
     polled = reader._poll(None, None if progress is None else _Progress(progress))
+    polled.problems = [reader._with_file_total(p) for p in polled.problems]
     for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
     markers = {name: run.purge_markers() for name, run in reader._runs.items()}

@@ -193,3 +193,53 @@ def test_torn_small_record_inside_a_block_loses_no_appended_record(tmp_path) -> 
     points, problems = read_all(path)
     assert [s for s, _ in points["loss"]] == list(range(49)) + list(range(50, 100))
     assert [p.kind for p in problems] == ["torn_record"]
+
+
+# -- item 11: one problem line per file, not one per bad record --------------------------------
+
+
+def reframed(data: bytes, patch) -> bytes:
+    """Every record's payload passed through ``patch``, with fresh CRCs (a writer that put
+    those bytes there itself)."""
+    return b"".join(frame(patch(data[at + 12 : at + size - 4])) for at, size in records(data))
+
+
+def latin1_tag_file(directory: Path, n: int) -> Path:
+    """tensorboardX writes ``cafXe`` and ``loss`` n times; ``cafXe`` becomes Latin-1 ``café``
+    + ``e`` (same length), which is not UTF-8: protobuf rejects those records."""
+    source = write_scalars(directory / "src", {"cafXe": [0.5] * n, "loss": losses(n, nan_at=n - 5)})
+    path = directory / "logs" / "run" / source.name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(reframed(source.read_bytes(), lambda p: p.replace(b"cafXe", b"caf\xe9e")))
+    return path
+
+
+def test_non_utf8_tag_records_are_one_problem_with_a_count(tmp_path) -> None:
+    path = latin1_tag_file(tmp_path, 3000)
+    reader = EventFileReader(path, block_bytes=64 << 10)  # many calls' worth of blocks
+    problems, steps = [], []
+    for _ in range(200):
+        chunk = reader.read_new(max_bytes=32 << 10)
+        problems += chunk.problems
+        steps += [int(x) for s in chunk.scalars for x in s.step]
+        if not chunk.bytes:
+            break
+    assert steps == list(range(3000))  # the valid records around them: 0 lost
+    assert [(p.kind, p.count > 1) for p in problems] == [("bad_proto", True)]
+    assert reader.health.problems == {"bad_proto": 3000}  # every one counted
+
+
+def test_report_and_watch_list_a_repeated_problem_once_with_its_total(tmp_path) -> None:
+    path = latin1_tag_file(tmp_path, 3000)
+    logdir = path.parent.parent
+    report = tbmon("report", logdir, "--format", "json")
+    assert report.returncode == 1  # the NaN at the end is still alerted
+    (problem,) = json.loads(report.stdout)["read_problems"]
+    assert (problem["kind"], problem["count"]) == ("bad_proto", 3000)
+    assert "3000" in problem["message"]
+    watch = tbmon("watch", logdir, "--once", "--no-state", "--format", "jsonl")
+    lines = [json.loads(line) for line in watch.stdout.splitlines()]
+    assert [x["kind"] for x in lines if x["type"] == "problem"] == ["bad_proto"]
+    assert any(x["type"] == "alert" and x["kind"] == "divergence" for x in lines)
+    text = tbmon("report", logdir, "--format", "markdown")
+    assert text.stdout.count("bad_proto") == 1
