@@ -243,3 +243,57 @@ def test_report_and_watch_list_a_repeated_problem_once_with_its_total(tmp_path) 
     assert any(x["type"] == "alert" and x["kind"] == "divergence" for x in lines)
     text = tbmon("report", logdir, "--format", "markdown")
     assert text.stdout.count("bad_proto") == 1
+
+
+# -- item 9: costs bounded whatever the file holds ---------------------------------------------
+
+
+def test_huge_tag_names_are_cut_with_a_marker_and_keep_the_state_file_small(tmp_path) -> None:
+    """Two 2 MB tags that differ only at the end: cut to a bounded name that still tells them
+    apart, so the state file, alerts and reports stay small; the NaN loss is still alerted."""
+    long_a, long_b = "loss/" + "x" * 2_000_000 + "a", "loss/" + "x" * 2_000_000 + "b"
+    run = tmp_path / "logs" / "run"
+    write_scalars(run, {long_a: [1.0, 2.0], long_b: [3.0, 4.0], "loss": losses(30, nan_at=20)})
+    state = tmp_path / "state.json"
+    result = tbmon("watch", run.parent, "--once", "--state", state, "--format", "jsonl")
+    assert result.returncode == 1
+    alerts = [x for line in result.stdout.splitlines() if (x := json.loads(line))["type"] == "alert"]
+    assert any(a["kind"] == "divergence" and a["step"] == 20 for a in alerts)
+    assert state.stat().st_size < 50_000  # was > 8 MB: each tag stored several times
+    report = json.loads(tbmon("report", run.parent, "--format", "json").stdout)
+    tags = report["runs"][0]["scalar_tags"]
+    assert len(tags) == 3 and len(set(tags)) == 3
+    cut = sorted(t for t in tags if t != "loss")
+    assert all(len(t) < 600 and t.startswith("loss/xxx") and "2000006 chars" in t for t in cut)
+
+
+def many_tags_file(directory: Path, n_tags: int, n_records: int) -> Path:
+    """``n_records`` scalars spread over ``n_tags`` tags (each tag first seen once, in order)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(directory))
+    for i in range(n_records):
+        writer.add_scalar(f"metric/{i % n_tags:06d}", float(i), i // n_tags, walltime=1.7e9 + i)
+    writer.close()
+    (path,) = directory.iterdir()
+    return path
+
+
+def test_many_tags_cost_about_what_few_tags_cost(tmp_path) -> None:
+    """40,000 distinct tags read in about the time of the same records over 20 tags (the anchor,
+    timed in the same run), block by block as a live tail sees them."""
+    def cpu_read(path: Path) -> tuple[float, int]:
+        reader = EventFileReader(path, block_bytes=256 << 10)
+        start = time.process_time()
+        tags = set()
+        while (chunk := reader.read_new(max_bytes=256 << 10)).bytes:
+            tags.update(s.tag for s in chunk.scalars)
+        return time.process_time() - start, len(tags)
+
+    many = many_tags_file(tmp_path / "many", 40_000, 40_000)
+    few = many_tags_file(tmp_path / "few", 20, 40_000)
+    few_cpu, few_tags = cpu_read(few)
+    many_cpu, many_tags = cpu_read(many)
+    assert (few_tags, many_tags) == (20, 40_000)
+    # Per-tag Python work (one dict entry, one series) remains; quadratic work is gone
+    # (before: ~25 s here, 30x+ the anchor).
+    assert many_cpu < 8 * few_cpu + 1.0, (many_cpu, few_cpu)
