@@ -20,6 +20,7 @@ import hashlib
 import importlib
 import importlib.util
 import math
+import struct
 import sys
 from dataclasses import dataclass, field
 
@@ -195,6 +196,14 @@ class EventDecoder:
 
     def _decode_one(self, record: memoryview, r: int, acc: _SlowValues) -> int:
         """Decode one record with upb into ``acc``; returns how many values it yielded."""
+        if len(record) >= BIG_RECORD_BYTES and (big := _big_histogram(record)) is not None:
+            tag, point = big
+            tag = bounded_tag(tag)
+            self.kinds.setdefault(tag, HISTOGRAM)
+            point.tag_id = self.tag_id(tag)
+            acc.histograms.append(point)
+            acc.hist_pos.append((r, 0))
+            return 1
         try:
             ev = _Event.FromString(record)
         except DecodeError as exc:  # valid CRC, but not an Event
@@ -384,6 +393,96 @@ def _typed_values(t, dtype: int) -> np.ndarray | None:
     if dtype == 10:
         return np.array(t.bool_val, dtype=np.float64)
     return None
+
+
+# -- big histogram records without copies ------------------------------------------------
+
+BIG_RECORD_BYTES = 1 << 20
+"""Records this large that hold one plain ``HistogramProto`` are decoded by
+:func:`_big_histogram`: upb would hold the parsed message and numpy a copy of its buckets
+beside the record's own bytes, 3x the record (a 500 MB record: 1.5 GB)."""
+
+_VARINT, _FIXED64, _LEN = 0, 1, 2
+_F64 = struct.Struct("<d")
+
+
+def _big_histogram(record: memoryview) -> tuple[str, HistogramPoint] | None:
+    """``(tag, point)`` of an Event holding exactly one ``histo`` value and nothing else,
+    with the buckets as zero-copy read-only views of ``record``; None for any other layout
+    (upb decides those, so results never differ: the fuzz target compares both)."""
+    event = _fields(record, {1: _FIXED64, 2: _VARINT, 5: _LEN})
+    if event is None or 5 not in event:
+        return None
+    summary = _fields(record[event[5][0] : event[5][1]], {1: _LEN})
+    if summary is None or 1 not in summary:
+        return None
+    base = event[5][0]
+    value = _fields(record[base + summary[1][0] : base + summary[1][1]], {1: _LEN, 5: _LEN})
+    if value is None or 5 not in value:
+        return None
+    vbase = base + summary[1][0]
+    try:
+        tag = str(record[vbase + value[1][0] : vbase + value[1][1]], "utf-8") if 1 in value else ""
+    except UnicodeDecodeError:
+        return None
+    hbase = vbase + value[5][0]
+    histo = _fields(record[hbase : vbase + value[5][1]], {1: _FIXED64, 2: _FIXED64, 3: _FIXED64, 4: _FIXED64, 5: _FIXED64, 6: _LEN, 7: _LEN})
+    if histo is None:
+        return None
+    arrays = []
+    for field_number in (6, 7):
+        a, b = histo.get(field_number, (0, 0))
+        if (b - a) % 8:
+            return None
+        arrays.append(np.frombuffer(record, "<f8", (b - a) // 8, hbase + a))
+    if arrays[0].shape != arrays[1].shape:
+        return None  # upb's path drops it as malformed, and reports nothing
+    moments = [_F64.unpack_from(record, hbase + histo[f][0])[0] if f in histo else 0.0 for f in (1, 2, 3, 4, 5)]
+    wall = _F64.unpack_from(record, event[1][0])[0] if 1 in event else 0.0
+    step = event[2][0] if 2 in event else 0
+    return tag, HistogramPoint(-1, -1, step, wall, *moments, *arrays)
+
+
+def _fields(buf: memoryview, allowed: dict[int, int]) -> dict[int, tuple[int, int]] | None:
+    """Each field of a message once: number → (start, end) of its payload (a varint field:
+    (value, 0)). None if the message has any other field, wire type, repeat or overrun."""
+    out: dict[int, tuple[int, int]] = {}
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        if key is None:
+            return None
+        number, wire = key >> 3, key & 7
+        if allowed.get(number) != wire or number in out:
+            return None
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos)
+            if value is None:
+                return None
+            out[number] = (value - (1 << 64) if value >= 1 << 63 else value, 0)
+            continue
+        size = 8
+        if wire == _LEN:
+            size, pos = _varint(buf, pos)
+            if size is None:
+                return None
+        if pos + size > end:
+            return None
+        out[number] = (pos, pos + size)
+        pos += size
+    return out
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int | None, int]:
+    """A protobuf varint at ``pos`` (at most 10 bytes, 64 bits) and the position after it."""
+    value = shift = 0
+    for i in range(pos, min(pos + 10, len(buf))):
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (value if value < 1 << 64 else None), i + 1
+        shift += 7
+    return None, pos
 
 
 # -- vectorised matcher for the common simple_value record -----------------------------

@@ -297,3 +297,34 @@ def test_many_tags_cost_about_what_few_tags_cost(tmp_path) -> None:
     # Per-tag Python work (one dict entry, one series) remains; quadratic work is gone
     # (before: ~25 s here, 30x+ the anchor).
     assert many_cpu < 8 * few_cpu + 1.0, (many_cpu, few_cpu)
+
+
+_PEAK_SCRIPT = """
+import sys, numpy as np
+from tbmon.monitor.event_file import EventFileReader
+def hwm():  # peak RSS in kB of this process image (ru_maxrss would include the parent's)
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+base = hwm()
+chunk = EventFileReader(sys.argv[1]).read_new()
+peak = hwm()
+(h,) = chunk.histograms
+n = h.bucket_limits[0].size
+ok = bool((h.bucket_limits[0] == np.arange(1, n + 1)).all() and (h.bucket_counts[0] == 1).all())
+print((peak - base) * 1024, n, ok, float(h.num[0]), float(h.max[0]), [s.tag for s in chunk.scalars])
+"""
+
+
+def test_a_huge_histogram_record_is_read_at_about_its_own_size(tmp_path) -> None:
+    """A 32 MB tensorboardX histogram record: the read's peak memory beyond the interpreter
+    stays near one copy of the record (was ~3x: record bytes, upb message, numpy copy)."""
+    n = 2_000_000
+    writer = SummaryWriter(str(tmp_path / "run"))
+    limits = np.arange(1, n + 1, dtype=np.float64)
+    writer.add_histogram_raw("grad/w", 0, n, n, float(limits.sum()), float((limits**2).sum()), limits, np.ones(n), 0)
+    writer.add_scalar("loss", 1.0, 0)
+    writer.close()
+    (path,) = (tmp_path / "run").iterdir()
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True)
+    peak, buckets, exact, num, top, scalars = out.stdout.strip().split(" ", 5)
+    assert (int(buckets), exact, float(num), float(top), scalars) == (n, "True", n, n, "['loss']")
+    assert int(peak) < 1.4 * path.stat().st_size, (int(peak), path.stat().st_size)
