@@ -109,13 +109,15 @@ class _BadRegion:
 
     kind: str
     start: int
-    scan_from: int  # positions in [start+1, scan_from) are known not to start a valid record
+    scan_from: int  # positions in [start+1, scan_from) start no valid record, except pending
     claimed_end: int = 0
+    pending: list[int] = field(default_factory=list)  # plausible headers, record not complete yet
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
 _SCAN_BYTES = 1 << 20  # resync scans garbage in 1 MiB windows: bounded temporaries
 _SNIFF_BYTES = 64 << 10  # how far past a bad byte 0 we look for a record before giving up
+_MAX_PENDING = 64  # incomplete candidates a bad region remembers (real ones: one, at its end)
 
 
 class RecordFramer:
@@ -141,14 +143,18 @@ class RecordFramer:
     # -- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
         b = self._bad
-        bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end]
+        bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end, list(b.pending)]
         return {"offset": self.offset, "dead": self.dead, "bad": bad}
 
     def load_state_dict(self, state: dict) -> None:
         self.offset = int(state["offset"])
         self.dead = bool(state.get("dead", False))
         bad = state.get("bad")
-        self._bad = None if bad is None else _BadRegion(str(bad[0]), *(int(x) for x in bad[1:4]))
+        if bad is None:
+            self._bad = None
+        else:
+            pending = [int(x) for x in bad[4]] if len(bad) > 4 else []
+            self._bad = _BadRegion(str(bad[0]), *(int(x) for x in bad[1:4]), pending[:_MAX_PENDING])
 
     def reset(self) -> None:
         """Forget everything: the file was rewritten and is read again from byte 0."""
@@ -288,6 +294,15 @@ class RecordFramer:
         if self._record_verifies(pread, bad.start, size):
             self._bad = None  # the bytes were filled in since (torn write): nothing lost
             return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
+        # Candidates whose record was not complete when scanned (a record landing in pieces,
+        # or a false header claiming a length beyond EOF): the first to verify wins; one that
+        # never completes hides nothing, because scanning goes on past it.
+        for at in list(bad.pending):
+            verdict = self._candidate(pread, at, size)
+            if verdict:
+                return self._resolve(at)
+            if verdict is False:
+                bad.pending.remove(at)
         scanned = 0
         while bad.scan_from + HEADER_BYTES <= size and scanned < budget:
             base = bad.scan_from
@@ -298,21 +313,25 @@ class RecordFramer:
             if len(buf) < HEADER_BYTES:
                 return None
             u8 = np.frombuffer(buf, dtype=np.uint8)
-            cand = _plausible_headers(u8, min(self.max_record_bytes, size - base))
+            cand = _plausible_headers(u8, self.max_record_bytes)
             for q in cand.tolist():
                 verdict = self._candidate(pread, base + q, size)
-                if verdict is None:  # record not complete on disk yet: look again later
-                    bad.scan_from = base + q
-                    return None
                 if verdict:
-                    self._bad = None
-                    self.offset = base + q
-                    skipped = base + q - bad.start
-                    return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, skipped, _region_problems(bad, base + q))
+                    return self._resolve(base + q)
+                if verdict is None and len(bad.pending) < _MAX_PENDING:
+                    bad.pending.append(base + q)  # not complete on disk yet: look again later
             advanced = len(buf) - HEADER_BYTES + 1
             bad.scan_from = base + advanced
             scanned += advanced
         return None
+
+    def _resolve(self, valid_at: int) -> RecordBlock:
+        """Close the bad region: reading resumes at the verified record at ``valid_at``."""
+        bad = self._bad
+        assert bad is not None
+        self._bad = None
+        self.offset = valid_at
+        return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, valid_at - bad.start, _region_problems(bad, valid_at))
 
     def _candidate(self, pread: Callable[[int, int], bytes], at: int, size: int) -> bool | None:
         """True if a full record at ``at`` verifies, False if not, None if not on disk yet."""

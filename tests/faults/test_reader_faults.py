@@ -328,3 +328,34 @@ def test_a_huge_histogram_record_is_read_at_about_its_own_size(tmp_path) -> None
     peak, buckets, exact, num, top, scalars = out.stdout.strip().split(" ", 5)
     assert (int(buckets), exact, float(num), float(top), scalars) == (n, "True", n, n, "['loss']")
     assert int(peak) < 1.4 * path.stat().st_size, (int(peak), path.stat().st_size)
+
+
+def test_record_landing_in_pieces_after_a_damaged_region_is_not_lost(tmp_path) -> None:
+    """A crash leaves a zero-filled region; the resumed job's first record (a 320 KB histogram)
+    is on disk only in part when the watcher scans past it. It must be read once complete."""
+    first = write_scalars(tmp_path / "w1", {"loss": losses(10)})
+    resumed_dir = tmp_path / "w2"
+    resumed_dir.mkdir()
+    writer = SummaryWriter(str(resumed_dir))
+    n = 20_000
+    writer.add_histogram_raw("grad/w", 0, n, n, 1.0, 1.0, np.arange(1.0, n + 1), np.ones(n), 10)
+    for step in range(11, 20):
+        writer.add_scalar("loss", 0.1, step)
+    writer.close()
+    (resumed,) = resumed_dir.iterdir()
+    tail = resumed.read_bytes()
+    data = first.read_bytes() + bytes(4096) + tail[records(tail)[1][0] :]
+    live = tmp_path / "run" / first.name
+    live.parent.mkdir()
+    reader = EventFileReader(live)
+    half = len(first.read_bytes()) + 4096 + 160_000
+    got_hist, steps, problems = [], [], []
+    for cut in (half, len(data)):
+        live.write_bytes(data[:cut])
+        chunk = reader.read_new()
+        got_hist += [int(x) for h in chunk.histograms for x in h.step]
+        steps += [int(x) for s in chunk.scalars for x in s.step]
+        problems += chunk.problems
+    assert got_hist == [10]
+    assert steps == list(range(10)) + list(range(11, 20))
+    assert [(p.kind, p.skipped_bytes) for p in problems] == [("bad_length_crc", 4096)]
