@@ -254,7 +254,7 @@ class RecordFramer:
         # Garbage at byte 0: an event file with a damaged head still has verifiable records
         # right after it; anything else (text, another format) is not an event file.
         block = self._resync(pread, size, _SNIFF_BYTES)
-        if self._bad is None or self._plausible_at(pread, self._bad.scan_from):
+        if self._bad is None or self._bad.pending:  # a record found, or one still landing
             return block
         self._bad = None
         self.dead = True

@@ -359,3 +359,27 @@ def test_record_landing_in_pieces_after_a_damaged_region_is_not_lost(tmp_path) -
     assert got_hist == [10]
     assert steps == list(range(10)) + list(range(11, 20))
     assert [(p.kind, p.skipped_bytes) for p in problems] == [("bad_length_crc", 4096)]
+
+
+def test_damaged_head_with_the_next_record_still_landing_is_not_called_another_format(tmp_path) -> None:
+    """Byte 0 damaged, the next record (a 100 KB text summary) half written at the first read:
+    the file is an event file whose head is damaged, not a foreign file to ignore."""
+    directory = tmp_path / "w"
+    directory.mkdir()
+    writer = SummaryWriter(str(directory))
+    writer.add_text("notes", "z" * 100_000, 0)
+    writer.add_scalar("loss", 0.5, 1)
+    writer.close()
+    (source,) = directory.iterdir()
+    data = bytearray(source.read_bytes())
+    data[8] ^= 0xFF  # the file_version record's length CRC
+    live = tmp_path / "run" / source.name
+    live.parent.mkdir()
+    reader = EventFileReader(live)
+    kinds, steps = [], []
+    for cut in (60_000, len(data)):
+        live.write_bytes(bytes(data[:cut]))
+        chunk = reader.read_new()
+        kinds += [p.kind for p in chunk.problems]
+        steps += [int(x) for s in chunk.scalars for x in s.step]
+    assert kinds == ["bad_length_crc"] and steps == [1]
