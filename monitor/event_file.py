@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
+from tbmon.monitor import longpath
 from tbmon.monitor.decode import DecodedBlock, EventDecoder, HistogramPoint
 from tbmon.monitor.records import RecordBlock, RecordFramer
 
@@ -148,7 +149,7 @@ class EventFileReader:
         out = _ChunkBuilder(str(self.path))
         try:
             # O_NONBLOCK: a FIFO under an event-file name must not hang the reader.
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            fd = longpath.open_path(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             out.problems += self._gone("deleted", "file no longer exists")
             return self._finish(out)
@@ -186,7 +187,7 @@ class EventFileReader:
         if self._framer.dead or self._missing:
             return None
         try:
-            left = os.stat(self.path).st_size - self._framer.offset
+            left = longpath.stat_path(self.path).st_size - self._framer.offset
         except OSError:
             return None
         if left <= 0:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
+from tbmon.monitor import longpath
 from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
 from tbmon.monitor.event_file import REPEATABLE_KINDS, EventFileReader, FileChunk, ReadProblem
 from tbmon.monitor.exit_codes import UsageError
@@ -268,7 +269,7 @@ class _RunState:
         files = []
         for path, reader in sorted(list(self.files.items()), key=lambda kv: file_order_key(kv[0])):
             try:
-                size: int | None = os.stat(path).st_size
+                size: int | None = longpath.stat_path(path).st_size
             except OSError:
                 size = None
             h = reader.health
@@ -607,7 +608,7 @@ def _inside(path: str, root: str) -> bool:
 
 def _size(path: str) -> int:
     try:
-        return os.stat(path).st_size
+        return longpath.stat_path(path).st_size
     except OSError:
         return 0
 

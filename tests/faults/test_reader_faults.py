@@ -383,3 +383,42 @@ def test_damaged_head_with_the_next_record_still_landing_is_not_called_another_f
         kinds += [p.kind for p in chunk.problems]
         steps += [int(x) for s in chunk.scalars for x in s.step]
     assert kinds == ["bad_length_crc"] and steps == [1]
+
+
+# -- item 11: a run deeper than PATH_MAX is read, not ignored -----------------------------------
+
+
+def deep_run(logdir: Path, source: Path, depth_bytes: int = 5000) -> str:
+    """Move ``source`` (a tensorboardX file) into a run directory whose absolute path is longer
+    than PATH_MAX (4096), built one component at a time (the kernel refuses the whole path)."""
+    fd = os.open(logdir, os.O_RDONLY | os.O_DIRECTORY)
+    parts = [logdir.as_posix()]
+    try:
+        while len("/".join(parts)) < depth_bytes:
+            name = f"level{len(parts):03d}_" + "d" * 200
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            parts.append(name)
+        os.rename(source, source.name, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+    return "/".join(parts[1:])
+
+
+def test_run_deeper_than_path_max_is_read_and_alerted(tmp_path) -> None:
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    source = write_scalars(tmp_path / "w", {"loss": losses(30, nan_at=20)})
+    run = deep_run(logdir, source)
+    assert len(str(logdir / run)) > 4096
+    result = tbmon("report", logdir, "--format", "json")
+    report = json.loads(result.stdout)
+    assert [r["run"] for r in report["runs"]] == [run]
+    assert report["runs"][0]["last_step"] == 29
+    assert any(a["kind"] == "divergence" and a["step"] == 20 for a in report["alerts"])
+    assert result.returncode == 1, result.stderr
+    watch = tbmon("watch", logdir, "--once", "--no-state", "--format", "jsonl")
+    lines = [json.loads(line) for line in watch.stdout.splitlines()]
+    assert any(x["type"] == "alert" and x["kind"] == "divergence" and x["run"] == run for x in lines)
