@@ -229,6 +229,7 @@ def test_non_utf8_tag_records_are_one_problem_with_a_count(tmp_path) -> None:
     assert reader.health.problems == {"bad_proto": 3000}  # every one counted
 
 
+@pytest.mark.slow  # several CLI runs
 def test_report_and_watch_list_a_repeated_problem_once_with_its_total(tmp_path) -> None:
     path = latin1_tag_file(tmp_path, 3000)
     logdir = path.parent.parent
@@ -248,6 +249,7 @@ def test_report_and_watch_list_a_repeated_problem_once_with_its_total(tmp_path) 
 # -- item 9: costs bounded whatever the file holds ---------------------------------------------
 
 
+@pytest.mark.slow  # several CLI runs
 def test_huge_tag_names_are_cut_with_a_marker_and_keep_the_state_file_small(tmp_path) -> None:
     """Two 2 MB tags that differ only at the end: cut to a bounded name that still tells them
     apart, so the state file, alerts and reports stay small; the NaN loss is still alerted."""
@@ -407,6 +409,7 @@ def deep_run(logdir: Path, source: Path, depth_bytes: int = 5000) -> str:
     return "/".join(parts[1:])
 
 
+@pytest.mark.slow  # several CLI runs
 def test_run_deeper_than_path_max_is_read_and_alerted(tmp_path) -> None:
     logdir = tmp_path / "logs"
     logdir.mkdir()
