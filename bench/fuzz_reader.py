@@ -12,7 +12,8 @@ Targets (each input runs in bounded time and memory; libFuzzer: -timeout=10 s pe
   appended pieces with a read after each and a JSON state round trip (a restarted watcher)
   after the second. A crash is any exception. A mismatch is a piecewise result (points,
   histograms, problems) that differs from the whole read *of a file the whole read found
-  clean*: a follower must never lose or invent a record of an undamaged file. On damaged files
+  clean* (no problem, no unread tail): a follower must never lose or invent a record of an
+  undamaged file. On damaged files
   the two may legitimately differ (a damaged byte 0 is judged on the bytes present so far);
   those differences are counted and printed, not raised.
 - ``decoder``: the input is a list of record payloads. One ``EventDecoder`` decodes them as one
@@ -86,7 +87,7 @@ class FramerTarget:
         body = data[4:]
         cuts = sorted(int(len(body) * b / 255) for b in data[1:4])
         self.path.write_bytes(body)
-        whole = _read_through(EventFileReader(self.path, block_bytes=block))
+        whole = _read_through(EventFileReader(self.path, block_bytes=block), final=True)
         self.path.write_bytes(b"")
         reader = EventFileReader(self.path, block_bytes=block)
         pieces = _Result()
@@ -95,7 +96,7 @@ class FramerTarget:
             with open(self.path, "ab") as handle:
                 handle.write(body[done:cut])
             done = cut
-            _read_through(reader, pieces)
+            _read_through(reader, pieces, final=cut == len(body))
             if i == 1:  # a restarted watcher: resume from the saved state
                 state = json.loads(json.dumps(reader.state_dict()))
                 reader = EventFileReader(self.path, block_bytes=block)
@@ -127,8 +128,9 @@ class _Result:
         return f"{len(self.points)} points, problems {sorted(self.problems)}"
 
 
-def _read_through(reader, out: _Result | None = None) -> _Result:
-    """Read until nothing more comes; every value as a comparable tuple (NaN as a string)."""
+def _read_through(reader, out: _Result | None = None, *, final: bool = False) -> _Result:
+    """Read until nothing more comes; every value as a comparable tuple (NaN as a string).
+    ``final``: the file is complete, so an unread tail is a problem (as in ``tbmon report``)."""
     out = _Result() if out is None else out
     for _ in range(10_000):
         chunk = reader.read_new()
@@ -139,6 +141,8 @@ def _read_through(reader, out: _Result | None = None) -> _Result:
             for i in range(len(h)):
                 out.points.append(("h", h.tag, int(h.step[i]), _f(h.num[i]), h.bucket_limits[i].tobytes(), h.bucket_counts[i].tobytes()))
         if not chunk.bytes and not chunk.problems:
+            if final and (tail := reader.unread_tail()) is not None:
+                out.problems.append(tail.kind)
             return out
     raise Mismatch("reader made no final progress after 10,000 calls")
 
