@@ -162,6 +162,10 @@ class EventDecoder:
         self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, first_seq: int
     ) -> DecodedBlock:
         """Decode records ``buf[starts[i]:starts[i]+lengths[i]]``; seq numbers start at ``first_seq``."""
+        with np.errstate(invalid="ignore"):  # a signalling NaN in a file is data, not a warning
+            return self._decode(buf, starts, lengths, first_seq)
+
+    def _decode(self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, first_seq: int) -> DecodedBlock:
         n = int(starts.shape[0])
         u8 = np.frombuffer(buf, dtype=np.uint8)
         if n >= _FAST_PATH_MIN_RECORDS:

@@ -290,7 +290,7 @@ class EventFileReader:
         for p in out.problems:
             self._count(p)
         out.problems = self._list_once(out.problems)
-        if out.records and h.is_event_file is None and not self._framer.dead:
+        if out.records and not self._framer.dead:  # also after a premature "not an event file"
             h.is_event_file = True
         return out.build(self._decoder.tags)
 

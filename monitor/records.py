@@ -138,17 +138,22 @@ class RecordFramer:
         self.block_bytes = max(block_bytes, 64)
         self.offset = 0
         self.dead = False  # set when the file turns out not to be an event file
+        # Size of a file declared dead on fewer bytes than a sniff looks at (a live file with
+        # a damaged head): it is judged again, silently, once it has grown.
+        self.sniffed_at: int | None = None
         self._bad: _BadRegion | None = None
 
     # -- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
         b = self._bad
         bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end, list(b.pending)]
-        return {"offset": self.offset, "dead": self.dead, "bad": bad}
+        return {"offset": self.offset, "dead": self.dead, "bad": bad, "sniffed_at": self.sniffed_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.offset = int(state["offset"])
         self.dead = bool(state.get("dead", False))
+        sniffed = state.get("sniffed_at")
+        self.sniffed_at = None if sniffed is None else int(sniffed)
         bad = state.get("bad")
         if bad is None:
             self._bad = None
@@ -160,6 +165,7 @@ class RecordFramer:
         """Forget everything: the file was rewritten and is read again from byte 0."""
         self.offset = 0
         self.dead = False
+        self.sniffed_at = None
         self._bad = None
 
     # -- reading -----------------------------------------------------------------------
@@ -174,6 +180,8 @@ class RecordFramer:
         """
         budget = float("inf") if max_bytes is None else max(int(max_bytes), 1)
         consumed = 0
+        if self.dead and self.sniffed_at is not None and size > self.sniffed_at:
+            self.dead = False  # judged on too few bytes: judge again on what is there now
         while not self.dead and consumed < budget:
             if self._bad is not None:
                 block = self._resync(pread, size, budget - consumed)
@@ -254,11 +262,18 @@ class RecordFramer:
         # Garbage at byte 0: an event file with a damaged head still has verifiable records
         # right after it; anything else (text, another format) is not an event file.
         block = self._resync(pread, size, _SNIFF_BYTES)
+        said = self.sniffed_at is not None
         if self._bad is None or self._bad.pending:  # a record found, or one still landing
+            self.sniffed_at = None
             return block
         self._bad = None
         self.dead = True
+        self.sniffed_at = size if size < _SNIFF_BYTES + HEADER_BYTES else None
+        if said:  # judged again on more bytes, same verdict: already reported
+            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
         what = "length CRC mismatch" if not header_ok else f"record length {length}"
+        if self.sniffed_at is not None:
+            what += f", in the {size} bytes written so far; judged again if it grows"
         return RecordBlock(
             b"", _EMPTY, _EMPTY, _EMPTY, 0,
             [FramingProblem(0, "not_event_file", f"first record does not frame ({what})")],

@@ -425,3 +425,29 @@ def test_run_deeper_than_path_max_is_read_and_alerted(tmp_path) -> None:
     watch = tbmon("watch", logdir, "--once", "--no-state", "--format", "jsonl")
     lines = [json.loads(line) for line in watch.stdout.splitlines()]
     assert any(x["type"] == "alert" and x["kind"] == "divergence" and x["run"] == run for x in lines)
+
+
+def test_damaged_head_judged_on_a_few_bytes_is_judged_again_as_the_file_grows(tmp_path) -> None:
+    """The fuzzer's finding: a file whose first 2 KB are garbage, seen by a watcher when only
+    1 KB exists, was declared "not an event file" for good and its records (a NaN) never read."""
+    source = write_scalars(tmp_path / "w", {"loss": losses(40, nan_at=30)})
+    garbage = np.random.default_rng(5).integers(1, 256, 2000, dtype=np.uint8).tobytes()
+    data = garbage + source.read_bytes()
+    live = tmp_path / "run" / source.name
+    live.parent.mkdir()
+    reader = EventFileReader(live)
+    kinds, steps = [], []
+    for cut in (1000, 1500, len(data)):
+        live.write_bytes(data[:cut])
+        chunk = reader.read_new()
+        kinds += [p.kind for p in chunk.problems]
+        steps += [int(x) for s in chunk.scalars for x in s.step]
+    assert steps == list(range(40))
+    assert kinds.count("not_event_file") <= 1 and kinds[-1] == "bad_length_crc"
+    assert reader.health.is_event_file
+    state = json.loads(json.dumps(reader.state_dict()))  # a restarted watcher keeps reading
+    more = write_scalars(tmp_path / "w2", {"loss": losses(5)}, first_step=40).read_bytes()
+    live.write_bytes(data + more[records(more)[1][0] :])
+    resumed = EventFileReader(live)
+    resumed.load_state_dict(state)
+    assert [int(x) for s in resumed.read_new().scalars for x in s.step] == list(range(40, 45))
