@@ -219,11 +219,16 @@ class RecordFramer:
         if self.check_crc:
             bad = _bad_data_crc(buf, u8, starts, lengths)
             if bad.any():
-                # A bad record followed by a verified one is plain damage: skip exactly it.
-                # Bad records after the last good one may be torn (their announced length
-                # swallows what follows) or still landing: the region scan decides.
+                # A bad record is plain damage, skipped exactly, unless it may be torn: its
+                # announced length swallows what follows. That is possible when no verified
+                # record follows it yet (or it is still landing), or when a plausible header
+                # starts inside its extent (a torn record's announced end can fall exactly on
+                # a later record's start). The region scan decides those.
                 good = np.flatnonzero(~bad)
                 cut = int(good[-1]) + 1 if good.size else 0
+                suspect = _headers_inside(u8, starts[:cut][bad[:cut]], lengths[:cut][bad[:cut]], self.max_record_bytes)
+                if suspect.any():
+                    cut = int(np.flatnonzero(bad[:cut])[np.argmax(suspect)])
                 if cut < starts.size:
                     at = pos + int(starts[cut])
                     self._bad = _BadRegion("record", at, at + 1, at + OVERHEAD_BYTES + int(lengths[cut]))
@@ -479,6 +484,15 @@ def _plausible_headers(u8: np.ndarray, max_length: int) -> np.ndarray:
 def _resync_message(kind: str, skipped: int) -> str:
     what = "length CRC mismatch" if kind == "bad_length_crc" else "absurd record length"
     return f"{what}; skipped {skipped} bytes to the next valid record"
+
+
+def _headers_inside(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """Per record: does a plausible record header start strictly inside it? One vectorised
+    scan of the buffer, however many records are asked about."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=bool)
+    heads = _plausible_headers(u8, max_length)
+    return np.searchsorted(heads, starts + 1) < np.searchsorted(heads, starts + OVERHEAD_BYTES + lengths)
 
 
 def _bad_data_problem(offset: int, length: int) -> FramingProblem:

@@ -451,3 +451,31 @@ def test_damaged_head_judged_on_a_few_bytes_is_judged_again_as_the_file_grows(tm
     resumed = EventFileReader(live)
     resumed.load_state_dict(state)
     assert [int(x) for s in resumed.read_new().scalars for x in s.step] == list(range(40, 45))
+
+
+def test_torn_record_whose_announced_end_lands_on_a_record_boundary_loses_nothing(tmp_path) -> None:
+    """The fuzzer's finding: a torn 9 KB histogram record followed by equal-size scalar records
+    announces an end that, for 1 in ~46 tear points, falls exactly on an appended record's
+    start. The record there verifies, so the torn one looked like plain damage and was skipped
+    whole, with the 20 appended records inside it."""
+    first_dir = tmp_path / "w1"
+    first_dir.mkdir()
+    writer = SummaryWriter(str(first_dir))
+    writer.add_scalar("loss", 1.0, 0)
+    writer.add_histogram("grad/w", np.random.default_rng(0).normal(size=10_000), 1)
+    writer.close()
+    (first,) = first_dir.iterdir()
+    head = first.read_bytes()
+    torn_at, torn_size = records(head)[-1]
+    resumed = write_scalars(tmp_path / "w2", {"loss": losses(60, nan_at=50, start=0.5)}, first_step=2)
+    tail = resumed.read_bytes()
+    appended = records(tail)[1:]
+    size = appended[0][1]
+    assert all(s == size for _, s in appended[:30])  # tensorboardX: equal-size scalar records
+    keep = torn_size - 20 * size  # the announced end is the 21st appended record's start
+    path = tmp_path / "run" / first.name
+    path.parent.mkdir()
+    path.write_bytes(head[: torn_at + keep] + tail[appended[0][0] :])
+    points, problems = read_all(path)
+    assert [s for s, _ in points["loss"]] == [0, *range(2, 62)]
+    assert [p.kind for p in problems] == ["torn_record"]
