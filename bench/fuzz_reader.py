@@ -30,10 +30,12 @@ saved under ``bench/out/fuzz/<target>/``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
 import random
+import shutil
 import struct
 import sys
 import tempfile
@@ -76,6 +78,7 @@ class FramerTarget:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="tbmon-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.path = self.dir / "events.out.tfevents.1.fuzz"
+        atexit.register(self.close)
         self.damaged_points = 0  # damaged files whose points differ piecewise
         self.damaged_problems = 0  # ... whose points agree and only the problems listed differ
         self.runs = 0
@@ -112,6 +115,9 @@ class FramerTarget:
             if self.damaged_points <= 20:  # kept for a look: bench/out/fuzz/framer/damaged-*
                 OUT.joinpath("framer").mkdir(parents=True, exist_ok=True)
                 OUT.joinpath("framer", f"damaged-{os.getpid()}-{self.damaged_points:02d}").write_bytes(data)
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def summary(self) -> str:
         return (f"damaged files whose points differ piecewise: {self.damaged_points}; "
@@ -315,6 +321,8 @@ def run_atheris(target, seeds: list[bytes], seconds: int, out: Path) -> None:
         target(data)
         if time.monotonic() - started > seconds:  # libFuzzer may overrun on a slow input
             print(f"#done {target.runs} inputs in {time.monotonic() - started:.0f} s; {target.summary()}", flush=True)
+            if hasattr(target, "close"):
+                target.close()
             os._exit(0)
 
     atheris.Setup(args, one)
