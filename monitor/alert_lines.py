@@ -33,6 +33,7 @@ def problem_record(problem: ReadProblem, logdir: str) -> dict[str, Any]:
         "kind": problem.kind,
         "offset": problem.offset,
         "skipped_bytes": problem.skipped_bytes,
+        "count": problem.count,
         "message": problem.message,
     }
 

@@ -16,9 +16,11 @@ on the first value of a tag; the cache is part of the reader's saved state.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import math
+import struct
 import sys
 from dataclasses import dataclass, field
 
@@ -44,6 +46,18 @@ _MAX_TENSOR_ELEMENTS = 1 << 20
 _DT_BFLOAT16 = 14
 _DT_HALF = 19
 _INT_VAL_DTYPES = {3, 4, 5, 6, 17}
+MAX_TAG_CHARS = 512
+"""Longer tags are cut (see :func:`bounded_tag`); real tags are far shorter (< 200)."""
+
+
+def bounded_tag(tag: str) -> str:
+    """``tag``, or its first :data:`MAX_TAG_CHARS` characters plus a marker with the full
+    length and a digest of the whole tag (distinct long tags stay distinct). A 20 MB tag
+    would otherwise be copied into every state save, alert, report line and plot name."""
+    if len(tag) <= MAX_TAG_CHARS:
+        return tag
+    digest = hashlib.blake2b(tag.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    return f"{tag[:MAX_TAG_CHARS]}…[{len(tag)} chars, #{digest}]"
 
 
 def _load_event_class() -> type:
@@ -148,6 +162,10 @@ class EventDecoder:
         self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, first_seq: int
     ) -> DecodedBlock:
         """Decode records ``buf[starts[i]:starts[i]+lengths[i]]``; seq numbers start at ``first_seq``."""
+        with np.errstate(invalid="ignore"):  # a signalling NaN in a file is data, not a warning
+            return self._decode(buf, starts, lengths, first_seq)
+
+    def _decode(self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, first_seq: int) -> DecodedBlock:
         n = int(starts.shape[0])
         u8 = np.frombuffer(buf, dtype=np.uint8)
         if n >= _FAST_PATH_MIN_RECORDS:
@@ -182,6 +200,14 @@ class EventDecoder:
 
     def _decode_one(self, record: memoryview, r: int, acc: _SlowValues) -> int:
         """Decode one record with upb into ``acc``; returns how many values it yielded."""
+        if len(record) >= BIG_RECORD_BYTES and (big := _big_histogram(record)) is not None:
+            tag, point = big
+            tag = bounded_tag(tag)
+            self.kinds.setdefault(tag, HISTOGRAM)
+            point.tag_id = self.tag_id(tag)
+            acc.histograms.append(point)
+            acc.hist_pos.append((r, 0))
+            return 1
         try:
             ev = _Event.FromString(record)
         except DecodeError as exc:  # valid CRC, but not an Event
@@ -194,16 +220,17 @@ class EventDecoder:
             return 0
         k = 0
         for v in ev.summary.value:
-            kind, payload = self._classify(v)
+            tag = bounded_tag(v.tag)
+            kind, payload = self._classify(v, tag)
             if kind == SCALAR:
                 acc.rec.append(r)
                 acc.k.append(k)
-                acc.tag.append(self.tag_id(v.tag))
+                acc.tag.append(self.tag_id(tag))
                 acc.step.append(ev.step)
                 acc.wall.append(ev.wall_time)
                 acc.value.append(payload)
             elif kind == HISTOGRAM:
-                payload.tag_id = self.tag_id(v.tag)
+                payload.tag_id = self.tag_id(tag)
                 payload.step, payload.wall_time = ev.step, ev.wall_time
                 acc.histograms.append(payload)
                 acc.hist_pos.append((r, k))
@@ -253,13 +280,13 @@ class EventDecoder:
                 continue
             self.kinds.setdefault(tag, SCALAR)
             lut[g] = self.tag_id(tag)
-            self._known.add(int(h[row]), int(lut[g]), length, mat[row])
+        ok = lut >= 0
+        self._known.add(h[first[ok]], lut[ok], tag_len[first[ok]], mat[first[ok]])
         return np.where(same, lut[inverse], -1)
 
     # -- slow path ---------------------------------------------------------------------
-    def _classify(self, v) -> tuple[str, object]:
-        """Kind of one Summary.Value and its decoded payload (None for kinds we drop)."""
-        tag = v.tag
+    def _classify(self, v, tag: str) -> tuple[str, object]:
+        """Kind of one Summary.Value (named ``tag``, bounded) and its payload (None for kinds we drop)."""
         kind = self.kinds.get(tag)
         which = v.WhichOneof("value")
         if kind is None and v.HasField("metadata"):
@@ -372,41 +399,147 @@ def _typed_values(t, dtype: int) -> np.ndarray | None:
     return None
 
 
+# -- big histogram records without copies ------------------------------------------------
+
+BIG_RECORD_BYTES = 1 << 20
+"""Records this large that hold one plain ``HistogramProto`` are decoded by
+:func:`_big_histogram`: upb would hold the parsed message and numpy a copy of its buckets
+beside the record's own bytes, 3x the record (a 500 MB record: 1.5 GB)."""
+
+_VARINT, _FIXED64, _LEN = 0, 1, 2
+_F64 = struct.Struct("<d")
+
+
+def _big_histogram(record: memoryview) -> tuple[str, HistogramPoint] | None:
+    """``(tag, point)`` of an Event holding exactly one ``histo`` value and nothing else,
+    with the buckets as zero-copy read-only views of ``record``; None for any other layout
+    (upb decides those, so results never differ: the fuzz target compares both)."""
+    event = _fields(record, {1: _FIXED64, 2: _VARINT, 5: _LEN})
+    if event is None or 5 not in event:
+        return None
+    summary = _fields(record[event[5][0] : event[5][1]], {1: _LEN})
+    if summary is None or 1 not in summary:
+        return None
+    base = event[5][0]
+    value = _fields(record[base + summary[1][0] : base + summary[1][1]], {1: _LEN, 5: _LEN})
+    if value is None or 5 not in value:
+        return None
+    vbase = base + summary[1][0]
+    try:
+        tag = str(record[vbase + value[1][0] : vbase + value[1][1]], "utf-8") if 1 in value else ""
+    except UnicodeDecodeError:
+        return None
+    hbase = vbase + value[5][0]
+    histo = _fields(record[hbase : vbase + value[5][1]], {1: _FIXED64, 2: _FIXED64, 3: _FIXED64, 4: _FIXED64, 5: _FIXED64, 6: _LEN, 7: _LEN})
+    if histo is None:
+        return None
+    arrays = []
+    for field_number in (6, 7):
+        a, b = histo.get(field_number, (0, 0))
+        if (b - a) % 8:
+            return None
+        arrays.append(np.frombuffer(record, "<f8", (b - a) // 8, hbase + a))
+    if arrays[0].shape != arrays[1].shape:
+        return None  # upb's path drops it as malformed, and reports nothing
+    moments = [_F64.unpack_from(record, hbase + histo[f][0])[0] if f in histo else 0.0 for f in (1, 2, 3, 4, 5)]
+    wall = _F64.unpack_from(record, event[1][0])[0] if 1 in event else 0.0
+    step = event[2][0] if 2 in event else 0
+    return tag, HistogramPoint(-1, -1, step, wall, *moments, *arrays)
+
+
+def _fields(buf: memoryview, allowed: dict[int, int]) -> dict[int, tuple[int, int]] | None:
+    """Each field of a message once: number → (start, end) of its payload (a varint field:
+    (value, 0)). None if the message has any other field, wire type, repeat or overrun."""
+    out: dict[int, tuple[int, int]] = {}
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        if key is None:
+            return None
+        number, wire = key >> 3, key & 7
+        if allowed.get(number) != wire or number in out:
+            return None
+        if wire == _VARINT:
+            value, pos = _varint(buf, pos)
+            if value is None:
+                return None
+            out[number] = (value - (1 << 64) if value >= 1 << 63 else value, 0)
+            continue
+        size = 8
+        if wire == _LEN:
+            size, pos = _varint(buf, pos)
+            if size is None:
+                return None
+        if pos + size > end:
+            return None
+        out[number] = (pos, pos + size)
+        pos += size
+    return out
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int | None, int]:
+    """A protobuf varint at ``pos`` (at most 10 bytes, 64 bits) and the position after it."""
+    value = shift = 0
+    for i in range(pos, min(pos + 10, len(buf))):
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (value if value < 1 << 64 else None), i + 1
+        shift += 7
+    return None, pos
+
+
 # -- vectorised matcher for the common simple_value record -----------------------------
 
 
 class _KnownTags:
     """Hash → tag id of tags the fast path has confirmed, so later blocks map their tags
-    with a binary search instead of a sort. Every hit is re-verified byte-for-byte."""
+    with a binary search instead of a sort. Every hit is re-verified byte-for-byte.
+
+    Kept as a few sorted runs of geometrically decreasing size (a log-structured merge): a
+    block's new tags become one run, and runs of similar size are merged, so each tag is
+    copied O(log n) times in all. (One ``np.insert`` per new tag was O(n) per tag: 100,000
+    tags cost minutes.) Lookups search every run; ordinary logs have one.
+    """
 
     _WORDS = 16  # fast-path tags are < 128 bytes (one-byte length varints)
 
     def __init__(self) -> None:
-        self.hashes = np.empty(0, dtype=np.uint64)  # sorted
-        self.ids = np.empty(0, dtype=np.int32)
-        self.lengths = np.empty(0, dtype=np.int64)
-        self.words = np.zeros((0, self._WORDS), dtype=np.uint64)
+        self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # hashes, ids, lengths, words
 
     def lookup(self, h: np.ndarray, words: np.ndarray, tag_len: np.ndarray) -> np.ndarray:
         """Tag id per row, or -1 when the row's tag is not (provably) a known one."""
-        if self.hashes.size == 0:
-            return np.full(h.shape, -1, dtype=np.int32)
-        pos = np.minimum(np.searchsorted(self.hashes, h), self.hashes.size - 1)
-        hit = (self.hashes[pos] == h) & (self.lengths[pos] == tag_len)
-        # Equal lengths and zero padding on both sides: comparing the row's words suffices.
-        hit &= (self.words[pos, : words.shape[1]] == words).all(axis=1)
-        return np.where(hit, self.ids[pos], -1).astype(np.int32)
+        ids = np.full(h.shape, -1, dtype=np.int32)
+        for hashes, run_ids, lengths, run_words in self._runs:
+            pos = np.minimum(np.searchsorted(hashes, h), hashes.size - 1)
+            hit = (hashes[pos] == h) & (lengths[pos] == tag_len)
+            # Equal lengths and zero padding on both sides: comparing the row's words suffices.
+            hit &= (run_words[pos, : words.shape[1]] == words).all(axis=1)
+            ids = np.where(hit, run_ids[pos], ids)
+        return ids
 
-    def add(self, h: int, tag_id: int, length: int, row: np.ndarray) -> None:
-        at = int(np.searchsorted(self.hashes, np.uint64(h)))
-        if at < self.hashes.size and int(self.hashes[at]) == h:
-            return  # a colliding tag keeps taking the (always verified) unique() route
-        padded = np.zeros(self._WORDS * 8, dtype=np.uint8)
-        padded[: row.size] = row
-        self.hashes = np.insert(self.hashes, at, np.uint64(h))
-        self.ids = np.insert(self.ids, at, tag_id)
-        self.lengths = np.insert(self.lengths, at, length)
-        self.words = np.insert(self.words, at, padded.view("<u8"), axis=0)
+    def add(self, h: np.ndarray, tag_ids: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> None:
+        """Cache confirmed tags (``rows``: their bytes, zero-padded). A hash already cached
+        (a collision) is not added: such a tag keeps taking the verified unique() route."""
+        h = np.asarray(h, dtype=np.uint64)
+        h, first = np.unique(h, return_index=True)
+        fresh = np.ones(h.shape, dtype=bool)
+        for hashes, *_ in self._runs:
+            pos = np.minimum(np.searchsorted(hashes, h), hashes.size - 1)
+            fresh &= hashes[pos] != h
+        if not fresh.any():
+            return
+        keep = first[fresh]
+        words = np.zeros((keep.size, self._WORDS * 8), dtype=np.uint8)
+        words[:, : rows.shape[1]] = rows[keep]
+        run = (h[fresh], np.asarray(tag_ids, np.int32)[keep], np.asarray(lengths, np.int64)[keep], words.view("<u8"))
+        self._runs.append(run)
+        while len(self._runs) > 1 and self._runs[-2][0].size <= 2 * self._runs[-1][0].size:
+            newer = self._runs.pop()
+            older = self._runs.pop()
+            merged = [np.concatenate([a, b]) for a, b in zip(older, newer)]
+            order = np.argsort(merged[0], kind="stable")
+            self._runs.append(tuple(col[order] for col in merged))
 
 
 @dataclass

@@ -19,6 +19,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from tbmon.monitor import longpath
+
 EVENT_FILE_MARKER = "tfevents"
 IGNORED_SUFFIXES = (".profile-empty",)
 _DIGITS = re.compile(r"(\d+)")
@@ -119,31 +121,31 @@ def discover(logdir: str | os.PathLike[str], start: str | os.PathLike[str] | Non
     while stack:
         directory = stack.pop()
         try:
-            identity = os.stat(directory)
+            identity = longpath.stat_path(directory)
         except OSError:
             continue  # vanished between listing and visiting, or a dangling link
         key = (identity.st_dev, identity.st_ino)
         if key in seen:
             continue  # symlink loop, or a second link to a directory already walked
         seen.add(key)
+        files: list[str] = []
+        subdirs: list[str] = []
         try:
-            with os.scandir(directory) as entries:
-                listing = list(entries)
+            with longpath.scandir(directory) as entries:  # a run deeper than PATH_MAX too
+                for entry in entries:
+                    path = os.path.join(directory, entry.name)
+                    try:
+                        if entry.is_dir():  # follows symlinks
+                            subdirs.append(path)
+                        elif is_event_file_name(entry.name) and entry.is_file():
+                            files.append(path)
+                    except OSError:
+                        continue
         except FileNotFoundError:
             continue
         except OSError:
             unreadable.append(directory)
             continue
-        files: list[str] = []
-        subdirs: list[str] = []
-        for entry in listing:
-            try:
-                if entry.is_dir():  # follows symlinks
-                    subdirs.append(entry.path)
-                elif is_event_file_name(entry.name) and entry.is_file():
-                    files.append(entry.path)
-            except OSError:
-                continue
         if files:
             runs.append(make_run_dir(root, directory, files))
         # Reverse so the stack pops subdirectories in name order.

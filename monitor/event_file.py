@@ -3,14 +3,16 @@
 Each :meth:`EventFileReader.read_new` opens the file, reads only the complete records added
 since the previous call, closes it again (thousands of files never hold thousands of
 handles), and returns a :class:`FileChunk` of per-tag numpy series. Nothing a file can
-contain makes it raise: defects become :class:`ReadProblem` s, each reported once.
+contain makes it raise: defects become :class:`ReadProblem` s, each reported once. Damage that
+can repeat record after record (20,000 undecodable records) is listed once per file with a
+count; every occurrence is counted in :attr:`EventFileReader.health`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,17 +22,24 @@ from tbmon.monitor.records import RecordBlock, RecordFramer
 from tbmon.monitor.storage import LOCAL_FILES, Files, FileStat, OpenFile
 
 _FINGERPRINT_BYTES = 64
+REPEATABLE_KINDS = frozenset({"bad_data_crc", "bad_length_crc", "too_large", "torn_record", "bad_proto"})
+"""Problem kinds a file can hold any number of: the first is listed, the rest counted."""
 
 
 @dataclass(frozen=True)
 class ReadProblem:
-    """A defect found in a file; ``offset`` is where it starts, ``skipped_bytes`` what was lost."""
+    """A defect found in a file; ``offset`` is where it starts, ``skipped_bytes`` what was lost.
+
+    ``count`` > 1: this problem stands for that many of its kind in the file (the first one's
+    offset and message; ``skipped_bytes`` summed), see :data:`REPEATABLE_KINDS`.
+    """
 
     path: str
     offset: int
     kind: str
     message: str
     skipped_bytes: int = 0
+    count: int = 1
 
 
 @dataclass
@@ -84,6 +93,8 @@ class EventFileReader:
         self._stat_key: tuple | None = None
         self._missing: str | None = None  # "deleted"/"unreadable" already reported
         self.health = FileHealth()
+        self._listed: dict[str, ReadProblem] = {}  # repeatable kind -> its first occurrence
+        self._skipped: dict[str, int] = {}  # repeatable kind -> bytes skipped, all occurrences
 
     @property
     def offset(self) -> int:
@@ -133,6 +144,9 @@ class EventFileReader:
         self._decoder = EventDecoder(kinds)
         self._stat_key = None
         self.health = health
+        # Kinds listed before the restart are not listed again (their first one is not kept).
+        self._listed = {kind: ReadProblem(str(self.path), -1, kind, "") for kind in health.problems}
+        self._skipped = {}
 
     # -- reading -----------------------------------------------------------------------
     def read_new(self, max_bytes: int | None = None) -> FileChunk:
@@ -236,6 +250,7 @@ class EventFileReader:
         problems.append(ReadProblem(self.path, 0, "rewritten", f"{reason}; reading again from the start"))
         self._framer.reset()
         self._fingerprint = b""
+        self._listed, self._skipped = {}, {}  # a new file: its damage is news again
         self.health.is_event_file = None
         return True
 
@@ -273,13 +288,43 @@ class EventFileReader:
         if problem.kind == "not_event_file":
             h.is_event_file = False
 
+    def counted(self, kind: str, *, final: bool) -> ReadProblem | None:
+        """The listed problem of a repeatable ``kind`` with every occurrence so far counted
+        (``final``: no more reading follows, as in a one-shot report)."""
+        first = self._listed.get(kind)
+        count = self.health.problems.get(kind, 0)
+        if first is None or first.offset < 0 or count == 0:
+            return None
+        message = first.message
+        if count > 1:
+            so_far = "" if final else " so far (later ones are counted, not listed)"
+            message += f" [{count} such problems in this file{so_far}]"
+        return replace(first, message=message, count=count, skipped_bytes=self._skipped.get(kind, 0))
+
+    def _list_once(self, problems: list[ReadProblem]) -> list[ReadProblem]:
+        """Repeatable problems: the first of each kind is listed, with this call's count."""
+        out: list[ReadProblem] = []
+        new: list[str] = []
+        for p in problems:
+            if p.kind not in REPEATABLE_KINDS:
+                out.append(p)
+                continue
+            self._skipped[p.kind] = self._skipped.get(p.kind, 0) + p.skipped_bytes
+            if p.kind not in self._listed:
+                self._listed[p.kind] = p
+                new.append(p.kind)
+                out.append(p)
+        listed = {kind: self.counted(kind, final=False) for kind in new}
+        return [listed[p.kind] if p.kind in listed else p for p in out]
+
     def _finish(self, out: _ChunkBuilder) -> FileChunk:
         h = self.health
         h.records += out.records
         h.bytes_read += out.bytes
         for p in out.problems:
             self._count(p)
-        if out.records and h.is_event_file is None and not self._framer.dead:
+        out.problems = self._list_once(out.problems)
+        if out.records and not self._framer.dead:  # also after a premature "not an event file"
             h.is_event_file = True
         return out.build(self._decoder.tags)
 

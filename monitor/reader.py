@@ -32,7 +32,7 @@ import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.discovery import RunDir, file_order_key, is_event_file_name, make_run_dir, named_run_dir
-from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
+from tbmon.monitor.event_file import REPEATABLE_KINDS, EventFileReader, FileChunk, ReadProblem
 from tbmon.monitor.frames import frames, join_histograms, join_scalars, wide_scalars
 from tbmon.monitor.storage import Logdir, open_logdir
 
@@ -494,6 +494,14 @@ class LogdirReader:
             if chunk.bytes < READ_CHUNK_BYTES:
                 return
 
+    def _with_file_total(self, problem: ReadProblem) -> ReadProblem:
+        """A repeatable problem, listed once per file, with every occurrence in the file counted."""
+        run = self._runs.get(self._file_run.get(problem.path, ""))
+        file = run.files.get(problem.path) if run is not None else None
+        if file is None or problem.kind not in REPEATABLE_KINDS:
+            return problem
+        return file.counted(problem.kind, final=True) or problem
+
     # -- persistence --------------------------------------------------------------------
     def state_dict(self) -> dict:
         """JSON-serialisable: offsets and bookkeeping, never data points."""
@@ -578,6 +586,7 @@ def read(
     reader = LogdirReader(root, check_crc=check_crc)
     reader.store.check()
     polled = reader._poll(None, None if progress is None else _Progress(progress), keep_run)
+    polled.problems = [reader._with_file_total(p) for p in polled.problems]
     chosen = {name: run for name, run in reader._runs.items() if keep_run is None or keep_run(name)}
     for run in chosen.values():  # the writers are done, as far as a one-shot read knows
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]

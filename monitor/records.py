@@ -16,6 +16,11 @@ Why it is built this way:
   is followed by a resync scan to the next record whose header *and* data CRC verify.
   A bad region that reaches the end of the file is treated like a partial record (a torn
   write may still be filled in), so nothing is declared lost until valid data follows it.
+- Torn records: a record whose header verifies but which is cut short (a job killed while
+  writing it, then resumed by appending) announces a length that swallows the records after
+  it. A record that is incomplete, or complete with a bad data CRC, and not followed by a
+  verified record is therefore scanned like a bad region: a verifiable record starting
+  inside its announced extent proves the tear, and reading resumes there.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ class FramingProblem:
     """A framing defect at an absolute file offset (reported once, when resolved)."""
 
     offset: int
-    kind: str  # "bad_length_crc" | "bad_data_crc" | "too_large" | "not_event_file"
+    kind: str  # "bad_length_crc" | "bad_data_crc" | "too_large" | "torn_record" | "not_event_file"
     message: str
     skipped_bytes: int = 0
 
@@ -95,16 +100,24 @@ class RecordBlock:
 
 @dataclass
 class _BadRegion:
-    """An unresolved run of bytes that does not frame, starting at ``start``."""
+    """An unresolved run of bytes that does not frame, starting at ``start``.
+
+    ``kind`` "record": a header that verifies, whose record is incomplete or fails its data
+    CRC, announcing a record ending at ``claimed_end``; what it was (a record still landing,
+    a damaged record, a torn one) is decided by where the next valid record starts.
+    """
 
     kind: str
     start: int
-    scan_from: int  # positions in [start+1, scan_from) are known not to start a valid record
+    scan_from: int  # positions in [start+1, scan_from) start no valid record, except pending
+    claimed_end: int = 0
+    pending: list[int] = field(default_factory=list)  # plausible headers, record not complete yet
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
 _SCAN_BYTES = 1 << 20  # resync scans garbage in 1 MiB windows: bounded temporaries
 _SNIFF_BYTES = 64 << 10  # how far past a bad byte 0 we look for a record before giving up
+_MAX_PENDING = 64  # incomplete candidates a bad region remembers (real ones: one, at its end)
 
 
 class RecordFramer:
@@ -125,23 +138,34 @@ class RecordFramer:
         self.block_bytes = max(block_bytes, 64)
         self.offset = 0
         self.dead = False  # set when the file turns out not to be an event file
+        # Size of a file declared dead on fewer bytes than a sniff looks at (a live file with
+        # a damaged head): it is judged again, silently, once it has grown.
+        self.sniffed_at: int | None = None
         self._bad: _BadRegion | None = None
 
     # -- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
-        bad = None if self._bad is None else [self._bad.kind, self._bad.start, self._bad.scan_from]
-        return {"offset": self.offset, "dead": self.dead, "bad": bad}
+        b = self._bad
+        bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end, list(b.pending)]
+        return {"offset": self.offset, "dead": self.dead, "bad": bad, "sniffed_at": self.sniffed_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.offset = int(state["offset"])
         self.dead = bool(state.get("dead", False))
+        sniffed = state.get("sniffed_at")
+        self.sniffed_at = None if sniffed is None else int(sniffed)
         bad = state.get("bad")
-        self._bad = None if bad is None else _BadRegion(str(bad[0]), int(bad[1]), int(bad[2]))
+        if bad is None:
+            self._bad = None
+        else:
+            pending = [int(x) for x in bad[4]] if len(bad) > 4 else []
+            self._bad = _BadRegion(str(bad[0]), *(int(x) for x in bad[1:4]), pending[:_MAX_PENDING])
 
     def reset(self) -> None:
         """Forget everything: the file was rewritten and is read again from byte 0."""
         self.offset = 0
         self.dead = False
+        self.sniffed_at = None
         self._bad = None
 
     # -- reading -----------------------------------------------------------------------
@@ -156,6 +180,8 @@ class RecordFramer:
         """
         budget = float("inf") if max_bytes is None else max(int(max_bytes), 1)
         consumed = 0
+        if self.dead and self.sniffed_at is not None and size > self.sniffed_at:
+            self.dead = False  # judged on too few bytes: judge again on what is there now
         while not self.dead and consumed < budget:
             if self._bad is not None:
                 block = self._resync(pread, size, budget - consumed)
@@ -193,24 +219,26 @@ class RecordFramer:
         if self.check_crc:
             bad = _bad_data_crc(buf, u8, starts, lengths)
             if bad.any():
-                last = starts.size - 1
-                if bad[last] and pos + end == size:
-                    # The last record ends exactly at EOF with a bad CRC: maybe a torn
-                    # write still landing. Hold it back; decide when more bytes follow.
-                    end = int(starts[last])
-                    bad = bad[:last]
-                    starts, lengths = starts[:last], lengths[:last]
+                # A bad record is plain damage, skipped exactly, unless it may be torn: its
+                # announced length swallows what follows. That is possible when no verified
+                # record follows it yet (or it is still landing), or when a plausible header
+                # starts inside its extent (a torn record's announced end can fall exactly on
+                # a later record's start). The region scan decides those.
+                good = np.flatnonzero(~bad)
+                cut = int(good[-1]) + 1 if good.size else 0
+                suspect = _headers_inside(u8, starts[:cut][bad[:cut]], lengths[:cut][bad[:cut]], self.max_record_bytes)
+                if suspect.any():
+                    cut = int(np.flatnonzero(bad[:cut])[np.argmax(suspect)])
+                if cut < starts.size:
+                    at = pos + int(starts[cut])
+                    self._bad = _BadRegion("record", at, at + 1, at + OVERHEAD_BYTES + int(lengths[cut]))
+                    end = int(starts[cut])
+                    bad, starts, lengths = bad[:cut], starts[:cut], lengths[:cut]
                 for i in np.flatnonzero(bad):
-                    problems.append(
-                        FramingProblem(
-                            pos + int(starts[i]),
-                            "bad_data_crc",
-                            f"data CRC mismatch in a {int(lengths[i])}-byte record; record skipped",
-                        )
-                    )
+                    problems.append(_bad_data_problem(pos + int(starts[i]), int(lengths[i])))
                 keep = ~bad
         if end == 0:
-            return None
+            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)  # a region scan follows
         self.offset = pos + end
         offsets = starts + pos
         data_starts = starts + HEADER_BYTES
@@ -225,12 +253,13 @@ class RecordFramer:
         length = _U64.unpack_from(buf, 0)[0]
         header_ok = _U32.unpack_from(buf, 8)[0] == masked_crc(memoryview(buf)[:8])
         if header_ok and length <= self.max_record_bytes:
-            if pos + OVERHEAD_BYTES + length > size:
-                return None  # partial record at EOF: wait for the writer
-            big = pread(pos, OVERHEAD_BYTES + length)  # one plausible record > block size
-            if len(big) < OVERHEAD_BYTES + length:
-                return None
-            return self._single(big, pos, length, size)
+            if pos + OVERHEAD_BYTES + length <= size:
+                big = pread(pos, OVERHEAD_BYTES + length)  # one plausible record > block size
+                if len(big) == OVERHEAD_BYTES + length:
+                    return self._single(big, pos, length)
+            # Incomplete (or bad, see _single): still landing, or torn. The scan decides.
+            self._bad = _BadRegion("record", pos, pos + 1, pos + OVERHEAD_BYTES + length)
+            return self._resync(pread, size, float("inf"))
         kind = "bad_length_crc" if not header_ok else "too_large"
         self._bad = _BadRegion(kind, pos, pos + 1)
         if pos > 0 or not any(buf[:HEADER_BYTES]):  # zeros at byte 0: maybe a torn write
@@ -238,11 +267,18 @@ class RecordFramer:
         # Garbage at byte 0: an event file with a damaged head still has verifiable records
         # right after it; anything else (text, another format) is not an event file.
         block = self._resync(pread, size, _SNIFF_BYTES)
-        if self._bad is None or self._plausible_at(pread, self._bad.scan_from):
+        said = self.sniffed_at is not None
+        if self._bad is None or self._bad.pending:  # a record found, or one still landing
+            self.sniffed_at = None
             return block
         self._bad = None
         self.dead = True
+        self.sniffed_at = size if size < _SNIFF_BYTES + HEADER_BYTES else None
+        if said:  # judged again on more bytes, same verdict: already reported
+            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
         what = "length CRC mismatch" if not header_ok else f"record length {length}"
+        if self.sniffed_at is not None:
+            what += f", in the {size} bytes written so far; judged again if it grows"
         return RecordBlock(
             b"", _EMPTY, _EMPTY, _EMPTY, 0,
             [FramingProblem(0, "not_event_file", f"first record does not frame ({what})")],
@@ -257,21 +293,16 @@ class RecordFramer:
             and _U32.unpack_from(head, 8)[0] == masked_crc(head[:8])
         )
 
-    def _single(self, rec: bytes, pos: int, length: int, size: int) -> RecordBlock | None:
+    def _single(self, rec: bytes, pos: int, length: int) -> RecordBlock:
         """One record read on its own (larger than a block)."""
         end = OVERHEAD_BYTES + length
-        one = np.array([HEADER_BYTES], dtype=np.int64)
         if self.check_crc and _U32.unpack_from(rec, HEADER_BYTES + length)[0] != masked_crc(
             memoryview(rec)[HEADER_BYTES : HEADER_BYTES + length]
         ):
-            if pos + end >= size:
-                return None  # may be a torn write still landing (see _frame_block)
-            self.offset = pos + end
-            problem = FramingProblem(
-                pos, "bad_data_crc", f"data CRC mismatch in a {length}-byte record; record skipped"
-            )
-            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, end, [problem])
+            self._bad = _BadRegion("record", pos, pos + 1, pos + end)  # damaged or torn: scan
+            return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
         self.offset = pos + end
+        one = np.array([HEADER_BYTES], dtype=np.int64)
         return RecordBlock(rec, one, np.array([length], dtype=np.int64), np.array([pos]), end)
 
     def _resync(
@@ -283,34 +314,44 @@ class RecordFramer:
         if self._record_verifies(pread, bad.start, size):
             self._bad = None  # the bytes were filled in since (torn write): nothing lost
             return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
+        # Candidates whose record was not complete when scanned (a record landing in pieces,
+        # or a false header claiming a length beyond EOF): the first to verify wins; one that
+        # never completes hides nothing, because scanning goes on past it.
+        for at in list(bad.pending):
+            verdict = self._candidate(pread, at, size)
+            if verdict:
+                return self._resolve(at)
+            if verdict is False:
+                bad.pending.remove(at)
         scanned = 0
         while bad.scan_from + HEADER_BYTES <= size and scanned < budget:
             base = bad.scan_from
-            buf = pread(base, int(min(_SCAN_BYTES, self.block_bytes, size - base)))
+            want = min(_SCAN_BYTES, self.block_bytes, size - base)
+            if base < bad.claimed_end:  # a damaged record's own extent first: O(its size)
+                want = min(want, bad.claimed_end + HEADER_BYTES - base)
+            buf = pread(base, int(want))
             if len(buf) < HEADER_BYTES:
                 return None
             u8 = np.frombuffer(buf, dtype=np.uint8)
-            cand = _plausible_headers(u8, min(self.max_record_bytes, size - base))
+            cand = _plausible_headers(u8, self.max_record_bytes)
             for q in cand.tolist():
                 verdict = self._candidate(pread, base + q, size)
-                if verdict is None:  # record not complete on disk yet: look again later
-                    bad.scan_from = base + q
-                    return None
                 if verdict:
-                    skipped = base + q - bad.start
-                    problem = FramingProblem(
-                        bad.start,
-                        bad.kind,
-                        _resync_message(bad.kind, skipped),
-                        skipped,
-                    )
-                    self._bad = None
-                    self.offset = base + q
-                    return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, skipped, [problem])
+                    return self._resolve(base + q)
+                if verdict is None and len(bad.pending) < _MAX_PENDING:
+                    bad.pending.append(base + q)  # not complete on disk yet: look again later
             advanced = len(buf) - HEADER_BYTES + 1
             bad.scan_from = base + advanced
             scanned += advanced
         return None
+
+    def _resolve(self, valid_at: int) -> RecordBlock:
+        """Close the bad region: reading resumes at the verified record at ``valid_at``."""
+        bad = self._bad
+        assert bad is not None
+        self._bad = None
+        self.offset = valid_at
+        return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, valid_at - bad.start, _region_problems(bad, valid_at))
 
     def _candidate(self, pread: Callable[[int, int], bytes], at: int, size: int) -> bool | None:
         """True if a full record at ``at`` verifies, False if not, None if not on disk yet."""
@@ -324,7 +365,11 @@ class RecordFramer:
         return _U32.unpack_from(rec, length)[0] == masked_crc(memoryview(rec)[:length])
 
     def _record_verifies(self, pread: Callable[[int, int], bytes], at: int, size: int) -> bool:
-        return self._plausible_at(pread, at) and bool(self._candidate(pread, at, size))
+        """Is the record at ``at`` complete and valid (its data CRC only if ``check_crc``)?"""
+        if not self._plausible_at(pread, at):
+            return False
+        verdict = self._candidate(pread, at, size)
+        return verdict is not None and (verdict or not self.check_crc)
 
 
 def _walk(buf: bytes) -> tuple[np.ndarray, int]:
@@ -439,3 +484,35 @@ def _plausible_headers(u8: np.ndarray, max_length: int) -> np.ndarray:
 def _resync_message(kind: str, skipped: int) -> str:
     what = "length CRC mismatch" if kind == "bad_length_crc" else "absurd record length"
     return f"{what}; skipped {skipped} bytes to the next valid record"
+
+
+def _headers_inside(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """Per record: does a plausible record header start strictly inside it? One vectorised
+    scan of the buffer, however many records are asked about."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=bool)
+    heads = _plausible_headers(u8, max_length)
+    return np.searchsorted(heads, starts + 1) < np.searchsorted(heads, starts + OVERHEAD_BYTES + lengths)
+
+
+def _bad_data_problem(offset: int, length: int) -> FramingProblem:
+    return FramingProblem(offset, "bad_data_crc", f"data CRC mismatch in a {length}-byte record; record skipped")
+
+
+def _region_problems(bad: _BadRegion, valid_at: int) -> list[FramingProblem]:
+    """What a bad region turned out to be, now that the next valid record starts at ``valid_at``."""
+    skipped = valid_at - bad.start
+    if bad.kind != "record":
+        return [FramingProblem(bad.start, bad.kind, _resync_message(bad.kind, skipped), skipped)]
+    length = bad.claimed_end - bad.start - OVERHEAD_BYTES
+    if valid_at < bad.claimed_end:  # a valid record inside the announced extent: torn
+        message = (
+            f"a record announcing {length} bytes is cut short by the next valid record after {skipped} "
+            f"bytes (a writer killed mid-record, then resumed?); skipped {skipped} bytes"
+        )
+        return [FramingProblem(bad.start, "torn_record", message, skipped)]
+    problems = [_bad_data_problem(bad.start, length)]
+    gap = valid_at - bad.claimed_end
+    if gap:
+        problems.append(FramingProblem(bad.claimed_end, "bad_length_crc", _resync_message("bad_length_crc", gap), gap))
+    return problems

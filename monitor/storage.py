@@ -17,6 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from tbmon.monitor import longpath
 from tbmon.monitor.discovery import Discovery, discover, is_event_file_name
 from tbmon.monitor.exit_codes import UsageError
 
@@ -112,7 +113,7 @@ class _LocalFile:
 
     def __init__(self, path: str) -> None:
         # O_NONBLOCK: a FIFO under an event-file name must not hang the reader.
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        self._fd = longpath.open_path(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
 
     def __enter__(self) -> _LocalFile:
         return self
@@ -136,7 +137,7 @@ class LocalFiles:
 
     def size(self, path: str) -> int | None:
         try:
-            return os.stat(path).st_size
+            return longpath.stat_path(path).st_size  # a run deeper than PATH_MAX too
         except OSError:
             return None
 

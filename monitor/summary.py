@@ -305,6 +305,7 @@ _PROBLEM_WORDS = {
     "bad_length_crc": ("corrupt region skipped", "corrupt regions skipped"),
     "too_large": ("oversized record skipped", "oversized records skipped"),
     "bad_proto": ("undecodable record skipped", "undecodable records skipped"),
+    "torn_record": ("torn record skipped", "torn records skipped"),
     "truncated": ("file ends in an incomplete record", "files end in an incomplete record"),
     "not_event_file": ("file is not an event file", "files are not event files"),
     "rewritten": ("file rewritten", "files rewritten"),
@@ -440,5 +441,6 @@ def problem_dict(problem: ReadProblem) -> dict[str, Any]:
             "kind": problem.kind,
             "message": problem.message,
             "skipped_bytes": problem.skipped_bytes,
+            "count": problem.count,
         }
     )

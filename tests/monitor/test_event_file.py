@@ -270,12 +270,33 @@ def test_known_tag_cache_never_confuses_colliding_tags() -> None:
 
     known = _KnownTags()
     row = np.frombuffer(b"loss\0\0\0\0", np.uint8)
-    known.add(42, 0, 4, row)
-    known.add(42, 1, 4, np.frombuffer(b"lost\0\0\0\0", np.uint8))  # same hash: not cached
+    known.add(np.array([42]), np.array([0]), np.array([4]), row[None, :])
+    known.add(np.array([42]), np.array([1]), np.array([4]), np.frombuffer(b"lost\0\0\0\0", np.uint8)[None, :])  # same hash: not cached
     words = np.stack([row, np.frombuffer(b"lost\0\0\0\0", np.uint8), row]).view("<u8")
     ids = known.lookup(np.array([42, 42, 7], np.uint64), words, np.array([4, 4, 4]))
     assert ids.tolist() == [0, -1, -1]  # only a byte-for-byte match with the right hash hits
 
+
+
+def test_known_tag_cache_finds_every_tag_added_one_block_at_a_time() -> None:
+    """Tags added one per block (a live tail's worst case) are all found, in O(log n) runs."""
+    from tbmon.monitor.decode import _KnownTags
+
+    known = _KnownTags()
+    names = [f"tag/{i:05d}".encode() for i in range(3000)]
+    rows = np.zeros((len(names), 16), np.uint8)
+    for i, name in enumerate(names):
+        rows[i, : len(name)] = np.frombuffer(name, np.uint8)
+    hashes = np.array([hash(n) & (2**64 - 1) for n in names], dtype=np.uint64)
+    lengths = np.array([len(n) for n in names])
+    for i in range(len(names)):
+        known.add(hashes[i : i + 1], np.array([i]), lengths[i : i + 1], rows[i : i + 1])
+    assert len(known._runs) <= 12
+    ids = known.lookup(hashes, rows.view("<u8"), lengths)
+    assert ids.tolist() == list(range(len(names)))
+    other = rows.copy()
+    other[:, 4] = ord("X")  # same hashes and lengths, other bytes: never a hit
+    assert (known.lookup(hashes, other.view("<u8"), lengths) == -1).all()
 
 # -- real corpus -----------------------------------------------------------------------
 
