@@ -88,11 +88,14 @@ def test_board_rows_show_progress_losses_and_status() -> None:
     assert "CRITICAL divergence bad train/loss step 2: divergence at step 2" in text
 
 
-def test_restored_alerts_count_on_rows_but_stay_out_of_the_feed() -> None:
+def test_restored_alerts_count_on_rows_and_show_in_the_feed_at_their_own_time() -> None:
+    """Issue 11 item 3: a restarted dashboard lost the alert messages raised before the restart."""
     board = Board(["/logs"], classify)
-    board.add_alert("/logs", alert("old", "overfitting", "warning", 5), replayed=True)
+    board.add_alert("/logs", alert("old", "overfitting", "warning", 5), replayed=True)  # wall_time 2000.0
     text = render(board)
-    assert "none yet" in text and "warning" in text
+    assert "none yet" not in text and re.search(r"old\s.*warning\s+1", text)
+    stamp = time.strftime("%H:%M:%S", time.localtime(2000.0))
+    assert f"{stamp} WARNING  overfitting old train/loss step 5: overfitting at step 5" in text
 
 
 def test_gradient_alert_names_the_gradient_cell_and_histograms_advance_step() -> None:
