@@ -59,7 +59,7 @@ def row_of(text: str, label: str) -> str:
 
 def render(board: Board, width: int = 140, height: int = 40) -> str:
     console = Console(file=io.StringIO(), width=width, height=height, color_system=None)
-    console.print(board.render(height))
+    console.print(board.render(height, width))
     return console.file.getvalue()
 
 
