@@ -253,9 +253,10 @@ class Board:
             header = self._header(len(rows), width)
             feed = [Text.assemble(f"{clock_time(i.when)} ", i.text) for i in self._feed]
             prefix = common_prefix([row.label for row in rows])
-            budget = None if height is None else max(3, height - 7 - max(len(feed), 1) - bool(prefix))
+            under = [rich_text(_fit_one(f"runs under {visible(prefix)}", width), "bright_black")] if prefix else []
+            budget = None if height is None else max(3, height - 7 - max(len(feed), 1) - len(under))
             table = _runs_table(rows, now, budget, width, prefix)
-        return Group(header, table, Text("alerts (latest first)", "bold"), *(feed or [Text("  none yet", "bright_black")]))
+        return Group(header, *under, table, Text("alerts (latest first)", "bold"), *(feed or [Text("  none yet", "bright_black")]))
 
     def _header(self, runs: int, width: int | None) -> Text:
         """One line: the logdirs lose their middle on a narrow terminal, the counters stay."""
@@ -266,9 +267,8 @@ class Board:
             f"  •  {plural(runs, 'run')}, {plural(self.files_tracked, 'file')}  •  ",
             (plural(self.problems, "read problem"), problems_style),
         )
-        logdirs = visible(", ".join(self.logdirs))
-        if width is not None:
-            logdirs = fit_labels([logdirs], max(8, width - cell_len("tbmon watch ") - counters.cell_len))[0]
+        room = None if width is None else max(8, width - cell_len("tbmon watch ") - counters.cell_len)
+        logdirs = _fit_one(visible(", ".join(self.logdirs)), room)
         return Text.assemble(("tbmon watch ", "bold"), logdirs, counters)
 
 
@@ -278,7 +278,7 @@ def _row_order(row: RunRow, now: float) -> tuple[int, str]:
 
 
 def _runs_table(rows: list[RunRow], now: float, budget: int | None, width: int | None, prefix: str) -> Table:
-    """The runs, their names without ``prefix`` (shown once as the title) and the columns that fit ``width``."""
+    """The runs, their names without ``prefix`` (shown once above the table) and the columns that fit ``width``."""
     shown = rows if budget is None or len(rows) <= budget else rows[: budget - 1]
     cells = [_cells(row, now) for row in shown]
     labels = [visible(row.label[len(prefix):]) for row in shown]
@@ -287,10 +287,7 @@ def _runs_table(rows: list[RunRow], now: float, budget: int | None, width: int |
         labels.append(f"… {len(rows) - len(shown)} more runs")
     points = max((len(row.recent_loss) for row in shown), default=0)
     columns, trend_width, run_width = _fit_columns(width, labels, cells, points)
-    title = None
-    if prefix:
-        title = rich_text(f"runs under {fit_labels([visible(prefix)], max(1, (width or 10**6) - 12))[0]}", "bright_black")
-    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, header_style="bold", title=title, title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, header_style="bold")
     for name, justify in COLUMNS:
         if name in columns:
             table.add_column(name, justify=justify, no_wrap=True)
@@ -344,6 +341,11 @@ def _fit_columns(
         else:
             columns.remove(step)
     return columns, trend, max(cell_len("run"), min(names_need, room()))
+
+
+def _fit_one(text: str, width: int | None) -> str:
+    """``text`` in ``width`` cells, its middle elided (a path keeps its start and its end)."""
+    return text if width is None else fit_labels([text], max(1, width))[0]
 
 
 def _plain(cell: RenderableType) -> str:

@@ -113,3 +113,16 @@ def test_a_damaged_saved_row_keeps_the_readers_step_and_the_others_restore(tmp_p
         assert cells[1] == "1190" and cells.count("—") >= 4, cells  # the reader's step, values to come
     for run in RUNS[2:]:
         assert "—" not in row_of(text, run[len(f"{SWEEP}/") :]).split()[1:5]
+
+
+def test_a_long_logdir_and_a_long_shared_prefix_each_stay_on_one_line() -> None:
+    logdir = "/mnt/shared-nfs/teams/vision/users/someone/experiments/2024/imagenet/logs"
+    board = Board([logdir], classify)
+    deep = "a-very-long-project-name/with-a-long-group-name/and-a-dated-folder-2024-06-01/lightning_logs"
+    for version in (0, 1):
+        board.observe(logdir, RunBatch(f"{deep}/version_{version}", scalars=(scalars("train/loss", [0, 1], [1.0, 0.5]),)))
+    lines = [line.rstrip() for line in render(board, width=80).splitlines()]
+    assert lines[0].startswith("tbmon watch /mnt/") and lines[0].endswith("/logs  •  starting  •  2 runs, 0 files  •  0 read problems")
+    assert "…" in lines[0] and len(lines[0]) <= 80
+    assert lines[1].startswith("runs under a-very-long") and lines[1].endswith("lightning_logs/") and "…" in lines[1]
+    assert [row.split()[0] for row in table_rows("\n".join(lines))] == ["version_0", "version_1"]
