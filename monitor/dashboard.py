@@ -253,7 +253,10 @@ class Board:
             header = self._header(len(rows), width)
             feed = [Text.assemble(f"{clock_time(i.when)} ", i.text) for i in self._feed]
             prefix = common_prefix([row.label for row in rows])
-            under = [rich_text(_fit_one(f"runs under {visible(prefix)}", width), "bright_black")] if prefix else []
+            under = []
+            if prefix:  # fit without its final "/", so that the last directory is the tail kept
+                shown_prefix = _fit_one(f"runs under {visible(prefix[:-1])}", None if width is None else width - 1)
+                under = [rich_text(f"{shown_prefix}/", "bright_black")]
             budget = None if height is None else max(3, height - 7 - max(len(feed), 1) - len(under))
             table = _runs_table(rows, now, budget, width, prefix)
         return Group(header, *under, table, Text("alerts (latest first)", "bold"), *(feed or [Text("  none yet", "bright_black")]))
