@@ -67,8 +67,9 @@ A LOGDIR that does not exist yet is waited for; a regular file is refused (exit 
 LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a training loss but no
 validation loss or gradient signal gets one hint with its tags and the config line that maps them.
 
-State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
-resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
+State (read offsets, analyzer state, alerts already raised, the dashboard's last values) is saved
+so a restarted watcher resumes at once, repeats no alert and shows the dashboard it showed: by
+default in the user cache dir, keyed by the logdirs.
 Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on. --once exits 2 when a LOGDIR
 has no event files, or none readable (a CI gate must not pass when nothing could be read).
 
