@@ -65,7 +65,7 @@ def load_state(path: Path, logdirs: list[str]) -> tuple[WatchState | None, str |
             readers=dict(data["readers"]),
             engines=dict(data["engines"]),
             alerts={k: list(v) for k, v in data["alerts"].items()},
-            dashboard=dict(data.get("dashboard", {})),  # absent in files of older versions: runs show "—" until new points
+            dashboard=_dict_or_empty(data.get("dashboard")),  # absent in older files; damaged: values come with new points
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return None, f"state file {path} is corrupt ({type(exc).__name__}); starting fresh"
@@ -102,6 +102,11 @@ def save_state(path: Path, state: WatchState) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _dict_or_empty(value: Any) -> dict[str, Any]:
+    """The dashboard's saved values, or none: losing them must not cost the offsets and alerts."""
+    return value if isinstance(value, dict) else {}
 
 
 def _encode(value: Any) -> Any:

@@ -126,3 +126,15 @@ def test_a_long_logdir_and_a_long_shared_prefix_each_stay_on_one_line() -> None:
     assert "…" in lines[0] and len(lines[0]) <= 80
     assert lines[1].startswith("runs under a-very-long") and lines[1].endswith("lightning_logs/") and "…" in lines[1]
     assert [row.split()[0] for row in table_rows("\n".join(lines))] == ["version_0", "version_1"]
+
+
+def test_a_damaged_dashboard_entry_in_the_state_file_keeps_offsets_and_alerts(tmp_path: Path) -> None:
+    state_path = tmp_path / "state.json"
+    alerts = {"/logs": [alert("r", "divergence", "critical", 3).to_dict()]}
+    save_state(state_path, WatchState(logdirs=["/logs"], readers={"/logs": {"version": 1}}, alerts=alerts))
+    data = json.loads(state_path.read_text())
+    data["dashboard"] = ["not", "a", "mapping"]
+    state_path.write_text(json.dumps(data))
+    loaded, problem = load_state(state_path, ["/logs"])
+    assert problem is None and loaded is not None
+    assert loaded.dashboard == {} and loaded.alerts == alerts and loaded.readers == {"/logs": {"version": 1}}
