@@ -11,11 +11,13 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from rich import box
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -23,12 +25,14 @@ from rich.text import Text
 from tbmon.analyzers.alerts import Alert, severity_rank
 from tbmon.analyzers.series import RunBatch
 from tbmon.analyzers.numbers import fmt_number
-from tbmon.monitor.sanitize import rich_text, visible
+from tbmon.monitor.run_labels import common_prefix, fit_labels
+from tbmon.monitor.sanitize import clock_time, rich_text, visible
 from tbmon.monitor.sparkline import sparkline
 from tbmon.monitor.wording import plural
 
 SPARK_POINTS = 240  # recent loss values kept per run; the sparkline averages them into its width
 SPARK_WIDTH = 24
+TREND_NARROW = 12  # the sparkline's width on a narrow terminal, before the column goes
 RATE_WINDOW = 64  # (wall_time, step) pairs the steps/s rate is measured over
 FEED_LINES = 8
 MISSING = "—"
@@ -38,6 +42,26 @@ default 120 s flush would be too late to tell, a finished or hung run is what th
 
 STATUS_STYLE = {"ok": "green", "info": "green", "warning": "yellow", "critical": "bold red", "idle": "bright_black"}
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
+
+COLUMNS = (
+    ("run", "left"),
+    ("step", "right"),
+    ("steps/s", "right"),
+    ("loss", "right"),
+    ("best", "right"),
+    ("trend", "left"),
+    ("val loss", "right"),
+    ("grad", "right"),
+    ("status", "left"),
+    ("alerts", "right"),
+)
+NARROWING = ("best", "steps/s", "grad", TREND_NARROW, "val loss", "trend", "alerts")
+"""How the table gives way on a narrow terminal, step by step until the run names get
+``RUN_ROOM`` cells: these columns go in this order (a number narrows the trend to it); run,
+step, loss and status always stay."""
+RUN_ROOM = 24
+TABLE_EDGES, COLUMN_GAP = 2, 3  # cells around the table and between its columns (SIMPLE_HEAD, no pad at the edges)
+SAVED_TREND_DIGITS = 6  # significant digits of the saved trend: enough for the sparkline, half the bytes
 
 Classifier = Callable[[str, str | None], str | None]
 """``(tag, role)`` → ``"train_loss"``, ``"val_loss"``, ``"grad_norm"`` or ``None`` (the analyzers' tag patterns)."""
@@ -65,6 +89,32 @@ class RunRow:
             return None
         (t0, s0), (t1, s1) = self.progress[0], self.progress[-1]
         return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 >= s0 else None
+
+    def saved(self) -> dict[str, Any]:
+        """The row's values for the state file (bounded: at most ``SPARK_POINTS`` + ``RATE_WINDOW`` numbers)."""
+        return {
+            "step": self.step,
+            "last_wall_time": self.last_wall_time,
+            "loss_tag": self.loss_tag,
+            "loss": self.loss,
+            "best_loss": self.best_loss,
+            "trend": [float(f"{v:.{SAVED_TREND_DIGITS}g}") for v in self.recent_loss],
+            "val_loss": self.val_loss,
+            "grad_norm": self.grad_norm,
+            "progress": [[wall, step] for wall, step in self.progress],
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Values from :meth:`saved`; raises ``TypeError``/``ValueError``/``KeyError`` on a damaged entry."""
+        self.step = _optional(int, saved["step"])
+        self.last_wall_time = _optional(float, saved["last_wall_time"])
+        self.loss_tag = _optional(str, saved["loss_tag"])
+        self.loss = _optional(float, saved["loss"])
+        self.best_loss = _optional(float, saved["best_loss"])
+        self.recent_loss.extend(float(v) for v in saved["trend"])
+        self.val_loss = _optional(float, saved["val_loss"])
+        self.grad_norm = _optional(float, saved["grad_norm"])
+        self.progress.extend((float(wall), int(step)) for wall, step in saved["progress"])
 
     def status(self, now: float) -> str:
         worst = max((severity_rank(a.severity) for a in self.alerts), default=-1)
@@ -156,38 +206,73 @@ class Board:
             removed = rich_text(f"run removed: {self._label(logdir, run)}", "bright_black")
             self._feed.appendleft(FeedItem(time.time(), removed))
 
+    def resume(self, logdir: str, runs: Iterable[tuple[str, int | None, float | None]], saved: dict[str, Any]) -> int:
+        """Rows for the runs a resumed reader knows, as ``(run, last_step, last_wall_time)``, with the values in ``saved``.
+
+        ``saved`` is :meth:`saved`'s entry for ``logdir``; a run missing from it or damaged keeps
+        the reader's step and fills its other cells as new points arrive. Returns the rows restored.
+        """
+        restored = 0
+        with self._lock:
+            for run, last_step, last_wall in runs:
+                row = self._row(logdir, run)
+                row.step, row.last_wall_time = last_step, last_wall
+                entry = saved.get(run) if isinstance(saved, dict) else None
+                if isinstance(entry, dict):
+                    try:
+                        row.restore(entry)
+                        restored += 1
+                    except (TypeError, ValueError, KeyError):
+                        self._rows[(logdir, run)] = RunRow(row.label, step=last_step, last_wall_time=last_wall, alerts=row.alerts)
+        return restored
+
+    def saved(self) -> dict[str, dict[str, Any]]:
+        """Per logdir, per run: the values :meth:`resume` puts back after a restart."""
+        with self._lock:
+            out: dict[str, dict[str, Any]] = {}
+            for (logdir, run), row in self._rows.items():
+                out.setdefault(logdir, {})[run] = row.saved()
+            return out
+
     def add_alert(self, logdir: str, alert: Alert, *, replayed: bool = False) -> None:
-        """Count ``alert`` on its run; show it in the feed unless it is an old one restored from state."""
+        """Count ``alert`` on its run and show it in the feed; one ``replayed`` from state shows at its own time."""
         with self._lock:
             self._row(logdir, alert.run).alerts.append(alert)
-            if not replayed:
-                self._feed.appendleft(FeedItem(time.time(), _alert_text(self._label(logdir, alert.run), alert)))
+            when = alert.wall_time if replayed else time.time()
+            self._feed.appendleft(FeedItem(when, _alert_text(self._label(logdir, alert.run), alert)))
 
     def add_notice(self, message: str, style: str = "bright_black") -> None:
         with self._lock:
             self._feed.appendleft(FeedItem(time.time(), rich_text(message, style)))
 
-    def render(self, height: int | None = None) -> RenderableType:
-        """A snapshot: header, runs table (worst first, cut to ``height`` lines), alert feed."""
+    def render(self, height: int | None = None, width: int | None = None) -> RenderableType:
+        """A snapshot: header, runs table (worst first, cut to ``height`` lines, fit to ``width``), alert feed."""
         with self._lock:
             now = time.time()
             rows = sorted(self._rows.values(), key=lambda r: _row_order(r, now))
-            header = self._header(len(rows))
-            feed = [Text.assemble(time.strftime("%H:%M:%S ", time.localtime(i.when)), i.text) for i in self._feed]
-            budget = None if height is None else max(3, height - 7 - max(len(feed), 1))
-            table = _runs_table(rows, now, budget)
-        return Group(header, table, Text("alerts (latest first)", "bold"), *(feed or [Text("  none yet", "bright_black")]))
+            header = self._header(len(rows), width)
+            feed = [Text.assemble(f"{clock_time(i.when)} ", i.text) for i in self._feed]
+            prefix = common_prefix([row.label for row in rows])
+            under = []
+            if prefix:  # fit without its final "/", so that the last directory is the tail kept
+                shown_prefix = _fit_one(f"runs under {visible(prefix[:-1])}", None if width is None else width - 1)
+                under = [rich_text(f"{shown_prefix}/", "bright_black")]
+            budget = None if height is None else max(3, height - 7 - max(len(feed), 1) - len(under))
+            table = _runs_table(rows, now, budget, width, prefix)
+        return Group(header, *under, table, Text("alerts (latest first)", "bold"), *(feed or [Text("  none yet", "bright_black")]))
 
-    def _header(self, runs: int) -> Text:
+    def _header(self, runs: int, width: int | None) -> Text:
+        """One line: the logdirs lose their middle on a narrow terminal, the counters stay."""
         problems_style = "bold red" if self.problems else "green"
-        return Text.assemble(
-            ("tbmon watch ", "bold"),
-            visible(", ".join(self.logdirs)),
+        counters = Text.assemble(
             "  •  ",
             (self.backend, "cyan"),
             f"  •  {plural(runs, 'run')}, {plural(self.files_tracked, 'file')}  •  ",
             (plural(self.problems, "read problem"), problems_style),
         )
+        room = None if width is None else max(8, width - cell_len("tbmon watch ") - counters.cell_len)
+        logdirs = _fit_one(visible(", ".join(self.logdirs)), room)
+        return Text.assemble(("tbmon watch ", "bold"), logdirs, counters)
 
 
 def _row_order(row: RunRow, now: float) -> tuple[int, str]:
@@ -195,40 +280,83 @@ def _row_order(row: RunRow, now: float) -> tuple[int, str]:
     return rank, row.label
 
 
-def _runs_table(rows: list[RunRow], now: float, budget: int | None) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, header_style="bold")
-    for name, justify in (
-        ("run", "left"),
-        ("step", "right"),
-        ("steps/s", "right"),
-        ("loss", "right"),
-        ("best", "right"),
-        ("trend", "left"),
-        ("val loss", "right"),
-        ("grad", "right"),
-        ("status", "left"),
-        ("alerts", "right"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True)
+def _runs_table(rows: list[RunRow], now: float, budget: int | None, width: int | None, prefix: str) -> Table:
+    """The runs, their names without ``prefix`` (shown once above the table) and the columns that fit ``width``."""
     shown = rows if budget is None or len(rows) <= budget else rows[: budget - 1]
-    for row in shown:
-        status = row.status(now)
-        rate = row.rate()
-        table.add_row(
-            rich_text(row.label),
-            MISSING if row.step is None else str(row.step),
-            MISSING if rate is None else f"{rate:.3g}",
-            Text(fmt_number(row.loss, MISSING), "" if row.loss is None or math.isfinite(row.loss) else "bold red"),
-            fmt_number(row.best_loss, MISSING),
-            sparkline(list(row.recent_loss), SPARK_WIDTH) if row.recent_loss else "",
-            fmt_number(row.val_loss, MISSING),
-            _grad_cell(row),
-            Text(status, STATUS_STYLE[status]),
-            str(len(row.alerts)) if row.alerts else "",
-        )
+    cells = [_cells(row, now) for row in shown]
+    labels = [visible(row.label[len(prefix):]) for row in shown]
     if len(shown) < len(rows):
-        table.add_row(f"… {len(rows) - len(shown)} more runs", *[""] * 9)
+        cells.append({})
+        labels.append(f"… {len(rows) - len(shown)} more runs")
+    points = max((len(row.recent_loss) for row in shown), default=0)
+    columns, trend_width, run_width = _fit_columns(width, labels, cells, points)
+    table = Table(box=box.SIMPLE_HEAD, expand=False, pad_edge=False, header_style="bold")
+    for name, justify in COLUMNS:
+        if name in columns:
+            table.add_column(name, justify=justify, no_wrap=True)
+    for label, row_cells, row in zip(fit_labels(labels, run_width), cells, [*shown, None]):
+        trend = sparkline(list(row.recent_loss), trend_width) if row is not None and row.recent_loss else ""
+        values = {**row_cells, "run": Text(label), "trend": trend}
+        table.add_row(*(values.get(name, "") for name in columns))
     return table
+
+
+def _cells(row: RunRow, now: float) -> dict[str, RenderableType]:
+    """One row's cells but the run name and the trend (their width depends on the terminal's)."""
+    status = row.status(now)
+    rate = row.rate()
+    return {
+        "step": MISSING if row.step is None else str(row.step),
+        "steps/s": MISSING if rate is None else f"{rate:.3g}",
+        "loss": Text(fmt_number(row.loss, MISSING), "" if row.loss is None or math.isfinite(row.loss) else "bold red"),
+        "best": fmt_number(row.best_loss, MISSING),
+        "val loss": fmt_number(row.val_loss, MISSING),
+        "grad": _grad_cell(row),
+        "status": Text(status, STATUS_STYLE[status]),
+        "alerts": str(len(row.alerts)) if row.alerts else "",
+    }
+
+
+def _fit_columns(
+    width: int | None, labels: list[str], cells: list[dict[str, RenderableType]], points: int
+) -> tuple[list[str], int, int]:
+    """``(columns shown, trend width, run name width)`` for a terminal ``width`` cells wide (None: no limit).
+
+    Columns give way in ``NARROWING`` order until the names get ``RUN_ROOM`` cells (or all
+    they need); run, step, loss and status always stay, the names taking whatever is left.
+    """
+    widths = {name: max([cell_len(name), *(cell_len(_plain(c[name])) for c in cells if name in c)]) for name, _ in COLUMNS}
+    names_need = max([cell_len("run"), *(cell_len(label) for label in labels)])
+    columns, trend = [name for name, _ in COLUMNS], SPARK_WIDTH
+    if width is None:
+        return columns, trend, names_need
+
+    def room() -> int:
+        shown_trend = max(cell_len("trend"), min(trend, points))  # a sparkline is one cell per point, up to its width
+        others = sum(shown_trend if name == "trend" else widths[name] for name in columns if name != "run")
+        return width - TABLE_EDGES - COLUMN_GAP * (len(columns) - 1) - others
+
+    for step in NARROWING:
+        if room() >= min(names_need, RUN_ROOM):
+            break
+        if isinstance(step, int):
+            trend = min(trend, step)
+        else:
+            columns.remove(step)
+    return columns, trend, max(cell_len("run"), min(names_need, room()))
+
+
+def _fit_one(text: str, width: int | None) -> str:
+    """``text`` in ``width`` cells, its middle elided (a path keeps its start and its end)."""
+    return text if width is None else fit_labels([text], max(1, width))[0]
+
+
+def _plain(cell: RenderableType) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def _optional(kind: Callable[[Any], Any], value: Any) -> Any:
+    return None if value is None else kind(value)
 
 
 def _grad_cell(row: RunRow) -> Text:

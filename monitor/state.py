@@ -31,12 +31,14 @@ STATE_VERSION = 1
 
 @dataclass
 class WatchState:
-    """Per absolute logdir: the reader's and the engine's ``state_dict()``, and the alerts raised."""
+    """Per absolute logdir: the reader's and the engine's ``state_dict()``, the alerts raised, and
+    the dashboard's last values per run (so a restarted dashboard shows what it showed)."""
 
     logdirs: list[str]
     readers: dict[str, Any] = field(default_factory=dict)
     engines: dict[str, Any] = field(default_factory=dict)
     alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dashboard: dict[str, Any] = field(default_factory=dict)
 
 
 def default_state_path(logdirs: list[str]) -> Path:
@@ -63,6 +65,7 @@ def load_state(path: Path, logdirs: list[str]) -> tuple[WatchState | None, str |
             readers=dict(data["readers"]),
             engines=dict(data["engines"]),
             alerts={k: list(v) for k, v in data["alerts"].items()},
+            dashboard=_dict_or_empty(data.get("dashboard")),  # absent in older files; damaged: values come with new points
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return None, f"state file {path} is corrupt ({type(exc).__name__}); starting fresh"
@@ -80,6 +83,7 @@ def save_state(path: Path, state: WatchState) -> None:
         "readers": state.readers,
         "engines": state.engines,
         "alerts": state.alerts,
+        "dashboard": state.dashboard,
     }
     text = json.dumps(_encode(payload), separators=(",", ":"))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +102,11 @@ def save_state(path: Path, state: WatchState) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _dict_or_empty(value: Any) -> dict[str, Any]:
+    """The dashboard's saved values, or none: losing them must not cost the offsets and alerts."""
+    return value if isinstance(value, dict) else {}
 
 
 def _encode(value: Any) -> Any:

@@ -48,6 +48,7 @@ from tbmon.monitor.sanitize import rich_text
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
 from tbmon.monitor.storage import open_logdir
 from tbmon.monitor.tag_hints import MissingSignalHints
+from tbmon.monitor.wording import plural
 
 HELP = "follow runs live and print alerts as they happen"
 DESCRIPTION = """\
@@ -66,8 +67,9 @@ A LOGDIR that does not exist yet is waited for; a regular file is refused (exit 
 LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a training loss but no
 validation loss or gradient signal gets one hint with its tags and the config line that maps them.
 
-State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
-resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
+State (read offsets, analyzer state, alerts already raised, the dashboard's last values) is saved
+so a restarted watcher resumes at once, repeats no alert and shows the dashboard it showed: by
+default in the user cache dir, keyed by the logdirs.
 Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on. --once exits 2 when a LOGDIR
 has no event files, or none readable (a CI gate must not pass when nothing could be read).
 
@@ -314,6 +316,8 @@ class WatchSession:
                 self.notice(f"saved state for {logdir} unusable ({type(exc).__name__}); rereading it from the start")
                 reader = LogdirReader(logdir, check_crc=True)
                 engine = Engine(self.options.config)
+            else:
+                self.sink.resumed(logdir, reader, self._state.dashboard.get(logdir, {}))
         self.engines[logdir] = engine
         return reader
 
@@ -442,6 +446,7 @@ class WatchSession:
             state.readers[logdir] = reader.state_dict()
             state.engines[logdir] = self.engines[logdir].state_dict()
         state.alerts = {d: [a.to_dict() for a in alerts] for d, alerts in self.alerts.items() if alerts}
+        state.dashboard = self.sink.dashboard_state()
         try:
             save_state(path, state)
         except (OSError, TypeError, ValueError) as exc:
@@ -506,6 +511,13 @@ class Sink:
     def restored_alert(self, logdir: str, alert: Alert) -> None:
         pass
 
+    def resumed(self, logdir: str, reader: LogdirReader, saved: dict[str, Any]) -> None:
+        """``reader`` resumed from the state file; ``saved`` is what :meth:`dashboard_state` saved for ``logdir``."""
+
+    def dashboard_state(self) -> dict[str, Any]:
+        """What a restarted dashboard shows before new points arrive (only the dashboard keeps it)."""
+        return {}
+
     def refresh(self, session: WatchSession) -> None:
         pass
 
@@ -557,7 +569,7 @@ class RichSink(Sink):
         self.live = Live(
             console=self.console,
             auto_refresh=False,
-            get_renderable=lambda: board.render(self.console.size.height),
+            get_renderable=lambda: board.render(self.console.size.height, self.console.size.width),
         )
         self._painter = threading.Thread(target=self._paint, name="tbmon-dashboard", daemon=True)
 
@@ -598,6 +610,15 @@ class RichSink(Sink):
 
     def restored_alert(self, logdir: str, alert: Alert) -> None:
         self.board.add_alert(logdir, alert, replayed=True)
+
+    def resumed(self, logdir: str, reader: LogdirReader, saved: dict[str, Any]) -> None:
+        runs = [(info.run, info.last_step, info.last_wall_time) for info in reader.runs.values()]
+        restored = self.board.resume(logdir, runs, saved)
+        self.board.add_notice(f"resumed {plural(len(runs), 'run')} from the state file ({restored} with their last values)")
+        self._changed.set()
+
+    def dashboard_state(self) -> dict[str, Any]:
+        return self.board.saved()
 
     def refresh(self, session: WatchSession) -> None:
         """Header counters, at most twice a second (counting files walks every run's info)."""

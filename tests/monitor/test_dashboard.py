@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
 import re
-import select
-import signal
-import struct
-import subprocess
-import termios
 import time
 from pathlib import Path
 
@@ -21,7 +14,8 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.dashboard import Board
 from tbmon.monitor.sparkline import BLOCKS, sparkline
-from tests.monitor.test_watch_e2e import CLI, Writer
+from tests.monitor.pty_terminal import Terminal
+from tests.monitor.test_watch_e2e import Writer
 
 
 def test_sparkline_scales_min_to_max() -> None:
@@ -59,7 +53,7 @@ def row_of(text: str, label: str) -> str:
 
 def render(board: Board, width: int = 140, height: int = 40) -> str:
     console = Console(file=io.StringIO(), width=width, height=height, color_system=None)
-    console.print(board.render(height))
+    console.print(board.render(height, width))
     return console.file.getvalue()
 
 
@@ -88,11 +82,14 @@ def test_board_rows_show_progress_losses_and_status() -> None:
     assert "CRITICAL divergence bad train/loss step 2: divergence at step 2" in text
 
 
-def test_restored_alerts_count_on_rows_but_stay_out_of_the_feed() -> None:
+def test_restored_alerts_count_on_rows_and_show_in_the_feed_at_their_own_time() -> None:
+    """Issue 11 item 3: a restarted dashboard lost the alert messages raised before the restart."""
     board = Board(["/logs"], classify)
-    board.add_alert("/logs", alert("old", "overfitting", "warning", 5), replayed=True)
+    board.add_alert("/logs", alert("old", "overfitting", "warning", 5), replayed=True)  # wall_time 2000.0
     text = render(board)
-    assert "none yet" in text and "warning" in text
+    assert "none yet" not in text and re.search(r"old\s.*warning\s+1", text)
+    stamp = time.strftime("%H:%M:%S", time.localtime(2000.0))
+    assert f"{stamp} WARNING  overfitting old train/loss step 5: overfitting at step 5" in text
 
 
 def test_gradient_alert_names_the_gradient_cell_and_histograms_advance_step() -> None:
@@ -115,55 +112,23 @@ def test_many_runs_are_cut_to_the_screen_height() -> None:
     assert "more runs" in text
 
 
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
-
-
 def test_rich_dashboard_in_a_real_pty(tmp_path: Path) -> None:
     """`tbmon watch` on a terminal (a pty) draws the live table and the alert, then a summary on Ctrl-C."""
     writer = Writer(tmp_path / "logs")
     writer.losses("healthy", [1.0, 0.8, 0.6])
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    proc = subprocess.Popen(
-        [*CLI, "watch", "--no-state", str(tmp_path / "logs")],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**os.environ, "TERM": "xterm-256color"},
-        close_fds=True,
-    )
-    os.close(slave)
-    screen = bytearray()
-
-    def read_until(needles: list[bytes], timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    screen.extend(os.read(master, 65536))
-                except OSError:  # EIO: the child closed the terminal
-                    break
-            text = ANSI.sub(b"", bytes(screen))
-            if all(n in text for n in needles):
-                break
-        return ANSI.sub(b"", bytes(screen)).decode("utf-8", "replace")
-
+    term = Terminal("watch", "--no-state", tmp_path / "logs", columns=160, lines=40)
     try:
-        read_until([b"healthy", b"inotify"])
+        term.wait_for(lambda s: "healthy" in s and "inotify" in s)
         writer.losses("diverging", [1.0, 5.0, float("nan")])
-        text = read_until([b"diverging", b"CRITICAL divergence"])
-        proc.send_signal(signal.SIGINT)
-        text = read_until([b"tbmon: 2 runs"])
-        code = proc.wait(60)
+        text = term.wait_for(lambda s: "diverging" in s and "CRITICAL divergence" in s)
+        code = term.interrupt()
+        final = term.screen()
     finally:
         writer.close()
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+        term.close()
     assert "tbmon watch" in text and "inotify" in text
     assert re.search(r"healthy\s+2\s", text)  # the run row with its last step
     assert re.search(r"diverging\s+2\s.*NaN.*critical\s+1", text)
     assert "CRITICAL divergence diverging train/loss step 2" in text
-    assert "tbmon: 2 runs, 1 alert " in text and code == 1
-    assert "Traceback" not in text
+    assert "tbmon: 2 runs, 1 alert " in final and code == 1
+    assert b"Traceback" not in term.raw
