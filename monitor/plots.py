@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import re
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,24 +45,23 @@ def run_png(report: LogdirReport, run: RunSummary, *, dpi: int = 100) -> bytes |
     return buffer.getvalue()
 
 
-def write_plots(reports: Sequence[LogdirReport], directory: str | Path) -> list[Path]:
-    """Write ``<directory>/[<logdir>/]<run>.png`` for every run that has something to plot.
+def write_plots(
+    reports: Sequence[LogdirReport], directory: str | Path, drawn: Iterable[tuple[int, str, bytes]]
+) -> list[Path]:
+    """Write each ``(position in reports, run, png)`` of ``drawn`` to ``<directory>/[<logdir>/]<run>.png``.
 
     A run ``a/b`` becomes ``a/b.png``: mirroring the run tree keeps every name component as
     short as the directory it came from (flattened Lightning paths pass 255 bytes).
     """
     root = Path(directory)
+    targets = [root / subdir if subdir else root for subdir in _logdir_dirs(reports)]
     written = []
-    for report, subdir in zip(reports, _logdir_dirs(reports), strict=True):
-        target = root / subdir if subdir else root
-        for run in report.runs:
-            png = run_png(report, run)
-            if png is not None:
-                path = target / plot_name(run.run)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(png)
-                written.append(path)
-    return written
+    for position, run, png in drawn:
+        path = targets[position] / plot_name(run)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        written.append(path)
+    return sorted(written)
 
 
 def plot_name(run: str) -> Path:

@@ -451,7 +451,7 @@ class LogdirReader:
     def _note_unreadable_dirs(self, dirs: Iterable[str], result: PollResult, *, clear: bool = True) -> None:
         dirs = set(dirs)
         for d in sorted(dirs - self._unreadable_dirs):
-            result.problems.append(ReadProblem(d, 0, "unreadable", "cannot list this directory (permission denied?)"))
+            result.problems.append(unreadable_dir_problem(d))
         self._unreadable_dirs = dirs if clear else self._unreadable_dirs | dirs
 
     # -- reading ------------------------------------------------------------------------
@@ -541,12 +541,17 @@ def read(
     *,
     check_crc: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    files: Iterable[str] | None = None,
 ) -> ReadResult:
-    """Read every run under ``logdir`` once. Raises :class:`UsageError` if it cannot be read."""
+    """Read every run under ``logdir`` once. Raises :class:`UsageError` if it cannot be read.
+
+    ``files``: read only these event files (absolute paths under ``logdir``), e.g. one part
+    of a logdir that ``tbmon.monitor.fleet`` spreads over processes; runs keep their names.
+    """
     root = os.fspath(logdir)
     _check_logdir(root)
     reader = LogdirReader(root, check_crc=check_crc)
-    polled = reader._poll(None, None if progress is None else _Progress(progress))
+    polled = reader._poll(files, None if progress is None else _Progress(progress))
     for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
     markers = {name: run.purge_markers() for name, run in reader._runs.items()}
@@ -577,6 +582,10 @@ def _check_logdir(path: str) -> None:
 
 
 # -- small helpers ------------------------------------------------------------------------
+
+
+def unreadable_dir_problem(path: str) -> ReadProblem:
+    return ReadProblem(path, 0, "unreadable", "cannot list this directory (permission denied?)")
 
 
 

@@ -18,6 +18,7 @@ from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
 from tbmon.monitor.version import tbmon_version
 
 if TYPE_CHECKING:
+    from tbmon.monitor.fleet import Fleet
     from tbmon.monitor.summary import LogdirReport
 
 FORMATS = ("rich", "json", "csv", "markdown", "html")
@@ -50,25 +51,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-crc", action="store_true", help="skip CRC checks (faster; corrupt records may then decode as garbage)"
     )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        metavar="N",
+        help="read and analyze runs in N worker processes (default: every core, or this process alone when "
+        "there is under 32 MB of event data; 1 = no workers). Same output for every N",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="spread the runs over the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://scheduler:8786); "
+        "the workers need tbmon and the logdir at the same path. Same output as a local run",
+    )
+    parser.add_argument(
+        "--max-plots",
+        type=_positive_int,
+        metavar="N",
+        help="with --format html: draw at most N runs' curves (default 50): every run if there are no more "
+        "than N, else only runs with alerts, worst first",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    from tbmon.analyzers import analyze
-    from tbmon.monitor import read
     from tbmon.monitor.config import load_config
-    from tbmon.monitor.summary import build_report
+    from tbmon.monitor.fleet import Fleet, connect
 
     if args.csv_alerts and args.format != "csv":
         raise UsageError("--csv-alerts only applies to --format csv")
+    if args.max_plots is not None and args.format != "html":
+        raise UsageError("--max-plots only applies to --format html")
+    if args.dask and args.jobs is not None:
+        raise UsageError("--jobs and --dask exclude each other (the cluster's workers set the parallelism)")
     config = load_config(args.config)
-    reports = []
-    with _progress_bar() as progress_for:
-        for logdir in args.logdirs:
-            result = read(logdir, check_crc=not args.no_crc, progress=progress_for(logdir))
-            reports.append(build_report(result, analyze(result, config), config))
-    _emit(reports, args)
-    if args.plots:
-        _write_plots(reports, args.plots)
+    client = connect(args.dask) if args.dask else None
+    try:
+        with Fleet(args.logdirs, config, jobs=args.jobs, client=client, check_crc=not args.no_crc) as fleet:
+            with _progress_bar() as progress_for:
+                reports = fleet.reports(progress_for(" ".join(args.logdirs)))
+            _emit(reports, args, fleet)
+            if args.plots:
+                _write_plots(reports, args.plots, fleet)
+    finally:
+        if client is not None:
+            client.close()
     code = exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
     empty = [r.logdir for r in reports if not r.runs]
     for logdir in empty:
@@ -76,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return BAD_INPUT if empty else code
 
 
-def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
+def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace, fleet: Fleet) -> None:
     from tbmon.monitor import report_formats as formats
 
     if args.format == "rich":
@@ -94,10 +131,12 @@ def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
     elif args.format == "markdown":
         text = formats.render_markdown(reports)
     else:
-        from tbmon.monitor.html_report import render_html
-        from tbmon.monitor.plots import run_png
+        from tbmon.monitor.html_report import MAX_FIGURES, figured_runs, render_html
 
-        text = render_html(reports, tbmon_version(), run_png)
+        limit = args.max_plots or MAX_FIGURES
+        wanted = [figured_runs(r.runs, limit) for r in reports]
+        pngs = {(reports[i].logdir, run): png for i, run, png in fleet.draw(wanted)}
+        text = render_html(reports, tbmon_version(), lambda report, run: pngs.get((report.logdir, run.run)), limit)
     if args.output:
         with _open_output(args.output) as handle:
             handle.write(text)
@@ -123,11 +162,11 @@ def _open_output(path: str) -> Iterator[object]:
         yield handle
 
 
-def _write_plots(reports: Sequence[LogdirReport], directory: str) -> None:
+def _write_plots(reports: Sequence[LogdirReport], directory: str, fleet: Fleet) -> None:
     from tbmon.monitor.plots import write_plots
 
     try:
-        written = write_plots(reports, directory)
+        written = write_plots(reports, directory, fleet.draw([{r.run for r in report.runs} for report in reports]))
     except OSError as exc:
         raise UsageError(f"cannot write plots to {directory}: {exc.strerror or exc}") from None
     print(f"tbmon: wrote {len(written)} plot(s) to {Path(directory)}", file=sys.stderr)

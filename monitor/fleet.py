@@ -1,0 +1,298 @@
+"""Reports over many runs: a logdir cut into parts, each read and analyzed on its own, then merged.
+
+A part is one run, or a Keras ``train``/``validation`` pair together with their parent run
+(experiment-scope rules need both sides; alerts on the parent count for all three). Parts are
+independent, so they can run in this process, in worker processes (``tbmon report --jobs``) or
+on a Dask cluster (``--dask``, or a ``dask.distributed.Client`` here): the same functions run
+on every backend and the merge sorts what comes back, so every backend prints the same report.
+
+A worker holds one part's points at a time and sends back only its summaries and alerts, so
+the parent's memory grows with the number of runs and tags, not with the number of events.
+Figures (HTML, ``--plots``) are drawn by the workers in a second pass over only the runs that
+get one, since a merged report keeps no points.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.config import AnalyzerConfig
+from tbmon.analyzers.signals import SignalMatcher
+from tbmon.monitor.discovery import RunDir, discover
+from tbmon.monitor.event_file import ReadProblem
+from tbmon.monitor.exit_codes import UsageError
+from tbmon.monitor.reader import _check_logdir as check_logdir  # noqa: PLC2701 - one package
+from tbmon.monitor.reader import read, unreadable_dir_problem
+from tbmon.monitor.summary import LogdirReport, RunSummary, alert_order, build_report, summarize_experiments
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+PARALLEL_MIN_BYTES = 32 << 20
+"""Below this much event data, ``jobs=None`` reads in this process: starting workers (about a
+second of imports each on a busy machine) would cost more than they save."""
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Part:
+    """Runs that are read and analyzed together. ``path`` is absolute (a worker's cwd may differ);
+    ``logdir`` is the name the report prints."""
+
+    logdir: str
+    path: str
+    runs: tuple[str, ...]
+    files: tuple[str, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """What a worker sends back: no points, only what the report prints."""
+
+    runs: tuple[RunSummary, ...]
+    alerts: tuple[Alert, ...]
+    problems: tuple[ReadProblem, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One logdir cut into parts, in run-name order, and the directories that could not be listed."""
+
+    logdir: str
+    parts: tuple[Part, ...]
+    unreadable: tuple[ReadProblem, ...]
+
+
+def plan(logdir: str | os.PathLike[str]) -> Plan:
+    """Find the runs of ``logdir`` and group them into parts. Raises UsageError if it cannot be read."""
+    name = os.fspath(logdir)
+    check_logdir(name)
+    root = os.path.abspath(name)
+    found = discover(root)
+    groups: dict[str, list[RunDir]] = {}
+    for run_dir in found.runs:
+        groups.setdefault(run_dir.experiment_dir if run_dir.role is not None else run_dir.run, []).append(run_dir)
+    parts = []
+    for members in groups.values():
+        files = tuple(f for r in members for f in r.files)
+        parts.append(Part(name, root, tuple(sorted(r.run for r in members)), files, sum(_size(f) for f in files)))
+    parts.sort(key=lambda p: p.runs[0])
+    return Plan(name, tuple(parts), tuple(unreadable_dir_problem(d) for d in sorted(found.unreadable_dirs)))
+
+
+def report_part(part: Part, config: AnalyzerConfig, check_crc: bool = True) -> PartReport:
+    """Read, analyze and summarise one part (runs in a worker)."""
+    report = _part_report(part, config, check_crc)
+    return PartReport(report.runs, report.alerts, report.problems)
+
+
+def draw_part(part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozenset[str]) -> list[tuple[str, bytes]]:
+    """PNG figures of the part's ``runs`` that have something to plot (runs in a worker)."""
+    from tbmon.monitor.plots import run_png
+
+    report = _part_report(part, config, check_crc)
+    return [(r.run, png) for r in report.runs if r.run in runs and (png := run_png(report, r)) is not None]
+
+
+def _part_report(part: Part, config: AnalyzerConfig, check_crc: bool) -> LogdirReport:
+    from tbmon.analyzers import analyze
+
+    result = read(part.path, check_crc=check_crc, files=part.files)
+    return replace(build_report(result, analyze(result, config), config), logdir=part.logdir)
+
+
+def merge(logdir: str, parts: Iterable[PartReport], unreadable: Sequence[ReadProblem], config: AnalyzerConfig) -> LogdirReport:
+    """One logdir's report from its parts' (in plan order): runs by name, alerts worst first."""
+    parts = list(parts)
+    runs = sorted((r for p in parts for r in p.runs), key=lambda r: r.run)
+    alerts = sorted((a for p in parts for a in p.alerts), key=alert_order)
+    return LogdirReport(
+        logdir=logdir,
+        runs=tuple(runs),
+        experiments=tuple(summarize_experiments(runs, alerts)),
+        alerts=tuple(alerts),
+        problems=(*unreadable, *(q for p in parts for q in p.problems)),
+        result=None,
+        matcher=SignalMatcher(config.patterns),
+        index=None,
+    )
+
+
+# -- backends -------------------------------------------------------------------------------
+
+
+class Backend(AbstractContextManager):
+    """Runs a function over argument tuples and yields ``(position, result)`` as each finishes."""
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class InProcess(Backend):
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        for i, args in enumerate(calls):
+            yield i, fn(*args)
+
+
+class Processes(Backend):
+    """A pool of ``jobs`` worker processes, started from a clean ``forkserver`` (the parent may
+    run a progress-bar thread, which a plain fork would copy mid-lock)."""
+
+    def __init__(self, jobs: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__, "tbmon.analyzers", "pandas"])
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        futures = {self.pool.submit(fn, *args): i for i, args in enumerate(calls)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Dask(Backend):
+    """Tasks on a Dask cluster. Workers read the event files themselves: the logdir must be at the
+    same path on every worker (a shared filesystem), and tbmon installed there."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def run(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        from distributed import as_completed as dask_completed
+
+        futures = [self.client.submit(fn, *args, pure=False) for args in calls]
+        position = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for future, result in dask_completed(futures, with_results=True):
+                yield position[future.key], result
+        finally:
+            self.client.cancel(futures)
+
+
+def connect(address: str) -> Client:
+    """A client of the Dask scheduler at ``address``; a clear error when there is none."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--dask needs dask.distributed: pip install 'tbmon[dask]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+
+def backend_for(parts: Sequence[Part], jobs: int | None = None, client: Client | None = None) -> Backend:
+    """Dask when given a client; else ``jobs`` processes (``None``: every core, but in this process
+    when there is too little to read to repay starting workers)."""
+    if client is not None:
+        return Dask(client)
+    if jobs is None:
+        jobs = 1 if sum(p.size for p in parts) < PARALLEL_MIN_BYTES else cpu_count()
+    jobs = min(jobs, len(parts))
+    return Processes(jobs) if jobs > 1 else InProcess()
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (a job scheduler's CPU set, not the whole machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# -- the whole job --------------------------------------------------------------------------
+
+
+class Fleet(AbstractContextManager):
+    """Reports of several logdirs on one backend: :meth:`reports`, then :meth:`draw` if figures
+    are wanted (the same worker pool serves both)."""
+
+    def __init__(
+        self,
+        logdirs: Sequence[str | os.PathLike[str]],
+        config: AnalyzerConfig | None = None,
+        *,
+        jobs: int | None = None,
+        client: Client | None = None,
+        check_crc: bool = True,
+    ) -> None:
+        self.config = config or AnalyzerConfig()
+        self.check_crc = check_crc
+        self.plans = [plan(logdir) for logdir in logdirs]
+        self.backend = backend_for([p for pl in self.plans for p in pl.parts], jobs, client)
+
+    def __exit__(self, *exc: object) -> None:
+        self.backend.__exit__(*exc)
+
+    def reports(self, progress: Progress | None = None) -> list[LogdirReport]:
+        """One report per logdir; ``progress(done, total)`` counts event-file bytes of finished parts."""
+        parts = [part for pl in self.plans for part in pl.parts]
+        total, done = sum(p.size for p in parts), 0
+        results: list[PartReport] = [PartReport((), (), ())] * len(parts)
+        for i, result in self.backend.run(report_part, [(p, self.config, self.check_crc) for p in parts]):
+            results[i] = result
+            done += parts[i].size
+            if progress is not None:
+                progress(done, total)
+        out, start = [], 0
+        for pl in self.plans:
+            out.append(merge(pl.logdir, results[start : start + len(pl.parts)], pl.unreadable, self.config))
+            start += len(pl.parts)
+        return out
+
+    def draw(self, wanted: Sequence[set[str]]) -> Iterator[tuple[int, str, bytes]]:
+        """``(logdir position, run, png)`` for the runs in ``wanted[i]`` that have curves, as the
+        workers finish them (so ``--plots`` of 1,000 runs never holds 1,000 PNGs at once)."""
+        calls, owner = [], []
+        for i, (pl, runs) in enumerate(zip(self.plans, wanted, strict=True)):
+            for part in pl.parts:
+                mine = frozenset(runs.intersection(part.runs))
+                if mine:
+                    calls.append((part, self.config, self.check_crc, mine))
+                    owner.append(i)
+        for position, drawn in self.backend.run(draw_part, calls):
+            for run, png in drawn:
+                yield owner[position], run, png
+
+
+def report_logdirs(
+    logdirs: Sequence[str | os.PathLike[str]],
+    config: AnalyzerConfig | None = None,
+    *,
+    jobs: int | None = None,
+    client: Client | None = None,
+    check_crc: bool = True,
+) -> list[LogdirReport]:
+    """A report per logdir (what ``tbmon report`` prints), spread over ``jobs`` processes
+    (default: every core for a big logdir) or the Dask cluster of ``client``."""
+    with Fleet(logdirs, config, jobs=jobs, client=client, check_crc=check_crc) as fleet:
+        return fleet.reports()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+__all__ = ["Backend", "Fleet", "Part", "PartReport", "Plan", "connect", "merge", "plan", "report_logdirs"]
