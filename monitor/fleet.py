@@ -161,9 +161,10 @@ class Processes(Backend):
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
-        finally:
+        except BaseException:  # a failed part, or Ctrl-C: the rest is not wanted any more
             for future in futures:
                 future.cancel()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -184,8 +185,9 @@ class Dask(Backend):
         try:
             for future, result in dask_completed(futures, with_results=True):
                 yield position[future.key], result
-        finally:
+        except BaseException:
             self.client.cancel(futures)
+            raise
 
 
 def connect(address: str) -> Client:
