@@ -248,10 +248,7 @@ class _RunState:
             self.restarts_truncated = True
 
     def purge_markers(self) -> tuple[np.ndarray, np.ndarray]:
-        """(seq, step) of the session-start markers that supersede earlier data run-wide."""
-        marks = [(r.seq, r.step) for r in self.restarts if r.cause == "session_start"]
-        arr = np.array(marks, dtype=np.int64).reshape(-1, 2)
-        return arr[:, 0], arr[:, 1]
+        return purge_markers(self.restarts)
 
     def changed(self) -> None:
         self._info = None
@@ -582,6 +579,13 @@ def _check_logdir(path: str) -> None:
 
 
 # -- small helpers ------------------------------------------------------------------------
+
+
+def purge_markers(restarts: Iterable[Restart]) -> tuple[np.ndarray, np.ndarray]:
+    """(seq, step) of the session-start markers that supersede earlier data run-wide."""
+    marks = [(r.seq, r.step) for r in restarts if r.cause == "session_start"]
+    arr = np.array(marks, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
 
 
 def unreadable_dir_problem(path: str) -> ReadProblem:

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         "-j",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="read and analyze runs in N worker processes (default: every core, or this process alone when "
         "there is under 32 MB of event data; 1 = no workers). Same output for every N",
@@ -67,14 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-plots",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="with --format html: draw at most N runs' curves (default 50): every run if there are no more "
         "than N, else only runs with alerts, worst first",
     )
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type of ``--jobs`` and ``--max-plots``."""
     try:
         value = int(text)
     except ValueError:
