@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,9 @@ def _part_report(part: Part, config: AnalyzerConfig, check_crc: bool) -> LogdirR
     return replace(build_report(result, analyze(result, config), config), logdir=part.logdir)
 
 
-def merge(logdir: str, parts: Iterable[PartReport], unreadable: Sequence[ReadProblem], config: AnalyzerConfig) -> LogdirReport:
+def merge(
+    logdir: str, parts: Iterable[PartReport], unreadable: Sequence[ReadProblem], config: AnalyzerConfig
+) -> LogdirReport:
     """One logdir's report from its parts' (in plan order): runs by name, alerts worst first."""
     parts = list(parts)
     runs = sorted((r for p in parts for r in p.runs), key=lambda r: r.run)
@@ -161,6 +164,8 @@ class Processes(Backend):
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        except BrokenProcessPool:
+            raise UsageError("a worker process died (out of memory?); try fewer --jobs") from None
         except BaseException:  # a failed part, or Ctrl-C: the rest is not wanted any more
             for future in futures:
                 future.cancel()

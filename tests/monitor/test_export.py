@@ -5,6 +5,7 @@ against ``tbmon.monitor.read`` and ``tbmon.analyzers.analyze``, including increm
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -192,3 +193,11 @@ def test_a_file_rewritten_in_place_rewrites_the_run(tmp_path, capsys, tb) -> Non
     assert "1 rewritten" in capsys.readouterr().err
     assert_matches_read(logdir, out)
     assert table(out, "scalars", "count(*) FILTER (WHERE run = 'run_1')")[0][0] == 40
+
+
+def test_without_pyarrow_says_which_extra_to_install(tmp_path, capsys, tb, monkeypatch) -> None:
+    logdir = build_logdir(tmp_path / "logs", tb)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # what `import pyarrow` does when it is not installed
+    assert main(["export", str(logdir), str(tmp_path / "out")]) == 2
+    assert "pip install 'tbmon[parquet]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -185,3 +185,22 @@ def test_html_of_many_runs_lists_alerts_first_and_draws_only_them(tmp_path, caps
     images.feed(text)
     assert len(images.alts) == 3 and all(alt.split()[-1] in diverging for alt in images.alts)
     assert "Figures for 3 of 60 runs" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-plots", "3"], "--max-plots only applies to --format html"),
+        (["--jobs", "2", "--dask", "tcp://127.0.0.1:1"], "--jobs and --dask exclude each other"),
+    ],
+)
+def test_flag_misuse_is_one_line_exit_2(logdir, capsys, extra, message) -> None:
+    assert main(["report", str(logdir), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_is_a_clear_error_not_a_traceback() -> None:
+    from tbmon.monitor.exit_codes import UsageError
+
+    with fleet.Processes(1) as backend, pytest.raises(UsageError, match="worker process died"):
+        list(backend.run(os._exit, [(9,)]))  # what the kernel's OOM killer does to a worker
