@@ -179,19 +179,28 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class Sampler(threading.Thread):
-    """Peak RSS of one process, and of it plus its descendants (summed at the same instant)."""
+    """Peak RSS of one process, and of it plus its descendants (summed at the same instant), and
+    the CPU time of its descendants as last seen: ``--jobs`` workers are children of the
+    forkserver, which never waits for them, so the usual rusage of children misses them."""
 
     def __init__(self, pid: int, kill_above_mb: float | None = None) -> None:
         super().__init__(daemon=True)
         self.pid, self.kill_above_mb = pid, kill_above_mb
         self.main_mb = self.total_mb = 0.0
+        self.descendant_cpu: dict[int, float] = {}
         self.killed = False
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
             main = _rss_mb(self.pid)
-            total = main + sum(_rss_mb(child) for child in _descendants(self.pid))
+            children = _descendants(self.pid)
+            for child in children:
+                try:
+                    self.descendant_cpu[child] = _cpu_seconds(child)
+                except (OSError, IndexError):
+                    pass
+            total = main + sum(_rss_mb(child) for child in children)
             self.main_mb, self.total_mb = max(self.main_mb, main), max(self.total_mb, total)
             if self.kill_above_mb and total > self.kill_above_mb:
                 self.killed = True
@@ -217,6 +226,7 @@ def measure(command: list[str], timeout: float, kill_above_mb: float | None = No
     wall = time.perf_counter() - started
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    cpu += sum(sampler.descendant_cpu.values())  # workers (the forkserver itself, reaped and counted twice, idles)
     if sampler.killed:
         return {"error": f"stopped above {kill_above_mb:,.0f} MB resident", "peak_mb": sampler.total_mb, "wall": wall}
     if proc.returncode not in (0, 1):
@@ -364,14 +374,18 @@ def main() -> None:
         empty = OUT / "scale-empty"
         empty.mkdir(parents=True, exist_ok=True)
         base_watch = measure_watch(empty, args.idle_seconds, 120)
-        watch = measure_watch(logdir, args.idle_seconds, args.timeout)
-        if "error" in watch:
-            print(f"  {watch['error']}")
-        else:
+        targets = [(logdir, "")]
+        if "short" not in skip:
+            targets.append((generate(args.runs, args.short_steps), ", 1/10 the events"))
+        for target, note in targets:
+            watch = measure_watch(target, args.idle_seconds, args.timeout)
+            if "error" in watch:
+                print(f"  {watch['error']}")
+                continue
             per_run = (watch["rss_mb"] - base_watch["rss_mb"]) / args.runs * 1024
-            print(f"  caught up on {args.runs} runs in {watch['catch_up']:.1f} s ({watch['catch_up_cpu']:.1f} s CPU), "
-                  f"{watch['alerts']} alerts, peak {watch['peak_mb']:,.0f} MB")
-            print(f"  idle: {watch['idle_cpu'] * 1e3:.0f} ms CPU in {args.idle_seconds:g} s "
+            print(f"  caught up on {args.runs} runs{note} in {watch['catch_up']:.1f} s ({watch['catch_up_cpu']:.1f} s "
+                  f"CPU), {watch['alerts']} alerts, peak {watch['peak_mb']:,.0f} MB")
+            print(f"    idle: {watch['idle_cpu'] * 1e3:.0f} ms CPU in {args.idle_seconds:g} s "
                   f"({watch['idle_cpu'] / args.idle_seconds * 100:.2f} % of a core); resident {watch['rss_mb']:,.0f} MB "
                   f"vs {base_watch['rss_mb']:,.0f} MB watching an empty logdir: {per_run:,.0f} kB per run")  # fmt: skip
     for name, target, runs in (("tbparse_subset", None, args.subset_runs), ("tbparse_full", logdir, args.runs)):

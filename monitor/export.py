@@ -85,7 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", "-j", type=positive_int, metavar="N",
         help="export runs in N worker processes (default: every core, or this process alone for under 32 MB)",
     )  # fmt: skip
-    parser.add_argument("--no-crc", action="store_true", help="skip CRC checks (faster; corrupt records may decode as garbage)")
+    parser.add_argument(
+        "--no-crc", action="store_true", help="skip CRC checks (faster; corrupt records may decode as garbage)"
+    )
 
 
 @dataclass(frozen=True)
@@ -207,8 +209,9 @@ def _supersedes(polled: PollResult, saved: dict, runs: dict[str, RunInfo]) -> bo
     exported (``frames`` keeps the later of two points at one step)."""
     if any(problem.kind == "rewritten" for problem in polled.problems):
         return True
-    if any(len(info.restarts) != saved["restarts"].get(name, 0) or info.restarts_truncated for name, info in runs.items()):
-        return True
+    for name, info in runs.items():
+        if len(info.restarts) != saved["restarts"].get(name, 0) or info.restarts_truncated:
+            return True
     for batch in polled.batches:
         tags = saved["reader"]["runs"].get(batch.run, {}).get("tags", [])
         last = {(kind, tag): step for kind, tag, step, _ in tags}

@@ -89,9 +89,11 @@ def plan(logdir: str | os.PathLike[str]) -> Plan:
     return Plan(name, tuple(parts), tuple(unreadable_dir_problem(d) for d in sorted(found.unreadable_dirs)))
 
 
-def report_part(part: Part, config: AnalyzerConfig, check_crc: bool = True) -> PartReport:
-    """Read, analyze and summarise one part (runs in a worker)."""
-    report = _part_report(part, config, check_crc)
+def report_part(
+    part: Part, config: AnalyzerConfig, check_crc: bool = True, progress: Progress | None = None
+) -> PartReport:
+    """Read, analyze and summarise one part (runs in a worker; ``progress`` only in-process)."""
+    report = _part_report(part, config, check_crc, progress)
     return PartReport(report.runs, report.alerts, report.problems)
 
 
@@ -103,10 +105,10 @@ def draw_part(part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozens
     return [(r.run, png) for r in report.runs if r.run in runs and (png := run_png(report, r)) is not None]
 
 
-def _part_report(part: Part, config: AnalyzerConfig, check_crc: bool) -> LogdirReport:
+def _part_report(part: Part, config: AnalyzerConfig, check_crc: bool, progress: Progress | None = None) -> LogdirReport:
     from tbmon.analyzers import analyze
 
-    result = read(part.path, check_crc=check_crc, files=part.files)
+    result = read(part.path, check_crc=check_crc, files=part.files, progress=progress)
     return replace(build_report(result, analyze(result, config), config), logdir=part.logdir)
 
 
@@ -254,8 +256,11 @@ class Fleet(AbstractContextManager):
         """One report per logdir; ``progress(done, total)`` counts event-file bytes of finished parts."""
         parts = [part for pl in self.plans for part in pl.parts]
         total, done = sum(p.size for p in parts), 0
+        calls = [(p, self.config, self.check_crc) for p in parts]
+        if progress is not None and isinstance(self.backend, InProcess):  # bytes as they are read, as read() does
+            calls = [(*call, _shifted(progress, before, total)) for call, before in zip(calls, _starts(parts))]
         results: list[PartReport] = [PartReport((), (), ())] * len(parts)
-        for i, result in self.backend.run(report_part, [(p, self.config, self.check_crc) for p in parts]):
+        for i, result in self.backend.run(report_part, calls):
             results[i] = result
             done += parts[i].size
             if progress is not None:
@@ -293,6 +298,18 @@ def report_logdirs(
     (default: every core for a big logdir) or the Dask cluster of ``client``."""
     with Fleet(logdirs, config, jobs=jobs, client=client, check_crc=check_crc) as fleet:
         return fleet.reports()
+
+
+def _starts(parts: Sequence[Part]) -> Iterator[int]:
+    """Bytes of the parts before each one."""
+    done = 0
+    for part in parts:
+        yield done
+        done += part.size
+
+
+def _shifted(progress: Progress, before: int, total: int) -> Progress:
+    return lambda done, _part_total: progress(before + done, total)
 
 
 def _size(path: str) -> int:

@@ -100,7 +100,8 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None, max_figures: int)
     drawn = figured_runs(report.runs, max_figures)
     if plot is not None and len(drawn) < len(report.runs):
         out.append(f"<p class='meta'>Figures for {len(drawn)} of {len(report.runs)} runs (only runs with alerts, "
-                   "worst first); <code>--max-plots N</code> raises the cap, <code>--plots DIR</code> draws every run.</p>")
+                   "worst first); <code>--max-plots N</code> raises the cap, "
+                   "<code>--plots DIR</code> draws every run.</p>")
     for run in runs:
         out.append(f"<h3>Run <code>{escape(run.run)}</code></h3>")
         out.append(_tag_list(run))

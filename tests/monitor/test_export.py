@@ -60,7 +60,7 @@ def assert_matches_read(logdir: Path, out: Path) -> None:
     assert np.allclose([g[4] for g in got], [e[4] for e in expected], equal_nan=True, rtol=0, atol=0)
     hist = result.histograms
     expected_h = sorted(
-        (str(r.run), str(r.tag), int(r.step), float(r.num), float(r.sum), float(r.sum_squares), float(r.min), float(r.max))
+        (str(r.run), str(r.tag), int(r.step), *map(float, (r.num, r.sum, r.sum_squares, r.min, r.max)))
         for r in hist.itertuples(index=False)
     )
     assert table(out, "histograms", "run, tag, step, num, sum, sum_squares, min, max") == expected_h
@@ -98,7 +98,8 @@ def test_rerun_exports_only_new_data(tmp_path, capsys, tb) -> None:
     err = capsys.readouterr().err
     assert "(1 appended, 1 new, 4 unchanged): 150 scalar rows" in err
     assert untouched.stat().st_mtime_ns == stamp  # unchanged runs are not rewritten
-    appended = duckdb.sql(f"SELECT count(*), min(step) FROM '{out}/scalars/run=run_1/part-000001.parquet'").fetchall()[0]
+    newest = out / "scalars" / "run=run_1" / "part-000001.parquet"
+    appended = duckdb.sql(f"SELECT count(*), min(step) FROM '{newest}'").fetchall()[0]
     assert appended == (100, 200)  # only the new points were read and written
     assert_matches_read(logdir, out)
     export(logdir, out)

@@ -204,3 +204,14 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_traceback() -> None:
 
     with fleet.Processes(1) as backend, pytest.raises(UsageError, match="worker process died"):
         list(backend.run(os._exit, [(9,)]))  # what the kernel's OOM killer does to a worker
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_progress_counts_every_byte_once_in_order(logdir, jobs) -> None:
+    calls: list[tuple[int, int]] = []
+    with fleet.Fleet([logdir], jobs=jobs) as runs:
+        runs.reports(lambda done, total: calls.append((done, total)))
+    total = sum(f.stat().st_size for f in logdir.rglob("*tfevents*"))
+    assert calls[-1] == (total, total)
+    assert all(t == total for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert len(calls) >= len(fleet.plan(logdir).parts)  # at least one step per part
