@@ -159,6 +159,7 @@ class Processes(Backend):
 
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__, "tbmon.analyzers", "pandas"])
+        self.jobs = jobs
         self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
 
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:

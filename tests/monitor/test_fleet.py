@@ -109,7 +109,7 @@ def test_default_jobs_reads_small_logdirs_here_and_big_ones_on_every_core(logdir
     monkeypatch.setattr(fleet, "cpu_count", lambda: 4)
     backend = fleet.backend_for(parts)
     with backend:
-        assert isinstance(backend, fleet.Processes) and backend.pool._max_workers == 4
+        assert isinstance(backend, fleet.Processes) and backend.jobs == 4
     assert isinstance(fleet.backend_for(parts, jobs=1), fleet.InProcess)
 
 
