@@ -285,8 +285,23 @@ def _write(out: Path, table: str, run: str, data: Any, number: int) -> None:
     os.replace(temporary, target)
 
 
+MAX_PARTITION_NAME = 240
+"""A folder name may hold 255 bytes; URL-encoding a deep run's name (``/`` → ``%2F``) can pass
+that. Such names are cut and end in a hash of the whole name, so they stay distinct."""
+
+
+def partition_value(run: str) -> str:
+    """The run's value in its ``run=`` folder name: URL-encoded, shortened when too long."""
+    value = quote(run, safe="")
+    if len(value) + len("run=") <= MAX_PARTITION_NAME:
+        return value
+    digest = hashlib.sha1(run.encode("utf-8")).hexdigest()[:16]
+    keep = value[: MAX_PARTITION_NAME - len("run=") - len(digest) - 1]
+    return f"{keep.rsplit('%', 1)[0] if '%' in keep[-2:] else keep}~{digest}"
+
+
 def _partition(out: Path, table: str, run: str) -> Path:
-    return out / table / f"run={quote(run, safe='')}"
+    return out / table / f"run={partition_value(run)}"
 
 
 # -- state ----------------------------------------------------------------------------------

@@ -202,3 +202,17 @@ def test_without_pyarrow_says_which_extra_to_install(tmp_path, capsys, tb, monke
     assert main(["export", str(logdir), str(tmp_path / "out")]) == 2
     assert "pip install 'tbmon[parquet]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_name_too_long_for_a_folder_name_is_shortened_not_lost(tmp_path, tb) -> None:
+    from urllib.parse import unquote
+
+    from tbmon.monitor.export import partition_value
+
+    deep = "/".join(f"level_{i}_" + "x" * 50 for i in range(5))  # 304 bytes; URL-encoded it passes 255
+    tb.scalars(tmp_path / "logs" / deep, {"train/loss": _loss(30, 1)})
+    export(tmp_path / "logs", tmp_path / "out")
+    value = partition_value(deep)
+    assert len(f"run={value}") <= 240 and value != partition_value(deep + "_other")
+    assert table(tmp_path / "out", "scalars", "run") == [(unquote(value),)] * 30  # DuckDB decodes the shortened name
+    assert unquote(value).startswith(deep[:150])
