@@ -1,7 +1,8 @@
 """tbmon's detection rules: pure logic over columnar batches (no I/O, no printing, no clock).
 
 ``analyze(logdir_or_read_result)`` is the one-shot entry point; ``Engine`` is the incremental
-one that ``tbmon watch`` feeds batch by batch and checkpoints with ``state_dict()``.
+one that ``tbmon watch`` feeds batch by batch and checkpoints with ``state_dict()``;
+``alerts_frame(alerts)`` turns alerts into a pandas DataFrame.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import dataclasses
 import os
 from typing import Any
 
-from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.alerts import Alert, alerts_frame
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.engine import Engine
 
-__all__ = ["Alert", "AnalyzerConfig", "Engine", "analyze"]
+__all__ = ["Alert", "AnalyzerConfig", "Engine", "alerts_frame", "analyze"]
 
 
 def analyze(logdir_or_read_result: Any, config: AnalyzerConfig | None = None) -> list[Alert]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEVERITIES = ("info", "warning", "critical")
 """Ordered from least to most severe; `--fail-on` compares by position in this tuple."""
@@ -59,3 +63,13 @@ class Alert:
                 "evidence": self.evidence,
             }
         )
+
+
+def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
+    """Alerts as a pandas DataFrame, one row each, columns in contract order (``evidence`` a dict
+    per row; NaN stays a float here, unlike JSON): filter, group and join them like ``read()``'s
+    frames, e.g. ``alerts_frame(analyze("logs/")).query("severity == 'critical'")``."""
+    import pandas as pd
+
+    columns = [f.name for f in fields(Alert)]
+    return pd.DataFrame([asdict(a) for a in alerts], columns=columns).astype({"step": "int64", "wall_time": "float64"})

@@ -173,10 +173,16 @@ class ScalarContext:
         self._steps = np.zeros(0, dtype=np.int64)
         self._peaks = np.zeros(0)
         self._prev = (float("nan"), -1, float("nan"))
+        # Rises (a point above the one before): a warm-up ramps over many, a manual change jumps in one.
+        self.rises, self.last_rise_step = 0, -1
+        self._rises = np.zeros(0, dtype=np.int64)
+        self._rise_steps = np.zeros(0, dtype=np.int64)
+        self._prev_rises = (0, -1)
 
     def update(self, items: Iterator[Tagged]) -> None:
         """Take this batch's points of the signal; call before ``at``."""
         self._prev = (self.last, self.last_step, self.peak)
+        self._prev_rises = (self.rises, self.last_rise_step)
         self._seq = np.zeros(0, dtype=np.int64)
         for item in items:
             if self.tag is None:
@@ -188,6 +194,10 @@ class ScalarContext:
             self._values = s.value
             seed = -np.inf if np.isnan(self.peak) else self.peak
             self._peaks = np.fmax.accumulate(np.concatenate([[seed], np.where(np.isfinite(s.value), s.value, -np.inf)]))[1:]
+            rose = s.value > np.concatenate([[self.last], s.value[:-1]])  # NaN compares False
+            self._rises = self.rises + np.cumsum(rose)
+            self._rise_steps = np.maximum.accumulate(np.where(rose, s.step, self.last_rise_step))
+            self.rises, self.last_rise_step = int(self._rises[-1]), int(self._rise_steps[-1])
             if np.isnan(self.first):
                 self.first = float(s.value[0])
             self.last, self.last_step = float(s.value[-1]), int(s.step[-1])
@@ -201,10 +211,18 @@ class ScalarContext:
         peak = float(self._peaks[i])
         return float(self._values[i]), int(self._steps[i]), peak if np.isfinite(peak) else float("nan")
 
+    def rises_at(self, seq: int) -> tuple[int, int]:
+        """``(rises so far, step of the latest rise)`` as of ``seq``: how the value got to its peak."""
+        i = int(np.searchsorted(self._seq, seq, side="right")) - 1
+        return self._prev_rises if i < 0 else (int(self._rises[i]), int(self._rise_steps[i]))
+
     def state(self) -> list[Any]:
-        return [self.tag, self.last, self.last_step, self.peak, self.first]
+        return [self.tag, self.last, self.last_step, self.peak, self.first, self.rises, self.last_rise_step]
 
     def load(self, data: list[Any]) -> None:
         self.tag = data[0]
         self.last, self.last_step, self.peak, self.first = float(data[1]), int(data[2]), float(data[3]), float(data[4])
         self._prev = (self.last, self.last_step, self.peak)
+        if len(data) > 5:  # saved before rises were counted: none known
+            self.rises, self.last_rise_step = int(data[5]), int(data[6])
+        self._prev_rises = (self.rises, self.last_rise_step)

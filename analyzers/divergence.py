@@ -83,11 +83,19 @@ INFO, WARNING, CRITICAL = 1, 2, 3  # episode levels; the alert's severity index 
  _P_UPS) = range(11)
 
 
-def lr_advice(lr: float, peak: float, first: float) -> str:
+WARMUP_MIN_RISES = 3
+"""A warm-up raises the lr over many logged points; one or two rises are a manual change
+(a schedule step up, a resumed run with a new lr), and the message must not call that warm-up."""
+
+
+def lr_advice(lr: float, peak: float, first: float, rises: int, rise_step: int) -> str:
     """One likely cause and fix, using the learning rate when the run logs it."""
     if np.isnan(lr):
         return "a learning rate that is too high is the usual cause: lower it or clip gradients"
     if np.isfinite(peak) and first > 0 and peak > 1.5 * first:
+        if rises < WARMUP_MIN_RISES:
+            return (f"after the lr was raised from {fmt_number(first)} to {fmt_number(peak)} at step {rise_step}; "
+                    "try a smaller raise or gradient clipping")
         return f"after lr warm-up reached {fmt_number(peak)}; try a lower peak lr or gradient clipping"
     return f"at lr {fmt_number(lr)}; try a lower lr or gradient clipping"
 
@@ -476,7 +484,7 @@ class Divergence(BaseRule):
     def _alert(self, s: ScalarSeries, i: int, level: int, info: dict[int, dict[str, Any]], spikes: int) -> Alert:
         p = self.p
         lr, _, peak = self.lr.at(int(s.seq[i]))
-        advice = lr_advice(lr, peak, self.lr.first)
+        advice = lr_advice(lr, peak, self.lr.first, *self.lr.rises_at(int(s.seq[i])))
         value = float(s.value[i])
         step, wall = int(s.step[i]), float(s.wall_time[i])
         evidence: dict[str, Any] = {"value": value, "lr": lr, **info.get(i, {}), "spikes": spikes}

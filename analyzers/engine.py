@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,6 +34,12 @@ STATE_VERSION = 6
 Series = ScalarSeries | HistogramSeries
 
 
+class HasBatches(Protocol):
+    """A reader's answer (``PollResult``, ``ReadResult``): run batches in arrival order."""
+
+    batches: Sequence[RunBatch]
+
+
 class Engine:
     def __init__(self, config: AnalyzerConfig | None = None) -> None:
         self.config = config or AnalyzerConfig()
@@ -44,8 +51,14 @@ class Engine:
 
     # --- feeding ----------------------------------------------------------------------------
 
-    def feed(self, batch: RunBatch) -> list[Alert]:
-        """Alerts raised by this batch's points (each episode once, dated at its first step)."""
+    def feed(self, batch: RunBatch | HasBatches) -> list[Alert]:
+        """Alerts raised by this batch's points (each episode once, dated at its first step).
+
+        Also takes what the reader returns whole (``LogdirReader.poll()``, ``read()``): anything
+        with ``.batches`` is fed batch by batch, so ``engine.feed(reader.poll())`` just works.
+        """
+        if not isinstance(batch, RunBatch):
+            return [alert for one in batch.batches for alert in self.feed(one)]
         series: list[Series] = [s for s in (*batch.scalars, *batch.histograms) if len(s)]
         if not series:
             return []

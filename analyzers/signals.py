@@ -26,14 +26,27 @@ GRAD_NONFINITE = "grad_nonfinite"
 
 HISTOGRAM_SIGNALS = frozenset({GRAD_HISTOGRAM})
 
+VALIDATION_WORDS = ("val", "valid", "validation", "eval", "evaluation", "test", "dev", "holdout")
+"""How people name a held-out split: PyTorch's own docs log ``Loss/test``, HF ``eval/loss``."""
+_SEPARATORS = ("/", "_", "-", ".", " ")
+
+
+def _validation_loss_patterns() -> tuple[str, ...]:
+    """``<word><sep>loss`` and ``loss<sep><word>`` for every validation word and separator, plus
+    Lightning's ``<word>_loss_epoch``; case is ignored by the matcher."""
+    out: list[str] = []
+    for word in VALIDATION_WORDS:
+        for sep in _SEPARATORS:
+            out += [f"{word}{sep}loss", f"loss{sep}{word}"]
+        out.append(f"{word}_loss_epoch")
+    return tuple(out)
+
+
 DEFAULT_PATTERNS: Mapping[str, tuple[str, ...]] = {
     TRAIN_LOSS: (
         "loss", "train/loss", "train_loss", "loss/train", "train/loss_step", "train_loss_step", "train_loss_epoch",
     ),
-    VAL_LOSS: (
-        "val/loss", "val_loss", "eval/loss", "eval_loss", "loss/val", "loss/valid", "loss/validation",
-        "valid_loss", "validation/loss",
-    ),
+    VAL_LOSS: _validation_loss_patterns(),
     LEARNING_RATE: ("lr", "learning_rate", "train/learning_rate", "lr-*", "epoch_learning_rate"),
     GRAD_HISTOGRAM: ("grad/*", "grads/*", "gradients/*", "*.grad", "*/grad", "*_grad"),
     GRAD_NORM: ("grad_norm", "train/grad_norm", "grad_norm/*", "grad_2.0_norm/*", "grad_2.0_norm_total"),

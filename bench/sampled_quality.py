@@ -34,9 +34,13 @@ def main() -> int:
                         "build in .pytest_cache/)")
     parser.add_argument("--workers", type=int, help="training processes (default: every core)")
     parser.add_argument("--details", action="store_true", help="one line per run (development part only)")
+    parser.add_argument("--runs", metavar="REGEX", help="score only the runs whose name matches (development part only; "
+                        "e.g. 's0(432|478)_' to check a rule change on a few runs without re-scoring all of them)")
     args = parser.parse_args()
     if args.details and args.part != "dev":
         parser.error("--details lists runs one by one: only the development part may be read that way")
+    if args.runs and args.part != "dev":
+        parser.error("--runs picks runs one by one: only the development part may be read that way")
     out = args.out or (CI_CACHE if args.part == "ci" else ROOT / "bench" / "out" / f"sampled-{args.part}")
     seeds = PARTS[args.part]
     t0 = time.perf_counter()
@@ -46,7 +50,7 @@ def main() -> int:
         kept = timing_free(samples)
         print(f"ci: {len(samples) - len(kept)} shim-written runs dropped records under load and are not scored")
         samples = kept
-    quality = score_samples(out, samples)
+    quality = score_samples(out, samples, args.runs)
     t2 = time.perf_counter()
     print(f"sampled corpus, {args.part} part ({len(samples)} runs) at {out}: build/label {t1 - t0:.0f}s, "
           f"analyze + replay + score {t2 - t1:.0f}s\n")

@@ -8,11 +8,12 @@ are built from the same record so they never disagree.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tbmon.analyzers.alerts import SEVERITIES, Alert, json_safe
+from tbmon.monitor.sanitize import clock_time, json_ready, visible
+from tbmon.monitor.wording import plural
 
 if TYPE_CHECKING:
     from tbmon.monitor.event_file import ReadProblem
@@ -65,16 +66,19 @@ def summary_record(
 
 
 def json_line(record: Mapping[str, Any]) -> str:
-    """Compact, always-valid JSON (NaN/Inf become strings, as in the alert contract)."""
-    return json.dumps(json_safe(dict(record)), ensure_ascii=False, separators=(",", ":"))
+    """Compact, always-valid JSON (NaN/Inf become strings, as in the alert contract; names valid UTF-8)."""
+    return json.dumps(json_ready(json_safe(dict(record))), ensure_ascii=False, separators=(",", ":"))
 
 
 def plain_line(record: Mapping[str, Any]) -> str:
-    """The human one-liner for any record built above."""
+    """The human one-liner for any record built above: one printable line whatever the names hold."""
+    return visible(_plain_text(record))
+
+
+def _plain_text(record: Mapping[str, Any]) -> str:
     kind = record["type"]
     if kind == "alert":
-        wall = record["wall_time"]
-        when = time.strftime("%H:%M:%S", time.localtime(wall)) if isinstance(wall, float) else "--:--:--"
+        when = clock_time(record["wall_time"])
         tag = f" tag={record['tag']}" if record["tag"] else ""  # run-wide alerts (stalled) have none
         return (
             f"{when} {record['severity'].upper():8} {record['kind']} run={record['run']}{tag} "
@@ -88,9 +92,9 @@ def plain_line(record: Mapping[str, Any]) -> str:
         return f"tbmon: {verb}: {record['run']} (in {record['logdir']})"
     if kind == "summary":
         counts = ", ".join(f"{n} {s}" for s, n in record["alerts"].items())
-        problems = f", {record['problems']} read problems" if record["problems"] else ""
+        problems = f", {plural(record['problems'], 'read problem')}" if record["problems"] else ""
         return (
-            f"tbmon: {record['runs']} runs, {record['alerts_total']} alerts ({counts}; "
+            f"tbmon: {plural(record['runs'], 'run')}, {plural(record['alerts_total'], 'alert')} ({counts}; "
             f"{record['new_alerts']} new){problems}; exit code {record['exit_code']}"
         )
     return f"tbmon: {record.get('message', '')}"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from tbmon.monitor import demo, export, report, watch
 from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
+from tbmon.monitor.sanitize import visible
 from tbmon.monitor.version import tbmon_version
 
 
@@ -22,7 +23,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--fail-on",
         choices=FAIL_ON_CHOICES,
         default="critical",
-        help="exit 1 if any alert is at or above this severity (default: critical; 'never' always exits 0)",
+        help="exit 1 if any alert is at or above this severity (default: critical; 'info': any alert at all; "
+        "'never' always exits 0)",
     )
     parser.add_argument("--output", "-o", metavar="PATH", help="write the output to PATH instead of stdout")
 
@@ -63,9 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except UsageError as exc:
-        print(f"tbmon: {exc}", file=sys.stderr)
+        print(f"tbmon: {visible(exc)}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
+        print("tbmon: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `tbmon report ... | head`: the reader went away; that is not an error of ours.
@@ -74,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the contract forbids tracebacks for users
         if args.debug:
             raise
-        print(f"tbmon: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        reason = f"{type(exc).__name__}: {visible(exc)}"
+        print(f"tbmon: internal error: {reason} (rerun with --debug for details)", file=sys.stderr)
         return BAD_INPUT
 
 

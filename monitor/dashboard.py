@@ -23,7 +23,9 @@ from rich.text import Text
 from tbmon.analyzers.alerts import Alert, severity_rank
 from tbmon.analyzers.series import RunBatch
 from tbmon.analyzers.numbers import fmt_number
+from tbmon.monitor.sanitize import rich_text, visible
 from tbmon.monitor.sparkline import sparkline
+from tbmon.monitor.wording import plural
 
 SPARK_POINTS = 240  # recent loss values kept per run; the sparkline averages them into its width
 SPARK_WIDTH = 24
@@ -151,7 +153,8 @@ class Board:
     def remove_run(self, logdir: str, run: str) -> None:
         with self._lock:
             self._rows.pop((logdir, run), None)
-            self._feed.appendleft(FeedItem(time.time(), Text(f"run removed: {self._label(logdir, run)}", "bright_black")))
+            removed = rich_text(f"run removed: {self._label(logdir, run)}", "bright_black")
+            self._feed.appendleft(FeedItem(time.time(), removed))
 
     def add_alert(self, logdir: str, alert: Alert, *, replayed: bool = False) -> None:
         """Count ``alert`` on its run; show it in the feed unless it is an old one restored from state."""
@@ -162,7 +165,7 @@ class Board:
 
     def add_notice(self, message: str, style: str = "bright_black") -> None:
         with self._lock:
-            self._feed.appendleft(FeedItem(time.time(), Text(message, style)))
+            self._feed.appendleft(FeedItem(time.time(), rich_text(message, style)))
 
     def render(self, height: int | None = None) -> RenderableType:
         """A snapshot: header, runs table (worst first, cut to ``height`` lines), alert feed."""
@@ -179,11 +182,11 @@ class Board:
         problems_style = "bold red" if self.problems else "green"
         return Text.assemble(
             ("tbmon watch ", "bold"),
-            ", ".join(self.logdirs),
+            visible(", ".join(self.logdirs)),
             "  •  ",
             (self.backend, "cyan"),
-            f"  •  {runs} runs, {self.files_tracked} files  •  ",
-            (f"{self.problems} read problems", problems_style),
+            f"  •  {plural(runs, 'run')}, {plural(self.files_tracked, 'file')}  •  ",
+            (plural(self.problems, "read problem"), problems_style),
         )
 
 
@@ -212,7 +215,7 @@ def _runs_table(rows: list[RunRow], now: float, budget: int | None) -> Table:
         status = row.status(now)
         rate = row.rate()
         table.add_row(
-            row.label,
+            rich_text(row.label),
             MISSING if row.step is None else str(row.step),
             MISSING if rate is None else f"{rate:.3g}",
             Text(fmt_number(row.loss, MISSING), "" if row.loss is None or math.isfinite(row.loss) else "bold red"),
@@ -239,6 +242,6 @@ def _grad_cell(row: RunRow) -> Text:
 def _alert_text(label: str, alert: Alert) -> Text:
     return Text.assemble(
         (f"{alert.severity.upper():8}", SEVERITY_STYLE.get(alert.severity, "")),
-        (f" {alert.kind}", "bold"),
-        f" {label}{f' {alert.tag}' if alert.tag else ''} step {alert.step}: {alert.message}",
+        (visible(f" {alert.kind}"), "bold"),
+        visible(f" {label}{f' {alert.tag}' if alert.tag else ''} step {alert.step}: {alert.message}"),
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EVENT_FILE_MARKER = "tfevents"
 IGNORED_SUFFIXES = (".profile-empty",)
@@ -50,6 +50,7 @@ class Discovery:
 
     runs: tuple[RunDir, ...]
     unreadable_dirs: tuple[str, ...]
+    reasons: dict[str, str] = field(default_factory=dict)  # why a directory could not be listed, when known
 
 
 def is_event_file_name(name: str) -> bool:
@@ -87,7 +88,11 @@ def keras_pairing(run: str) -> tuple[str | None, str | None]:
 
 def make_run_dir(logdir: str, directory: str, files: list[str]) -> RunDir:
     """A RunDir for ``directory`` with its event files (absolute paths) in creation order."""
-    run = run_name(logdir, directory)
+    return named_run_dir(run_name(logdir, directory), directory, files)
+
+
+def named_run_dir(run: str, directory: str, files: list[str]) -> RunDir:
+    """A RunDir whose run name is already known (an object store names it from the key)."""
     experiment_dir, role = keras_pairing(run)
     return RunDir(
         run=run,

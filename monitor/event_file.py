@@ -9,15 +9,15 @@ contain makes it raise: defects become :class:`ReadProblem` s, each reported onc
 from __future__ import annotations
 
 import os
-import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
 from tbmon.monitor.decode import DecodedBlock, EventDecoder, HistogramPoint
 from tbmon.monitor.records import RecordBlock, RecordFramer
+from tbmon.monitor.storage import LOCAL_FILES, Files, FileStat, OpenFile
 
 _FINGERPRINT_BYTES = 64
 
@@ -58,7 +58,11 @@ class FileHealth:
 
 
 class EventFileReader:
-    """Incremental reader of one TFRecord event file (see module docstring)."""
+    """Incremental reader of one TFRecord event file (see module docstring).
+
+    ``files`` is where the file lives: the local filesystem by default, or an object store
+    (:mod:`tbmon.monitor.remote`), which serves the same stat and ranged reads.
+    """
 
     def __init__(
         self,
@@ -67,15 +71,17 @@ class EventFileReader:
         check_crc: bool = True,
         max_record_bytes: int = 1 << 30,
         block_bytes: int = 4 << 20,
+        files: Files = LOCAL_FILES,
     ) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
+        self._files = files
         self._framer = RecordFramer(
             check_crc=check_crc, max_record_bytes=max_record_bytes, block_bytes=block_bytes
         )
         self._decoder = EventDecoder()
         self._seq = 0
         self._fingerprint = b""
-        self._stat_key: tuple[int, int, int] | None = None
+        self._stat_key: tuple | None = None
         self._missing: str | None = None  # "deleted"/"unreadable" already reported
         self.health = FileHealth()
 
@@ -131,36 +137,64 @@ class EventFileReader:
     # -- reading -----------------------------------------------------------------------
     def read_new(self, max_bytes: int | None = None) -> FileChunk:
         """Decode the complete records appended since the last call (about ``max_bytes``)."""
-        out = _ChunkBuilder(str(self.path))
+        out = _ChunkBuilder(self.path)
         try:
-            # O_NONBLOCK: a FIFO under an event-file name must not hang the reader.
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            handle = self._files.open(self.path)
         except FileNotFoundError:
             out.problems += self._gone("deleted", "file no longer exists")
             return self._finish(out)
         except OSError as exc:
             out.problems += self._gone("unreadable", _os_reason(exc))
             return self._finish(out)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                out.problems += self._gone("unreadable", "not a regular file")
-                return self._finish(out)
-            pread = lambda off, n: os.pread(fd, n, off)  # noqa: E731 - bound to this fd
-            out.rewound = self._check_replaced(pread, st, out.problems)
-            for block in self._framer.read(pread, st.st_size, max_bytes):
-                self._add_block(block, out)
-            if not self._fingerprint and (self._framer.offset > 0 or self._framer.dead):
-                # Verified bytes only (or, for a non-event file, its head), so a replaced
-                # file is told apart from one that merely grew.
-                known = st.st_size if self._framer.dead else self._framer.offset
-                self._fingerprint = pread(0, min(_FINGERPRINT_BYTES, known))
-            self._missing = None
-        except OSError as exc:  # e.g. EIO on a network filesystem: keep what was read
-            out.problems += self._gone("unreadable", _os_reason(exc))
-        finally:
-            os.close(fd)
+        with handle:
+            try:
+                self._read_open(handle, out, max_bytes)
+            except FileNotFoundError:  # an object deleted between listing and reading
+                out.problems += self._gone("deleted", "file no longer exists")
+            except OSError as exc:  # e.g. EIO on a network filesystem: keep what was read
+                out.problems += self._gone("unreadable", _os_reason(exc))
         return self._finish(out)
+
+    def _read_open(self, handle: OpenFile, out: _ChunkBuilder, max_bytes: int | None) -> None:
+        st = handle.stat()
+        if not st.regular:
+            out.problems += self._gone("unreadable", "not a regular file")
+            return
+        head = b""
+
+        def pread(offset: int, size: int) -> bytes:
+            nonlocal head
+            data = handle.pread(offset, size)
+            if offset == 0 and len(data) > len(head):
+                head = data[:_FINGERPRINT_BYTES]  # the fingerprint below costs no second read
+            return data
+
+        out.rewound = self._check_replaced(pread, st, out.problems)
+        for block in self._framer.read(pread, st.size, max_bytes):
+            self._add_block(block, out)
+        if not self._fingerprint and (self._framer.offset > 0 or self._framer.dead):
+            # Verified bytes only (or, for a non-event file, its head), so a replaced
+            # file is told apart from one that merely grew.
+            known = min(_FINGERPRINT_BYTES, st.size if self._framer.dead else self._framer.offset)
+            self._fingerprint = head[:known] if len(head) >= known else handle.pread(0, known)
+        self._missing = None
+
+    def upcoming_reads(self, st: FileStat) -> list[tuple[int, int]]:
+        """The byte ranges ``[start, end)`` the next :meth:`read_new` will read first, given the
+        file's stat: none if it did not change; else the fingerprint check and the new bytes.
+        An object store fetches them ahead for many files at once."""
+        if (st.version, st.size) == self._stat_key or self._framer.dead:
+            return []
+        ranges = []
+        if self._fingerprint and st.size >= self._framer.offset:
+            ranges.append((0, len(self._fingerprint)))
+        if st.size > self._framer.offset:
+            ranges.append((self._framer.offset, min(st.size, self._framer.offset + self._framer.block_bytes)))
+        return ranges
+
+    def size(self) -> int | None:
+        """The file's current size, None once it is gone."""
+        return self._files.size(self.path)
 
     def unread_tail(self) -> ReadProblem | None:
         """The bytes after the last complete record, as a problem, once no more will be written.
@@ -171,34 +205,35 @@ class EventFileReader:
         """
         if self._framer.dead or self._missing:
             return None
-        try:
-            left = os.stat(self.path).st_size - self._framer.offset
-        except OSError:
+        size = self.size()
+        if size is None:
             return None
+        left = size - self._framer.offset
         if left <= 0:
             return None
         problem = ReadProblem(
-            str(self.path), self._framer.offset, "truncated",
+            self.path, self._framer.offset, "truncated",
             "the file ends with an incomplete or damaged record (still being written, or cut short by a "
             "killed job or a full disk)", left,
         )
         self._count(problem)
         return problem
 
-    def _check_replaced(self, pread, st: os.stat_result, problems: list[ReadProblem]) -> bool:
-        """Detect a shrunk or replaced file; then start over from byte 0."""
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    def _check_replaced(self, pread: Callable[[int, int], bytes], st: FileStat, problems: list[ReadProblem]) -> bool:
+        """Detect a shrunk or replaced file; then start over from byte 0. A file rewritten
+        whole with the same start and more bytes (an object re-uploaded) merely grew."""
+        key = (st.version, st.size)
         if key == self._stat_key:
             return False
         self._stat_key = key
         reason = None
-        if st.st_size < self._framer.offset:
-            reason = f"file shrank from {self._framer.offset} to {st.st_size} bytes"
+        if st.size < self._framer.offset:
+            reason = f"file shrank from {self._framer.offset} to {st.size} bytes"
         elif self._fingerprint and pread(0, len(self._fingerprint)) != self._fingerprint:
             reason = "first record changed: file was replaced"
         if reason is None:
             return False
-        problems.append(ReadProblem(str(self.path), 0, "rewritten", f"{reason}; reading again from the start"))
+        problems.append(ReadProblem(self.path, 0, "rewritten", f"{reason}; reading again from the start"))
         self._framer.reset()
         self._fingerprint = b""
         self.health.is_event_file = None
@@ -209,7 +244,7 @@ class EventFileReader:
             return []
         self._missing = kind
         self._stat_key = None
-        return [ReadProblem(str(self.path), self._framer.offset, kind, message)]
+        return [ReadProblem(self.path, self._framer.offset, kind, message)]
 
     def _add_block(self, block: RecordBlock, out: _ChunkBuilder) -> None:
         path = out.path

@@ -10,7 +10,7 @@ OK = 0
 ALERTS = 1
 BAD_INPUT = 2
 
-FAIL_ON_CHOICES = ("warning", "critical", "never")
+FAIL_ON_CHOICES = ("info", "warning", "critical", "never")
 
 
 class UsageError(Exception):

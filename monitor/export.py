@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tbmon.monitor.exit_codes import UsageError
+from tbmon.monitor.sanitize import json_ready, visible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,7 +74,10 @@ Exit codes: 0 exported, 2 bad usage or unreadable input (a LOGDIR with no event 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tbmon.monitor.report import positive_int
 
-    parser.add_argument("logdir", metavar="LOGDIR", help="directory holding runs (searched recursively)")
+    parser.add_argument(
+        "logdir", metavar="LOGDIR",
+        help="directory holding runs (searched recursively), or a URL: s3://bucket/prefix, gs://…, az://…",
+    )  # fmt: skip
     parser.add_argument("out", metavar="OUT", help="folder of the export (created; re-use it to export incrementally)")
     parser.add_argument("--format", "-f", choices=FORMATS, default="parquet", help="table format (default: parquet)")
     parser.add_argument(
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     done = export_logdir(args.logdir, args.out, load_config(args.config), jobs=args.jobs, check_crc=not args.no_crc)
     if not done:
-        print(f"tbmon: no event files found under {args.logdir}", file=sys.stderr)
+        print(f"tbmon: no event files found under {visible(args.logdir)}", file=sys.stderr)
         from tbmon.monitor.exit_codes import BAD_INPUT
 
         return BAD_INPUT
@@ -125,7 +129,7 @@ def summary_line(done: Sequence[PartExport], out: str) -> str:
             f"{sum(p.alerts for p in done):,} alerts")  # fmt: skip
     problems = sum(p.problems for p in done)
     tail = f"; {problems} read problems (tbmon report LOGDIR lists them)" if problems else ""
-    return f"tbmon: exported {sum(len(p.runs) for p in done)} runs to {out} ({what}): {rows} added{tail}"
+    return f"tbmon: exported {sum(len(p.runs) for p in done)} runs to {visible(out)} ({what}): {rows} added{tail}"
 
 
 def export_logdir(
@@ -139,6 +143,7 @@ def export_logdir(
     """Export (or bring up to date) ``out`` from ``logdir``; one :class:`PartExport` per part."""
     from tbmon.analyzers.config import AnalyzerConfig
     from tbmon.monitor.fleet import backend_for, plan
+    from tbmon.monitor.storage import normalize_logdir
 
     _require_pyarrow()
     config = config or AnalyzerConfig()
@@ -146,7 +151,7 @@ def export_logdir(
     if not parts:
         return []
     root = Path(out)
-    _claim(root, os.path.abspath(os.fspath(logdir)))
+    _claim(root, normalize_logdir(logdir))
     _forget_regrouped(root, parts)
     done: list[PartExport | None] = [None] * len(parts)
     with backend_for(parts, jobs) as backend:
@@ -171,12 +176,12 @@ def export_part(part: Part, out: str, config: AnalyzerConfig, check_crc: bool = 
         except (ValueError, KeyError, TypeError):  # an older tbmon's state: start this part over
             saved = None
             reader, engine = LogdirReader(part.path, check_crc=check_crc), Engine(config)
-    polled = reader.poll(part.files)
+    polled = reader.poll(files=part.files)
     action = "new" if saved is None else "appended"
     if saved is not None and _supersedes(polled, saved, reader.runs):
         action = "rewritten"
         reader, engine = LogdirReader(part.path, check_crc=check_crc), Engine(config)
-        polled = reader.poll(part.files)
+        polled = reader.poll(files=part.files)
     if action == "appended" and not polled.batches:
         return PartExport(part.runs, "unchanged", 0, 0, 0, len(polled.problems))
     owners = _owners(part)
@@ -246,13 +251,18 @@ def _schemas() -> dict[str, Any]:
 def _write_points(out: Path, table: str, frame: pd.DataFrame, runs: Sequence[str], number: int) -> None:
     """One file per run; a run without rows gets an empty one on its first write (``runs``), so
     every table exists with its columns and a query never fails on a missing table."""
+    import numpy as np
+    import pandas as pd
     import pyarrow as pa
 
     schema = _schemas()[table]
     groups = frame.groupby("run", observed=True, sort=True) if len(frame) else []
     written = set()
     for run, rows in groups:
-        data = {"tag": pa.array(rows["tag"].to_numpy(dtype=object), pa.string())}
+        tags = rows["tag"].to_numpy(dtype=object)
+        if any(json_ready(tag) != tag for tag in pd.unique(tags)):  # bytes that are not UTF-8: shown as \xNN
+            tags = np.array([json_ready(tag) for tag in tags], dtype=object)
+        data = {"tag": pa.array(tags, pa.string())}
         data |= {name: pa.array(rows[name].to_numpy(), schema.field(name).type) for name in schema.names[1:]}
         _write(out, table, str(run), pa.table(data, schema=schema), number)
         written.add(str(run))
@@ -268,7 +278,7 @@ def _write_alerts(out: Path, alerts: Sequence[Alert], runs: Sequence[str], numbe
     for alert in alerts:
         row = alert.to_dict()
         row.update(step=int(alert.step), wall_time=float(alert.wall_time), evidence=json.dumps(row["evidence"]))
-        by_run.setdefault(alert.run, []).append(row)
+        by_run.setdefault(alert.run, []).append(json_ready(row))
     for run, rows in sorted(by_run.items()):
         _write(out, "alerts", run, pa.Table.from_pylist(rows, schema=schema), number)
 
@@ -291,11 +301,12 @@ that. Such names are cut and end in a hash of the whole name, so they stay disti
 
 
 def partition_value(run: str) -> str:
-    """The run's value in its ``run=`` folder name: URL-encoded, shortened when too long."""
-    value = quote(run, safe="")
+    """The run's value in its ``run=`` folder name: URL-encoded (bytes that are not UTF-8 as ``\\xNN``,
+    as the JSON report shows them), shortened when too long."""
+    value = quote(json_ready(run), safe="")
     if len(value) + len("run=") <= MAX_PARTITION_NAME:
         return value
-    digest = hashlib.sha1(run.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha1(run.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     keep = value[: MAX_PARTITION_NAME - len("run=") - len(digest) - 1]
     return f"{keep.rsplit('%', 1)[0] if '%' in keep[-2:] else keep}~{digest}"
 
@@ -341,7 +352,7 @@ def _forget_regrouped(out: Path, parts: Sequence[Part]) -> None:
 
 
 def _state_path(out: Path, part: Part) -> Path:
-    digest = hashlib.sha1("\0".join(part.runs).encode("utf-8")).hexdigest()[:20]
+    digest = hashlib.sha1("\0".join(part.runs).encode("utf-8", "surrogateescape")).hexdigest()[:20]
     return out / STATE_DIR / "parts" / f"{digest}.json"
 
 

@@ -25,15 +25,17 @@ from typing import TYPE_CHECKING, Any
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.signals import SignalMatcher
-from tbmon.monitor.discovery import RunDir, discover
+from tbmon.monitor.discovery import RunDir
 from tbmon.monitor.event_file import ReadProblem
 from tbmon.monitor.exit_codes import UsageError
-from tbmon.monitor.reader import _check_logdir as check_logdir  # noqa: PLC2701 - one package
 from tbmon.monitor.reader import read, unreadable_dir_problem
+from tbmon.monitor.storage import open_logdir
 from tbmon.monitor.summary import LogdirReport, RunSummary, alert_order, build_report, summarize_experiments
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from tbmon.monitor.reader import RunInfo
 
 PARALLEL_MIN_BYTES = 32 << 20
 """Below this much event data, ``jobs=None`` reads in this process: starting workers (about a
@@ -44,7 +46,8 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Part:
-    """Runs that are read and analyzed together. ``path`` is absolute (a worker's cwd may differ);
+    """Runs that are read and analyzed together. ``path`` is the logdir as its storage names it
+    (an absolute path, a worker's cwd may differ; or a URL, read by the worker itself);
     ``logdir`` is the name the report prints."""
 
     logdir: str
@@ -61,6 +64,7 @@ class PartReport:
     runs: tuple[RunSummary, ...]
     alerts: tuple[Alert, ...]
     problems: tuple[ReadProblem, ...]
+    infos: tuple[RunInfo, ...] = ()  # the reader's run facts: the report's hints and "nothing to judge"
 
 
 @dataclass(frozen=True)
@@ -72,29 +76,37 @@ class Plan:
     unreadable: tuple[ReadProblem, ...]
 
 
-def plan(logdir: str | os.PathLike[str]) -> Plan:
-    """Find the runs of ``logdir`` and group them into parts. Raises UsageError if it cannot be read."""
-    name = os.fspath(logdir)
-    check_logdir(name)
-    root = os.path.abspath(name)
-    found = discover(root)
+def plan(logdir: str | os.PathLike[str], name: str | None = None) -> Plan:
+    """Find the runs of ``logdir`` (a path or a URL) and group them into parts; ``name`` is what the
+    report calls it (default: ``logdir`` as given). Raises UsageError if it cannot be read."""
+    store = open_logdir(logdir)
+    name = os.fspath(logdir) if name is None else name
+    store.check()
+    found = store.discover()
     groups: dict[str, list[RunDir]] = {}
     for run_dir in found.runs:
         groups.setdefault(run_dir.experiment_dir if run_dir.role is not None else run_dir.run, []).append(run_dir)
     parts = []
     for members in groups.values():
         files = tuple(f for r in members for f in r.files)
-        parts.append(Part(name, root, tuple(sorted(r.run for r in members)), files, sum(_size(f) for f in files)))
+        size = sum(store.size(f) or 0 for f in files)
+        parts.append(Part(name, store.root, tuple(sorted(r.run for r in members)), files, size))
     parts.sort(key=lambda p: p.runs[0])
-    return Plan(name, tuple(parts), tuple(unreadable_dir_problem(d) for d in sorted(found.unreadable_dirs)))
+    unreadable = tuple(unreadable_dir_problem(d, found.reasons.get(d)) for d in sorted(found.unreadable_dirs))
+    return Plan(name, tuple(parts), unreadable)
 
 
 def report_part(
-    part: Part, config: AnalyzerConfig, check_crc: bool = True, progress: Progress | None = None
+    part: Part,
+    config: AnalyzerConfig,
+    check_crc: bool = True,
+    progress: Progress | None = None,
+    analyzing: Callable[[], None] | None = None,
 ) -> PartReport:
-    """Read, analyze and summarise one part (runs in a worker; ``progress`` only in-process)."""
-    report = _part_report(part, config, check_crc, progress)
-    return PartReport(report.runs, report.alerts, report.problems)
+    """Read, analyze and summarise one part (runs in a worker; ``progress`` and ``analyzing``,
+    called between the read and the rules, only in-process)."""
+    report = _part_report(part, config, check_crc, progress, analyzing)
+    return PartReport(report.runs, report.alerts, report.problems, report.infos)
 
 
 def draw_part(part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozenset[str]) -> list[tuple[str, bytes]]:
@@ -105,10 +117,18 @@ def draw_part(part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozens
     return [(r.run, png) for r in report.runs if r.run in runs and (png := run_png(report, r)) is not None]
 
 
-def _part_report(part: Part, config: AnalyzerConfig, check_crc: bool, progress: Progress | None = None) -> LogdirReport:
+def _part_report(
+    part: Part,
+    config: AnalyzerConfig,
+    check_crc: bool,
+    progress: Progress | None = None,
+    analyzing: Callable[[], None] | None = None,
+) -> LogdirReport:
     from tbmon.analyzers import analyze
 
     result = read(part.path, check_crc=check_crc, files=part.files, progress=progress)
+    if analyzing is not None:
+        analyzing()
     return replace(build_report(result, analyze(result, config), config), logdir=part.logdir)
 
 
@@ -118,6 +138,7 @@ def merge(
     """One logdir's report from its parts' (in plan order): runs by name, alerts worst first."""
     parts = list(parts)
     runs = sorted((r for p in parts for r in p.runs), key=lambda r: r.run)
+    infos = sorted((i for p in parts for i in p.infos), key=lambda i: i.run)
     alerts = sorted((a for p in parts for a in p.alerts), key=alert_order)
     return LogdirReport(
         logdir=logdir,
@@ -128,6 +149,7 @@ def merge(
         result=None,
         matcher=SignalMatcher(config.patterns),
         index=None,
+        infos=tuple(infos),
     )
 
 
@@ -180,7 +202,8 @@ class Processes(Backend):
 
 class Dask(Backend):
     """Tasks on a Dask cluster. Workers read the event files themselves: the logdir must be at the
-    same path on every worker (a shared filesystem), and tbmon installed there."""
+    same path on every worker (a shared filesystem) or a URL they can reach (``s3://…``, with
+    credentials in their environment), and tbmon installed there."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -244,10 +267,12 @@ class Fleet(AbstractContextManager):
         jobs: int | None = None,
         client: Client | None = None,
         check_crc: bool = True,
+        labels: Sequence[str] | None = None,
     ) -> None:
         self.config = config or AnalyzerConfig()
         self.check_crc = check_crc
-        self.plans = [plan(logdir) for logdir in logdirs]
+        names = [None] * len(logdirs) if labels is None else list(labels)
+        self.plans = [plan(logdir, name) for logdir, name in zip(logdirs, names, strict=True)]
         self.backend = backend_for([p for pl in self.plans for p in pl.parts], jobs, client)
 
     def __exit__(self, *exc: object) -> None:
@@ -255,22 +280,42 @@ class Fleet(AbstractContextManager):
 
     def reports(self, progress: Progress | None = None) -> list[LogdirReport]:
         """One report per logdir; ``progress(done, total)`` counts event-file bytes of finished parts."""
-        parts = [part for pl in self.plans for part in pl.parts]
-        total, done = sum(p.size for p in parts), 0
-        calls = [(p, self.config, self.check_crc) for p in parts]
-        if progress is not None and isinstance(self.backend, InProcess):  # bytes as they are read, as read() does
-            calls = [(*call, _shifted(progress, before, total)) for call, before in zip(calls, _starts(parts))]
-        results: list[PartReport] = [PartReport((), (), ())] * len(parts)
-        for i, result in self.backend.run(report_part, calls):
-            results[i] = result
-            done += parts[i].size
-            if progress is not None:
-                progress(done, total)
+        results = self._run_parts([part for pl in self.plans for part in pl.parts], progress)
         out, start = [], 0
         for pl in self.plans:
             out.append(merge(pl.logdir, results[start : start + len(pl.parts)], pl.unreadable, self.config))
             start += len(pl.parts)
         return out
+
+    def report(
+        self, position: int, progress: Progress | None = None, analyzing: Callable[[], None] | None = None
+    ) -> LogdirReport:
+        """The report of the logdir at ``position``. In this process, ``analyzing()`` is called once its
+        last part is read and the rules run (a progress bar's second phase); with workers, parts
+        finish read and analyzed, and ``progress`` alone says how far it got."""
+        pl = self.plans[position]
+        results = self._run_parts(list(pl.parts), progress, analyzing)
+        return merge(pl.logdir, results, pl.unreadable, self.config)
+
+    def _run_parts(
+        self, parts: list[Part], progress: Progress | None, analyzing: Callable[[], None] | None = None
+    ) -> list[PartReport]:
+        total, done = sum(p.size for p in parts), 0
+        calls: list[tuple] = [(p, self.config, self.check_crc) for p in parts]
+        if isinstance(self.backend, InProcess) and (progress is not None or analyzing is not None):
+            # bytes as they are read, as read() does; the last part's rules are the "analyzing" phase
+            calls = [
+                (*call, None if progress is None else _shifted(progress, before, total),
+                 analyzing if i == len(calls) - 1 else None)
+                for i, (call, before) in enumerate(zip(calls, _starts(parts)))
+            ]  # fmt: skip
+        results: list[PartReport] = [PartReport((), (), ())] * len(parts)
+        for i, result in self.backend.run(report_part, calls):
+            results[i] = result
+            done += parts[i].size
+            if progress is not None and not (analyzing is not None and isinstance(self.backend, InProcess)):
+                progress(done, total)
+        return results
 
     def draw(self, wanted: Sequence[set[str]]) -> Iterator[tuple[int, str, bytes]]:
         """``(logdir position, run, png)`` for the runs in ``wanted[i]`` that have curves, as the
@@ -311,13 +356,6 @@ def _starts(parts: Sequence[Part]) -> Iterator[int]:
 
 def _shifted(progress: Progress, before: int, total: int) -> Progress:
     return lambda done, _part_total: progress(before + done, total)
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 __all__ = ["Backend", "Fleet", "Part", "PartReport", "Plan", "connect", "merge", "plan", "report_logdirs"]

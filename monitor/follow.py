@@ -12,6 +12,9 @@ container volumes) and drops events on queue overflow. So even with inotify a sl
 rescan runs (every ``safety_rescan`` s), and when two rescans in a row find data that no file
 event announced, the follower switches to polling and says so. If the observer cannot start
 at all (inotify watch or instance limit), it polls from the start.
+
+A logdir on object storage (``s3://…``, :mod:`tbmon.monitor.remote`) has no file events: with
+one among the logdirs the follower polls, every ``REMOTE_POLL_INTERVAL`` s unless told otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from tbmon.monitor.discovery import is_event_file_name
+from tbmon.monitor.storage import open_logdir
 
 DEFAULT_POLL_INTERVAL = 0.5
 """Polling fallback period: median detection delay is half of it (0.25 s), inside the 0.5 s alert budget."""
@@ -50,6 +54,10 @@ microseconds of each other; 30 ms also bounds a hot file to ~30 reads/s during a
 
 SAFETY_RESCAN = 30.0
 """Full rescan period under inotify: catches events the kernel dropped, at 1/30 Hz of directory walks."""
+
+REMOTE_POLL_INTERVAL = 5.0
+"""Polling period when a logdir is on object storage: TensorBoard's reload interval. Each poll is
+one listing request per 1,000 objects, and reads only objects that changed."""
 
 MISSING_CHECK = 1.0
 """How often a logdir that does not exist (yet, or any more) is looked for again."""
@@ -117,8 +125,9 @@ class Follower:
     """Feeds ``on_result(logdir, PollResult)`` with every new record under ``logdirs``.
 
     ``make_reader(logdir)`` is called once per logdir, when it first exists, so a reader never
-    sees a missing directory. ``poll_interval=None`` means inotify (with fallback), a number
-    means polling every that many seconds.
+    sees a missing directory. ``poll_interval=None`` means inotify (with fallback), or polling
+    every ``REMOTE_POLL_INTERVAL`` s when a logdir is remote; a number means polling every that
+    many seconds.
     """
 
     def __init__(
@@ -135,8 +144,11 @@ class Follower:
         on_tick: Callable[[], None] | None = None,
         tick_every: float = SAFETY_RESCAN,
     ) -> None:
-        self.logdirs = [os.path.abspath(d) for d in logdirs]
+        self._stores = {store.root: store for store in map(open_logdir, logdirs)}
+        self.logdirs = list(self._stores)
         self.readers: dict[str, Reader] = {}
+        if poll_interval is None and any(store.remote for store in self._stores.values()):
+            poll_interval = REMOTE_POLL_INTERVAL
         self.backend = "polling" if poll_interval is not None else "inotify"
         self._make_reader = make_reader
         self._on_result = on_result
@@ -176,7 +188,7 @@ class Follower:
     def scan(self) -> None:
         """Read everything new in every existing logdir (the catch-up, and ``--once``)."""
         for logdir in self.logdirs:
-            if logdir in self.readers and os.path.isdir(logdir):
+            if self._attached(logdir):
                 self._poll(logdir, None)
 
     def run(self, stop: threading.Event) -> None:
@@ -238,7 +250,7 @@ class Follower:
 
     def _attach(self, logdir: str) -> None:
         """Create the reader and the watch once ``logdir`` exists; otherwise wait for it."""
-        if not os.path.isdir(logdir):
+        if not self._stores[logdir].present():
             if logdir not in self._waiting:
                 self._waiting.add(logdir)
                 self._notice(f"waiting for {logdir} to appear")
@@ -257,7 +269,7 @@ class Follower:
     def _check_presence(self) -> None:
         """Attach logdirs that appeared; detach (and rescan, to report removed runs) ones that vanished."""
         for logdir in self.logdirs:
-            present = os.path.isdir(logdir)
+            present = self._stores[logdir].present()
             if logdir in self._waiting and present:
                 self._notice(f"{logdir} appeared; following it")
                 self._attach(logdir)
@@ -275,7 +287,7 @@ class Follower:
         with self._lock:
             announced, self._announced = self._announced, set()
         for logdir in self.logdirs:
-            if logdir not in self.readers or not os.path.isdir(logdir):
+            if not self._attached(logdir):
                 continue
             found = self._poll(logdir, None)
             if self.backend != "inotify":
@@ -287,6 +299,10 @@ class Follower:
                     return
             else:
                 self._unannounced.pop(logdir, None)
+
+    def _attached(self, logdir: str) -> bool:
+        """Has a reader and was present at the last check (each check of a remote one is a request)."""
+        return logdir in self.readers and logdir not in self._waiting
 
     def _fall_back(self, reason: str) -> None:
         self._notice(f"{reason}; polling every {self._poll_interval:g} s instead")

@@ -85,10 +85,7 @@ def frames(
         counts = [int(p[2].sum()) for p in parts]
         run_codes = np.repeat(np.array([run_code[p[0]] for p in parts], dtype=np.int32), counts)
         tag_codes = np.repeat(np.array([tag_code[p[1]] for p in parts], dtype=np.int32), counts)
-        return {
-            "run": pd.Categorical.from_codes(run_codes, categories=runs),
-            "tag": pd.Categorical.from_codes(tag_codes, categories=tags),
-        }
+        return {"run": _categorical(run_codes, runs), "tag": _categorical(tag_codes, tags)}
 
     def column(parts: list, name: str, dtype: Any) -> np.ndarray:
         # Filled in place: no per-tag copies held alongside the result.
@@ -121,6 +118,17 @@ def frames(
     return scalars, histograms
 
 
+def _categorical(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    """Codes over ``names``. A name that is not UTF-8 (a directory's bytes, surrogate-escaped) cannot
+    be an Arrow string, pandas' default text type once pyarrow is installed: such names stay Python objects."""
+    import pandas as pd
+
+    try:
+        return pd.Categorical.from_codes(codes, categories=names)
+    except UnicodeEncodeError:
+        return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
+
+
 def join_scalars(parts: list[ScalarSeries]) -> ScalarSeries:
     """One series from a tag's pieces in arrival order (a poll's batch and the frames both join)."""
     if len(parts) == 1:
@@ -145,3 +153,16 @@ def join_histograms(parts: list[HistogramSeries]) -> HistogramSeries:
 
 
 __all__ = ["SCALAR_COLUMNS", "frames", "join_histograms", "join_scalars", "kept_mask"]
+
+
+def wide_scalars(scalars: pd.DataFrame) -> pd.DataFrame:
+    """tbparse's ``pivot=True`` view: one row per (run, step), one column per tag, NaN where a
+    tag has no point at that step (steps are unique per run and tag once superseded points go)."""
+    import pandas as pd
+
+    if scalars.empty:
+        return pd.DataFrame({"run": pd.Series(dtype=object), "step": pd.Series(dtype=np.int64)})
+    wide = scalars.pivot(index=["run", "step"], columns="tag", values="value").reset_index()
+    wide["run"] = wide["run"].astype(str)
+    wide.columns = [str(c) for c in wide.columns]
+    return wide

@@ -2,14 +2,13 @@
 
 No external URL of any kind: CSS is inline, plots are embedded as base64 PNG ``data:`` URIs.
 Every text that comes from the logs (run names, tags, messages, paths) goes through
-``html.escape``: event files are untrusted input, and a tag named ``<script>`` must stay text.
+``sanitize.html_text``: event files are untrusted input, and a tag named ``<script>`` must stay text.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from html import escape
 
 from tbmon.analyzers.alerts import SEVERITIES, severity_rank
 from tbmon.monitor.report_formats import (
@@ -24,6 +23,7 @@ from tbmon.monitor.report_formats import (
     problem_line,
     run_cells,
 )
+from tbmon.monitor.sanitize import html_text
 from tbmon.monitor.summary import LogdirReport, RunSummary
 
 PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
@@ -59,7 +59,7 @@ def render_html(
 ) -> str:
     """The whole document; ``plot`` returns a run's PNG (None = no figure for that run), asked
     only for the runs :func:`figured_runs` picks."""
-    body: list[str] = [f"<h1>tbmon report</h1><p class='meta'>tbmon {escape(version)}</p>"]
+    body: list[str] = [f"<h1>tbmon report</h1><p class='meta'>tbmon {html_text(version)}</p>"]
     for report in reports:
         body.append(_logdir_section(report, plot, max_figures))
     if len(reports) > 1:
@@ -74,10 +74,10 @@ def render_html(
 
 
 def _logdir_section(report: LogdirReport, plot: PlotFn | None, max_figures: int) -> str:
-    out = [f"<h2>Logdir <code>{escape(report.logdir)}</code></h2>"]
+    out = [f"<h2>Logdir <code>{html_text(report.logdir)}</code></h2>"]
     note = empty_note(report)
     if note:
-        return out[0] + f"<p class='warning'>{escape(note)}</p>"
+        return out[0] + f"<p class='warning'>{html_text(note)}</p>"
     runs = worst_first(report.runs)
     if len(runs) > 1:
         out.append("<p class='meta'>Runs with alerts first; click a column header to sort by it.</p>")
@@ -95,7 +95,7 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None, max_figures: int)
         out.append("<p class='ok'>No alerts.</p>")
     if report.problems:
         out.append(f"<h3>Read problems ({len(report.problems)})</h3><ul>")
-        out.extend(f"<li class='problem'>{escape(problem_line(p))}</li>" for p in report.problems)
+        out.extend(f"<li class='problem'>{html_text(problem_line(p))}</li>" for p in report.problems)
         out.append("</ul>")
     drawn = figured_runs(report.runs, max_figures)
     if plot is not None and len(drawn) < len(report.runs):
@@ -103,12 +103,12 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None, max_figures: int)
                    "worst first); <code>--max-plots N</code> raises the cap, "
                    "<code>--plots DIR</code> draws every run.</p>")
     for run in runs:
-        out.append(f"<h3>Run <code>{escape(run.run)}</code></h3>")
+        out.append(f"<h3>Run <code>{html_text(run.run)}</code></h3>")
         out.append(_tag_list(run))
         png = plot(report, run) if plot is not None and run.run in drawn else None
         if png is not None:
             data = base64.b64encode(png).decode("ascii")
-            out.append(f"<img alt='curves of run {escape(run.run, quote=True)}' src=\"data:image/png;base64,{data}\">")
+            out.append(f"<img alt='curves of run {html_text(run.run, quote=True)}' src=\"data:image/png;base64,{data}\">")
     return "\n".join(out)
 
 
@@ -127,8 +127,8 @@ def worst_first(runs: Sequence[RunSummary]) -> list[RunSummary]:
 
 def _tag_list(run: RunSummary) -> str:
     """The run's tags, folded away: useful when a colleague asks "did it log X?"."""
-    items = [f"<li>{escape(tag)}</li>" for tag in run.scalar_tags]
-    items += [f"<li>{escape(tag)} (histogram)</li>" for tag in run.histogram_tags]
+    items = [f"<li>{html_text(tag)}</li>" for tag in run.scalar_tags]
+    items += [f"<li>{html_text(tag)} (histogram)</li>" for tag in run.histogram_tags]
     label = f"{len(run.scalar_tags)} scalar tags, {len(run.histogram_tags)} histogram tags"
     return f"<details><summary>{label}</summary><ul>{''.join(items)}</ul></details>"
 
@@ -136,7 +136,7 @@ def _tag_list(run: RunSummary) -> str:
 def _table(
     header: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None, *, sortable: bool = False
 ) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
     css_class = " class='sortable'" if sortable else ""
     lines = [f"<table{css_class}><thead><tr>{head}</tr></thead><tbody>"]
     for row in rows:
@@ -145,8 +145,8 @@ def _table(
             css = ""
             if i == status_column:  # sorts by severity, not alphabetically
                 rank = -severity_rank(cell) if cell in SEVERITIES else 0
-                css = f" class='{escape(cell, quote=True)}' data-sort='{rank}'"
-            cells.append(f"<td{css}>{escape(cell)}</td>")
+                css = f" class='{html_text(cell, quote=True)}' data-sort='{rank}'"
+            cells.append(f"<td{css}>{html_text(cell)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines.append("</tbody></table>")
     return "\n".join(lines)

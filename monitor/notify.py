@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from tbmon.monitor.sanitize import chat_text, json_ready
+
 QUEUE_LIMIT = 1000
 """Alerts are episodes, not per-step events, so 1000 pending means the endpoint is dead; drop, don't grow."""
 
@@ -42,9 +44,9 @@ def check_webhook_url(url: str) -> None:
 
 
 def alert_text(alert: dict[str, Any]) -> str:
-    """The one line a chat channel shows (Slack's ``text`` field)."""
+    """The one line a chat channel shows (Slack's ``text`` field), names escaped for its markup."""
     where = ", ".join(str(part) for part in (alert.get("tag"), f"step {alert.get('step')}") if part)
-    return (
+    return chat_text(
         f"[tbmon] {str(alert.get('severity', '')).upper()} {alert.get('kind')} in run "
         f"{alert.get('run')} ({where}): {alert.get('message')}"
     )
@@ -117,7 +119,7 @@ class WebhookNotifier(_Worker):
         return f"webhook {redact_url(self.url)}"
 
     def deliver(self, alert: dict[str, Any]) -> None:
-        body = json.dumps({"text": alert_text(alert), **alert}).encode()
+        body = json.dumps(json_ready({"text": alert_text(alert), **alert})).encode()
         last_error = ""
         for attempt in range(self.attempts):
             if attempt:
@@ -169,7 +171,7 @@ class CommandNotifier(_Worker):
             done = subprocess.run(
                 self.command,
                 shell=True,
-                input=json.dumps(alert).encode(),
+                input=(json.dumps(json_ready(alert)) + "\n").encode(),  # a line: `read` and line tools need the newline
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=env,

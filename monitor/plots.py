@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tbmon.analyzers.alerts import Alert
+from tbmon.monitor.sanitize import file_name, plot_text, visible
 from tbmon.monitor.summary import LogdirReport, RunSummary, gradient_series, log_scale_fits, loss_series
 
 if TYPE_CHECKING:
@@ -47,29 +48,35 @@ def run_png(report: LogdirReport, run: RunSummary, *, dpi: int = 100) -> bytes |
 
 def write_plots(
     reports: Sequence[LogdirReport], directory: str | Path, drawn: Iterable[tuple[int, str, bytes]]
-) -> list[Path]:
+) -> tuple[list[Path], list[str]]:
     """Write each ``(position in reports, run, png)`` of ``drawn`` to ``<directory>/[<logdir>/]<run>.png``.
 
     A run ``a/b`` becomes ``a/b.png``: mirroring the run tree keeps every name component as
-    short as the directory it came from (flattened Lightning paths pass 255 bytes).
+    short as the directory it came from (flattened Lightning paths pass 255 bytes). Returns the
+    files written and one line per plot that could not be (the others are still written).
     """
     root = Path(directory)
     targets = [root / subdir if subdir else root for subdir in _logdir_dirs(reports)]
-    written = []
+    written: list[Path] = []
+    failed: list[str] = []
     for position, run, png in drawn:
         path = targets[position] / plot_name(run)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        except OSError as exc:
+            failed.append(f"{visible(path)}: {exc.strerror or exc}")
+            continue
         written.append(path)
-    return sorted(written)
+    return sorted(written), sorted(failed)
 
 
 def plot_name(run: str) -> Path:
-    """``a/b`` → ``a/b.png``; the logdir itself (``.``) → ``_root.png``."""
+    """``a/b`` → ``a/b.png``; the logdir itself (``.``) → ``_root.png``; a name too long for a file is shortened."""
     if run == ".":
         return Path("_root.png")
     *parents, name = run.split("/")
-    return Path(*parents, f"{name}.png")
+    return Path(*parents, file_name(name, ".png"))
 
 
 def safe_name(name: str) -> str:
@@ -86,7 +93,7 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
     from matplotlib.ticker import MaxNLocator
 
     panels = (1 if losses else 0) + (1 if gradients else 0)
-    title = "\n".join(textwrap.wrap(f"{run.run}  ({report.logdir})", TITLE_CHARS))
+    title = "\n".join(textwrap.wrap(plot_text(f"{run.run}  ({report.logdir})"), TITLE_CHARS))
     figure = _figure(Figure, panels, title_lines=title.count("\n") + 1)
     axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     alerts = [a for a in report.alerts if a.run in (run.run, run.experiment_dir)]
@@ -126,7 +133,10 @@ def _draw_lines(ax: Axes, series: list[tuple[str, np.ndarray, np.ndarray]], *, y
         finite = np.isfinite(values)
         colour = colours(i if len(series) <= 10 else i / max(len(series) - 1, 1))
         marker = "o" if finite.sum() <= 30 else None
-        ax.plot(steps[finite], values[finite], label=label, color=colour, linewidth=1.3, marker=marker, markersize=3)
+        ax.plot(
+            steps[finite], values[finite], label=_legend_label(label), color=colour, linewidth=1.3, marker=marker,
+            markersize=3,
+        )  # fmt: skip
         bad_steps.append(steps[~finite])
     if log_scale_fits(np.concatenate([values for _, _, values in series])):
         ax.set_yscale("log", nonpositive="clip")  # an exact 0 (a dead layer) sits on the bottom edge
@@ -142,6 +152,12 @@ def _draw_lines(ax: Axes, series: list[tuple[str, np.ndarray, np.ndarray]], *, y
         ax.legend(fontsize=8, loc="best")
     else:
         ax.text(0.01, 0.02, f"{len(series)} layers", transform=ax.transAxes, fontsize=8, color="#555555")
+
+
+def _legend_label(tag: str) -> str:
+    """A tag as a legend entry: mathtext escaped, and a leading ``_`` (matplotlib hides such labels) kept."""
+    text = plot_text(tag)
+    return f" {text}" if text.startswith("_") else text
 
 
 def _mark_alerts(ax: Axes, alerts: list[Alert], *, label: bool) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -30,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
-from tbmon.monitor.discovery import RunDir, discover, file_order_key, is_event_file_name, make_run_dir
+from tbmon.monitor.discovery import RunDir, file_order_key, is_event_file_name, make_run_dir, named_run_dir
 from tbmon.monitor.event_file import EventFileReader, FileChunk, ReadProblem
-from tbmon.monitor.exit_codes import UsageError
-from tbmon.monitor.frames import frames, join_histograms, join_scalars
+from tbmon.monitor.frames import frames, join_histograms, join_scalars, wide_scalars
+from tbmon.monitor.storage import Logdir, open_logdir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -264,12 +265,8 @@ class _RunState:
         tags = list(self.tags.items())
         files = []
         for path, reader in sorted(list(self.files.items()), key=lambda kv: file_order_key(kv[0])):
-            try:
-                size: int | None = os.stat(path).st_size
-            except OSError:
-                size = None
             h = reader.health
-            files.append(FileInfo(path, size, h.records, h.bytes_read, dict(h.problems)))
+            files.append(FileInfo(path, reader.size(), h.records, h.bytes_read, dict(h.problems)))
         return RunInfo(
             run=self.run,
             experiment_dir=self.experiment_dir,
@@ -287,7 +284,7 @@ class _RunState:
         )
 
     # -- persistence ----------------------------------------------------------------------
-    def state_dict(self, root: str) -> dict:
+    def state_dict(self, logdir: Logdir) -> dict:
         return {
             "next_seq": self.next_seq,
             "tags": [[k, t, s.last_step, s.last_seq] for (k, t), s in self.tags.items()],
@@ -296,13 +293,13 @@ class _RunState:
             "last_wall": self.last_wall,
             "points": self.points,
             "restarts": [
-                [r.step, r.previous_step, os.path.relpath(r.file, root), r.wall_time, r.cause, r.seq, r.tag]
+                [r.step, r.previous_step, logdir.relpath(r.file), r.wall_time, r.cause, r.seq, r.tag]
                 for r in self.restarts
             ],
             "restarts_truncated": self.restarts_truncated,
         }
 
-    def load_state_dict(self, state: dict, root: str) -> None:
+    def load_state_dict(self, state: dict, logdir: Logdir) -> None:
         self.next_seq = int(state["next_seq"])
         self.tags = {(k, t): _TagState(int(step), int(seq)) for k, t, step, seq in state["tags"]}
         self.first_step = state["first_step"]
@@ -310,7 +307,7 @@ class _RunState:
         self.last_wall = state["last_wall"]
         self.points = int(state["points"])
         self.restarts = [
-            Restart(int(step), int(prev), os.path.join(root, rel), wall, cause, int(seq), tag)
+            Restart(int(step), int(prev), logdir.join(rel), wall, cause, int(seq), tag)
             for step, prev, rel, wall, cause, seq, tag in state["restarts"]
         ]
         self.restarts_truncated = bool(state["restarts_truncated"])
@@ -352,10 +349,14 @@ class LogdirReader:
     (what inotify reported), discovering them if new, with no directory walk. A logdir that
     does not exist yet simply has no runs. Nothing on disk makes it raise: deleted or
     unreadable files and directories come back as problems, each reported once.
+
+    ``logdir`` may be a URL (``s3://bucket/prefix``, :mod:`tbmon.monitor.storage`); such a
+    logdir is only ever rescanned (object stores deliver no file events).
     """
 
     def __init__(self, logdir: str | os.PathLike[str], *, check_crc: bool = True) -> None:
-        self.logdir = os.path.abspath(os.fspath(logdir))
+        self.store = open_logdir(logdir)
+        self.logdir = self.store.root
         self.check_crc = check_crc
         self._runs: dict[str, _RunState] = {}
         self._file_run: dict[str, str] = {}
@@ -368,27 +369,47 @@ class LogdirReader:
     def runs(self) -> dict[str, RunInfo]:
         return {name: state.info() for name, state in sorted(list(self._runs.items()))}
 
-    def poll(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> PollResult:
+    def poll(
+        self, paths: Iterable[str | os.PathLike[str]] | None = None, *, files: Iterable[str] | None = None
+    ) -> PollResult:
+        """Read what is new: everything (a rescan), the local ``paths`` file events named, or only
+        ``files`` as the logdir's listing names them (paths or URLs: one part of a logdir, on
+        any storage; only their common directory is listed)."""
         with self._lock:
-            return self._poll(paths, None)
+            return self._poll(paths, None, only_files=files)
 
     # -- discovery ----------------------------------------------------------------------
-    def _poll(self, paths: Iterable[str | os.PathLike[str]] | None, progress: _Progress | None) -> PollResult:
+    def _poll(
+        self,
+        paths: Iterable[str | os.PathLike[str]] | None,
+        progress: _Progress | None,
+        only_runs: Callable[[str], bool] | None = None,
+        *,
+        only_files: Iterable[str] | None = None,
+    ) -> PollResult:
         result = PollResult()
-        if paths is None:
+        if only_files is not None:  # a one-shot read of some files: list just their directory
+            to_read = self._rescan_part(set(only_files), result)
+        elif paths is None:
             to_read = self._rescan(result)
         else:
             to_read = self._locate(paths, result)
+        if only_runs is not None:
+            to_read = [p for p in to_read if only_runs(self._file_run[p])]
         if progress is not None:
-            progress.total = sum(_size(p) for p in to_read)
+            progress.total = sum(self._size(p) for p in to_read)
             progress.report()
         by_run: dict[str, list[str]] = {}
         for path in to_read:
             by_run.setdefault(self._file_run[path], []).append(path)
-        for name in sorted(by_run):
+        for paths in by_run.values():
+            paths.sort(key=file_order_key)
+        order = sorted(by_run)
+        self.store.expect([(path, self._runs[name].files[path]) for name in order for path in by_run[name]])
+        for name in order:
             run = self._runs[name]
             builder = _BatchBuilder()
-            for path in sorted(by_run[name], key=file_order_key):
+            for path in by_run[name]:
                 self._read_file(run, path, builder, result, progress)
             batch = builder.build(run)
             if not batch.is_empty():
@@ -400,8 +421,10 @@ class LogdirReader:
 
     def _rescan(self, result: PollResult) -> list[str]:
         """Walk the tree once, add the new files; return every file to read."""
-        found = discover(self.logdir)
-        self._note_unreadable_dirs(found.unreadable_dirs, result)
+        found = self.store.discover()
+        self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons)
+        if self.store.remote and self.logdir in found.unreadable_dirs:
+            return []  # the store cannot be listed: its objects cannot be read either; next poll retries
         for run_dir in found.runs:
             for path in run_dir.files:
                 if path not in self._file_run:
@@ -410,8 +433,28 @@ class LogdirReader:
         # or keeps reading them if only the walk could not reach them.
         return list(self._file_run)
 
+    def _rescan_part(self, files: set[str], result: PollResult) -> list[str]:
+        """Add and return the listed ``files``, listing only the directory that holds them all.
+        A file not listed is left out. Local directories that cannot be listed are the caller's
+        to report (it listed the whole logdir to choose the files); a store that cannot be listed
+        is reported here, or the part's runs would vanish without a word."""
+        if not files:
+            return []
+        start = _common_dir(files) if self.store.remote else os.path.commonpath([os.path.dirname(f) for f in files])
+        found = self.store.discover(start=start)
+        if self.store.remote:
+            self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons)
+        for run_dir in found.runs:
+            for path in run_dir.files:
+                if path in files and path not in self._file_run:
+                    self._add_file(run_dir, path, result)
+        return list(self._file_run)
+
+    def _size(self, path: str) -> int:
+        return self.store.size(path) or 0
+
     def _locate(self, paths: Iterable[str | os.PathLike[str]], result: PollResult) -> list[str]:
-        """Map reported paths to files to read, discovering new files and directories."""
+        """Map reported paths (local file events) to files to read, discovering new files and directories."""
         out: dict[str, None] = {}
         for raw in paths:
             path = os.path.abspath(os.fspath(raw))
@@ -424,8 +467,8 @@ class LogdirReader:
                 self._add_file(run_dir, path, result)
                 out[path] = None
             elif os.path.isdir(path):
-                found = discover(self.logdir, start=path)
-                self._note_unreadable_dirs(found.unreadable_dirs, result, clear=False)
+                found = self.store.discover(start=path)
+                self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons, clear=False)
                 for run_dir in found.runs:
                     for file in run_dir.files:
                         if file not in self._file_run:
@@ -442,13 +485,15 @@ class LogdirReader:
             run = self._runs[run_dir.run] = _RunState(run_dir)
             result.new_runs.append(run_dir.run)
         run.changed()
-        run.files[path] = EventFileReader(path, check_crc=self.check_crc)
+        run.files[path] = EventFileReader(path, check_crc=self.check_crc, files=self.store)
         self._file_run[path] = run.run
 
-    def _note_unreadable_dirs(self, dirs: Iterable[str], result: PollResult, *, clear: bool = True) -> None:
+    def _note_unreadable_dirs(
+        self, dirs: Iterable[str], result: PollResult, reasons: dict[str, str], *, clear: bool = True
+    ) -> None:
         dirs = set(dirs)
         for d in sorted(dirs - self._unreadable_dirs):
-            result.problems.append(unreadable_dir_problem(d))
+            result.problems.append(unreadable_dir_problem(d, reasons.get(d)))
         self._unreadable_dirs = dirs if clear else self._unreadable_dirs | dirs
 
     # -- reading ------------------------------------------------------------------------
@@ -482,8 +527,8 @@ class LogdirReader:
             "version": STATE_VERSION,
             "runs": {
                 name: {
-                    "files": {os.path.relpath(p, self.logdir): r.state_dict() for p, r in run.files.items()},
-                    **run.state_dict(self.logdir),
+                    "files": {self.store.relpath(p): r.state_dict() for p, r in run.files.items()},
+                    **run.state_dict(self.store),
                 }
                 for name, run in self._runs.items()
             },
@@ -501,12 +546,12 @@ class LogdirReader:
         runs: dict[str, _RunState] = {}
         file_run: dict[str, str] = {}
         for name, saved in state["runs"].items():
-            files = [os.path.join(self.logdir, rel) for rel in saved["files"]]
-            run_path = os.path.dirname(files[0]) if files else os.path.join(self.logdir, name)
-            run = _RunState(make_run_dir(self.logdir, run_path, files))
-            run.load_state_dict(saved, self.logdir)
+            files = [self.store.join(rel) for rel in saved["files"]]
+            run_path = files[0].rpartition("/")[0] if files else self.store.join(name)
+            run = _RunState(named_run_dir(name, run_path, files))
+            run.load_state_dict(saved, self.store)
             for path, reader_state in zip(files, saved["files"].values()):
-                reader = EventFileReader(path, check_crc=self.check_crc)
+                reader = EventFileReader(path, check_crc=self.check_crc, files=self.store)
                 reader.load_state_dict(reader_state)
                 run.files[path] = reader
                 file_run[path] = name
@@ -538,47 +583,80 @@ def read(
     *,
     check_crc: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    runs: str | None = None,
+    tags: str | None = None,
+    pivot: bool = False,
     files: Iterable[str] | None = None,
 ) -> ReadResult:
-    """Read every run under ``logdir`` once. Raises :class:`UsageError` if it cannot be read.
+    """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it cannot be read.
 
-    ``files``: read only these event files (absolute paths under ``logdir``), e.g. one part
-    of a logdir that ``tbmon.monitor.fleet`` spreads over processes; runs keep their names.
+    ``runs`` / ``tags``: regular expressions searched (case-insensitive, anywhere in the name, as
+    TensorBoard's filter boxes) in run names and tags; only matching runs are read at all, and
+    only matching tags are kept (frames, batches, ``RunInfo`` tags), so ``analyze(result)``
+    judges just those. ``pivot=True``: ``scalars`` is a wide frame as tbparse's ``pivot=True``
+    gives, columns ``run, step, <tag>...``; ``histograms`` stay long.
+
+    ``files``: read only these event files (as the logdir's listing names them: absolute paths,
+    or URLs), e.g. one part of a logdir that ``tbmon.monitor.fleet`` spreads over processes;
+    runs keep their names, and ``runs``/``tags`` filter within them. Only the part's own
+    directory is listed, and directories that cannot be listed are left to whoever chose the files.
     """
+    keep_run, keep_tag = _name_filter(runs, "runs"), _name_filter(tags, "tags")
     root = os.fspath(logdir)
-    _check_logdir(root)
     reader = LogdirReader(root, check_crc=check_crc)
-    polled = reader._poll(files, None if progress is None else _Progress(progress))
-    for run in reader._runs.values():  # the writers are done, as far as a one-shot read knows
+    reader.store.check()
+    polled = reader._poll(None, None if progress is None else _Progress(progress), keep_run, only_files=files)
+    chosen = {name: run for name, run in reader._runs.items() if keep_run is None or keep_run(name)}
+    for run in chosen.values():  # the writers are done, as far as a one-shot read knows
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
-    markers = {name: run.purge_markers() for name, run in reader._runs.items()}
-    scalars, histograms = frames(polled.batches, markers)
+    batches = polled.batches if keep_tag is None else [_only_tags(b, keep_tag) for b in polled.batches]
+    markers = {name: run.purge_markers() for name, run in chosen.items()}
+    scalars, histograms = frames(batches, markers)
+    infos = [run.info() for _, run in sorted(chosen.items())]
+    if keep_tag is not None:
+        infos = [replace(info, scalar_tags=[t for t in info.scalar_tags if keep_tag(t)],
+                         histogram_tags=[t for t in info.histogram_tags if keep_tag(t)]) for info in infos]
     return ReadResult(
         logdir=root,
-        scalars=scalars,
+        scalars=wide_scalars(scalars) if pivot else scalars,
         histograms=histograms,
-        batches=polled.batches,
-        runs=list(reader.runs.values()),
+        batches=batches,
+        runs=infos,
         problems=polled.problems,
     )
 
 
-def _check_logdir(path: str) -> None:
-    if not os.path.exists(path):
-        raise UsageError(f"logdir {path!r} does not exist")
-    if not os.path.isdir(path):
-        hint = ""
-        if is_event_file_name(os.path.basename(path)):
-            hint = f" (pass the folder that holds it: {os.path.dirname(path) or '.'!r})"
-        raise UsageError(f"logdir {path!r} is not a directory{hint}")
+def _name_filter(pattern: str | None, what: str) -> Callable[[str], bool] | None:
+    if pattern is None:
+        return None
     try:
-        with os.scandir(path):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot read logdir {path!r}: {exc.strerror or exc.__class__.__name__}") from None
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"{what}={pattern!r} is not a valid regular expression: {exc}") from None
+    return lambda name: compiled.search(name) is not None
+
+
+def _only_tags(batch: RunBatch, keep: Callable[[str], bool]) -> RunBatch:
+    return replace(
+        batch,
+        scalars=tuple(s for s in batch.scalars if keep(s.tag)),
+        histograms=tuple(h for h in batch.histograms if keep(h.tag)),
+    )
 
 
 # -- small helpers ------------------------------------------------------------------------
+
+
+def _common_dir(paths: Iterable[str]) -> str:
+    """The deepest directory holding every URL (of one logdir)."""
+    split = [p.split("/")[:-1] for p in paths]
+    common = split[0]
+    for parts in split[1:]:
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) or "/"
 
 
 def purge_markers(restarts: Iterable[Restart]) -> tuple[np.ndarray, np.ndarray]:
@@ -588,8 +666,9 @@ def purge_markers(restarts: Iterable[Restart]) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
-def unreadable_dir_problem(path: str) -> ReadProblem:
-    return ReadProblem(path, 0, "unreadable", "cannot list this directory (permission denied?)")
+def unreadable_dir_problem(path: str, reason: str | None = None) -> ReadProblem:
+    """The problem for a directory (or a store prefix) that could not be listed."""
+    return ReadProblem(path, 0, "unreadable", reason or "cannot list this directory (permission denied?)")
 
 
 
@@ -609,11 +688,6 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 __all__ = ["FileInfo", "LogdirReader", "PollResult", "ReadResult", "Restart", "RunInfo", "read"]

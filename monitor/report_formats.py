@@ -1,7 +1,8 @@
 """Text renderers of `tbmon report`: Rich tables, JSON, CSV and Markdown (HTML: ``html_report``).
 
 Each takes the ``LogdirReport``s built by ``summary.build_report`` and only formats them, so
-all formats show the same numbers. Cell texts come from the shared helpers at the top.
+all formats show the same numbers. Cell texts come from the shared helpers at the top; each
+format escapes them (names from the logs are untrusted) with its function from ``sanitize``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +22,7 @@ from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.numbers import fmt_number
+from tbmon.monitor.sanitize import csv_text, json_ready, markdown_code, markdown_text, rich_text, visible
 from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary
 
 WIDE_TERMINAL = 170
@@ -59,7 +63,8 @@ CSV_ALERT_FIELDS = ("logdir", "run", "kind", "severity", "step", "wall_time", "t
 
 
 def fmt_span(seconds: float | None) -> str:
-    if seconds is None:
+    """``1h 05m``; a span no clock gives (wall times of ±1e300 from a broken writer) as ``2.7e+295d``, not 300 digits."""
+    if seconds is None or not math.isfinite(seconds):
         return "–"
     seconds = int(round(seconds))
     if seconds < 60:
@@ -71,7 +76,7 @@ def fmt_span(seconds: float | None) -> str:
     if hours < 48:
         return f"{hours}h {minutes:02d}m"
     days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
+    return f"{days}d {hours:02d}h" if days < 100_000 else f"{float(days):.3g}d"
 
 
 def fmt_steps(run: RunSummary) -> str:
@@ -212,7 +217,7 @@ def render_rich(reports: Sequence[LogdirReport], console: Console) -> None:
         for column in COMPARISON_COLUMNS:
             table.add_column(column, overflow="fold")
         for row, report in zip(comparison_rows(reports), reports, strict=True):
-            table.add_row(*row[:-1], Text(row[-1], style=SEVERITY_STYLE[report.status]))
+            table.add_row(*map(rich_text, row[:-1]), Text(row[-1], style=SEVERITY_STYLE[report.status]))
         console.print(table)
 
 
@@ -220,8 +225,9 @@ def _rich_logdir(report: LogdirReport, columns: Sequence[str], run_width: int) -
     parts: list[Any] = []
     note = empty_note(report)
     if note:
-        return Group(Text(f"{report.logdir}: {note}", style="yellow"))
-    table = Table(title=f"{report.logdir} — {len(report.runs)} run(s)", title_justify="left", title_style="bold")
+        return Group(rich_text(f"{report.logdir}: {note}", style="yellow"))
+    title = rich_text(f"{report.logdir} — {len(report.runs)} run(s)")
+    table = Table(title=title, title_justify="left", title_style="bold")
     if run_width < RUN_MIN_WIDTH:  # narrow terminal: vertical borders cost 8 columns we do not have
         table.box, table.show_lines = box.SIMPLE_HEAD, True
     for column in columns:
@@ -230,11 +236,11 @@ def _rich_logdir(report: LogdirReport, columns: Sequence[str], run_width: int) -
         else:
             table.add_column(column, no_wrap=column in ("trend", "status", "event files"))
     for run in report.runs:
-        cells: dict[str, Any] = dict(zip(RUN_COLUMNS, run_cells(report, run), strict=True))
+        cells = {column: rich_text(text) for column, text in zip(RUN_COLUMNS, run_cells(report, run), strict=True)}
         cells["status"] = Text(run.status, style=SEVERITY_STYLE[run.status])
         if run.train_loss and run.train_loss.non_finite:
             for column in ("train loss last/best", "trend"):
-                cells[column] = Text(cells[column], style="red")
+                cells[column].stylize("red")
         table.add_row(*(cells[c] for c in columns))
     parts.append(table)
     if report.experiments:
@@ -244,15 +250,15 @@ def _rich_logdir(report: LogdirReport, columns: Sequence[str], run_width: int) -
         for alert in report.alerts:
             line = Text("  ")
             line.append(f"{alert.severity.upper():8}", style=SEVERITY_STYLE.get(alert.severity, ""))
-            line.append(f" {alert.kind}", style="bold")
-            line.append(f"  {alert_where(alert)}\n", style="cyan")
-            line.append(f"           {alert.message}")
+            line.append(visible(f" {alert.kind}"), style="bold")
+            line.append(f"  {visible(alert_where(alert))}\n", style="cyan")
+            line.append(f"           {visible(alert.message)}")
             parts.append(line)
     else:
         parts.append(Text("No alerts.", style="green"))
     if report.problems:
         parts.append(Text(f"Read problems ({len(report.problems)})", style="bold yellow"))
-        parts.extend(Text(f"  {problem_line(p)}", style="yellow") for p in report.problems)
+        parts.extend(rich_text(f"  {problem_line(p)}", style="yellow") for p in report.problems)
     return Group(*parts)
 
 
@@ -262,7 +268,7 @@ def _rich_experiments(report: LogdirReport) -> Table:
         table.add_column(column, overflow="fold")
     status = EXPERIMENT_COLUMNS.index("status")
     for exp in report.experiments:
-        cells: list[str | Text] = list(experiment_cells(exp))
+        cells = [rich_text(text) for text in experiment_cells(exp)]
         cells[status] = Text(exp.status, style=SEVERITY_STYLE[exp.status])
         table.add_row(*cells)
     return table
@@ -273,7 +279,7 @@ def _rich_experiments(report: LogdirReport) -> Table:
 
 def render_json(reports: Sequence[LogdirReport], version: str) -> str:
     """One contract object per logdir, one per line (JSON Lines; a single logdir = one object)."""
-    return "".join(json.dumps(r.to_dict(version), allow_nan=False) + "\n" for r in reports)
+    return "".join(json.dumps(json_ready(r.to_dict(version)), allow_nan=False) + "\n" for r in reports)
 
 
 # ---- CSV ---------------------------------------------------------------------------------
@@ -288,18 +294,21 @@ def render_csv(reports: Sequence[LogdirReport], *, alerts: bool = False) -> str:
     for report in reports:
         rows = [a.to_dict() for a in report.alerts] if alerts else [r.to_dict() for r in report.runs]
         for row in rows:
-            writer.writerow({key: _csv_cell(row.get(key)) for key in fields} | {"logdir": report.logdir})
+            writer.writerow({key: _csv_cell(row.get(key)) for key in fields} | {"logdir": csv_text(report.logdir)})
     return buffer.getvalue()
 
 
 def _csv_cell(value: Any) -> str:
+    """Numbers as they are (``-0.5`` is a number, not a formula); any text through ``csv_text``."""
     if value is None:
         return ""
+    if isinstance(value, numbers.Real):
+        return str(value)
     if isinstance(value, list):
-        return ";".join(str(v) for v in value)
+        return csv_text(";".join(str(v) for v in value))
     if isinstance(value, dict):
-        return json.dumps(value, allow_nan=False) if value else ""
-    return str(value)
+        return json.dumps(json_ready(value), allow_nan=False) if value else ""
+    return csv_text(value)
 
 
 # ---- Markdown ----------------------------------------------------------------------------
@@ -309,10 +318,10 @@ def render_markdown(reports: Sequence[LogdirReport]) -> str:
     """GitHub-flavoured Markdown a person pastes into a PR or an issue."""
     out: list[str] = []
     for report in reports:
-        out.append(f"## tbmon report: `{_md_code(report.logdir)}`\n")
+        out.append(f"## tbmon report: `{markdown_code(report.logdir)}`\n")
         note = empty_note(report)
         if note:
-            out.append(f"_{_md_cell(note)}_\n")
+            out.append(f"_{markdown_text(note)}_\n")
             continue
         out.append(_md_table(RUN_COLUMNS, [_md_status_row(report, run) for run in report.runs]))
         if report.experiments:
@@ -325,7 +334,7 @@ def render_markdown(reports: Sequence[LogdirReport]) -> str:
             out.append("No alerts.\n")
         if report.problems:
             out.append(f"**Read problems ({len(report.problems)})**\n")
-            out.extend(f"- {_md_cell(problem_line(p))}" for p in report.problems)
+            out.extend(f"- {markdown_text(problem_line(p))}" for p in report.problems)
             out.append("")
     if len(reports) > 1:
         out.append("## Comparison\n")
@@ -341,16 +350,6 @@ def _md_status_row(report: LogdirReport, run: RunSummary) -> list[str]:
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(markdown_text(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_text(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    """Pipes would split the cell and newlines end the row; ``<`` would open an HTML tag on GitHub."""
-    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _md_code(text: str) -> str:
-    return str(text).replace("`", "'")
-

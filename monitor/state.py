@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import platformdirs
 
+from tbmon.monitor.storage import normalize_logdir
+
 STATE_VERSION = 1
 
 
@@ -39,7 +41,7 @@ class WatchState:
 
 def default_state_path(logdirs: list[str]) -> Path:
     """A file in the user cache dir named by the set of absolute logdirs being watched."""
-    key = "\n".join(sorted(os.path.abspath(d) for d in logdirs))
+    key = "\n".join(sorted(normalize_logdir(d) for d in logdirs))
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Path(platformdirs.user_cache_dir("tbmon")) / "watch" / f"{digest}.json"
 
@@ -64,7 +66,7 @@ def load_state(path: Path, logdirs: list[str]) -> tuple[WatchState | None, str |
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return None, f"state file {path} is corrupt ({type(exc).__name__}); starting fresh"
-    wanted = sorted(os.path.abspath(d) for d in logdirs)
+    wanted = sorted(normalize_logdir(d) for d in logdirs)
     if sorted(state.logdirs) != wanted:
         return None, f"state file {path} belongs to other logdirs ({', '.join(state.logdirs)}); starting fresh"
     return state, None

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tbmon.analyzers.alerts import Alert, json_safe, severity_rank
 from tbmon.analyzers.config import AnalyzerConfig
+from tbmon.monitor.wording import plural
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, HISTOGRAM_SIGNALS, TRAIN_LOSS, VAL_LOSS, SignalMatcher
 from tbmon.monitor.sparkline import sparkline
 
@@ -65,9 +66,9 @@ class RunHealth:
 
     def describe(self) -> str:
         """E.g. ``2 files, 1 corrupt record skipped`` or ``1 file, 120 records``."""
-        text = f"{_plural(self.files, 'file')}"
+        text = f"{plural(self.files, 'file')}"
         if not self.problems:
-            return f"{text}, {_plural(self.records, 'record')}"
+            return f"{text}, {plural(self.records, 'record')}"
         parts = [_describe_problem(kind, count) for kind, count in sorted(self.problems.items())]
         return f"{text}, " + ", ".join(parts)
 
@@ -330,10 +331,6 @@ def _describe_problem(kind: str, count: int) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -358,6 +355,7 @@ class LogdirReport:
     result: ReadResult | None  # for plots; None in a report merged from parts (``fleet``: the parts draw)
     matcher: SignalMatcher
     index: ScalarIndex | None
+    infos: tuple[RunInfo, ...] = ()  # the reader's run facts (tags, files): hints and "nothing to judge"
 
     @property
     def status(self) -> str:
@@ -395,6 +393,7 @@ def build_report(result: ReadResult, alerts: Sequence[Alert], config: AnalyzerCo
         result=result,
         matcher=matcher,
         index=index,
+        infos=tuple(result.runs),
     )
 
 

@@ -36,13 +36,18 @@ from tbmon.monitor.alert_lines import (
 from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
 from tbmon.monitor.discovery import run_name
-from tbmon.monitor.exit_codes import UsageError, exit_code_for
-from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, SAFETY_RESCAN, Follower
+from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
+from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, REMOTE_POLL_INTERVAL, SAFETY_RESCAN, Follower
 from tbmon.monitor.liveness import Liveness
+from tbmon.monitor.logdir_args import add_logdir_arguments, check_watchable, logdir_specs, nothing_to_judge
 from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
+from tbmon.monitor.output_format import choose_format
 from tbmon.monitor.reader import LogdirReader, PollResult
 from tbmon.monitor.report_formats import fmt_span
+from tbmon.monitor.sanitize import rich_text
 from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
+from tbmon.monitor.storage import open_logdir
+from tbmon.monitor.tag_hints import MissingSignalHints
 
 HELP = "follow runs live and print alerts as they happen"
 DESCRIPTION = """\
@@ -57,16 +62,24 @@ A run that grew while watched and then writes nothing for --stall-after seconds 
 gap between new points, if longer) gets one "stalled" info alert: the job hung, was killed, or
 finished; its files cannot tell which.
 
+A LOGDIR that does not exist yet is waited for; a regular file is refused (exit 2).
+LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a training loss but no
+validation loss or gradient signal gets one hint with its tags and the config line that maps them.
+
 State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
 resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
-Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on.
+Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on. --once exits 2 when a LOGDIR
+has no event files, or none readable (a CI gate must not pass when nothing could be read).
 
 examples:
   tbmon watch logs/
   tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook "$SLACK_WEBHOOK_URL"
   tbmon watch /nfs/logs --poll 1          # network filesystems deliver no file events
+  tbmon watch s3://bucket/runs            # object storage: polled every 5 s (pip install 'tbmon[s3]')
   tbmon watch logs/ --once --fail-on warning   # CI: scan, analyze, exit
 """
+
+FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 STALLED = "stalled"
 """The alert kind of a run gone quiet (watch only: it needs the clock; docs/watch.md)."""
@@ -84,13 +97,19 @@ torch flush every 120 s; a run that flushes that way is judged at 10 x 120 s = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logdirs", nargs="+", metavar="LOGDIR", help="directory tree(s) holding event files")
-    parser.add_argument("--format", choices=("rich", "plain", "jsonl"), help="output format (see above)")
+    add_logdir_arguments(parser, "directory tree(s) holding event files, or URLs: s3://bucket/prefix, gs://…, az://… (polled)")
+    parser.add_argument(
+        "--format", "-f", choices=("rich", "plain", "jsonl"),
+        help="output format (see above; an --output ending in .jsonl/.ndjson means jsonl)",
+    )  # fmt: skip
     parser.add_argument(
         "--poll",
         type=float,
         metavar="SECONDS",
-        help="poll every SECONDS instead of using file events (NFS, SSHFS, container volumes)",
+        help=(
+            "poll every SECONDS instead of using file events (NFS, SSHFS, container volumes); "
+            f"URL logdirs are always polled, by default every {REMOTE_POLL_INTERVAL:g} s"
+        ),
     )
     parser.add_argument("--once", action="store_true", help="read what is there, analyze, print, exit")
     parser.add_argument(
@@ -131,10 +150,16 @@ class WatchOptions:
     state_path: Path | None = None
     webhooks: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # logdir -> the name given as name:DIR
 
 
 def run(args: argparse.Namespace) -> int:
-    logdirs = [os.path.abspath(d) for d in args.logdirs]
+    specs = logdir_specs(args)
+    for spec in specs:
+        check_watchable(spec.path)
+    stores = [open_logdir(spec.path) for spec in specs]  # a remote one without its backend: exit 2 now
+    logdirs = [store.root for store in stores]
+    fmt = choose_format(args.format, args.output, FORMAT_BY_EXTENSION, "")
     if args.poll is not None and not args.poll > 0:
         raise UsageError("--poll needs a positive number of seconds")
     if not args.stall_after >= 0:
@@ -145,14 +170,14 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if args.once:
-        missing = [d for d in logdirs if not os.path.isdir(d)]
+        missing = [store.root for store in stores if not store.present()]
         if missing:
             raise UsageError(f"no such directory: {missing[0]}")
     state_path = None if args.no_state else Path(args.state) if args.state else default_state_path(logdirs)
     interactive = args.output is None and sys.stdout.isatty()
     options = WatchOptions(
         logdirs=logdirs,
-        fmt=args.format or ("rich" if interactive else "plain"),
+        fmt=fmt or ("rich" if interactive else "plain"),
         config=load_config(args.config),
         fail_on=args.fail_on,
         output=args.output,
@@ -162,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         state_path=state_path,
         webhooks=list(args.notify_webhook),
         commands=list(args.on_alert),
+        names={path: spec.name for path, spec in zip(logdirs, specs) if spec.name},
     )
     return watch(options).exit_code()
 
@@ -191,6 +217,7 @@ def watch(options: WatchOptions, stop: threading.Event | None = None) -> WatchSe
             if options.once:
                 follower.start()
                 session.after_cycle()
+                session.judge_once()
             else:
                 _in_background_until_stopped(lambda: _follow(follower, session, stop), stop)
         finally:
@@ -267,6 +294,9 @@ class WatchSession:
         self._last_save = time.monotonic()
         self._state = self._load_state()
         self.liveness = Liveness(options.stall_after)
+        # Per logdir: two logdirs may both hold a run called `exp1`.
+        self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}
+        self.unreadable: list[str] = []  # --once: why a logdir had nothing to judge (exit 2)
         self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
             CommandNotifier(cmd, self.notice) for cmd in options.commands
         ]
@@ -316,7 +346,24 @@ class WatchSession:
         for job, (step, wall) in _newest_points(result.batches).items():
             self.liveness.arrived(logdir, job, step, wall, now)
         self._publish(logdir, fresh)
+        if result.batches and self.follower is not None and logdir in self.follower.readers:
+            self._hint(logdir, final=False)
         self.after_cycle()
+
+    def _hint(self, logdir: str, *, final: bool) -> None:
+        """Once per run: a training loss but nothing the overfitting and gradient rules can use."""
+        where = f"{self.options.names.get(logdir, logdir)}: " if len(self.options.logdirs) > 1 else ""
+        for hint in self.hints[logdir].new_hints(self.follower.readers[logdir].runs.values(), final=final):
+            self.notice(where + hint)
+
+    def judge_once(self) -> None:
+        """``--once`` is a CI gate: hints for every run, and a logdir with nothing readable fails it."""
+        for logdir, reader in self.follower.readers.items():
+            self._hint(logdir, final=True)
+            reason = nothing_to_judge(logdir, list(reader.runs.values()))
+            if reason:
+                self.unreadable.append(reason)
+                self.notice(reason)
 
     def check_liveness(self) -> None:
         """Report runs that grew while watched and went quiet (called on the follower thread)."""
@@ -338,6 +385,8 @@ class WatchSession:
             self._save()  # before printing: a watcher killed in between must not say it again
         for alert in fresh:
             record = alert_record(alert, logdir)
+            if logdir in self.options.names:
+                record["logdir_name"] = self.options.names[logdir]
             self.sink.alert(logdir, alert, record)
             for notifier in self._notifiers:
                 notifier.submit(record)
@@ -416,7 +465,7 @@ class WatchSession:
         return sum(len(info.files) for reader in readers for info in reader.runs.values())
 
     def exit_code(self) -> int:
-        return exit_code_for(self.all_alerts(), self.options.fail_on)
+        return BAD_INPUT if self.unreadable else exit_code_for(self.all_alerts(), self.options.fail_on)
 
     def summary(self) -> dict[str, Any]:
         return summary_record(
@@ -534,7 +583,7 @@ class RichSink(Sink):
             else:
                 self.board.remove_run(record["logdir"], record["run"])
         elif kind == "summary":
-            self.console.print(plain_line(record))
+            self.console.print(rich_text(plain_line(record)))
         else:
             self.board.add_notice(record["message"])
         self._changed.set()

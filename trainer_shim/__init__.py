@@ -12,6 +12,17 @@ Needs torch (``pip install tbmon[shim]``). Usage::
 
 from __future__ import annotations
 
+try:
+    import torch  # noqa: F401 - only to fail early with the fix, not a bare ModuleNotFoundError
+except ModuleNotFoundError as exc:
+    if exc.name != "torch":
+        raise
+    raise ModuleNotFoundError(
+        "tbmon.trainer_shim needs PyTorch: pip install 'tbmon[shim]' (or install torch for your platform); "
+        "tbmon watch and tbmon report work without it",
+        name="torch",
+    ) from None
+
 from tbmon.trainer_shim.shim import TAG_ALIASES, ShimWarning, TrainerShim
 from tbmon.trainer_shim.stats import BUCKET_LIMITS, HIST_SAMPLE, UPDATE_SAMPLE
 

@@ -13,8 +13,8 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,10 @@ from tensorboardX.proto.summary_pb2 import HistogramProto, Summary
 
 from tbmon.trainer_shim import distributed, stats
 from tbmon.trainer_shim.writer import Built, EventWriter, Record
+
+if TYPE_CHECKING:
+    from tbmon.analyzers import Alert, AnalyzerConfig
+    from tbmon.trainer_shim.guard import Guard
 
 # Keyword shortcuts for the contract's conventional tags (keywords cannot contain "/").
 TAG_ALIASES = {
@@ -81,6 +85,9 @@ class TrainerShim:
     ``norms_every`` (10): ``grad_norm/<p>`` and ``train/grad_norm`` only (one fused norm pass).
     ``scalars_every`` (1): how often ``log_scalars`` writes (a non-finite float always is).
     Steps where ``step % every == 0`` log; 0 turns a kind off.
+    ``guard=True`` (implied by ``on_alert``) runs tbmon's analyzers on the written file from
+    the writer thread (``tbmon.trainer_shim.guard``): ``alerts`` lists what they raised, and
+    ``on_alert(alert)`` is called on the writer thread for each, so it must be quick.
     """
 
     def __init__(
@@ -96,6 +103,9 @@ class TrainerShim:
         reduce_across_ranks: bool = False,
         flush_secs: float = 0.5,
         max_queue: int = 1000,
+        guard: bool = False,
+        on_alert: Callable[[Alert], None] | None = None,
+        guard_config: AnalyzerConfig | None = None,
     ) -> None:
         self.model = model
         self.hist_every = hist_every
@@ -107,12 +117,18 @@ class TrainerShim:
         self._reported: set[str] = set()
         self._updates = _UpdateRatios()
         self._writer: EventWriter | None = None
+        self._guard: Guard | None = None
         self.logdir = os.fspath(logdir)
         if not rank_zero_only:
             self.logdir = os.path.join(self.logdir, f"rank{self.rank}")
         if rank_zero_only and self.rank != 0:
             return  # this rank never writes; it still joins collectives in log_gradients
-        self._writer = EventWriter(self.logdir, self.rank, flush_secs, max_queue)
+        if guard or on_alert is not None:
+            self._guard = self._start_guard(guard_config, on_alert)
+        after_sync = self._guard.check if self._guard is not None else None
+        self._writer = EventWriter(self.logdir, self.rank, flush_secs, max_queue, after_sync)
+        if self._guard is not None:
+            self._guard.follow(self._writer.path)
         self._finalizer = weakref.finalize(self, self._writer.close)
         self._check_writer()
 
@@ -127,6 +143,11 @@ class TrainerShim:
     def path(self) -> str | None:
         """The event file this shim writes (None on ranks that do not write)."""
         return self._writer.path if self._writer is not None else None
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """Alerts the guard has raised so far, oldest first (empty without the guard)."""
+        return self._guard.alerts if self._guard is not None else []
 
     def log_scalars(self, step: int, values: Mapping[str, Any] | None = None, /, **named: Any) -> None:
         """Write scalars at ``step``: ``values`` maps any tag; keywords use ``TAG_ALIASES``.
@@ -213,6 +234,15 @@ class TrainerShim:
         self._writer.submit(Record(int(step), time.time(), build), urgent=urgent)
         self._check_writer()
 
+    def _start_guard(self, config: AnalyzerConfig | None, on_alert: Callable[[Alert], None] | None) -> Guard | None:
+        try:
+            from tbmon.trainer_shim.guard import Guard
+
+            return Guard(self.logdir, config, on_alert, note=lambda step, build: self._submit(step, build))
+        except Exception as exc:  # noqa: BLE001 - e.g. a bad [tool.tbmon] table: log without the guard
+            self._report("guard", f"tbmon shim runs without its guard: {type(exc).__name__}: {exc}")
+            return None
+
     def _valid_values(self, tags: dict[str, Any]) -> dict[str, Any]:
         """Numbers as floats and one-element tensors; anything else is skipped (warned once per tag)."""
         out: dict[str, Any] = {}
@@ -297,6 +327,9 @@ class TrainerShim:
                 f"tbmon shim stopped logging to {self.logdir!r}: {type(writer.error).__name__}: {writer.error}; "
                 "training continues",
             )
+        if self._guard is not None and self._guard.error is not None:
+            error = self._guard.error
+            self._report("guard", f"tbmon shim guard stopped: {type(error).__name__}: {error}; logging continues")
         if writer.dropped:
             self._report("dropped", f"tbmon shim writer fell behind; dropped {writer.dropped} record(s) so far")
 

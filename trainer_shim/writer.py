@@ -70,11 +70,21 @@ class EventWriter:
     The training thread appends to a deque (atomic, no lock, no wake-up); the writer thread
     wakes every ``flush_secs``, writes everything pending and flushes. Waking the writer per
     record cost more CPU than the record itself. ``flush()``/``close()`` and urgent records
-    (a non-finite Python float) wake it at once.
+    (a non-finite Python float) wake it at once. ``after_sync(urgent)`` (the guard) runs on
+    this thread each time written data has reached the file, before a ``flush()`` returns;
+    ``urgent`` is True for a non-finite value, ``flush()`` and ``close()``. It must not raise.
     """
 
-    def __init__(self, logdir: str, rank: int, flush_secs: float, max_queue: int) -> None:
+    def __init__(
+        self,
+        logdir: str,
+        rank: int,
+        flush_secs: float,
+        max_queue: int,
+        after_sync: Callable[[bool], None] | None = None,
+    ) -> None:
         self.error: BaseException | None = None
+        self._after_sync = after_sync
         self.dropped = 0
         self.path: str | None = None
         self._flush_secs = flush_secs
@@ -151,6 +161,7 @@ class EventWriter:
                 item = self._pending.popleft()
                 try:
                     if isinstance(item, _Stop):
+                        self._last_pass()
                         self._finish()
                         return
                     if isinstance(item, Record) and self.error is None:
@@ -159,6 +170,7 @@ class EventWriter:
                         urgent, wrote = urgent or item_urgent, True
                     if isinstance(item, _Flush) and self.error is None:
                         self._sync(fsync=False)
+                        self._synced(urgent=True)
                 except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
                     if self.error is None:
                         self.error = exc
@@ -167,6 +179,7 @@ class EventWriter:
             try:
                 if wrote and self.error is None:
                     self._sync(fsync=urgent)
+                    self._synced(urgent)
             except Exception as exc:  # noqa: BLE001
                 if self.error is None:
                     self.error = exc
@@ -176,6 +189,27 @@ class EventWriter:
         self._file.flush()
         if fsync:
             os.fsync(self._file.fileno())
+
+    def _synced(self, urgent: bool) -> None:
+        if self._after_sync is not None:
+            self._after_sync(urgent)
+
+    def _last_pass(self) -> None:
+        """Before closing: the guard's final look, and the records it adds (alert notes), reach the file."""
+        if self._after_sync is None or self.error is not None:
+            return
+        try:
+            self._sync(fsync=False)
+            self._after_sync(True)
+            while self._pending:
+                item = self._pending.popleft()
+                if isinstance(item, Record):
+                    values, _ = item.build()
+                    self._write(Event(step=item.step, wall_time=item.wall_time, summary=Summary(value=values)))
+                elif isinstance(item, _Flush):
+                    item.done.set()
+        except Exception as exc:  # noqa: BLE001 - contained, reported once by the shim
+            self.error = exc
 
     def _finish(self) -> None:
         if self._file is None:

@@ -165,5 +165,5 @@ def test_rich_dashboard_in_a_real_pty(tmp_path: Path) -> None:
     assert re.search(r"healthy\s+2\s", text)  # the run row with its last step
     assert re.search(r"diverging\s+2\s.*NaN.*critical\s+1", text)
     assert "CRITICAL divergence diverging train/loss step 2" in text
-    assert "tbmon: 2 runs, 1 alerts" in text and code == 1
+    assert "tbmon: 2 runs, 1 alert " in text and code == 1
     assert "Traceback" not in text

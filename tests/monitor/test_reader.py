@@ -298,7 +298,7 @@ def test_poll_with_paths_does_not_walk_the_tree(tmp_path: Path, tb, monkeypatch)
     def no_walk(*args, **kwargs):
         raise AssertionError("poll(paths) walked the directory tree")
 
-    monkeypatch.setattr(reader_module, "discover", no_walk)
+    monkeypatch.setattr(watcher.store, "discover", no_walk)
     assert watcher.poll(paths[:5]).batches == []
     (tmp_path / "run000" / "model.ckpt").write_bytes(b"not an event file")
     assert watcher.poll([tmp_path / "run000" / "model.ckpt", tmp_path.parent / "elsewhere"]) == PollResult()

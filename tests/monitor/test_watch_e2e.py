@@ -28,6 +28,8 @@ from tests.monitor.test_notify import SECRET, Hook
 CLI = [sys.executable, "-m", "tbmon.monitor.cli"]
 WAIT = 60.0
 
+pytestmark = pytest.mark.slow  # real watcher processes against a live writer: 5-15 s each
+
 WRITER = r"""
 import os, sys, time
 from tensorboardX.event_file_writer import EventsWriter
@@ -277,7 +279,7 @@ def test_once_scans_and_exits_with_the_ci_code(tmp_path: Path, writer: Writer) -
     assert done.returncode == 1
     first, summary = done.stdout.splitlines()
     assert "CRITICAL divergence run=exp1 tag=train/loss step=1" in first
-    assert summary.startswith("tbmon: 1 runs, 1 alerts")
+    assert summary.startswith("tbmon: 1 run, 1 alert (")
     missing = subprocess.run(
         [*CLI, "watch", "--once", str(tmp_path / "nope")], capture_output=True, text=True, timeout=WAIT
     )
@@ -297,7 +299,7 @@ def test_plain_format_alerts_on_stdout_notices_on_stderr(tmp_path: Path, writer:
     finally:
         watcher.kill()
     lines = out.read_text().splitlines()
-    assert "CRITICAL divergence run=exp1" in lines[0] and lines[-1].startswith("tbmon: 1 runs")
+    assert "CRITICAL divergence run=exp1" in lines[0] and lines[-1].startswith("tbmon: 1 run, ")
     assert code == 1 and watcher.lines == []
     assert "following" in watcher.stderr and "Traceback" not in watcher.stderr
     assert os.path.getsize(out) < 2000

@@ -47,4 +47,4 @@ def test_other_records_render_in_both_forms() -> None:
     assert plain_line(status_record("waiting for /x")) == "tbmon: waiting for /x"
     summary = summary_record(3, [NAN_ALERT], 1, 1, 0)
     assert summary["alerts"] == {"info": 0, "warning": 0, "critical": 1}
-    assert plain_line(summary) == "tbmon: 3 runs, 1 alerts (0 info, 0 warning, 1 critical; 1 new); exit code 1"
+    assert plain_line(summary) == "tbmon: 3 runs, 1 alert (0 info, 0 warning, 1 critical; 1 new); exit code 1"

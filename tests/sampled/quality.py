@@ -7,6 +7,8 @@ criterion's borderline band are left out of the healthy count and reported on th
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,7 +120,12 @@ def timing_free(samples: list[Sample]) -> list[Sample]:
     return [s for s in samples if not writer_dropped_records(s.config, curves(s.config, s.path).train)]
 
 
-def score_samples(root: Path, samples: list[Sample]) -> SampledReport:
-    """tbmon's alerts on ``root`` (one-shot and replayed a step at a time), scored against the labels."""
+def score_samples(root: Path, samples: list[Sample], runs: str | None = None) -> SampledReport:
+    """tbmon's alerts on ``root`` (one-shot and replayed a step at a time), scored against the labels.
+
+    ``runs``: score only the samples whose name matches this regular expression (a quick look at a few
+    development runs while changing a rule)."""
+    if runs is not None:
+        samples = [s for s in samples if re.search(runs, s.name)]
     scored = [s for s in samples if s.kinds or not s.borderline]
-    return SampledReport(samples, evaluate(root, scored))
+    return SampledReport(samples, evaluate(root, scored, runs))

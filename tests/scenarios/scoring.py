@@ -183,14 +183,16 @@ def score_live(corpus: list[Labelled], replayed: list[tuple[Any, int]]) -> Quali
     return score(corpus, [dataclasses.replace(alert, step=noticed) for alert, noticed in replayed])
 
 
-def evaluate(logdir: Any, corpus: list[Labelled]) -> QualityReport:
-    """Score tbmon's one-shot alerts (`analyze`) and, as `.live`, a step-at-a-time replay of the same data."""
+def evaluate(logdir: Any, corpus: list[Labelled], runs: str | None = None) -> QualityReport:
+    """Score tbmon's one-shot alerts (`analyze`) and, as `.live`, a step-at-a-time replay of the same data.
+
+    ``runs``: read only the runs whose name matches this regular expression (``read(runs=...)``)."""
     from tbmon.analyzers import analyze
     from tbmon.monitor import read
 
     from .replay import replay
 
-    data = read(str(logdir))
+    data = read(str(logdir), runs=runs)
     alerts, replayed = analyze(data), replay(data)
     report = score(corpus, alerts)
     report.live = score_live(corpus, replayed)

@@ -15,6 +15,8 @@ import torch.multiprocessing as mp
 from tbmon.trainer_shim import TrainerShim, stats
 from tests.trainer_shim.training import load, mlp, train
 
+pytestmark = pytest.mark.slow  # spawning the two gloo processes takes ~30 s on a busy 2-core machine
+
 SHARD_SIZES = (3000, 5000)  # unequal, like FSDP/ZeRO flat-parameter shards
 
 

@@ -15,6 +15,7 @@ from tests.trainer_shim.training import load, mlp, train
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
+@pytest.mark.slow  # a subprocess training under a file-size limit: ~9 s
 def test_disk_full_mid_training_gives_one_warning_and_training_finishes(tmp_path: Path) -> None:
     """A real EFBIG from the kernel: the file-size limit (as a quota would) is hit after ~20 KB."""
     code = f"""

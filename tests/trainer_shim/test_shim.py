@@ -232,6 +232,7 @@ def test_two_shims_started_in_the_same_second_write_two_files(tmp_path: Path, mo
     assert values == [1.0, 2.0]
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: ~12 s on a busy machine
 def test_process_exits_cleanly_and_data_is_complete_without_close(tmp_path: Path) -> None:
     code = (
         "import sys; sys.path.insert(0, %r)\n"
