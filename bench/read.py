@@ -38,9 +38,13 @@ HIST_TAGS = 4
 
 def _record(event) -> bytes:
     """One TFRecord, framed as tensorboardX writes it."""
+    return frame(event.SerializeToString())
+
+
+def frame(data: bytes) -> bytes:
+    """TFRecord framing of one serialised event: length, its masked CRC, data, its masked CRC."""
     from tbmon.monitor.records import masked_crc
 
-    data = event.SerializeToString()
     head = len(data).to_bytes(8, "little")
     return b"".join((head, masked_crc(head).to_bytes(4, "little"), data, masked_crc(data).to_bytes(4, "little")))
 

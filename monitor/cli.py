@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tbmon.monitor import demo, report, watch
+from tbmon.monitor import demo, export, report, watch
 from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
 from tbmon.monitor.sanitize import visible
 from tbmon.monitor.version import tbmon_version
@@ -42,14 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tbmon {tbmon_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in (("watch", watch), ("report", report), ("demo", demo)):
+    for name, module in (("watch", watch), ("report", report), ("export", export), ("demo", demo)):
         sub_parser = sub.add_parser(
             name,
             help=module.HELP,
             description=module.DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if name != "demo":
+        if name in ("watch", "report"):
             _add_common(sub_parser)
         module.add_arguments(sub_parser)
         sub_parser.set_defaults(run=module.run)

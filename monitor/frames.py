@@ -85,10 +85,7 @@ def frames(
         counts = [int(p[2].sum()) for p in parts]
         run_codes = np.repeat(np.array([run_code[p[0]] for p in parts], dtype=np.int32), counts)
         tag_codes = np.repeat(np.array([tag_code[p[1]] for p in parts], dtype=np.int32), counts)
-        return {
-            "run": pd.Categorical.from_codes(run_codes, categories=runs),
-            "tag": pd.Categorical.from_codes(tag_codes, categories=tags),
-        }
+        return {"run": _categorical(run_codes, runs), "tag": _categorical(tag_codes, tags)}
 
     def column(parts: list, name: str, dtype: Any) -> np.ndarray:
         # Filled in place: no per-tag copies held alongside the result.
@@ -119,6 +116,17 @@ def frames(
         hist_cols[name] = col
     histograms = pd.DataFrame(hist_cols, copy=False)
     return scalars, histograms
+
+
+def _categorical(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    """Codes over ``names``. A name that is not UTF-8 (a directory's bytes, surrogate-escaped) cannot
+    be an Arrow string, pandas' default text type once pyarrow is installed: such names stay Python objects."""
+    import pandas as pd
+
+    try:
+        return pd.Categorical.from_codes(codes, categories=names)
+    except UnicodeEncodeError:
+        return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 
 
 def join_scalars(parts: list[ScalarSeries]) -> ScalarSeries:

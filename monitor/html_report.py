@@ -29,38 +29,60 @@ from tbmon.monitor.summary import LogdirReport, RunSummary
 PlotFn = Callable[[LogdirReport, RunSummary], "bytes | None"]
 MAX_FIGURES = 50  # per logdir: a figure costs ~0.2 s and ~150 kB, so 500 runs would take minutes and ~75 MB
 
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], up = th.dataset.dir !== 'up';
+  th.dataset.dir = up ? 'up' : 'down';
+  const key = row => { const cell = row.cells[col], text = cell.dataset.sort ?? cell.textContent,
+    n = parseFloat(text); return Number.isNaN(n) ? [1, text] : [0, n]; };
+  const rows = [...body.rows].map(row => [key(row), row]);
+  rows.sort(([a], [b]) => (a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)) * (up ? 1 : -1));
+  rows.forEach(([, row]) => body.appendChild(row));
+}));
+"""
+"""Click a column header of the runs table to sort by it (numbers as numbers, status by
+severity), again to reverse. Inline, like everything else: the file works offline."""
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}
 h1{font-size:1.4em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}h3{font-size:1em}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}
+th{background:#f3f3f3}table.sortable th{cursor:pointer}code{background:#f3f3f3;padding:0 .2em}
 .critical{color:#b00020;font-weight:bold}.warning{color:#b36b00;font-weight:bold}.ok{color:#1b7f3b}.info{color:#666}
 .problem{color:#b36b00}img{max-width:100%;border:1px solid #eee}.meta{color:#666;font-size:.85em}
 """
 
 
-def render_html(reports: Sequence[LogdirReport], version: str, plot: PlotFn | None) -> str:
-    """The whole document; ``plot`` returns a run's PNG (None = no figure for that run)."""
+def render_html(
+    reports: Sequence[LogdirReport], version: str, plot: PlotFn | None, max_figures: int = MAX_FIGURES
+) -> str:
+    """The whole document; ``plot`` returns a run's PNG (None = no figure for that run), asked
+    only for the runs :func:`figured_runs` picks."""
     body: list[str] = [f"<h1>tbmon report</h1><p class='meta'>tbmon {html_text(version)}</p>"]
     for report in reports:
-        body.append(_logdir_section(report, plot))
+        body.append(_logdir_section(report, plot, max_figures))
     if len(reports) > 1:
         body.append("<h2>Comparison</h2>")
         body.append(_table(COMPARISON_COLUMNS, comparison_rows(reports), status_column=len(COMPARISON_COLUMNS) - 1))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>tbmon report</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<title>tbmon report</title><style>{_CSS}</style></head><body>\n" + "\n".join(body)
+        + f"\n<script>{SORT_SCRIPT}</script>\n</body></html>\n"
     )
 
 
-def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
+def _logdir_section(report: LogdirReport, plot: PlotFn | None, max_figures: int) -> str:
     out = [f"<h2>Logdir <code>{html_text(report.logdir)}</code></h2>"]
     note = empty_note(report)
     if note:
         return out[0] + f"<p class='warning'>{html_text(note)}</p>"
-    out.append(_table(RUN_COLUMNS, [run_cells(report, r) for r in report.runs], status_column=RUN_COLUMNS.index("status")))
+    runs = worst_first(report.runs)
+    if len(runs) > 1:
+        out.append("<p class='meta'>Runs with alerts first; click a column header to sort by it.</p>")
+    rows = [run_cells(report, r) for r in runs]
+    out.append(_table(RUN_COLUMNS, rows, status_column=RUN_COLUMNS.index("status"), sortable=True))
     if report.experiments:
         out.append("<h3>Experiments (train/validation pairs)</h3>")
         rows = [experiment_cells(e) for e in report.experiments]
@@ -75,11 +97,12 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
         out.append(f"<h3>Read problems ({len(report.problems)})</h3><ul>")
         out.extend(f"<li class='problem'>{html_text(problem_line(p))}</li>" for p in report.problems)
         out.append("</ul>")
-    drawn = figured_runs(report.runs)
+    drawn = figured_runs(report.runs, max_figures)
     if plot is not None and len(drawn) < len(report.runs):
-        out.append(f"<p class='meta'>Figures for {len(drawn)} of {len(report.runs)} runs (runs with alerts first); "
+        out.append(f"<p class='meta'>Figures for {len(drawn)} of {len(report.runs)} runs (only runs with alerts, "
+                   "worst first); <code>--max-plots N</code> raises the cap, "
                    "<code>--plots DIR</code> draws every run.</p>")
-    for run in report.runs:
+    for run in runs:
         out.append(f"<h3>Run <code>{html_text(run.run)}</code></h3>")
         out.append(_tag_list(run))
         png = plot(report, run) if plot is not None and run.run in drawn else None
@@ -89,11 +112,17 @@ def _logdir_section(report: LogdirReport, plot: PlotFn | None) -> str:
     return "\n".join(out)
 
 
-def figured_runs(runs: Sequence[RunSummary]) -> set[str]:
-    """The runs that get a figure: at most ``MAX_FIGURES``, the ones with alerts first, then in order."""
-    worst = [-severity_rank(r.status) if r.status in SEVERITIES else 0 for r in runs]  # status "ok" last
-    ranked = sorted(range(len(runs)), key=lambda i: (worst[i], i))
-    return {runs[i].run for i in ranked[:MAX_FIGURES]}
+def figured_runs(runs: Sequence[RunSummary], limit: int = MAX_FIGURES) -> set[str]:
+    """The runs that get a figure: all of them when there are at most ``limit``; else at most
+    ``limit`` runs with alerts, worst first (at 1,000 runs the healthy ones are the table's job)."""
+    if len(runs) <= limit:
+        return {r.run for r in runs}
+    return {r.run for r in worst_first(runs)[:limit] if r.status in SEVERITIES}
+
+
+def worst_first(runs: Sequence[RunSummary]) -> list[RunSummary]:
+    """Runs by status, critical first and ``ok`` last; in name order within a status."""
+    return sorted(runs, key=lambda r: -severity_rank(r.status) if r.status in SEVERITIES else 0)
 
 
 def _tag_list(run: RunSummary) -> str:
@@ -104,13 +133,19 @@ def _tag_list(run: RunSummary) -> str:
     return f"<details><summary>{label}</summary><ul>{''.join(items)}</ul></details>"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None) -> str:
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], status_column: int | None = None, *, sortable: bool = False
+) -> str:
     head = "".join(f"<th>{html_text(h)}</th>" for h in header)
-    lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
+    css_class = " class='sortable'" if sortable else ""
+    lines = [f"<table{css_class}><thead><tr>{head}</tr></thead><tbody>"]
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
-            css = f" class='{html_text(cell, quote=True)}'" if i == status_column else ""
+            css = ""
+            if i == status_column:  # sorts by severity, not alphabetically
+                rank = -severity_rank(cell) if cell in SEVERITIES else 0
+                css = f" class='{html_text(cell, quote=True)}' data-sort='{rank}'"
             cells.append(f"<td{css}>{html_text(cell)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     lines.append("</tbody></table>")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import re
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,31 +46,29 @@ def run_png(report: LogdirReport, run: RunSummary, *, dpi: int = 100) -> bytes |
     return buffer.getvalue()
 
 
-def write_plots(reports: Sequence[LogdirReport], directory: str | Path) -> tuple[list[Path], list[str]]:
-    """Write ``<directory>/[<logdir>/]<run>.png`` for every run that has something to plot.
+def write_plots(
+    reports: Sequence[LogdirReport], directory: str | Path, drawn: Iterable[tuple[int, str, bytes]]
+) -> tuple[list[Path], list[str]]:
+    """Write each ``(position in reports, run, png)`` of ``drawn`` to ``<directory>/[<logdir>/]<run>.png``.
 
     A run ``a/b`` becomes ``a/b.png``: mirroring the run tree keeps every name component as
     short as the directory it came from (flattened Lightning paths pass 255 bytes). Returns the
     files written and one line per plot that could not be (the others are still written).
     """
     root = Path(directory)
+    targets = [root / subdir if subdir else root for subdir in _logdir_dirs(reports)]
     written: list[Path] = []
     failed: list[str] = []
-    for report, subdir in zip(reports, _logdir_dirs(reports), strict=True):
-        target = root / subdir if subdir else root
-        for run in report.runs:
-            png = run_png(report, run)
-            if png is None:
-                continue
-            path = target / plot_name(run.run)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(png)
-            except OSError as exc:
-                failed.append(f"{visible(path)}: {exc.strerror or exc}")
-                continue
-            written.append(path)
-    return written, failed
+    for position, run, png in drawn:
+        path = targets[position] / plot_name(run)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        except OSError as exc:
+            failed.append(f"{visible(path)}: {exc.strerror or exc}")
+            continue
+        written.append(path)
+    return sorted(written), sorted(failed)
 
 
 def plot_name(run: str) -> Path:

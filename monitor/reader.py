@@ -249,10 +249,7 @@ class _RunState:
             self.restarts_truncated = True
 
     def purge_markers(self) -> tuple[np.ndarray, np.ndarray]:
-        """(seq, step) of the session-start markers that supersede earlier data run-wide."""
-        marks = [(r.seq, r.step) for r in self.restarts if r.cause == "session_start"]
-        arr = np.array(marks, dtype=np.int64).reshape(-1, 2)
-        return arr[:, 0], arr[:, 1]
+        return purge_markers(self.restarts)
 
     def changed(self) -> None:
         self._info = None
@@ -372,9 +369,14 @@ class LogdirReader:
     def runs(self) -> dict[str, RunInfo]:
         return {name: state.info() for name, state in sorted(list(self._runs.items()))}
 
-    def poll(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> PollResult:
+    def poll(
+        self, paths: Iterable[str | os.PathLike[str]] | None = None, *, files: Iterable[str] | None = None
+    ) -> PollResult:
+        """Read what is new: everything (a rescan), the local ``paths`` file events named, or only
+        ``files`` as the logdir's listing names them (paths or URLs: one part of a logdir, on
+        any storage; only their common directory is listed)."""
         with self._lock:
-            return self._poll(paths, None)
+            return self._poll(paths, None, only_files=files)
 
     # -- discovery ----------------------------------------------------------------------
     def _poll(
@@ -382,9 +384,13 @@ class LogdirReader:
         paths: Iterable[str | os.PathLike[str]] | None,
         progress: _Progress | None,
         only_runs: Callable[[str], bool] | None = None,
+        *,
+        only_files: Iterable[str] | None = None,
     ) -> PollResult:
         result = PollResult()
-        if paths is None:
+        if only_files is not None:  # a one-shot read of some files: list just their directory
+            to_read = self._rescan_part(set(only_files), result)
+        elif paths is None:
             to_read = self._rescan(result)
         else:
             to_read = self._locate(paths, result)
@@ -425,6 +431,23 @@ class LogdirReader:
                     self._add_file(run_dir, path, result)
         # Known files the walk did not see are read too: their reader reports them deleted,
         # or keeps reading them if only the walk could not reach them.
+        return list(self._file_run)
+
+    def _rescan_part(self, files: set[str], result: PollResult) -> list[str]:
+        """Add and return the listed ``files``, listing only the directory that holds them all.
+        A file not listed is left out. Local directories that cannot be listed are the caller's
+        to report (it listed the whole logdir to choose the files); a store that cannot be listed
+        is reported here, or the part's runs would vanish without a word."""
+        if not files:
+            return []
+        start = _common_dir(files) if self.store.remote else os.path.commonpath([os.path.dirname(f) for f in files])
+        found = self.store.discover(start=start)
+        if self.store.remote:
+            self._note_unreadable_dirs(found.unreadable_dirs, result, found.reasons)
+        for run_dir in found.runs:
+            for path in run_dir.files:
+                if path in files and path not in self._file_run:
+                    self._add_file(run_dir, path, result)
         return list(self._file_run)
 
     def _size(self, path: str) -> int:
@@ -470,8 +493,7 @@ class LogdirReader:
     ) -> None:
         dirs = set(dirs)
         for d in sorted(dirs - self._unreadable_dirs):
-            reason = reasons.get(d, "cannot list this directory (permission denied?)")
-            result.problems.append(ReadProblem(d, 0, "unreadable", reason))
+            result.problems.append(unreadable_dir_problem(d, reasons.get(d)))
         self._unreadable_dirs = dirs if clear else self._unreadable_dirs | dirs
 
     # -- reading ------------------------------------------------------------------------
@@ -572,6 +594,7 @@ def read(
     runs: str | None = None,
     tags: str | None = None,
     pivot: bool = False,
+    files: Iterable[str] | None = None,
 ) -> ReadResult:
     """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it cannot be read.
 
@@ -580,12 +603,17 @@ def read(
     only matching tags are kept (frames, batches, ``RunInfo`` tags), so ``analyze(result)``
     judges just those. ``pivot=True``: ``scalars`` is a wide frame as tbparse's ``pivot=True``
     gives, columns ``run, step, <tag>...``; ``histograms`` stay long.
+
+    ``files``: read only these event files (as the logdir's listing names them: absolute paths,
+    or URLs), e.g. one part of a logdir that ``tbmon.monitor.fleet`` spreads over processes;
+    runs keep their names, and ``runs``/``tags`` filter within them. Only the part's own
+    directory is listed, and directories that cannot be listed are left to whoever chose the files.
     """
     keep_run, keep_tag = _name_filter(runs, "runs"), _name_filter(tags, "tags")
     root = os.fspath(logdir)
     reader = LogdirReader(root, check_crc=check_crc)
     reader.store.check()
-    polled = reader._poll(None, None if progress is None else _Progress(progress), keep_run)
+    polled = reader._poll(None, None if progress is None else _Progress(progress), keep_run, only_files=files)
     polled.problems = [reader._with_file_total(p) for p in polled.problems]
     chosen = {name: run for name, run in reader._runs.items() if keep_run is None or keep_run(name)}
     for run in chosen.values():  # the writers are done, as far as a one-shot read knows
@@ -626,6 +654,30 @@ def _only_tags(batch: RunBatch, keep: Callable[[str], bool]) -> RunBatch:
 
 
 # -- small helpers ------------------------------------------------------------------------
+
+
+def _common_dir(paths: Iterable[str]) -> str:
+    """The deepest directory holding every URL (of one logdir)."""
+    split = [p.split("/")[:-1] for p in paths]
+    common = split[0]
+    for parts in split[1:]:
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return "/".join(common) or "/"
+
+
+def purge_markers(restarts: Iterable[Restart]) -> tuple[np.ndarray, np.ndarray]:
+    """(seq, step) of the session-start markers that supersede earlier data run-wide."""
+    marks = [(r.seq, r.step) for r in restarts if r.cause == "session_start"]
+    arr = np.array(marks, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def unreadable_dir_problem(path: str, reason: str | None = None) -> ReadProblem:
+    """The problem for a directory (or a store prefix) that could not be listed."""
+    return ReadProblem(path, 0, "unreadable", reason or "cannot list this directory (permission denied?)")
 
 
 

@@ -16,6 +16,7 @@ instance roles; ``AWS_ENDPOINT_URL_S3`` for S3-compatible servers).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -99,13 +100,14 @@ class RemoteLogdir:
     def discover(self, start: str | None = None) -> Discovery:
         """One recursive listing of the prefix, grouped into runs by directory (= key prefix).
 
-        ``start`` is ignored: an object store is listed whole (one request per 1,000 keys),
-        there are no file events to narrow it down.
+        ``start`` (a URL under the logdir) lists only that sub-prefix, e.g. one part of a logdir
+        read by a ``report --jobs`` worker; the runs keep their names relative to the logdir.
         """
         if time.monotonic() < self._retry_at:
             return self._unlisted()
+        sub = "" if start is None else os.fspath(start)[len(self.root):].strip("/")
         try:
-            listing = self._call(self._listing, count=True)
+            listing = self._call(lambda: self._listing(sub), count=True)
         except FileNotFoundError:
             listing = {}  # no bucket or no objects yet: like a local logdir not created yet
         except OSError as exc:
@@ -115,8 +117,9 @@ class RemoteLogdir:
         files: dict[str, list[str]] = {}
         stats: dict[str, FileStat] = {}
         prefix = self._fs_root.rstrip("/") + "/"
+        within = prefix + sub + "/" if sub else prefix
         for name, info in listing.items():
-            if info.get("type") == "directory" or not name.startswith(prefix):
+            if info.get("type") == "directory" or not name.startswith(within):
                 continue
             relative = name[len(prefix):]
             directory, _, base = relative.rpartition("/")
@@ -209,12 +212,14 @@ class RemoteLogdir:
                 self._plan.append((path, start, end))
 
     # -- internals ----------------------------------------------------------------------
-    def _listing(self) -> dict[str, dict[str, Any]]:
-        """Every object under the prefix; the backend's listing cache is dropped before (a stale
-        listing would hide new objects) and after (it would hold a second copy of the listing)."""
+    def _listing(self, sub: str = "") -> dict[str, dict[str, Any]]:
+        """Every object under the prefix (or its ``sub`` prefix); the backend's listing cache is
+        dropped before (a stale listing would hide new objects) and after (it would hold a second
+        copy of the listing)."""
+        top = f"{self._fs_root.rstrip('/')}/{sub}" if sub else self._fs_root
         self._fs.invalidate_cache(self._fs_root)
         try:
-            return self._fs.find(self._fs_root, withdirs=False, detail=True)
+            return self._fs.find(top, withdirs=False, detail=True)
         finally:
             self._fs.invalidate_cache(self._fs_root)
 

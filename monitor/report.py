@@ -23,6 +23,7 @@ from tbmon.monitor.tag_hints import MissingSignalHints
 from tbmon.monitor.version import tbmon_version
 
 if TYPE_CHECKING:
+    from tbmon.monitor.fleet import Fleet
     from tbmon.monitor.summary import LogdirReport
 
 FORMATS = ("rich", "json", "csv", "markdown", "html")
@@ -69,44 +70,83 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-crc", action="store_true", help="skip CRC checks (faster; corrupt records may then decode as garbage)"
     )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        metavar="N",
+        help="read and analyze runs in N worker processes (default: every core, or this process alone when "
+        "there is under 32 MB of event data; 1 = no workers). Same output for every N",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="spread the runs over the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://scheduler:8786); "
+        "the workers need tbmon and the logdir at the same path (or a URL they can reach). Same output as a local run",
+    )
+    parser.add_argument(
+        "--max-plots",
+        type=positive_int,
+        metavar="N",
+        help="with --format html: draw at most N runs' curves (default 50): every run if there are no more "
+        "than N, else only runs with alerts, worst first",
+    )
+
+
+def positive_int(text: str) -> int:
+    """argparse type of ``--jobs`` and ``--max-plots``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    from tbmon.analyzers import analyze
-    from tbmon.monitor import read
     from tbmon.monitor.config import load_config
-    from tbmon.monitor.summary import build_report
+    from tbmon.monitor.fleet import Fleet, connect
 
     specs = logdir_specs(args)
     args.format = choose_format(args.format, args.output, FORMAT_BY_EXTENSION, "rich")
     if args.csv_alerts and args.format != "csv":
         raise UsageError("--csv-alerts only applies to --format csv")
+    if args.max_plots is not None and args.format != "html":
+        raise UsageError("--max-plots only applies to --format html")
+    if args.dask and args.jobs is not None:
+        raise UsageError("--jobs and --dask exclude each other (the cluster's workers set the parallelism)")
     config = load_config(args.config)
+    client = connect(args.dask) if args.dask else None
     reports, notes = [], []
-    with _progress_bar() as progress_for:
-        for spec in specs:
-            phase = progress_for(spec.label)
-            result = read(spec.path, check_crc=not args.no_crc, progress=phase.reading)
-            phase.analyzing()
-            report = build_report(result, analyze(result, config), config)
-            reports.append(dataclasses.replace(report, logdir=spec.label) if spec.name else report)
-            hints = MissingSignalHints(config.patterns).new_hints(result.runs, final=True)
-            notes += [f"{spec.label}: {hint}" for hint in hints]
-    for note in notes:
-        print(f"tbmon: {note}", file=sys.stderr)
-    _emit(reports, args)
-    plots_written = _write_plots(reports, args.plots) if args.plots else True
+    paths, labels = [spec.path for spec in specs], [spec.label for spec in specs]
+    try:
+        with Fleet(paths, config, jobs=args.jobs, client=client, check_crc=not args.no_crc, labels=labels) as fleet:
+            with _progress_bar() as progress_for:
+                for position, spec in enumerate(specs):
+                    phase = progress_for(spec.label)
+                    report = fleet.report(position, phase.reading, phase.analyzing)
+                    reports.append(report)
+                    hints = MissingSignalHints(config.patterns).new_hints(report.infos, final=True)
+                    notes += [f"{spec.label}: {hint}" for hint in hints]
+            for note in notes:
+                print(f"tbmon: {visible(note)}", file=sys.stderr)
+            _emit(reports, args, fleet)
+            plots_written = _write_plots(reports, args.plots, fleet) if args.plots else True
+    finally:
+        if client is not None:
+            client.close()
     table_said_empty = args.format == "rich" and args.output is None and sys.stdout.isatty()
     failed = not plots_written
     for report in reports:
-        reason = nothing_to_judge(report.logdir, report.result.runs)
+        reason = nothing_to_judge(report.logdir, report.infos)
         failed = failed or reason is not None
         if reason is not None and not (table_said_empty and not report.runs):  # on a terminal, once is enough
             print(f"tbmon: {visible(reason)}", file=sys.stderr)
     return BAD_INPUT if failed else exit_code_for((a for r in reports for a in r.alerts), args.fail_on)
 
 
-def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
+def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace, fleet: Fleet) -> None:
     from tbmon.monitor import report_formats as formats
 
     if args.format == "rich":
@@ -124,10 +164,15 @@ def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace) -> None:
     elif args.format == "markdown":
         text = formats.render_markdown(reports)
     else:
-        from tbmon.monitor.html_report import render_html
-        from tbmon.monitor.plots import run_png
+        from tbmon.monitor.html_report import MAX_FIGURES, figured_runs, render_html
 
-        text = render_html(reports, tbmon_version(), run_png)
+        limit = args.max_plots or MAX_FIGURES
+        wanted = [figured_runs(r.runs, limit) for r in reports]
+        pngs = {(i, run): png for i, run, png in fleet.draw(wanted)}
+        position = {id(report): i for i, report in enumerate(reports)}
+        text = render_html(
+            reports, tbmon_version(), lambda report, run: pngs.get((position[id(report)], run.run)), limit
+        )
     if args.output:
         with _open_output(args.output) as handle:
             handle.write(text)
@@ -153,15 +198,16 @@ def _open_output(path: str) -> Iterator[object]:
         yield handle
 
 
-def _write_plots(reports: Sequence[LogdirReport], directory: str) -> bool:
-    """Write every plot that can be; False (exit 2) when some could not, each said on stderr."""
+def _write_plots(reports: Sequence[LogdirReport], directory: str, fleet: Fleet) -> bool:
+    """Write every plot that can be (drawn by the fleet's workers); False (exit 2) when some
+    could not, each said on stderr."""
     from tbmon.monitor.plots import write_plots
 
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot write plots to {visible(directory)}: {exc.strerror or exc}") from None
-    written, failed = write_plots(reports, directory)
+    written, failed = write_plots(reports, directory, fleet.draw([{r.run for r in report.runs} for report in reports]))
     for line in failed:
         print(f"tbmon: cannot write plot {line}", file=sys.stderr)
     print(f"tbmon: wrote {len(written)} plot(s) to {visible(Path(directory))}", file=sys.stderr)

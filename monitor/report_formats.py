@@ -15,7 +15,6 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
@@ -24,10 +23,8 @@ from rich.text import Text
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.monitor.sanitize import csv_text, json_ready, markdown_code, markdown_text, rich_text, visible
-from tbmon.monitor.sparkline import sparkline
-from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary, log_scale_fits
+from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary
 
-TREND_WIDTH = 16
 WIDE_TERMINAL = 170
 """All eleven run columns need about 170 characters (with a short run name); below that
 the secondary ones are dropped so the rest stays readable instead of folding letter by letter."""
@@ -94,16 +91,9 @@ def fmt_train_loss(loss: LossSummary | None) -> str:
     return f"{fmt_number(loss.last)} / {fmt_number(loss.best)}"
 
 
-def fmt_trend(report: LogdirReport, run: RunSummary) -> str:
+def fmt_trend(run: RunSummary) -> str:
     """The training loss as a sparkline (``×`` where it was NaN/Inf)."""
-    if run.train_loss is None:
-        return ""
-    values = report.index.series(run.run, run.train_loss.tag)[1]
-    finite = values[np.isfinite(values)]
-    if log_scale_fits(values) and (finite > 0).all():  # same rule as the plots' y axis
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.log10(values)
-    return sparkline(values.tolist(), TREND_WIDTH)
+    return "" if run.train_loss is None else run.train_loss.trend
 
 
 def fmt_val_loss(loss: LossSummary | None) -> str:
@@ -151,7 +141,7 @@ def run_cells(report: LogdirReport, run: RunSummary) -> list[str]:
         run.run,
         fmt_steps(run),
         fmt_train_loss(run.train_loss),
-        fmt_trend(report, run),
+        fmt_trend(run),
         fmt_val_loss(run.val_loss),
         fmt_tags(run),
         fmt_span(run.wall_span),

@@ -20,12 +20,14 @@ from tbmon.analyzers.alerts import Alert, json_safe, severity_rank
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.monitor.wording import plural
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, HISTOGRAM_SIGNALS, TRAIN_LOSS, VAL_LOSS, SignalMatcher
+from tbmon.monitor.sparkline import sparkline
 
 if TYPE_CHECKING:
     from tbmon.monitor.event_file import ReadProblem
     from tbmon.monitor.reader import ReadResult, RunInfo
 
 STATUS_OK = "ok"
+TREND_WIDTH = 16
 
 
 def signal_tags(matcher: SignalMatcher, signal: str, role: str | None, tags: Iterable[str]) -> list[str]:
@@ -50,6 +52,7 @@ class LossSummary:
     best_step: int | None
     points: int
     non_finite: int
+    trend: str = ""  # sparkline of the whole curve: computed here, where the points are (a merged report has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +285,17 @@ def _loss_summary(tag: str, steps: np.ndarray, values: np.ndarray) -> LossSummar
         best_step=best_step,
         points=int(values.shape[0]),
         non_finite=int((~finite).sum()),
+        trend=_trend(values),
     )
+
+
+def _trend(values: np.ndarray) -> str:
+    """The loss as a sparkline (``×`` where it was NaN/Inf), on a log scale when the plots use one."""
+    finite = values[np.isfinite(values)]
+    if log_scale_fits(values) and (finite > 0).all():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.log10(values)
+    return sparkline(values.tolist(), TREND_WIDTH)
 
 
 def _health(info: RunInfo) -> RunHealth:
@@ -340,9 +353,10 @@ class LogdirReport:
     experiments: tuple[ExperimentSummary, ...]
     alerts: tuple[Alert, ...]
     problems: tuple[ReadProblem, ...]
-    result: ReadResult  # for plots
+    result: ReadResult | None  # for plots; None in a report merged from parts (``fleet``: the parts draw)
     matcher: SignalMatcher
-    index: ScalarIndex
+    index: ScalarIndex | None
+    infos: tuple[RunInfo, ...] = ()  # the reader's run facts (tags, files): hints and "nothing to judge"
 
     @property
     def status(self) -> str:
@@ -360,9 +374,14 @@ class LogdirReport:
         }
 
 
+def alert_order(alert: Alert) -> tuple:
+    """The report's alert order: worst first, then by run, step, kind and tag."""
+    return (-severity_rank(alert.severity), alert.run, alert.step, alert.kind, alert.tag)
+
+
 def build_report(result: ReadResult, alerts: Sequence[Alert], config: AnalyzerConfig) -> LogdirReport:
     """Summaries of ``result``; alerts sorted worst first, then by run and step."""
-    ordered = tuple(sorted(alerts, key=lambda a: (-severity_rank(a.severity), a.run, a.step, a.kind, a.tag)))
+    ordered = tuple(sorted(alerts, key=alert_order))
     index = ScalarIndex(result.scalars)
     matcher = SignalMatcher(config.patterns)
     runs = summarize_runs(result, ordered, matcher, index)
@@ -375,6 +394,7 @@ def build_report(result: ReadResult, alerts: Sequence[Alert], config: AnalyzerCo
         result=result,
         matcher=matcher,
         index=index,
+        infos=tuple(result.runs),
     )
 
 

@@ -305,6 +305,26 @@ def test_report_json_of_an_s3_logdir_matches_the_local_report(tmp_path: Path, tb
     assert any(a["run"] == "nan" and a["kind"] == "divergence" for a in got["alerts"])
 
 
+def test_report_jobs_2_of_an_s3_logdir_prints_what_jobs_1_does(tmp_path: Path, tb, bucket: Bucket) -> None:
+    """``--jobs``: the parts of a remote logdir are listed and read by the workers themselves."""
+    from tbmon.monitor import fleet
+
+    local = _local_logdir(tmp_path / "logs", tb)
+    bucket.upload(local, "fleet/logs")
+    url = bucket.url("fleet/logs")
+    parts = fleet.plan(url).parts
+    assert [p.runs for p in parts] == [("healthy",), ("keras/train", "keras/validation"), ("nan",)]
+    assert all(f.startswith(f"{url}/") for p in parts for f in p.files) and all(p.size > 0 for p in parts)
+    command = [*CLI, "report", url, "--format", "json", "--jobs"]
+    done = [subprocess.run([*command, jobs], capture_output=True, text=True, timeout=WAIT) for jobs in ("1", "2")]
+    assert [d.returncode for d in done] == [1, 1], done[1].stderr  # the NaN run is critical
+    assert done[0].stdout == done[1].stdout and done[0].stderr == done[1].stderr
+    report = json.loads(done[1].stdout)
+    assert report["logdir"] == url
+    assert [r["run"] for r in report["runs"]] == ["healthy", "keras/train", "keras/validation", "nan"]
+    assert any(a["run"] == "nan" and a["kind"] == "divergence" for a in report["alerts"])
+
+
 @pytest.mark.parametrize(
     ("command", "message"),
     [

@@ -318,28 +318,39 @@ class _Document(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.scripts = 0
+        self.scripts: list[str] = []
         self.sources: list[str] = []
         self.links: list[str] = []
+        self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
         if tag == "script":
-            self.scripts += 1
+            self.scripts.append("")
+            self._in_script = True
         if "src" in values:
             self.sources.append(values["src"] or "")
         if tag == "link" or "href" in values:
             self.links.append(values.get("href") or "")
 
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts[-1] += data
+
 
 def test_html_is_one_self_contained_escaped_file(logs, capsys, tmp_path) -> None:
+    import tbmon.monitor.html_report as html_report
+
     target = tmp_path / "report.html"
     code, out, _ = tbmon(capsys, logs["mixed"], "--format", "html", "--output", target)
     assert code == 1 and out == ""
     text = target.read_text(encoding="utf-8")
     document = _Document()
     document.feed(text)
-    assert document.scripts == 0  # the hostile tag name stayed text
+    assert document.scripts == [html_report.SORT_SCRIPT]  # only the table sorter; the hostile tag name stayed text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert document.links == []
     assert document.sources and all(src.startswith("data:image/png;base64,") for src in document.sources)
@@ -370,16 +381,18 @@ def test_plots_for_several_logdirs_go_to_one_folder_each(logs, capsys, tmp_path)
     assert (tmp_path / "plots" / "mixed" / "diverging.png").is_file()
 
 
-def test_html_draws_at_most_max_figures_runs_with_alerts_first(logs, capsys, tmp_path, monkeypatch) -> None:
-    """500 runs would mean minutes of plotting and a ~75 MB file: the figures are capped, alerts first."""
-    import tbmon.monitor.html_report as html_report
-
-    monkeypatch.setattr(html_report, "MAX_FIGURES", 2)
+def test_html_draws_at_most_max_plots_runs_only_those_with_alerts(logs, capsys, tmp_path) -> None:
+    """1,000 runs would mean minutes of plotting and a huge file: above the cap only runs with
+    alerts are drawn (worst first); the cap is the user's to raise."""
     target = tmp_path / "report.html"
-    tbmon(capsys, logs["mixed"], "--format", "html", "--output", target)
+    tbmon(capsys, logs["mixed"], "--format", "html", "--output", target, "--max-plots", "2")
     text = target.read_text(encoding="utf-8")
     document = _Document()
     document.feed(text)
-    assert len(document.sources) == 2 and "Figures for 2 of 5 runs" in text
-    assert "alt='curves of run diverging'" in text  # the run with a critical alert is drawn
+    assert len(document.sources) == 1 and "Figures for 1 of 5 runs" in text
+    assert "alt='curves of run diverging'" in text  # the only run with an alert (critical)
     assert "alt='curves of run healthy'" not in text
+    tbmon(capsys, logs["mixed"], "--format", "html", "--output", target, "--max-plots", "5")
+    document = _Document()
+    document.feed(target.read_text(encoding="utf-8"))
+    assert len(document.sources) == 5  # no more runs than the cap: every run is drawn
