@@ -237,6 +237,7 @@ class WebhookNotifier(_Worker):
                 break
             except http.client.HTTPException as exc:  # not HTTP at all: quote a little of it, escaped
                 last_error = f"malformed reply: {type(exc).__name__} {visible(str(exc))}".rstrip()
+                break  # the same endpoint will answer the same; the ledger retries later
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 text = f"{type(reason).__name__}: {reason}" if isinstance(reason, Exception) else str(reason)
