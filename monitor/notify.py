@@ -129,7 +129,7 @@ class Throttle:
         with self._lock:
             held, self._held = self._held, 0
         if held:
-            self._report(f"... and {held} more failures like the last one")
+            self._report(f"... and {held} more {'failure' if held == 1 else 'failures'} like the last one")
 
 
 def alert_text(alert: dict[str, Any]) -> str:

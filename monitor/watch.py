@@ -70,8 +70,8 @@ gap between new points, if longer) gets one "stalled" info alert: the job hung, 
 finished; its files cannot tell which.
 
 State (read offsets, analyzer state, alerts already raised) is saved so a restarted watcher
-resumes at once and repeats no alert: by default in the user cache dir, keyed by the logdirs.
-One watcher per state file: a second one exits naming the first. Alerts are delivered at least
+resumes at once and repeats no alert it delivered: by default in the user cache dir, keyed by
+the logdirs. One watcher per state file: a second one exits naming the first. Alerts are delivered at least
 once: an output, webhook or command that fails (full disk, endpoint down) keeps its alerts and
 retries them, also after a restart.
 Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on.
@@ -82,7 +82,7 @@ user:password@ is sent with HTTP basic auth.
 
 examples:
   tbmon watch logs/
-  tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook "$SLACK_WEBHOOK_URL"
+  tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook-file ~/.tbmon-webhook
   tbmon watch /nfs/logs --poll 1          # network filesystems deliver no file events
   tbmon watch logs/ --once --fail-on warning   # CI: scan, analyze, exit
 """
@@ -441,21 +441,24 @@ class WatchSession:
     def _delivery_loop(self) -> None:
         """Retry failed deliveries when due; checkpoint confirmed ones (within ``CONFIRM_SAVE_DELAY``)."""
         while not self._closing:
-            waits = [self.ledger.next_due_in()]
-            if self._save_failed:
-                waits.append(max(self._last_save + SAVE_RETRY - time.monotonic(), 0.0))
-            elif self.ledger.version != self._saved_version:
-                waits.append(max(self._last_save + CONFIRM_SAVE_DELAY - time.monotonic(), 0.0))
-            timeouts = [w for w in waits if w is not None]
-            self.ledger.wait_for_change(min(timeouts) if timeouts else None)
+            waits = [w for w in (self.ledger.next_due_in(), self._save_due_in()) if w is not None]
+            self.ledger.wait_for_change(min(waits) if waits else None)
             if self._closing:
                 return
             with self._lock:
                 self._deliver(self.ledger.take_due())
-                since = time.monotonic() - self._last_save
-                unsaved = self.ledger.version != self._saved_version
-                if (self._save_failed and since >= SAVE_RETRY) or (unsaved and not self._save_failed and since >= CONFIRM_SAVE_DELAY):
+                if self._save_due_in() == 0.0:
                     self._save()
+
+    def _save_due_in(self) -> float | None:
+        """Seconds until the delivery thread should checkpoint (0: now), ``None`` if it need not."""
+        if self._save_failed:
+            pause = SAVE_RETRY
+        elif self.ledger.version != self._saved_version:
+            pause = CONFIRM_SAVE_DELAY
+        else:
+            return None
+        return max(self._last_save + pause - time.monotonic(), 0.0)
 
     def notice(self, message: str) -> None:
         self.sink.emit(status_record(message))
@@ -509,8 +512,10 @@ class WatchSession:
         self._dirty = False
         path = self.options.state_path
         version = self.ledger.version
-        if path is None or self.follower is None:
-            self._saved_version = version
+        if path is None:
+            self._saved_version = version  # nothing to save, ever
+            return
+        if self.follower is None:  # not started yet: the first real save takes these along
             return
         state = WatchState(logdirs=list(self.options.logdirs))
         for logdir, reader in self.follower.readers.items():
