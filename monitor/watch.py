@@ -657,6 +657,8 @@ class LineSink(Sink):
                 return True
             try:
                 self._out.write(line)
+            except BrokenPipeError:
+                raise  # `tbmon watch ... | head`: the reader is gone for good; exit (alerts stay owed in the state)
             except OSError as exc:
                 if not self._failing:
                     _to_stderr(
