@@ -205,6 +205,9 @@ def main() -> None:
     print(f"watcher RSS: first minute median {statistics.median(first):.1f} MB, last minute median "
           f"{statistics.median(last):.1f} MB (ratio {statistics.median(last) / statistics.median(first):.2f}; "
           f"anchor: its first minute), max {max(r for _, r, _ in samples):.1f} MB, {len(samples)} samples")
+    by_minute = [statistics.median([r for t, r, _ in samples if m * 60 <= t < (m + 1) * 60] or [float("nan")])
+                 for m in range(int(samples[-1][0] // 60) + 1)]
+    print("watcher RSS by minute (median, MB):", " ".join(f"{r:.0f}" for r in by_minute))
     print(f"watcher CPU: {cpu_total:.1f} s over {watched_for:.0f} s = {100 * cpu_total / watched_for:.1f} % of one core")
     print(f"divergence alerts owed: {len(owed)}")
     for name, get in sinks.items():

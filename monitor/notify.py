@@ -28,7 +28,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 QUEUE_LIMIT = 1000
-"""Alerts are episodes, not per-step events, so 1000 pending means the endpoint is dead; drop, don't grow."""
+"""Alerts are episodes, not per-step events, so 1000 pending means the endpoint is dead: more are not
+queued (memory stays bounded) but left to the delivery ledger, which retries them later."""
 
 REPORT_EVERY = 60.0
 """At most one failure line per notifier per minute: a dead endpoint and 1,500 alerts make one line a minute, not 1,500."""
@@ -122,7 +123,7 @@ class Throttle:
                 self._held += 1
                 return
             held, self._held, self._last = self._held, 0, now
-        self._report(message + (f" (and {held} similar in the last {self._every:.0f} s)" if held else ""))
+        self._report(message + (f" ({held} more failures held back since the last such line)" if held else ""))
 
     def flush(self) -> None:
         """Say how many were held back since the last report (at exit)."""

@@ -62,7 +62,7 @@ def test_throttle_passes_the_first_then_one_per_period_with_a_count() -> None:
     throttle("failure 50")
     throttle("failure 51")
     throttle.flush()
-    assert said == ["failure 0", "failure 50 (and 49 similar in the last 60 s)", "... and 1 more failure like the last one"]
+    assert said == ["failure 0", "failure 50 (49 more failures held back since the last such line)", "... and 1 more failure like the last one"]
 
 
 def test_visible_escapes_control_characters_and_cuts() -> None:
