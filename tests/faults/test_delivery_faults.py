@@ -312,8 +312,9 @@ def _object_array(data: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("damage", [_deep, _list_step, _unknown_severity, _object_array])
 def test_hand_damaged_state_is_set_aside_and_rebuilt(tmp_path: Path, damage: Callable[[dict[str, Any]], str]) -> None:
-    """Before: RecursionError / TypeError / ValueError on every start (exit 2, no alert ever again).
-    After: one notice, the file kept as STATE.bad, the state rebuilt from the event files."""
+    """Before: RecursionError / TypeError / ValueError on every start (exit 2, no alert ever again);
+    an object-dtype array was decoded into the engine. After: one notice, the file kept as
+    STATE.bad, the state rebuilt from the event files (its alert raised and delivered again)."""
     logdir, state = tmp_path / "logs", tmp_path / "state.json"
     diverged_runs(logdir, ["exp1"])
     once = [*CLI, "watch", "--once", "--format", "jsonl", "--state", str(state), str(logdir)]
