@@ -48,7 +48,6 @@ class DeliveryLedger:
         self.sinks = list(sinks)
         self._clock = clock
         self._owed: dict[AlertId, dict[str, _Owed]] = {}
-        self.version = 0  # bumped whenever what a checkpoint stores (the pending sets) changes
         self._lock = threading.Lock()
         self._changed = threading.Event()  # set on every change worth checkpointing or acting on
 
@@ -62,7 +61,6 @@ class DeliveryLedger:
         with self._lock:
             if owed:
                 self._owed[alert_id] = owed
-            self.version += 1
         self._changed.set()
 
     def pending(self, alert_id: AlertId) -> list[str]:
@@ -88,7 +86,6 @@ class DeliveryLedger:
             owed.pop(sink, None)
             if not owed:
                 self._owed.pop(alert_id, None)
-            self.version += 1
         self._changed.set()
 
     def failed(self, alert_id: AlertId, sink: str) -> None:

@@ -39,6 +39,7 @@ from tbmon.monitor.alert_lines import (
 from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
 from tbmon.monitor.delivery import OUTPUT, AlertId, DeliveryLedger, sink_id
+from tbmon.monitor.delivery_journal import DeliveryJournal
 from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import UsageError, exit_code_for
 from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, SAFETY_RESCAN, Follower
@@ -92,11 +93,6 @@ STALLED = "stalled"
 
 SAVE_RETRY = 5.0
 """Seconds between attempts to write a state file that could not be written (full disk, bad directory)."""
-
-CONFIRM_SAVE_DELAY = 5.0
-"""Confirmed deliveries are checkpointed within this many seconds, with the periodic saves while
-data flows (a save writes every run's analyzer state, 13 MB for 200 runs, and fsyncs it). A kill
-before that repeats those alerts after the restart; it never loses one."""
 
 SAVE_EVERY = 5.0
 """Seconds between checkpoints while data flows (alerts are checkpointed at once). Losing 5 s of
@@ -330,7 +326,7 @@ class WatchSession:
         self._dirty = False
         self._last_save = time.monotonic()
         self._save_failed = False
-        self._saved_version = -1
+        self._journal = DeliveryJournal(options.state_path) if options.state_path is not None else None
         self._notifiers = {sink_id("webhook", url): WebhookNotifier(url, self.notice) for url in options.webhooks}
         self._notifiers.update({sink_id("command", cmd): CommandNotifier(cmd, self.notice) for cmd in options.commands})
         self.ledger = DeliveryLedger([OUTPUT, *self._notifiers])
@@ -431,35 +427,31 @@ class WatchSession:
             logdir, alert = alert_id[0], self._raised[alert_id]
             record = alert_record(alert, logdir)
             if sink == OUTPUT:
-                delivered = self.sink.alert(logdir, alert, record)
-                (self.ledger.done if delivered else self.ledger.failed)(alert_id, sink)
-            elif not self._notifiers[sink].submit(record, partial(self._confirmed, alert_id, sink)):
+                self._settled(alert_id, sink, self.sink.alert(logdir, alert, record))
+            elif not self._notifiers[sink].submit(record, partial(self._settled, alert_id, sink)):
                 self.ledger.failed(alert_id, sink)
 
-    def _confirmed(self, alert_id: AlertId, sink: str, delivered: bool) -> None:
-        (self.ledger.done if delivered else self.ledger.failed)(alert_id, sink)
+    def _settled(self, alert_id: AlertId, sink: str, delivered: bool) -> None:
+        """A sink's answer (notifier threads too): journal a confirmation at once, schedule a retry otherwise."""
+        if not delivered:
+            self.ledger.failed(alert_id, sink)
+            return
+        self.ledger.done(alert_id, sink)
+        if self._journal is not None:
+            self._journal.record(alert_id, sink)
 
     def _delivery_loop(self) -> None:
-        """Retry failed deliveries when due; checkpoint confirmed ones (within ``CONFIRM_SAVE_DELAY``)."""
+        """Retry failed deliveries when due, and a state file that could not be written."""
         while not self._closing:
-            waits = [w for w in (self.ledger.next_due_in(), self._save_due_in()) if w is not None]
+            save_in = max(self._last_save + SAVE_RETRY - time.monotonic(), 0.0) if self._save_failed else None
+            waits = [w for w in (self.ledger.next_due_in(), save_in) if w is not None]
             self.ledger.wait_for_change(min(waits) if waits else None)
             if self._closing:
                 return
             with self._lock:
                 self._deliver(self.ledger.take_due())
-                if self._save_due_in() == 0.0:
+                if self._save_failed and time.monotonic() - self._last_save >= SAVE_RETRY:
                     self._save()
-
-    def _save_due_in(self) -> float | None:
-        """Seconds until the delivery thread should checkpoint (0: now), ``None`` if it need not."""
-        if self._save_failed:
-            pause = SAVE_RETRY
-        elif self.ledger.version != self._saved_version:
-            pause = CONFIRM_SAVE_DELAY
-        else:
-            return None
-        return max(self._last_save + pause - time.monotonic(), 0.0)
 
     def notice(self, message: str) -> None:
         self.sink.emit(status_record(message))
@@ -491,12 +483,14 @@ class WatchSession:
             self.notice(problem)
         if state is None:
             return None
+        confirmed = self._journal.read() if self._journal is not None else set()
         owed = 0
         for logdir, records in state.alerts.items():
             for record in records:
                 pending = set(record.pop("pending", []))
                 alert = Alert(**record)  # the schema checked every field
                 alert_id = (logdir, alert.key())
+                pending = {sink for sink in pending if (alert_id, sink) not in confirmed}
                 self._raised[alert_id] = alert
                 self.alerts.setdefault(logdir, []).append(alert)
                 if self.sink.restored_alert(logdir, alert):
@@ -512,11 +506,7 @@ class WatchSession:
         self._last_save = time.monotonic()
         self._dirty = False
         path = self.options.state_path
-        version = self.ledger.version
-        if path is None:
-            self._saved_version = version  # nothing to save, ever
-            return
-        if self.follower is None:  # not started yet: the first real save takes these along
+        if path is None or self.follower is None:
             return
         state = WatchState(logdirs=list(self.options.logdirs))
         for logdir, reader in self.follower.readers.items():
@@ -537,10 +527,11 @@ class WatchSession:
             self._save_failed = True
             self.ledger.poke()  # the delivery thread schedules the retry
             return
+        if self._journal is not None:
+            self._journal.clear()  # the checkpoint holds every confirmation journaled so far
         if self._save_failed:
             self.notice(f"state saved to {path} again")
         self._save_failed = False
-        self._saved_version = version
 
     def close(self) -> None:
         """Stop retrying, give notifiers their grace period, then checkpoint what they confirmed."""
@@ -553,6 +544,8 @@ class WatchSession:
             notifier.close(NOTIFY_GRACE)
         with self._lock:
             self._save()
+        if self._journal is not None:
+            self._journal.close()
 
     def all_alerts(self) -> list[Alert]:
         return [a for alerts in self.alerts.values() for a in alerts]
