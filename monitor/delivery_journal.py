@@ -33,7 +33,7 @@ class DeliveryJournal:
     def record(self, alert_id: AlertId, sink: str) -> None:
         """Append one confirmation; a failure is ignored (the next checkpoint records it anyway)."""
         logdir, (run, kind, tag, step) = alert_id
-        line = json.dumps([logdir, run, kind, tag, step, sink], ensure_ascii=True) + "\n"
+        line = json.dumps([logdir, run, kind, tag, int(step), sink], ensure_ascii=True) + "\n"
         with self._lock:
             try:
                 if self._fd is None:

@@ -175,12 +175,15 @@ class _Worker:
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             alert, done = item
+            delivered = False
             try:
                 delivered = self.deliver(alert)
             except Exception as exc:  # noqa: BLE001 - a notifier must never kill its thread
                 self._report(f"{self.describe()}: {type(exc).__name__}: {visible(str(exc))}")
-                delivered = False
-            done(delivered)
+            try:
+                done(delivered)
+            except Exception as exc:  # noqa: BLE001 - nor may the watcher's bookkeeping
+                self._report(f"{self.describe()}: recording the delivery failed: {type(exc).__name__}")
 
     def describe(self) -> str:
         raise NotImplementedError
