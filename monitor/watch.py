@@ -321,6 +321,7 @@ class WatchSession:
         self.alerts: dict[str, list[Alert]] = {d: [] for d in options.logdirs}
         self.new_alerts = 0
         self._raised: dict[AlertId, Alert] = {}
+        self._resumed: dict[str, ResumedReader] = {}  # logdirs read on from the checkpoint, until it proves bad
         self._problems_seen: set[tuple[Any, ...]] = set()
         self._lock = threading.RLock()
         self._dirty = False
@@ -340,20 +341,30 @@ class WatchSession:
         self._courier.start()
 
     # -- follower callbacks -----------------------------------------------------------------
-    def make_reader(self, logdir: str) -> LogdirReader:
+    def make_reader(self, logdir: str) -> LogdirReader | ResumedReader:
         """The reader (and engine) of ``logdir``, resumed from the checkpoint when there is one."""
         reader = LogdirReader(logdir, check_crc=True)
         engine = Engine(self.options.config)
-        if self._state is not None and logdir in self._state.readers:
-            try:
-                reader.load_state_dict(self._state.readers[logdir])
-                engine.load_state_dict(self._state.engines[logdir])
-            except Exception as exc:  # noqa: BLE001 - any bad checkpoint means: start this logdir fresh
-                self.notice(f"saved state for {logdir} unusable ({type(exc).__name__}); rereading it from the start")
-                reader = LogdirReader(logdir, check_crc=True)
-                engine = Engine(self.options.config)
         self.engines[logdir] = engine
-        return reader
+        if self._state is None or logdir not in self._state.readers:
+            return reader
+        try:
+            reader.load_state_dict(self._state.readers[logdir])
+            engine.load_state_dict(self._state.engines[logdir])
+        except Exception as exc:  # noqa: BLE001 - any bad checkpoint means: start this logdir fresh
+            return self._fresh_start(logdir, exc)
+        self._resumed[logdir] = ResumedReader(reader, partial(self._fresh_start, logdir))
+        return self._resumed[logdir]
+
+    def _fresh_start(self, logdir: str, exc: Exception) -> LogdirReader:
+        """A new reader and engine for ``logdir`` (its checkpoint is damaged), to read it from the start.
+
+        Alerts raised before stay known, so the re-read repeats none of them."""
+        with self._lock:
+            self.notice(f"saved state for {logdir} unusable ({type(exc).__name__}); rereading it from the start")
+            self._resumed.pop(logdir, None)
+            self.engines[logdir] = Engine(self.options.config)
+        return LogdirReader(logdir, check_crc=True)
 
     def handle(self, logdir: str, result: PollResult) -> None:
         """One poll result: problems once each, run changes, then every batch through the engine."""
@@ -383,7 +394,15 @@ class WatchSession:
                 continue
             self._dirty = True
             self.sink.observe(logdir, batch)
-            fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
+            try:
+                fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
+            except Exception as exc:
+                resumed = self._resumed.get(logdir)
+                if resumed is None:
+                    raise  # not a damaged checkpoint: a bug, for the CLI's one-line error
+                self._publish(logdir, fresh)  # remembered already: the re-read would not raise them again
+                self._handle(logdir, resumed.restart(exc))
+                return
         now = time.monotonic()
         for job, (step, wall) in _newest_points(result.batches).items():
             self.liveness.arrived(logdir, job, step, wall, now)
@@ -565,6 +584,36 @@ class WatchSession:
         return summary_record(
             self.runs(), self.all_alerts(), self.new_alerts, self.exit_code(), len(self._problems_seen)
         )
+
+
+class ResumedReader:
+    """The reader of a logdir resumed from the checkpoint, ready to start over.
+
+    A checkpoint can be damaged in ways its loaders accept (a list where a step belongs) and that
+    only trip a later read or analysis, hours later perhaps. Then this logdir is read again from
+    the start by a fresh reader and engine, once, instead of the watcher dying on every restart.
+    """
+
+    def __init__(self, reader: LogdirReader, fresh_start: Callable[[Exception], LogdirReader]) -> None:
+        self.reader = reader
+        self._fresh_start: Callable[[Exception], LogdirReader] | None = fresh_start
+
+    def poll(self, paths: list[str] | None = None) -> PollResult:
+        try:
+            return self.reader.poll(paths) if paths is not None else self.reader.poll()
+        except Exception as exc:
+            if self._fresh_start is None:
+                raise
+            return self.restart(exc)
+
+    def restart(self, exc: Exception) -> PollResult:
+        """Replace the reader (and, through ``fresh_start``, the engine); everything read anew."""
+        assert self._fresh_start is not None
+        self.reader, self._fresh_start = self._fresh_start(exc), None
+        return self.reader.poll()
+
+    def __getattr__(self, name: str) -> Any:  # state_dict, runs, ...: the reader's
+        return getattr(self.reader, name)
 
 
 def _newest_points(batches: list[RunBatch]) -> dict[str, tuple[int, float]]:

@@ -435,3 +435,45 @@ def test_garbage_webhook_replies_are_summarised_escaped_and_rate_limited(tmp_pat
     assert "29 more" in done.stderr
     saved = json.loads(state.read_text())
     assert sorted(a["run"] for a in saved["alerts"][str(logdir)] if a["pending"]) == runs  # owed, retried next start
+
+
+def _reader_step_list(data: dict[str, Any]) -> None:
+    next(iter(data["readers"].values()))["runs"]["exp1"]["first_step"] = [1, 2]
+
+
+def _reader_wall_text(data: dict[str, Any]) -> None:
+    next(iter(data["readers"].values()))["runs"]["exp1"]["last_wall"] = "yesterday"
+
+
+def _engine_count_list(data: dict[str, Any]) -> None:
+    next(iter(data["engines"].values()))["rules"]["exp1"]["divergence"]["tags"]["train/loss"]["n"] = [1, 2]
+
+
+@pytest.mark.parametrize("damage", [_reader_step_list, _reader_wall_text, _engine_count_list])
+def test_damage_inside_reader_or_engine_state_means_a_fresh_read_not_a_crash(
+    tmp_path: Path, damage: Callable[[dict[str, Any]], None]
+) -> None:
+    """Wrong types deep in the reader's or the analyzers' saved state pass their loaders and trip
+    the first read or analysis of new data. Before: exit 2 on every start, the NaN written since
+    never alerted (1 of 1 lost). After: one notice, that logdir read again from the start, the
+    alert raised (0 lost), the alert raised before not repeated."""
+    logdir, state = tmp_path / "logs", tmp_path / "state.json"
+    with SummaryWriter(str(logdir / "exp1")) as writer:
+        for step in range(50):
+            writer.add_scalar("train/loss", 1.0 - step / 100, step)
+            writer.add_scalar("val/loss", 1.0 - step / 200, step)
+    once = [*CLI, "watch", "--once", "--format", "jsonl", "--state", str(state), str(logdir)]
+    assert subprocess.run(once, capture_output=True, timeout=WAIT).returncode == 0
+    saved = json.loads(state.read_text())
+    damage(saved)
+    state.write_text(json.dumps(saved))
+    with SummaryWriter(str(logdir / "exp1")) as writer:  # the job goes on (a second event file) and diverges
+        for step in range(50, 60):
+            writer.add_scalar("train/loss", NAN if step == 59 else 0.5, step)
+    done = subprocess.run(once, capture_output=True, text=True, timeout=WAIT)
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 1 and "internal error" not in done.stderr, done.stderr
+    assert [r["message"] for r in records if r["type"] == "status"] == [
+        f"saved state for {logdir} unusable (TypeError); rereading it from the start"
+    ]
+    assert [(r["run"], r["step"]) for r in records if r["type"] == "alert"] == [("exp1", 59)]
