@@ -3,11 +3,18 @@
 Each notifier owns one daemon thread and a bounded queue, so a slow or dead endpoint delays
 only its own deliveries, never the reading of event files. Failures are reported through a
 callback as one line, with the webhook URL reduced to scheme and host: Slack and Discord
-webhook URLs carry their secret token in the path.
+webhook URLs carry their secret token in the path. What an endpoint answers is data, not text
+for the terminal: replies are summarised and escaped, and each notifier reports at most one
+failure per ``REPORT_EVERY`` seconds (with a count of the ones it held back).
+
+Every delivery ends with a result callback (delivered or not), which the watcher's delivery
+ledger uses to retry later and to re-deliver after a restart (at-least-once, ``delivery.py``).
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import queue
@@ -18,14 +25,26 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tbmon.monitor.sanitize import chat_text, json_ready
 
 QUEUE_LIMIT = 1000
-"""Alerts are episodes, not per-step events, so 1000 pending means the endpoint is dead; drop, don't grow."""
+"""Alerts are episodes, not per-step events, so 1000 pending means the endpoint is dead: more are not
+queued (memory stays bounded) but left to the delivery ledger, which retries them later."""
+
+REPORT_EVERY = 60.0
+"""At most one failure line per notifier per minute: a dead endpoint and 1,500 alerts make one line a minute, not 1,500."""
+
+REPLY_CHARS = 80
+"""How much of a malformed reply a failure line quotes (escaped): enough to recognise, not to flood."""
+
+WEBHOOK_ENV = "TBMON_WEBHOOK_URL"
+"""Environment variable with webhook URL(s), whitespace-separated: unlike arguments, not shown by ``ps``."""
 
 Report = Callable[[str], None]
+Done = Callable[[bool], None]
+"""Called once per submitted alert, on the notifier's thread: ``True`` when it was delivered."""
 
 
 def redact_url(url: str) -> str:
@@ -38,9 +57,82 @@ def redact_url(url: str) -> str:
 
 def check_webhook_url(url: str) -> None:
     """Raise ``ValueError`` (with the URL redacted) unless ``url`` is an http(s) URL with a host."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("a webhook URL could not be parsed (not shown: it may hold a secret)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--notify-webhook needs an http:// or https:// URL with a host, got {redact_url(url)}")
+        raise ValueError(f"a webhook needs an http:// or https:// URL with a host, got {redact_url(url)}")
+
+
+def webhook_urls(arguments: list[str], files: list[str], environ: dict[str, str]) -> list[str]:
+    """The webhook URLs from ``--notify-webhook``, ``--notify-webhook-file`` and ``TBMON_WEBHOOK_URL``.
+
+    A file holds one URL per line (blank lines and ``#`` comments ignored). Raises ``ValueError``
+    for an unreadable file or a malformed URL, without quoting the URL's secret.
+    """
+    urls = list(arguments)
+    for name in files:
+        try:
+            with open(name, encoding="utf-8") as handle:
+                lines = handle.read(1 << 20).splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --notify-webhook-file {name}: {getattr(exc, 'strerror', None) or exc}") from None
+        urls += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    urls += environ.get(WEBHOOK_ENV, "").split()
+    for url in urls:
+        check_webhook_url(url)
+    return list(dict.fromkeys(urls))
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``http://user:pass@host/…`` → the URL without them and a Basic ``Authorization`` header.
+
+    urllib would take ``user:pass@host`` for the host name and fail every delivery.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    token = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()
+    plain = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return plain, {"Authorization": "Basic " + base64.b64encode(token).decode("ascii")}
+
+
+def visible(text: str, limit: int = REPLY_CHARS) -> str:
+    """``text`` safe for one status line: control characters as escapes, cut to ``limit`` characters."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[: limit * 2])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+class Throttle:
+    """Pass the first report at once, then at most one per ``every`` s with a count of those held back."""
+
+    def __init__(self, report: Report, every: float = REPORT_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self._report = report
+        self._every = every
+        self._clock = clock
+        self._last = -float("inf")
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            now = self._clock()
+            if now - self._last < self._every:
+                self._held += 1
+                return
+            held, self._held, self._last = self._held, 0, now
+        self._report(message + (f" ({held} more failures held back since the last such line)" if held else ""))
+
+    def flush(self) -> None:
+        """Say how many were held back since the last report (at exit)."""
+        with self._lock:
+            held, self._held = self._held, 0
+        if held:
+            self._report(f"... and {held} more {'failure' if held == 1 else 'failures'} like the last one")
 
 
 def alert_text(alert: dict[str, Any]) -> str:
@@ -56,20 +148,22 @@ class _Worker:
     """A daemon thread draining a bounded queue with ``deliver``; ``close`` waits a grace period."""
 
     def __init__(self, name: str, report: Report) -> None:
-        self._report = report
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_LIMIT)
+        self._report = Throttle(report)
+        self._queue: queue.Queue[tuple[dict[str, Any], Done] | None] = queue.Queue(QUEUE_LIMIT)
         self._dropped = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, alert: dict[str, Any]) -> None:
-        """Queue ``alert`` (a contract alert dict); never blocks the caller."""
+    def submit(self, alert: dict[str, Any], done: Done = lambda delivered: None) -> bool:
+        """Queue ``alert`` (a contract alert dict); never blocks. ``False``: queue full, not taken."""
         try:
-            self._queue.put_nowait(alert)
+            self._queue.put_nowait((alert, done))
         except queue.Full:
             self._dropped += 1
             if self._dropped == 1:
-                self._report(f"{self.describe()}: queue full, dropping alerts")
+                self._report(f"{self.describe()}: queue full, holding alerts back to retry later")
+            return False
+        return True
 
     def close(self, timeout: float) -> None:
         """Let pending deliveries finish for up to ``timeout`` seconds, then give up on them."""
@@ -78,18 +172,26 @@ class _Worker:
         except queue.Full:
             return
         self._thread.join(timeout)
+        self._report.flush()
 
     def _loop(self) -> None:
-        while (alert := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
+            alert, done = item
+            delivered = False
             try:
-                self.deliver(alert)
+                delivered = self.deliver(alert)
             except Exception as exc:  # noqa: BLE001 - a notifier must never kill its thread
-                self._report(f"{self.describe()}: {type(exc).__name__}: {exc}")
+                self._report(f"{self.describe()}: {type(exc).__name__}: {visible(str(exc))}")
+            try:
+                done(delivered)
+            except Exception as exc:  # noqa: BLE001 - nor may the watcher's bookkeeping
+                self._report(f"{self.describe()}: recording the delivery failed: {type(exc).__name__}")
 
     def describe(self) -> str:
         raise NotImplementedError
 
-    def deliver(self, alert: dict[str, Any]) -> None:
+    def deliver(self, alert: dict[str, Any]) -> bool:
+        """Deliver one alert; ``True`` when the other side has it. Reports its own failures."""
         raise NotImplementedError
 
 
@@ -110,6 +212,7 @@ class WebhookNotifier(_Worker):
         backoff: float = 0.5,
     ) -> None:
         self.url = url
+        self._target, self._auth = split_credentials(url)
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
@@ -118,19 +221,19 @@ class WebhookNotifier(_Worker):
     def describe(self) -> str:
         return f"webhook {redact_url(self.url)}"
 
-    def deliver(self, alert: dict[str, Any]) -> None:
+    def deliver(self, alert: dict[str, Any]) -> bool:
         body = json.dumps(json_ready({"text": alert_text(alert), **alert})).encode()
         last_error = ""
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             request = urllib.request.Request(
-                self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+                self._target, data=body, method="POST", headers={"Content-Type": "application/json", **self._auth}
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read()
-                return
+                    response.read(1 << 16)
+                return True
             except urllib.error.HTTPError as exc:
                 last_error = f"HTTP {exc.code}"
                 if exc.code != 429 and exc.code < 500:
@@ -138,10 +241,18 @@ class WebhookNotifier(_Worker):
             except ValueError as exc:  # malformed URL; its text may quote the secret, so name the type only
                 last_error = type(exc).__name__
                 break
+            except http.client.HTTPException as exc:  # not HTTP at all: quote a little of it, escaped
+                last_error = f"malformed reply: {type(exc).__name__} {visible(str(exc))}".rstrip()
+                break  # the same endpoint will answer the same; the ledger retries later
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
-                last_error = f"{type(reason).__name__}: {reason}" if isinstance(reason, Exception) else str(reason)
-        self._report(f"{self.describe()}: alert not delivered ({last_error}; {alert.get('kind')} in {alert.get('run')})")
+                text = f"{type(reason).__name__}: {reason}" if isinstance(reason, Exception) else str(reason)
+                last_error = visible(text)
+        self._report(
+            f"{self.describe()}: alert not delivered ({last_error}; {visible(str(alert.get('kind')), 40)} in "
+            f"{visible(str(alert.get('run')), 60)}); it is kept and retried"
+        )
+        return False
 
 
 class CommandNotifier(_Worker):
@@ -160,7 +271,7 @@ class CommandNotifier(_Worker):
         program = self.command.split()[:1] or [""]
         return f"--on-alert command {program[0]!r}"
 
-    def deliver(self, alert: dict[str, Any]) -> None:
+    def deliver(self, alert: dict[str, Any]) -> bool:
         env = {
             **os.environ,
             "TBMON_RUN": str(alert.get("run")),
@@ -179,8 +290,10 @@ class CommandNotifier(_Worker):
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            self._report(f"{self.describe()}: timed out after {self.timeout:g} s")
-            return
+            self._report(f"{self.describe()}: timed out after {self.timeout:g} s; the alert is kept and retried")
+            return False
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            self._report(f"{self.describe()}: exit status {done.returncode} {tail[0]}".rstrip())
+            self._report(f"{self.describe()}: exit status {done.returncode} {visible(tail[0])}".rstrip() + "; retried later")
+            return False
+        return True

@@ -2,8 +2,10 @@
 
 The pieces: ``follow.Follower`` turns file events into ``LogdirReader.poll`` results; a
 ``WatchSession`` feeds each batch to one analyzer ``Engine`` per logdir, drops alerts already
-raised (also in earlier sessions, via ``state``), hands new ones to the output and to the
-notifiers, and checkpoints. Outputs: a Rich dashboard, plain lines, or JSON lines.
+raised (also in earlier sessions, via ``state``), checkpoints new ones as owed to every sink,
+then hands them to the output and to the notifiers; the ``delivery`` ledger retries what a sink
+could not take and re-delivers on restart what no sink confirmed. Outputs: a Rich dashboard,
+plain lines, or JSON lines.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,17 +38,27 @@ from tbmon.monitor.alert_lines import (
 )
 from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
+from tbmon.monitor.delivery import OUTPUT, AlertId, DeliveryLedger, sink_id
+from tbmon.monitor.delivery_journal import DeliveryJournal
 from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
 from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, REMOTE_POLL_INTERVAL, SAFETY_RESCAN, Follower
+from tbmon.monitor.line_stream import LineStream
 from tbmon.monitor.liveness import Liveness
 from tbmon.monitor.logdir_args import add_logdir_arguments, check_watchable, logdir_specs, nothing_to_judge
-from tbmon.monitor.notify import CommandNotifier, WebhookNotifier, check_webhook_url
+from tbmon.monitor.notify import WEBHOOK_ENV, CommandNotifier, WebhookNotifier, webhook_urls
 from tbmon.monitor.output_format import choose_format
 from tbmon.monitor.reader import LogdirReader, PollResult
 from tbmon.monitor.report_formats import fmt_span
 from tbmon.monitor.sanitize import rich_text
-from tbmon.monitor.state import WatchState, default_state_path, load_state, save_state
+from tbmon.monitor.state import (
+    WatchState,
+    default_state_path,
+    load_state,
+    remove_stale_temp_files,
+    save_state,
+)
+from tbmon.monitor.state_lock import StateBusy, StateLock
 from tbmon.monitor.storage import open_logdir
 from tbmon.monitor.tag_hints import MissingSignalHints
 from tbmon.monitor.wording import plural
@@ -68,14 +81,20 @@ LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a tra
 validation loss or gradient signal gets one hint with its tags and the config line that maps them.
 
 State (read offsets, analyzer state, alerts already raised, the dashboard's last values) is saved
-so a restarted watcher resumes at once, repeats no alert and shows the dashboard it showed: by
-default in the user cache dir, keyed by the logdirs.
+so a restarted watcher resumes at once, repeats no alert it delivered and shows the dashboard it
+showed: by default in the user cache dir, keyed by the logdirs. One watcher per state file: a
+second one exits naming the first. Alerts are delivered at least once: an output, webhook or
+command that fails (full disk, endpoint down) keeps its alerts and retries them, also after a restart.
 Ctrl-C or SIGTERM prints a summary; the exit code follows --fail-on. --once exits 2 when a LOGDIR
 has no event files, or none readable (a CI gate must not pass when nothing could be read).
 
+Webhook URLs carry their secret, and arguments are visible to every local user in `ps`:
+prefer the environment variable TBMON_WEBHOOK_URL or --notify-webhook-file FILE. A URL with
+user:password@ is sent with HTTP basic auth.
+
 examples:
   tbmon watch logs/
-  tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook "$SLACK_WEBHOOK_URL"
+  tbmon watch logs/ --format jsonl --output alerts.jsonl --notify-webhook-file ~/.tbmon-webhook
   tbmon watch /nfs/logs --poll 1          # network filesystems deliver no file events
   tbmon watch s3://bucket/runs            # object storage: polled every 5 s (pip install 'tbmon[s3]')
   tbmon watch logs/ --once --fail-on warning   # CI: scan, analyze, exit
@@ -85,6 +104,9 @@ FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 STALLED = "stalled"
 """The alert kind of a run gone quiet (watch only: it needs the clock; docs/watch.md)."""
+
+SAVE_RETRY = 5.0
+"""Seconds between attempts to write a state file that could not be written (full disk, bad directory)."""
 
 SAVE_EVERY = 5.0
 """Seconds between checkpoints while data flows (alerts are checkpointed at once). Losing 5 s of
@@ -128,7 +150,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="URL",
-        help="POST each alert as JSON (Slack-compatible 'text' field + alert fields); repeatable",
+        help=(
+            "POST each alert as JSON (Slack-compatible 'text' field + alert fields); repeatable. "
+            f"Visible in `ps`: prefer {WEBHOOK_ENV} or --notify-webhook-file"
+        ),
+    )
+    parser.add_argument(
+        "--notify-webhook-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=(
+            "read webhook URLs from FILE (one per line, # comments), so the secret stays out of the process "
+            f"list; the environment variable {WEBHOOK_ENV} (URLs separated by spaces) works the same way"
+        ),
     )
     parser.add_argument(
         "--on-alert",
@@ -153,6 +188,7 @@ class WatchOptions:
     webhooks: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # logdir -> the name given as name:DIR
+    webhook_in_arguments: bool = False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,11 +202,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--poll needs a positive number of seconds")
     if not args.stall_after >= 0:
         raise UsageError("--stall-after needs a number of seconds (0 turns it off)")
-    for url in args.notify_webhook:
-        try:
-            check_webhook_url(url)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        webhooks = webhook_urls(args.notify_webhook, args.notify_webhook_file, dict(os.environ))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.once:
         missing = [store.root for store in stores if not store.present()]
         if missing:
@@ -187,9 +222,10 @@ def run(args: argparse.Namespace) -> int:
         once=args.once,
         stall_after=args.stall_after,
         state_path=state_path,
-        webhooks=list(args.notify_webhook),
+        webhooks=webhooks,
         commands=list(args.on_alert),
         names={path: spec.name for path, spec in zip(logdirs, specs) if spec.name},
+        webhook_in_arguments=bool(args.notify_webhook),
     )
     return watch(options).exit_code()
 
@@ -197,12 +233,11 @@ def run(args: argparse.Namespace) -> int:
 def watch(options: WatchOptions, stop: threading.Event | None = None) -> WatchSession:
     """Follow ``options.logdirs`` until ``stop`` is set, SIGINT/SIGTERM, or (``once``) one scan."""
     stop = stop or threading.Event()
+    lock = StateLock(options.state_path) if options.state_path is not None else None
+    sink = _make_sink(options)
     try:
-        out = open(options.output, "a", encoding="utf-8", buffering=1) if options.output else sys.stdout
-    except OSError as exc:
-        raise UsageError(f"cannot write --output {options.output}: {exc.strerror or exc}") from None
-    try:
-        sink = _make_sink(options, out)
+        if lock is not None:
+            _lock_state(lock, sink)
         session = WatchSession(options, sink)
         follower = Follower(
             options.logdirs,
@@ -228,8 +263,26 @@ def watch(options: WatchOptions, stop: threading.Event | None = None) -> WatchSe
             sink.close(session.summary())
         return session
     finally:
-        if out is not sys.stdout:
-            out.close()
+        sink.release()
+        if lock is not None:
+            lock.release()
+
+
+def _lock_state(lock: StateLock, sink: Sink) -> None:
+    """One watcher per state file (else both would deliver every alert); clear what a kill left."""
+    try:
+        lock.acquire()
+    except StateBusy as busy:
+        raise UsageError(
+            f"state file {lock.state_path} is in use by another tbmon watch ({busy}); stop that one, "
+            "or give this one its own --state PATH (or --no-state)"
+        ) from None
+    except OSError as exc:
+        sink.emit(status_record(f"cannot lock {lock.path} ({exc.strerror or exc}); going on without the lock"))
+        return
+    stale = remove_stale_temp_files(lock.state_path)
+    if stale:
+        sink.emit(status_record(f"removed {stale} temp file(s) left by a watcher killed while saving its state"))
 
 
 def _follow(follower: Follower, session: WatchSession, stop: threading.Event) -> None:
@@ -281,7 +334,12 @@ def _in_background_until_stopped(work: Callable[[], None], stop: threading.Event
 
 
 class WatchSession:
-    """Analysis and bookkeeping of one watch: engines, alerts already raised, checkpoints."""
+    """Analysis and bookkeeping of one watch: engines, alerts already raised, deliveries, checkpoints.
+
+    The follower thread calls ``handle``/``check_liveness``/``after_cycle``; a delivery thread
+    retries failed deliveries and checkpoints confirmed ones. ``_lock`` keeps them apart (a
+    checkpoint reads the engines, which ``handle`` feeds).
+    """
 
     def __init__(self, options: WatchOptions, sink: Sink) -> None:
         self.options = options
@@ -290,39 +348,62 @@ class WatchSession:
         self.engines: dict[str, Engine] = {}
         self.alerts: dict[str, list[Alert]] = {d: [] for d in options.logdirs}
         self.new_alerts = 0
-        self._raised: set[tuple[str, tuple[str, str, str, int]]] = set()
+        self._raised: dict[AlertId, Alert] = {}
+        self._resumed: dict[str, ResumedReader] = {}  # logdirs read on from the checkpoint, until it proves bad
         self._problems_seen: set[tuple[Any, ...]] = set()
+        self._lock = threading.RLock()
         self._dirty = False
         self._last_save = time.monotonic()
+        self._save_failed = False
+        self._journal = DeliveryJournal(options.state_path) if options.state_path is not None else None
+        self._notifiers = {sink_id("webhook", url): WebhookNotifier(url, self.notice) for url in options.webhooks}
+        self._notifiers.update({sink_id("command", cmd): CommandNotifier(cmd, self.notice) for cmd in options.commands})
+        self.ledger = DeliveryLedger([OUTPUT, *self._notifiers])
+        if options.webhook_in_arguments:
+            self.notice(f"--notify-webhook URLs are visible to every local user in `ps`; pass them in {WEBHOOK_ENV} "
+                        "or --notify-webhook-file instead")
         self._state = self._load_state()
         self.liveness = Liveness(options.stall_after)
         # Per logdir: two logdirs may both hold a run called `exp1`.
         self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}
         self.unreadable: list[str] = []  # --once: why a logdir had nothing to judge (exit 2)
-        self._notifiers = [WebhookNotifier(url, self.notice) for url in options.webhooks] + [
-            CommandNotifier(cmd, self.notice) for cmd in options.commands
-        ]
+        self._closing = False
+        self._courier = threading.Thread(target=self._delivery_loop, name="tbmon-delivery", daemon=True)
+        self._courier.start()
 
     # -- follower callbacks -----------------------------------------------------------------
-    def make_reader(self, logdir: str) -> LogdirReader:
+    def make_reader(self, logdir: str) -> LogdirReader | ResumedReader:
         """The reader (and engine) of ``logdir``, resumed from the checkpoint when there is one."""
         reader = LogdirReader(logdir, check_crc=True)
         engine = Engine(self.options.config)
-        if self._state is not None and logdir in self._state.readers:
-            try:
-                reader.load_state_dict(self._state.readers[logdir])
-                engine.load_state_dict(self._state.engines[logdir])
-            except Exception as exc:  # noqa: BLE001 - any bad checkpoint means: start this logdir fresh
-                self.notice(f"saved state for {logdir} unusable ({type(exc).__name__}); rereading it from the start")
-                reader = LogdirReader(logdir, check_crc=True)
-                engine = Engine(self.options.config)
-            else:
-                self.sink.resumed(logdir, reader, self._state.dashboard.get(logdir, {}))
         self.engines[logdir] = engine
-        return reader
+        if self._state is None or logdir not in self._state.readers:
+            return reader
+        try:
+            reader.load_state_dict(self._state.readers[logdir])
+            engine.load_state_dict(self._state.engines[logdir])
+        except Exception as exc:  # noqa: BLE001 - any bad checkpoint means: start this logdir fresh
+            return self._fresh_start(logdir, exc)
+        self._resumed[logdir] = ResumedReader(reader, partial(self._fresh_start, logdir))
+        self.sink.resumed(logdir, reader, self._state.dashboard.get(logdir, {}))
+        return self._resumed[logdir]
+
+    def _fresh_start(self, logdir: str, exc: Exception) -> LogdirReader:
+        """A new reader and engine for ``logdir`` (its checkpoint is damaged), to read it from the start.
+
+        Alerts raised before stay known, so the re-read repeats none of them."""
+        with self._lock:
+            self.notice(f"saved state for {logdir} unusable ({type(exc).__name__}); rereading it from the start")
+            self._resumed.pop(logdir, None)
+            self.engines[logdir] = Engine(self.options.config)
+        return LogdirReader(logdir, check_crc=True)
 
     def handle(self, logdir: str, result: PollResult) -> None:
         """One poll result: problems once each, run changes, then every batch through the engine."""
+        with self._lock:
+            self._handle(logdir, result)
+
+    def _handle(self, logdir: str, result: PollResult) -> None:
         removed = set(result.removed_runs)
         for problem in result.problems:
             if problem.kind == "deleted":  # rotation or clean-up, not damage: a notice, not a read problem
@@ -345,7 +426,15 @@ class WatchSession:
                 continue
             self._dirty = True
             self.sink.observe(logdir, batch)
-            fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
+            try:
+                fresh += [alert for alert in engine.feed(batch) if self._remember(logdir, alert)]
+            except Exception as exc:
+                resumed = self._resumed.get(logdir)
+                if resumed is None:
+                    raise  # not a damaged checkpoint: a bug, for the CLI's one-line error
+                self._publish(logdir, fresh)  # remembered already: the re-read would not raise them again
+                self._handle(logdir, resumed.restart(exc))
+                return
         now = time.monotonic()
         for job, (step, wall) in _newest_points(result.batches).items():
             self.liveness.arrived(logdir, job, step, wall, now)
@@ -371,6 +460,10 @@ class WatchSession:
 
     def check_liveness(self) -> None:
         """Report runs that grew while watched and went quiet (called on the follower thread)."""
+        with self._lock:
+            self._check_liveness()
+
+    def _check_liveness(self) -> None:
         for quiet in self.liveness.newly_quiet(time.monotonic()):
             every = "under a second" if quiet.usual_gap < 1 else f"~{fmt_span(quiet.usual_gap)}"
             alert = Alert(
@@ -384,16 +477,51 @@ class WatchSession:
         self.after_cycle()
 
     def _publish(self, logdir: str, fresh: list[Alert]) -> None:
-        """Checkpoint, then print and notify ``fresh`` alerts (already remembered)."""
-        if fresh:
-            self._save()  # before printing: a watcher killed in between must not say it again
+        """Checkpoint ``fresh`` alerts as owed to every sink, then deliver them (and anything due).
+
+        Owed first: a watcher killed after the checkpoint re-delivers on restart; one killed
+        before it re-raises the alert from the files. Either way it is not lost.
+        """
+        if not fresh:
+            return
         for alert in fresh:
+            self.ledger.expect((logdir, alert.key()))
+        self._save()
+        self._deliver(self.ledger.take_due())
+
+    def _deliver(self, due: list[tuple[AlertId, str]]) -> None:
+        """Hand each due alert to its sink; the output answers at once, notifiers through a callback."""
+        for alert_id, sink in due:
+            logdir, alert = alert_id[0], self._raised[alert_id]
             record = alert_record(alert, logdir)
             if logdir in self.options.names:
                 record["logdir_name"] = self.options.names[logdir]
-            self.sink.alert(logdir, alert, record)
-            for notifier in self._notifiers:
-                notifier.submit(record)
+            if sink == OUTPUT:
+                self._settled(alert_id, sink, self.sink.alert(logdir, alert, record))
+            elif not self._notifiers[sink].submit(record, partial(self._settled, alert_id, sink)):
+                self.ledger.failed(alert_id, sink)
+
+    def _settled(self, alert_id: AlertId, sink: str, delivered: bool) -> None:
+        """A sink's answer (notifier threads too): journal a confirmation at once, schedule a retry otherwise."""
+        if not delivered:
+            self.ledger.failed(alert_id, sink)
+            return
+        self.ledger.done(alert_id, sink)
+        if self._journal is not None:
+            self._journal.record(alert_id, sink)
+
+    def _delivery_loop(self) -> None:
+        """Retry failed deliveries when due, and a state file that could not be written."""
+        while not self._closing:
+            save_in = max(self._last_save + SAVE_RETRY - time.monotonic(), 0.0) if self._save_failed else None
+            waits = [w for w in (self.ledger.next_due_in(), save_in) if w is not None]
+            self.ledger.wait_for_change(min(waits) if waits else None)
+            if self._closing:
+                return
+            with self._lock:
+                self._deliver(self.ledger.take_due())
+                if self._save_failed and time.monotonic() - self._last_save >= SAVE_RETRY:
+                    self._save()
 
     def notice(self, message: str) -> None:
         self.sink.emit(status_record(message))
@@ -404,16 +532,17 @@ class WatchSession:
         key = (logdir, alert.key())
         if key in self._raised:
             return False
-        self._raised.add(key)
+        self._raised[key] = alert
         self.alerts[logdir].append(alert)
         self.new_alerts += 1
         return True
 
     def after_cycle(self) -> None:
         """Checkpoint every ``SAVE_EVERY`` s while data flows (new alerts are saved at once, in ``handle``)."""
-        self.sink.refresh(self)
-        if self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY:
-            self._save()
+        with self._lock:
+            self.sink.refresh(self)
+            if self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY:
+                self._save()
 
     def _load_state(self) -> WatchState | None:
         path = self.options.state_path
@@ -424,18 +553,26 @@ class WatchSession:
             self.notice(problem)
         if state is None:
             return None
-        try:
-            restored = [(d, Alert(**record)) for d, records in state.alerts.items() for record in records]
-        except TypeError:
-            self.notice(f"state file {path} has unreadable alerts; starting fresh")
-            return None
-        for logdir, alert in restored:
-            self._raised.add((logdir, alert.key()))
-            self.alerts.setdefault(logdir, []).append(alert)
-            self.sink.restored_alert(logdir, alert)
+        confirmed = self._journal.read() if self._journal is not None else set()
+        owed = 0
+        for logdir, records in state.alerts.items():
+            for record in records:
+                pending = set(record.pop("pending", []))
+                alert = Alert(**record)  # the schema checked every field
+                alert_id = (logdir, alert.key())
+                pending = {sink for sink in pending if (alert_id, sink) not in confirmed}
+                self._raised[alert_id] = alert
+                self.alerts.setdefault(logdir, []).append(alert)
+                if self.sink.restored_alert(logdir, alert):
+                    pending.discard(OUTPUT)
+                self.ledger.restore(alert_id, pending)
+                owed += bool(self.ledger.pending(alert_id))
+        if owed:
+            self.notice(f"delivering {owed} alert(s) that no output or notifier confirmed before the last stop")
         return state
 
     def _save(self) -> None:
+        """Checkpoint now; a failure is said once and retried every ``SAVE_RETRY`` s until it works."""
         self._last_save = time.monotonic()
         self._dirty = False
         path = self.options.state_path
@@ -445,18 +582,41 @@ class WatchSession:
         for logdir, reader in self.follower.readers.items():
             state.readers[logdir] = reader.state_dict()
             state.engines[logdir] = self.engines[logdir].state_dict()
-        state.alerts = {d: [a.to_dict() for a in alerts] for d, alerts in self.alerts.items() if alerts}
+        state.alerts = {
+            d: [{**a.to_dict(), "pending": self.ledger.pending((d, a.key()))} for a in alerts]
+            for d, alerts in self.alerts.items()
+            if alerts
+        }
         state.dashboard = self.sink.dashboard_state()
         try:
             save_state(path, state)
         except (OSError, TypeError, ValueError) as exc:
-            self.notice(f"cannot save state to {path}: {exc}")
-            self.options.state_path = None  # say it once; keep watching without checkpoints
+            self._dirty = True
+            if not self._save_failed:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self.notice(f"cannot save state to {path}: {reason}; retrying every {SAVE_RETRY:g} s, watching on")
+            self._save_failed = True
+            self.ledger.poke()  # the delivery thread schedules the retry
+            return
+        if self._journal is not None:
+            self._journal.clear()  # the checkpoint holds every confirmation journaled so far
+        if self._save_failed:
+            self.notice(f"state saved to {path} again")
+        self._save_failed = False
 
     def close(self) -> None:
-        self._save()
-        for notifier in self._notifiers:
+        """Stop retrying, give notifiers their grace period, then checkpoint what they confirmed."""
+        self._closing = True
+        self.ledger.poke()
+        self._courier.join()
+        with self._lock:
+            self._deliver(self.ledger.take_due())
+        for notifier in self._notifiers.values():
             notifier.close(NOTIFY_GRACE)
+        with self._lock:
+            self._save()
+        if self._journal is not None:
+            self._journal.close()
 
     def all_alerts(self) -> list[Alert]:
         return [a for alerts in self.alerts.values() for a in alerts]
@@ -476,6 +636,36 @@ class WatchSession:
         return summary_record(
             self.runs(), self.all_alerts(), self.new_alerts, self.exit_code(), len(self._problems_seen)
         )
+
+
+class ResumedReader:
+    """The reader of a logdir resumed from the checkpoint, ready to start over.
+
+    A checkpoint can be damaged in ways its loaders accept (a list where a step belongs) and that
+    only trip a later read or analysis, hours later perhaps. Then this logdir is read again from
+    the start by a fresh reader and engine, once, instead of the watcher dying on every restart.
+    """
+
+    def __init__(self, reader: LogdirReader, fresh_start: Callable[[Exception], LogdirReader]) -> None:
+        self.reader = reader
+        self._fresh_start: Callable[[Exception], LogdirReader] | None = fresh_start
+
+    def poll(self, paths: list[str] | None = None) -> PollResult:
+        try:
+            return self.reader.poll(paths) if paths is not None else self.reader.poll()
+        except Exception as exc:
+            if self._fresh_start is None:
+                raise
+            return self.restart(exc)
+
+    def restart(self, exc: Exception) -> PollResult:
+        """Replace the reader (and, through ``fresh_start``, the engine); everything read anew."""
+        assert self._fresh_start is not None
+        self.reader, self._fresh_start = self._fresh_start(exc), None
+        return self.reader.poll()
+
+    def __getattr__(self, name: str) -> Any:  # state_dict, runs, ...: the reader's
+        return getattr(self.reader, name)
 
 
 def _newest_points(batches: list[RunBatch]) -> dict[str, tuple[int, float]]:
@@ -502,14 +692,17 @@ class Sink:
     def emit(self, record: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> None:
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> bool:
+        """Show ``alert``; ``False`` when it could not be (kept and retried by the delivery ledger)."""
         self.emit(record)
+        return True
 
     def observe(self, logdir: str, batch: RunBatch) -> None:
         pass
 
-    def restored_alert(self, logdir: str, alert: Alert) -> None:
-        pass
+    def restored_alert(self, logdir: str, alert: Alert) -> bool:
+        """An alert from an earlier session; ``True`` when showing it here counts as delivering it."""
+        return False
 
     def resumed(self, logdir: str, reader: LogdirReader, saved: dict[str, Any]) -> None:
         """``reader`` resumed from the state file; ``saved`` is what :meth:`dashboard_state` saved for ``logdir``."""
@@ -524,26 +717,74 @@ class Sink:
     def close(self, summary: dict[str, Any]) -> None:
         self.emit(summary)
 
+    def release(self) -> None:
+        """Close what the sink opened (after ``close``, also when the watch never started)."""
+
 
 class LineSink(Sink):
-    """One line per record, flushed at once (the alert budget is half a second).
+    """One line per record, written at once (the alert budget is half a second).
 
     ``plain``: alerts and the summary on ``out``; problems, runs and status on stderr, so
     ``tbmon watch logs/ > alerts.log`` keeps only alerts. ``jsonl``: everything on ``out``.
+    A failing ``out`` (full disk, quota) is said once on stderr; its alerts report ``False`` so
+    they are retried, the other sinks still get them, and watching goes on.
     """
 
-    def __init__(self, out: IO[str], render: Callable[[dict[str, Any]], str], err: IO[str] | None) -> None:
+    def __init__(self, out: LineStream, render: Callable[[dict[str, Any]], str], split_notices: bool) -> None:
         self._out = out
-        self._err = err
         self._render = render
+        self._split = split_notices
+        self._failing = False
+        self._lost_notices = 0
         self._lock = threading.Lock()  # notifier threads report failures concurrently
 
     def emit(self, record: dict[str, Any]) -> None:
-        to_out = self._err is None or record["type"] in ("alert", "summary")
-        stream = self._out if to_out else self._err
+        self._write(record)  # a lost notice is counted and said; alerts go through ``alert``
+
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> bool:
+        return self._write(record)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        if not self._write(summary):
+            _to_stderr(plain_line(summary))
+
+    def release(self) -> None:
+        self._out.close()
+
+    def _write(self, record: dict[str, Any]) -> bool:
+        line = self._render(record)
         with self._lock:
-            stream.write(self._render(record) + "\n")
-            stream.flush()
+            if self._split and record["type"] not in ("alert", "summary"):
+                _to_stderr(line)
+                return True
+            try:
+                self._out.write(line)
+            except BrokenPipeError:
+                raise  # `tbmon watch ... | head`: the reader is gone for good; exit (alerts stay owed in the state)
+            except OSError as exc:
+                if not self._failing:
+                    _to_stderr(
+                        f"tbmon: cannot write to {self._out.name}: {exc.strerror or exc}; its alerts are kept and "
+                        "retried, webhooks and --on-alert commands still get them, watching goes on"
+                    )
+                self._failing = True
+                self._lost_notices += record["type"] != "alert"
+                return False
+            if self._failing:
+                self._failing = False
+                lost = f" ({self._lost_notices} status lines were lost meanwhile)" if self._lost_notices else ""
+                _to_stderr(f"tbmon: {self._out.name} is writable again{lost}")
+                self._lost_notices = 0
+            return True
+
+
+def _to_stderr(line: str) -> None:
+    """Notices for a person; if even stderr is gone, there is no one left to tell."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 class RichSink(Sink):
@@ -561,6 +802,7 @@ class RichSink(Sink):
         from rich.console import Console
         from rich.live import Live
 
+        self._out = out
         self.board = board
         self._refreshed = 0.0
         self._changed = threading.Event()
@@ -600,16 +842,18 @@ class RichSink(Sink):
             self.board.add_notice(record["message"])
         self._changed.set()
 
-    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> None:
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> bool:
         self.board.add_alert(logdir, alert)
         self._changed.set()
+        return True
 
     def observe(self, logdir: str, batch: RunBatch) -> None:
         self.board.observe(logdir, batch)
         self._changed.set()
 
-    def restored_alert(self, logdir: str, alert: Alert) -> None:
+    def restored_alert(self, logdir: str, alert: Alert) -> bool:
         self.board.add_alert(logdir, alert, replayed=True)
+        return True
 
     def resumed(self, logdir: str, reader: LogdirReader, saved: dict[str, Any]) -> None:
         runs = [(info.run, info.last_step, info.last_wall_time) for info in reader.runs.values()]
@@ -641,13 +885,21 @@ class RichSink(Sink):
         self.live.stop()
         self.emit(summary)
 
+    def release(self) -> None:
+        if self._out is not sys.stdout:
+            self._out.close()
 
-def _make_sink(options: WatchOptions, out: IO[str]) -> Sink:
-    if options.fmt == "jsonl":
-        return LineSink(out, json_line, None)
-    if options.fmt == "plain":
-        return LineSink(out, plain_line, sys.stderr)
-    return RichSink(out, Board(options.logdirs, _dashboard_signals(options.config)))
+
+def _make_sink(options: WatchOptions) -> Sink:
+    """The sink for ``options.fmt`` on ``--output`` or stdout; ``UsageError`` if the output cannot be opened."""
+    try:
+        if options.fmt == "rich":
+            out = open(options.output, "a", encoding="utf-8", buffering=1) if options.output else sys.stdout
+            return RichSink(out, Board(options.logdirs, _dashboard_signals(options.config)))
+        stream = LineStream.open(options.output) if options.output else LineStream.stdout()
+    except OSError as exc:
+        raise UsageError(f"cannot write --output {options.output}: {exc.strerror or exc}") from None
+    return LineSink(stream, json_line if options.fmt == "jsonl" else plain_line, split_notices=options.fmt == "plain")
 
 
 def _dashboard_signals(config: AnalyzerConfig) -> Classifier:

@@ -24,7 +24,14 @@ def sample_state(logdir: str) -> WatchState:
                 "scalar": np.float32(0.25),
             }
         },
-        alerts={logdir: [{"run": "a", "kind": "divergence", "severity": "critical", "step": 3}]},
+        alerts={
+            logdir: [
+                {
+                    "run": "a", "kind": "divergence", "severity": "critical", "step": 3, "wall_time": 1.5, "tag": "loss",
+                    "message": "loss is NaN", "evidence": {"value": "nan"}, "pending": ["output"],
+                }
+            ]
+        },
     )
 
 
