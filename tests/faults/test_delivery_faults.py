@@ -38,11 +38,14 @@ NAN = float("nan")
 
 # -- helpers --------------------------------------------------------------------------------
 def diverged_runs(logdir: Path, names: list[str]) -> None:
-    """Runs written by tensorboardX's SummaryWriter, each ending in a NaN loss (one critical alert each)."""
+    """Runs written by tensorboardX's SummaryWriter, each ending in a NaN loss (one critical alert each).
+
+    They log a validation loss too, as real trainings do, so no missing-signal hint joins the status lines."""
     for name in names:
         with SummaryWriter(str(logdir / name)) as writer:
             for step, value in enumerate([1.0, 0.9, NAN]):
                 writer.add_scalar("train/loss", value, step)
+            writer.add_scalar("val/loss", 1.0, 1)
 
 
 def start_watch(*args: str, stderr: Path, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
