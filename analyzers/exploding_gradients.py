@@ -15,7 +15,13 @@ that grow from the output back to the input, or gradients far too large for the 
   ``min_baseline_points`` precede it, against the median of those (a run logging its gradients every
   50 steps has 6 points in 300 steps and was never judged; under a rising learning rate the tenth
   value may already be part of the growth). Healthy runs measured below reach 35× their early level
-  (an LSTM over 50 steps whose gradient starts near 0), the scenario corpus 7.5×.
+  (an LSTM over 50 steps whose gradient starts near 0), the scenario corpus 7.5×. With only one or
+  two values before it, a point is judged at ``growth_first`` (1000×): an lr far too high blows the
+  gradients up between the first and second log (2.7 → 1.2e9 in the sampled corpus' s0448), and on
+  the sampled development corpus (400 runs) healthy-labelled runs reach at most 27× their first log
+  at their second or third (an RNN warming up; 20× an MLP). A value above its threshold is growth,
+  not early level, and does not join the median (with one value before it, the median of two would
+  take the blow-up in and the next point could not continue the streak).
 * ratio (warning): the largest weight gradient among the input-side half of the layers above
   ``ratio`` × the last layer's (AUTOTRAINER's β3 = 70, which compares the first layer) for
   ``ratio_patience`` consecutive logged steps. The largest rather than the first, because with
@@ -42,10 +48,32 @@ that grow from the output back to the input, or gradients far too large for the 
   and a bare total norm cannot: its absolute size is 1e2–5e5 on healthy sum-reduced and raw-target
   runs, as large as on exploding ones (clipping thresholds of 0.5–10 assume a mean-reduced loss).
 
-A non-finite training loss logged after a point where a condition held continues its streak (never
-starts one): a job often logs one huge value and then overflows, and a writer that dies on the
-overflow (tensorboardX's ``add_histogram`` raises on values it cannot bin) leaves only the loss to
-show it. A gradient step is complete once another tag moves on to a later step, so a log that ends
+* overflow (warning): the median weight-gradient RMS above ``min_rms`` (norm scalars: the total norm
+  above ``min_norm``) at the last gradient log before the training loss turns non-finite, dated at
+  that log. A run that lives for one gradient log (a 6-conv ReLU net at 2.2× He: weight RMS 5.3, bias
+  ratio 38, loss 98, then NaN) shows nothing else; per-weight gradients above 1 are 10× what a
+  mean-reduced loss of order one gives on healthy runs (≤ 0.1), and a sum-reduced loss whose
+  gradients are that large as a matter of course does not overflow.
+
+A non-finite training loss (or norm) logged after a point where a condition held completes its
+streak (never starts one): a job often logs one huge value and then overflows, and a writer that
+dies on the overflow (tensorboardX's ``add_histogram`` raises on values it cannot bin) leaves only
+the loss to show it; the condition held until the run broke.
+
+Recovery: the layer ratio, backward growth and loss scale do not hold at a point where the optimiser
+is undoing an explosion from initialisation: the gradient size (median weight RMS, or total norm) is
+``recovered`` (10)× below its largest so far *and* below ``recovered`` × its gate (``min_rms``,
+``min_norm``), and the training loss is 10× below the run's first logged loss. AUTOTRAINER and
+DeepDiagnosis report a gradient problem only together with a training symptom; a loss an order of
+magnitude below the untrained model's, with gradients back near ordinary sizes, is none. Measured on
+the sampled development corpus: a 12-conv ReLU net at 2× He init under Adam (labelled healthy: its
+model-wide gradient RMS falls below 1 by step 450 of 1,805) had median weight RMS 25 → 2.4 → 1.5 →
+1.0 and loss 577 → 24 → 8.6 → 3.5 over its first four logs (bias ratio 127–376), then a total norm
+of 109–179 beside a loss of 0.44–1.5; every exploding-labelled dev run whose alert comes from these
+conditions keeps either its loss within 10× of the first (297 → 66, 717 → 351, 2.3e6 → 4.4e5) or
+its gradients far above the gate (weight RMS 5e3 with the loss down 5,000×).
+
+A gradient step is complete once another tag moves on to a later step, so a log that ends
 after its last gradient step still has that step judged (``layers.LayerGroups``).
 
 Thresholds were measured on real tiny CPU trainings (sklearn digits and diabetes, synthetic
@@ -119,6 +147,7 @@ class ExplodingGradients(BaseRule):
         "growth_continue": 10.0,
         "baseline_points": 10,
         "min_baseline_points": 3,
+        "growth_first": 1000.0,
         "ratio": 70.0,
         "bias_ratio": 70.0,
         "bias_ratio_norm": 700.0,
@@ -127,6 +156,7 @@ class ExplodingGradients(BaseRule):
         "loss_ratio": 100.0,
         "growth_patience": 2,
         "ratio_patience": 2,
+        "recovered": 10.0,
         "rearm": 200,
     }
 
@@ -140,6 +170,9 @@ class ExplodingGradients(BaseRule):
         self.total_tags: list[str] = []  # logged total-norm tags, in order of appearance
         self.group_tag = ""  # the tag the per-layer conditions alert under (first compared layer)
         self.nan_run = False  # the per-layer item sequence ended in a non-finite loss
+        self.overflow_prev: list[Any] = []  # last item, if large: [step, wall, size, what, gate]
+        self.first_loss = [-1, float("nan")]  # the run's first finite training loss: [seq, value]
+        self.size_peak = 0.0  # the largest per-group gradient size so far
         self.loss_last = [-1, float("nan")]  # the training loss's last point before this batch: [seq, value]
         self.waiting_loss: list[list[float]] = []  # [seq, loss then] of each gradient point still waiting in a group
         self.deferred: list[list[float]] = []  # non-finite losses behind waiting gradient points: [seq, step, wall]
@@ -150,7 +183,8 @@ class ExplodingGradients(BaseRule):
         return {**super().state_dict(), "groups": self.groups.state(),
                 "streaks": {k: v.to_json() for k, v in self.streaks.items()}, "starts": self.starts,
                 "nonfinite_tag": self.nonfinite_tag, "total_step": self.total_step, "total_tags": self.total_tags,
-                "group_tag": self.group_tag, "nan_run": self.nan_run, "loss_last": self.loss_last,
+                "group_tag": self.group_tag, "nan_run": self.nan_run, "overflow_prev": self.overflow_prev,
+                "first_loss": self.first_loss, "size_peak": self.size_peak, "loss_last": self.loss_last,
                 "waiting_loss": self.waiting_loss, "deferred": self.deferred}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -161,6 +195,9 @@ class ExplodingGradients(BaseRule):
         self.nonfinite_tag, self.total_step = state["nonfinite_tag"], int(state["total_step"])
         self.total_tags, self.group_tag = list(state["total_tags"]), str(state["group_tag"])
         self.nan_run = bool(state["nan_run"])
+        self.overflow_prev = list(state.get("overflow_prev", []))
+        self.first_loss = [int(state.get("first_loss", [-1])[0]), float(state.get("first_loss", [-1, "nan"])[1])]
+        self.size_peak = float(state.get("size_peak", 0.0))
         self.loss_last = [int(state["loss_last"][0]), float(state["loss_last"][1])]
         self.waiting_loss = [list(r) for r in state["waiting_loss"]]
         self.deferred = [list(r) for r in state["deferred"]]
@@ -209,6 +246,9 @@ class ExplodingGradients(BaseRule):
         order = np.argsort(q, kind="stable")
         st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
         self._loss_seq, self._loss_val = q[order], v
+        if self.first_loss[0] < 0 and np.isfinite(v).any():
+            k = int(np.argmax(np.isfinite(v)))
+            self.first_loss = [int(self._loss_seq[k]), float(v[k])]
         bad = np.flatnonzero(~np.isfinite(v))
         if bad.size > 1:  # a run of them between two gradient points acts once: keep each run's first
             grads = [i.series.seq for i in (*view.signal(GRAD_NORM), *view.signal(GRAD_HISTOGRAM)) if len(i.series)]
@@ -264,30 +304,38 @@ class ExplodingGradients(BaseRule):
         q, st, wt, v, virtual = _merge_losses(seq, steps, walls, values, bad_loss, run["run"])
         if virtual.size:
             run["run"] = bool(virtual[-1])
-        levels, info = self._total_conditions(tag, st, wt, v, self._loss_at(q))
+        levels, info = self._total_conditions(tag, q, st, wt, v, self._loss_at(q))
         return self._emit(tag, levels, st, info)
 
-    def _total_conditions(self, key: str, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
+    def _total_conditions(self, key: str, seqs: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
                           loss: np.ndarray) -> tuple[np.ndarray, Info]:
         p = self.p
         st = self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
                                                    "loss_streak": Streak().to_json()})
-        base = _early_levels(st, values, p["baseline_points"], p["min_baseline_points"])
+        base, counted = _early_levels(st, values, p["baseline_points"], p["min_baseline_points"],
+                                     (p["growth"], p["growth_first"]))
+        factor = np.where(counted >= p["min_baseline_points"], p["growth"], p["growth_first"])
         nan = np.isnan(values)
         with np.errstate(invalid="ignore", divide="ignore"):
-            grown_start, grown_cont = values > p["growth"] * base, (values > p["growth_continue"] * base) | nan
+            grown_start, grown_cont = values > factor * base, (values > p["growth_continue"] * base) | nan
             scale = values / np.maximum(1.0, np.abs(loss))
-            loud = scale > p["loss_ratio"]
+            peaks = np.fmax.accumulate(np.concatenate([[st.get("peak", 0.0)],
+                                                       np.where(np.isfinite(values), values, -np.inf)]))[1:]
+            if peaks.size:
+                st["peak"] = float(peaks[-1])
+            loud = (scale > p["loss_ratio"]) & ~self._recovered(seqs, values, peaks, loss, float(p["min_norm"]))
         levels = np.zeros(len(steps), dtype=int)
         info: Info = {}
-        for name, start, cont, field, aux in (("growth", grown_start, grown_cont, "streak", base),
-                                              ("loss_scale", loud, loud | nan, "loss_streak", loss)):
+        for name, start, cont, field, aux, patience in (
+                ("growth", grown_start, grown_cont, "streak", base, p["growth_patience"]),
+                ("loss_scale", loud, loud | nan, "loss_streak", loss, p["ratio_patience"])):
             streak = Streak.from_json(st[field])
             run_len, first, _ = _continued_streak(start, cont, values, streak, steps, walls)
             st[field] = streak.to_json()
             began = st.get(f"{field}_began", [-1, float("nan"), float("nan"), float("nan")])  # step, wall, value, aux
-            levels = np.maximum(levels, (run_len >= p["growth_patience"]).astype(int) * WARNING)
-            for i in np.flatnonzero(run_len == p["growth_patience"]):
+            due = _due(run_len, nan, patience)
+            levels = np.maximum(levels, due.astype(int) * WARNING)
+            for i in _due_starts(due):
                 k = int(first[i])
                 step, wall, value, ref = (int(began[0]), float(began[1]), float(began[2]), float(began[3])) if k < 0 \
                     else (int(steps[k]), float(walls[k]), float(values[k]), float(aux[k]))
@@ -347,6 +395,13 @@ class ExplodingGradients(BaseRule):
             self.group_tag = g.tags[compared_layers(g)[0]]
         levels = np.zeros(n, dtype=int)
         info: Info = {}
+        sizes, gate = np.full(n, np.nan), float(self.p["min_rms"])
+        for g in groups:
+            size, gate, _ = self._gradient_size(g)
+            sizes[where[id(g)]] = size
+        peaks = np.fmax.accumulate(np.concatenate([[self.size_peak], np.where(np.isfinite(sizes), sizes, -np.inf)]))[1:]
+        self.size_peak = float(peaks[-1])
+        recovered = self._recovered(seqs, sizes, peaks, self._loss_at(seqs), gate)
         for name, rows in (("layer_ratio", self._ratio_rows), ("backward_growth", self._bias_rows)):
             cond = np.zeros(n, dtype=bool)
             value = np.full(n, np.nan)
@@ -354,7 +409,7 @@ class ExplodingGradients(BaseRule):
             for g in groups:
                 at = where[id(g)]
                 c, v, fn = rows(g)
-                cond[at], value[at] = c, v
+                cond[at], value[at] = c & ~recovered[at], v
                 detail.update({int(k): (fn, j) for j, k in enumerate(at)})
             lv, inf = self._layer_condition(name, cond, virtual, value, steps, walls, detail)
             levels = np.maximum(levels, lv)
@@ -369,10 +424,14 @@ class ExplodingGradients(BaseRule):
         if stand.any():
             at = np.flatnonzero(stand)
             loss = self._loss_at(seqs[at])
-            grow, grow_info = self._total_conditions(ALL_LAYERS, steps[at], walls[at], totals[at], loss)
+            grow, grow_info = self._total_conditions(ALL_LAYERS, seqs[at], steps[at], walls[at], totals[at], loss)
             levels[at] = np.maximum(levels[at], grow)
             for i, d in grow_info.items():
                 info.setdefault(int(at[i]), d)
+        lv, inf = self._overflow(groups, where, virtual, steps, walls)
+        levels = np.maximum(levels, lv)
+        for i, d in inf.items():
+            info.setdefault(i, d)
         return self._emit(self.group_tag, levels, steps, info)
 
     def _layer_condition(self, name: str, cond: np.ndarray, virtual: np.ndarray, value: np.ndarray, steps: np.ndarray,
@@ -380,9 +439,10 @@ class ExplodingGradients(BaseRule):
                          ) -> tuple[np.ndarray, Info]:
         streak = self.streaks[name]
         run_len, first, carried = _continued_streak(cond, cond | virtual, value, streak, steps, walls)
-        levels = (run_len >= self.p["ratio_patience"]).astype(int) * WARNING
+        due = _due(run_len, virtual, self.p["ratio_patience"])
+        levels = due.astype(int) * WARNING
         info: Info = {}
-        for i in np.flatnonzero(run_len == self.p["ratio_patience"]):
+        for i in _due_starts(due):
             k = int(first[i])
             step, wall, _ = carried if k < 0 else (int(steps[k]), float(walls[k]), 0.0)
             fn_j = detail.get(int(i)) or detail.get(k)  # the noticing group's details, or where the run began
@@ -439,19 +499,9 @@ class ExplodingGradients(BaseRule):
         hist = g.source == HIST
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(last > 0, biggest / last, np.nan)  # an output bias with no gradient says nothing
-            if hist:  # the median weight layer's per-element RMS (a layer not logged at that step left out)
-                w = g.values[:, compared_layers(g)]
-                if np.isnan(w).any():
-                    some = ~np.isnan(w).all(axis=1)
-                    size = np.full(n, np.nan)
-                    size[some] = np.nanmedian(w[some], axis=1)
-                else:
-                    size = np.median(w, axis=1)
-            else:  # the total norm
-                size = np.sqrt(np.sum(np.nan_to_num(g.values, nan=0.0) ** 2, axis=1))
-        gate = p["min_rms"] if hist else p["min_norm"]
+        size, gate, what = self._gradient_size(g)
         threshold = p["bias_ratio"] if hist else p["bias_ratio_norm"]
-        unit, what = ("RMS", "median weight-gradient RMS") if hist else ("norm", "total gradient norm")
+        unit = "RMS" if hist else "norm"
 
         def detail(j: int) -> dict[str, Any]:
             layer, out, r, sz = g.layers[side[int(top[j])]], g.layers[bidx[-1]], float(ratio[j]), float(size[j])
@@ -468,6 +518,71 @@ class ExplodingGradients(BaseRule):
 
         with np.errstate(invalid="ignore"):
             return (ratio > threshold) & (size > gate), ratio, detail
+
+    def _recovered(self, seqs: np.ndarray, sizes: np.ndarray, peaks: np.ndarray, loss: np.ndarray,
+                   gate: float) -> np.ndarray:
+        """Per point: an explosion the optimiser is undoing, which is no training problem (AUTOTRAINER and
+        DeepDiagnosis report a gradient problem only with a training symptom). The gradient size is
+        ``recovered`` (10) x below its peak so far and under ``recovered`` x its absolute gate, and the
+        training loss is ``recovered`` x below the run's first (untrained) loss."""
+        known = (self.first_loss[0] >= 0) & (np.asarray(seqs) >= self.first_loss[0])  # as of each point
+        first = np.where(known, self.first_loss[1], np.nan)
+        r = self.p["recovered"]
+        with np.errstate(invalid="ignore"):
+            return (sizes * r <= peaks) & (sizes < r * gate) & (np.abs(loss) * r <= np.abs(first))
+
+    def _gradient_size(self, g: Groups) -> tuple[np.ndarray, float, str]:
+        """How large the weight gradients are in absolute terms, per group, with the gate it is compared
+        with: the median weight layer's per-element RMS (histograms; a layer not logged at that step left
+        out) against ``min_rms``, or the total norm (norm scalars) against ``min_norm``."""
+        n = len(g.steps)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if g.source == HIST:
+                w = g.values[:, compared_layers(g)]
+                if np.isnan(w).any():
+                    some = ~np.isnan(w).all(axis=1)
+                    size = np.full(n, np.nan)
+                    size[some] = np.nanmedian(w[some], axis=1)
+                else:
+                    size = np.median(w, axis=1)
+                return size, float(self.p["min_rms"]), "median weight-gradient RMS"
+            size = np.sqrt(np.sum(np.nan_to_num(g.values, nan=0.0) ** 2, axis=1))
+            return size, float(self.p["min_norm"]), "total gradient norm"
+
+    def _overflow(self, groups: list[Groups], where: dict[int, np.ndarray], virtual: np.ndarray, steps: np.ndarray,
+                  walls: np.ndarray) -> tuple[np.ndarray, Info]:
+        """Large gradients at the last gradient log before the training loss overflowed: the run broke while
+        the gradients were far above what a mean-reduced loss of order one produces (median weight RMS
+        > ``min_rms``), so an explosion was under way, even where the run lived for one gradient log only.
+        Dated at that log. A sum-reduced loss whose large gradients are normal does not overflow."""
+        n = steps.size
+        large = np.zeros(n, dtype=bool)
+        sizes = np.full(n, np.nan)
+        gate, what = float(self.p["min_rms"]), ""
+        for g in groups:
+            size, gate, what = self._gradient_size(g)
+            at = where[id(g)]
+            with np.errstate(invalid="ignore"):
+                large[at] = size > gate
+            sizes[at] = size
+        levels = np.zeros(n, dtype=int)
+        info: Info = {}
+        prev = self.overflow_prev
+        for i in range(n):
+            if virtual[i]:
+                if prev:
+                    levels[i] = WARNING
+                    info[i] = {"step": int(prev[0]), "wall": float(prev[1]), "noticed_step": int(steps[i]),
+                               "condition": "overflow", "gradient_size": float(prev[2]), "message": (
+                                   f"exploding gradients at step {int(prev[0])}: the {prev[3]} was "
+                                   f"{fmt_number(float(prev[2]))} (> {fmt_number(float(prev[4]))}) and the training "
+                                   f"loss overflowed (non-finite) by step {int(steps[i])}; lower the learning rate or "
+                                   "the initialisation scale, and clip gradients")}
+                prev = []
+            else:
+                prev = [int(steps[i]), float(walls[i]), float(sizes[i]), what, gate] if large[i] else []
+        self.overflow_prev = prev
+        return levels, info
 
     # --- alerts ---------------------------------------------------------------------------------
 
@@ -524,27 +639,45 @@ def _group_totals(g: Groups) -> np.ndarray:
     return np.where(np.isnan(v).all(axis=1), np.nan, total)
 
 
-def _early_levels(st: dict[str, Any], values: np.ndarray, full: int, least: int) -> np.ndarray:
-    """Per point, the early level it is judged against: the median of the finite values before it,
-    up to ``full`` of them; NaN while fewer than ``least`` precede it. Updates ``st["base"]``."""
+def _early_levels(st: dict[str, Any], values: np.ndarray, full: int, least: int, factors: tuple[float, float]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the early level it is judged against (the median of the finite values before it, up to
+    ``full`` of them; NaN while none precede it) and how many values that median holds (``least`` or more:
+    the ordinary growth threshold ``factors[0]``; fewer: the stricter ``factors[1]``). A value that is
+    itself above the threshold is growth, not the early level, and does not join it (with one or two
+    values before it, the median would otherwise take the blow-up in). Updates ``st["base"]``."""
     base = st["base"]
     if len(base) >= full:  # the usual case once the run is under way: one level, computed once
         if "level" not in st:
             st["level"] = float(np.median(base))
-        return np.full(values.size, st["level"])
+        return np.full(values.size, st["level"]), np.full(values.size, len(base))
     out = np.full(values.size, np.nan)
+    count = np.zeros(values.size, dtype=np.int64)
     i = 0
     while i < values.size and len(base) < full:
-        if len(base) >= least:
-            out[i] = float(np.median(base))
-        if np.isfinite(values[i]):
+        if base:
+            out[i], count[i] = float(np.median(base)), len(base)
+        grown = bool(base) and values[i] > (factors[0] if len(base) >= least else factors[1]) * out[i]
+        if np.isfinite(values[i]) and not grown:
             base.append(float(values[i]))
         i += 1
     if len(base) >= full:
         st["level"] = float(np.median(base))
     out[i:] = float(np.median(base)) if i < values.size else 0.0
+    count[i:] = len(base)
     st["base"] = base
-    return out
+    return out, count
+
+
+def _due(run_len: np.ndarray, overflow: np.ndarray, patience: int) -> np.ndarray:
+    """Where a streak is long enough to alert: ``patience`` points, or a condition point followed by an
+    overflow (a non-finite loss or norm: the run broke while the condition held, so it held to the end)."""
+    return (run_len >= patience) | (overflow & (run_len >= 2))
+
+
+def _due_starts(due: np.ndarray) -> np.ndarray:
+    """The points where ``due`` turns on within this chunk (a streak due since an earlier chunk has had its alert)."""
+    return np.flatnonzero(due & ~np.concatenate([[False], due[:-1]]))
 
 
 def _continued_streak(start: np.ndarray, cont: np.ndarray, values: np.ndarray, streak: Streak, steps: np.ndarray,
