@@ -3,15 +3,25 @@
 Judged once per evaluation (validation point), against the training loss of the same stretch
 of training (median of the training points logged since the previous evaluation, at least the
 last ``MIN_TRAIN_POINTS``: with evaluations a few steps apart, one or two noisy minibatch losses
-made a healthy run's training loss "fall" by chance). An
+made a healthy run's training loss "fall" by chance). The
+*best* is the lowest median of ``smooth_evals`` consecutive evaluations, dated at the lowest
+evaluation of that window (the sampled corpus's labeller defines the minimum the same way: a
+single lucky evaluation is not where the validation loss bottomed out; taken as the best, one
+7-35 % below its neighbours dated the warning hundreds of steps before the real minimum on two
+development runs, s0568 and s0730, and inflated a 9 % rise into 10.5 % on the healthy s0752). An
 evaluation *counts* when all hold:
 
-* the validation loss, smoothed over the last ``smooth_evals`` evaluations (median), is above
+* the validation loss, smoothed the same way (median of the last ``smooth_evals``), is above
   its best by more than ``min_rise`` × |best| and by more than ``noise_sigma`` × the
-  evaluation-to-evaluation noise (robust σ of the differences), so a plateau or a noisy
-  validation loss does not count;
-* the training loss is below its level at the best evaluation (a median of the points around it
-  once training has gone past it) by ``min_train_fall`` × |level|
+  evaluation-to-evaluation noise (robust σ of the differences; of the second differences once
+  there are ``MIN_CURVATURE_EVALS`` evaluations, so the steps of the descent before the minimum
+  do not count as noise: on s0586 they made 3 σ 0.04 against a 30 % rise of 0.05 after a flat
+  minimum, and the rule never fired), so a plateau or a noisy validation loss does not count;
+* the training loss is below its level at the best evaluation (a median of the points within
+  half an evaluation interval on both sides of it, at least as far as its last 5 points before
+  it reach, once training has gone past it: the same scale as the level it is compared with;
+  5 points of a batch-14 loss on s0474 gave 0.34 where the interval's median is 0.50) by
+  ``min_train_fall`` × |level|
   (it keeps improving: the model fits the training data better while generalising worse; if
   both rise, that is divergence, not overfitting);
 * the validation loss is above the training loss by ``min_gap`` × |train| (SageMaker's Overfit
@@ -42,6 +52,8 @@ MAX_PENDING = 256  # evaluations waiting for the training side to catch up (boun
 MAX_TRAIN_POINTS = 2048  # training points kept per evaluation interval (median of the latest)
 MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points
 AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
+MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
+MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
 
 
 class Overfitting(BaseRule):
@@ -154,7 +166,11 @@ class Overfitting(BaseRule):
 
     def _trim_train(self) -> None:
         """Drop training points no evaluation can need again (all validation tags judged past them)."""
-        judged = [st["prev_step"] for k, st in self.tags.items() if k.startswith("val:")]
+        judged = []
+        back = self.p["smooth_evals"] - 1  # evaluations that a later smoothing window still holds
+        for key, st in self.tags.items():
+            if key.startswith("val:"):
+                judged += [st["prev_step"]] + [e[2] for e in st["evals"][max(0, len(st["evals"]) - back):]]
         if not judged or None in judged:
             return
         upto = min(judged)
@@ -192,13 +208,17 @@ class Overfitting(BaseRule):
             st["prev_step"] = step
             if not np.isfinite(level):
                 continue
-            st["evals"] = (st["evals"] + [[value, level]])[-64:]
-            if st["best"] is None or value < st["best"][0]:
-                st["best"] = [value, level, step, wall]
-                pts = train["points"]
-                before = pts[pts[:, 0] <= step][-AROUND_BEST:]
-                st["around_best"] = before.tolist()
-                st["best_until"] = 2 * step - float(before[0, 0])
+            st["evals"] = (st["evals"] + [[value, level, step, wall]])[-MAX_EVALS:]
+            window = st["evals"][-p["smooth_evals"]:]
+            smooth = median(e[0] for e in window)
+            if len(window) == p["smooth_evals"] and (st["best"] is None or smooth < st["best"][0]):
+                low = min(window, key=lambda e: e[0])  # the window's lowest evaluation dates the minimum
+                st["best"] = [smooth, low[1], int(low[2]), low[3]]
+                k = next(i for i in range(len(st["evals"]) - 1, -1, -1) if st["evals"][i] is low)
+                gap = low[2] - st["evals"][k - 1][2] if k > 0 else 0
+                self._start_best(train, st, int(low[2]), gap / 2)
+            if st["best"] is None:
+                continue
             self._settle_best(train, st, step)
             counting = self._counts(st, value, level)
             st["streak"] = st["streak"] + 1 if counting else 0
@@ -210,6 +230,18 @@ class Overfitting(BaseRule):
                 self.alerted_minimum[val_tag] = st["best"][2]
                 alerts.append(self._alert(val_tag, train_tag, st, value, level, step))
         return alerts
+
+    def _start_best(self, train: dict[str, Any], st: dict[str, Any], best_step: int, half: float) -> None:
+        """Open the window of training points whose median will be the training level at the best:
+        ``half`` steps (half an evaluation interval) on each side, or as many as its last
+        ``AROUND_BEST`` points before it span if that is more."""
+        pts = train["points"]
+        upto = pts[pts[:, 0] <= best_step]
+        if upto.size == 0:  # the buffer no longer reaches back there (more points than it holds per evaluation)
+            upto = pts[:1]
+        half = max(half, best_step - float(upto[-AROUND_BEST:][0, 0]))
+        st["around_best"] = upto[upto[:, 0] >= best_step - half].tolist() or upto[-1:].tolist()
+        st["best_until"] = best_step + half
 
     def _settle_best(self, train: dict[str, Any], st: dict[str, Any], step: int) -> None:
         """Once training has passed the best evaluation by as many steps as its last points before
@@ -241,10 +273,13 @@ class Overfitting(BaseRule):
                 and value - level > p["min_gap"] * abs(level)):
             return False
         diffs = [b - a for a, b in zip(vals, vals[1:])]
+        scale = sqrt(2.0)  # var(e1 - e0) = 2 σ²
+        if len(vals) >= MIN_CURVATURE_EVALS:  # a descent's steps are trend, not noise: take it out
+            diffs, scale = [b - a for a, b in zip(diffs, diffs[1:])], sqrt(6.0)  # var(e2 - 2 e1 + e0) = 6 σ²
         if len(diffs) < 4:
             return True
         centre = median(diffs)
-        noise = MAD_TO_SIGMA * median([abs(d - centre) for d in diffs]) / sqrt(2.0)
+        noise = MAD_TO_SIGMA * median([abs(d - centre) for d in diffs]) / scale
         return rise > p["noise_sigma"] * noise
 
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:
