@@ -470,7 +470,9 @@ def test_damage_inside_reader_or_engine_state_means_a_fresh_read_not_a_crash(
     saved = json.loads(state.read_text())
     damage(saved)
     state.write_text(json.dumps(saved))
-    with SummaryWriter(str(logdir / "exp1")) as writer:  # the job goes on (a second event file) and diverges
+    # the job goes on (a second event file) and diverges; the suffix keeps a restart within the same second
+    # from reusing the first file's name (tensorboardX names files by the second), which would replace it
+    with SummaryWriter(str(logdir / "exp1"), filename_suffix=".resumed") as writer:
         for step in range(50, 60):
             writer.add_scalar("train/loss", NAN if step == 59 else 0.5, step)
     done = subprocess.run(once, capture_output=True, text=True, timeout=WAIT)
