@@ -30,6 +30,10 @@ spikes the training loss has had so far.
     at most 4 such spikes in 50 points (batch-8 SGD, 4 seeds; corrupted batches 3); Adam at lr 3
     on softmax regression 15–16, at lr 0.3 on a tanh MLP (MSE) 8. Smaller spikes do not count:
     counting every spike, healthy near-zero losses reach 37 in 50 points.
+    Sampled development runs (400): at ``recur_fraction`` 0.5 a healthy GRU (s0578, batch 14,
+    near-zero loss with a heavy tail) reached 10 such spikes in 50 points at its end, and no
+    labelled divergence was first caught by this warning; at 0.8 (each spike undoes most of the
+    progress) healthy runs reach at most 3, so 6 keeps a 2x margin.
   - all ``recover_points`` points after it above the recovery level (a non-finite point counts as
     up) → **warning** ("jump"), **critical** when the spike was an explosion (more than
     ``explosion_factor`` × max(|median|, |first value|) above the median: an order of magnitude
@@ -49,6 +53,16 @@ spikes the training loss has had so far.
   ``blowup_floor`` × |first value|) and more than ``blowup_noise_sigma`` robust σ, for
   ``blowup_patience`` consecutive points. Catches a loss that climbs steadily from step 0 (its best
   is its first value).
+* back at the untrained level → warning ("undone"), dated where it began to hold: the median of
+  the last ``undone_window`` values back within 10 % of the progress from the untrained level
+  for ``undone_patience`` points, after real progress (see ``_undone``; s0432, s0478, s0056).
+* an epoch-level loss at >= ``epoch_first_factor`` x its first epoch for ``epoch_first_patience``
+  epochs → warning (``_epoch_above_first``; s0490).
+* the smoothed loss at >= ``pretrain_factor`` x a validation loss evaluated before training →
+  warning (``_above_pretrain``; s0596: the first logged mean already held the blow-up).
+* A jump whose loss is still coming down (lowest point since the spike halfway back and among
+  the last ``recover_points``) is judged once it stops falling, at most ``recover_max`` points
+  later (``_judge``; s0766_healthy).
 
 Why these numbers: docs/analyzers.md (the tests/scenarios corpus and real CPU trainings).
 """
@@ -118,13 +132,16 @@ class Divergence(BaseRule):
         "recover_points": 3,
         "recover_max": 50,
         "recover_fraction": 0.5,
-        "recur_fraction": 0.5,
+        "recur_fraction": 0.8,
         "recur_count": 6,
         "recur_window": 50,
         "explosion_factor": 10.0,
         "first_factor": 10.0,
         "first_patience": 3,
         "epoch_jump": 10.0,
+        "epoch_first_factor": 2.0,
+        "epoch_first_patience": 2,
+        "pretrain_factor": 3.0,
         "smooth_window": 9,
         "blowup_fraction": 0.5,
         "blowup_floor": 1.0,
@@ -144,6 +161,9 @@ class Divergence(BaseRule):
         self.loss = ScalarContext()
         self.alerted_tag = ""
         self._chunk_start: dict[str, int] = {}  # per training tag: its spike count before this feed
+        # The validation loss evaluated before the first training point (HF evaluates at step 0):
+        # [value, step, decided]; decided once the training loss has begun.
+        self.pretrain: list[Any] = [None, -1, False]
 
     def reset(self, tag: str) -> None:
         """A resume forgets the tag's windows and streaks but not the run's first value (its
@@ -154,17 +174,20 @@ class Divergence(BaseRule):
             self.tags[tag] = {"hist": [], "n": 0, **kept}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag}
+        return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag,
+                "pretrain": list(self.pretrain)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.lr.load(state["lr"])
         self.loss.load(state["loss"])
         self.alerted_tag = state["alerted"]
+        self.pretrain = list(state.get("pretrain", [None, -1, False]))
 
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.loss.update(view.signal(TRAIN_LOSS))
+        self._find_pretrain(view)
         self._chunk_start = {}
         parts: list[tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None]] = []
         for item in view.scalars:
@@ -184,6 +207,26 @@ class Divergence(BaseRule):
         if alerts:
             self.alerted_tag = alerts[-1].tag
         return alerts
+
+    def _find_pretrain(self, view: RunView) -> None:
+        """Keep the first validation loss when it was logged (by arrival and by step) before the
+        training loss began: an evaluation of the untrained model, the reference ``_above_pretrain``
+        needs when the first training point already averages a blow-up."""
+        if self.pretrain[2]:
+            return
+        train = [t.series for t in view.signal(TRAIN_LOSS) if len(t.series) and t.tag == self.loss.tag]
+        t_seq = int(train[0].seq[0]) if train else None
+        if self.pretrain[0] is None:
+            for item in view.signal(VAL_LOSS):
+                v = item.series
+                if len(v) and (t_seq is None or int(v.seq[0]) < t_seq):
+                    if np.isfinite(v.value[0]):
+                        self.pretrain[:2] = [float(v.value[0]), int(v.step[0])]
+                    break
+        if train:
+            if self.pretrain[0] is not None and not self.pretrain[1] < int(train[0].step[0]):
+                self.pretrain[:2] = [None, -1]
+            self.pretrain[2] = True
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.alerted_tag} for e in super().episodes()]
@@ -223,7 +266,8 @@ class Divergence(BaseRule):
         if train:
             for key, fresh in (("best", None), ("streak", Streak().to_json()), ("far", Streak().to_json()),
                                ("spikes", 0), ("recur", []), ("pending", []), ("recent", []),
-                               ("head", []), ("undone_best", None), ("undone", Streak().to_json())):
+                               ("head", []), ("undone_best", None), ("undone", Streak().to_json()),
+                               ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json())):
                 st.setdefault(key, fresh)
             if st.get("first") is None and fv.size:
                 st["first"] = float(fv[0])
@@ -234,6 +278,9 @@ class Divergence(BaseRule):
             self._far_above_first(st, s, fidx, fv, hist, first, smooth, levels, info)
             if "epoch" in s.tag.lower():
                 self._epoch_jumps(hist, fidx, fv, levels, info)
+                self._epoch_above_first(st, s, fidx, fv, first, levels, info)
+            if self.pretrain[0] is not None and s.tag == self.loss.tag:
+                self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
             self._blowup(st, s, fidx, fv, first, smooth, noise, levels, info)
             self._undone(st, s, fidx, fv, hist, first, noise, levels, info)
             keep = p["smooth_window"] - 1  # (step, wall time) of the last points, to date far_above_first
@@ -444,6 +491,54 @@ class Divergence(BaseRule):
         for j in np.flatnonzero(jumped):
             _mark(levels, info, int(fidx[j]), WARNING, {"condition": "epoch_jump", "previous": float(prev[j])})
 
+    def _epoch_above_first(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, fv: np.ndarray, first: float,
+                           levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
+        """An epoch-level loss at >= ``epoch_first_factor`` x its first epoch's mean for
+        ``epoch_first_patience`` epochs in a row: warning, dated at the first. The first epoch's mean
+        already averages the untrained start, so whole epochs twice as bad are no noise; too few
+        points for the smoothed per-step conditions (a 20-point blow-up is 20 epochs). Sampled
+        development runs, every epoch-level training loss (34): two epochs in a row reach at most
+        1.00x the first in runs without divergence; 2.2x, 3.4x and 5.8x in the diverging ones
+        (s0636, s0496, s0490: an lr ramp, 1.43 -> 1.2 -> 5.45, 8.3, 9.3 in its last epochs)."""
+        if not fv.size or not first > 0:
+            return
+        cond = fv >= self.p["epoch_first_factor"] * first
+        streak = Streak.from_json(st["epoch_far"])
+        carried = (streak.start_step, streak.start_wall, streak.start_value)
+        run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], fv)
+        st["epoch_far"] = streak.to_json()
+        for j in np.flatnonzero(run_len >= self.p["epoch_first_patience"]):
+            k = int(start[j])
+            start_step, start_wall, start_value = carried if k < 0 else (
+                int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(fv[k]))
+            _mark(levels, info, int(fidx[j]), WARNING, {
+                "condition": "epoch_above_first", "first": first, "start_step": start_step,
+                "start_wall": start_wall, "start_value": start_value})
+
+    def _above_pretrain(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, smooth: np.ndarray,
+                        pretrain: float, levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
+        """The smoothed training loss at >= ``pretrain_factor`` x the validation loss evaluated before
+        training (the untrained model's) for ``first_patience`` points: warning, dated at the first.
+        Needed when the first logged training point is a mean that already holds the blow-up (HF logs
+        the mean of 50 steps: s0596_lr_too_high, AdamW at lr 0.84, logs 32.2 first against 3.35
+        untrained), so ``far_above_first`` has no untrained level. Sampled development runs with such
+        an evaluation (33): without divergence the smoothed loss stays at <= 1.44x it for 3 points
+        (healthy runs <= 1.00x); s0596 6.8x."""
+        if not smooth.size or not pretrain > 0:
+            return
+        cond = smooth >= self.p["pretrain_factor"] * pretrain
+        streak = Streak.from_json(st["pre_far"])
+        carried = (streak.start_step, streak.start_wall, streak.start_value)
+        run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], s.value[fidx])
+        st["pre_far"] = streak.to_json()
+        for j in np.flatnonzero(run_len >= self.p["first_patience"]):
+            k = int(start[j])
+            start_step, start_wall, start_value = carried if k < 0 else (
+                int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(s.value[fidx[k]]))
+            _mark(levels, info, int(fidx[j]), WARNING, {
+                "condition": "above_pretrain", "pretrain": pretrain, "smoothed": float(smooth[j]),
+                "start_step": start_step, "start_wall": start_wall, "start_value": start_value})
+
     def _noise(self, st: dict[str, Any], hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
         """Point-to-point noise σ before each value: robust σ of first differences / √2.
 
@@ -597,6 +692,18 @@ class Divergence(BaseRule):
                 f"{tag} blew up: its smoothed value rose from its best {fmt_number(evidence['best'])} to "
                 f"{fmt_number(evidence['smoothed'])} and stayed up for {p['blowup_patience']} points since step {step} "
                 f"({advice})"
+            )
+        elif condition == "above_pretrain":
+            message = (
+                f"{tag} has stayed at {fmt_number(p['pretrain_factor'])}x or more the validation loss evaluated before "
+                f"training ({fmt_number(evidence['pretrain'])}, the untrained model's) since step {step} (smoothed: "
+                f"{fmt_number(evidence['smoothed'])}): training made it far worse than untrained ({advice})"
+            )
+        elif condition == "epoch_above_first":
+            message = (
+                f"{tag} has averaged {fmt_number(value / evidence['first'])}x its first epoch "
+                f"({fmt_number(evidence['first'])}, which includes the untrained start) since step {step}, "
+                f"{p['epoch_first_patience']} epochs or more in a row: training made whole epochs worse ({advice})"
             )
         elif condition == "undone":
             message = (
