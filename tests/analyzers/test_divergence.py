@@ -42,6 +42,17 @@ S0766_LOSS = [
     1.988, 1.934, 1.927, 1.902, 1.873, 1.902, 1.852, 1.772, 1.799, 1.768, 1.763, 1.742, 1.671, 1.704, 1.685, 1.729,
     1.573, 1.642, 1.587, 1.586, 1.567, 1.561, 1.542, 1.487, 1.499, 1.486, 1.455, 1.51, 1.463, 1.395, 1.412, 1.393]
 
+# s0490_lr_ramp (Keras layout, labelled divergence at epoch 32): epoch means of the training loss.
+S0490_EPOCHS = [
+    1.428, 1.364, 1.307, 1.283, 1.284, 1.265, 1.278, 1.277, 1.297, 1.247, 1.22, 1.24, 1.274, 1.257, 1.212, 1.201,
+    1.257, 1.274, 1.248, 1.296, 1.278, 1.306, 1.311, 1.337, 1.355, 1.414, 1.45, 1.518, 1.559, 1.633, 2.072, 1.618,
+    2.101, 5.452, 8.321, 9.325]
+# s0596_lr_too_high (HF layout, labelled divergence at 49): AdamW at lr 0.84 on a transformer; HF evaluates
+# at step 0 (the untrained model: 3.35) and logs the mean loss of every 50 steps, the first already 32.2.
+S0596_EVAL = dict(zip(range(0, 1480, 37), [3.352, 34.583, 29.003, 8.269, 3.542, 3.178, 3.137, 3.137, 3.125, 3.117]))
+S0596_LOSS = dict(zip(range(49, 1500, 50), [32.186, 22.784, 6.802, 3.21, 3.143, 3.128, 3.119, 3.118, 3.091, 3.088,
+                                            3.096, 3.109, 3.11, 3.112, 3.097, 3.099, 3.1, 3.094, 3.07, 3.105]))
+
 
 def run_alerts(columns: dict, n: int = N, kind: str = "divergence") -> list[Alert]:
     engine = Engine()
@@ -214,6 +225,8 @@ def _streams() -> dict[str, tuple[dict, int]]:
             "epochs": ({"train_loss_epoch": epochs}, epochs.size),
             "undone": ({"loss": {4 + 5 * i: v for i, v in enumerate(S0432_LOSS)}}, 400),
             "undone_noisy": ({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS)),
+            "epochs_far": ({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS)),
+            "pretrain": ({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000),
             "undoing": ({"train_loss": np.concatenate([2.33 - 0.35 * np.arange(240) / 240, S0766_LOSS])}, 320)}
 
 
@@ -413,3 +426,39 @@ def test_a_jump_that_comes_straight_back_down_is_a_note_one_that_stays_a_warning
     stays[273:] = stays[272] * np.exp(0.02 * np.random.default_rng(0).standard_normal(stays.size - 273))
     warned = [a for a in run_alerts({"train_loss": stays}, stays.size) if a.severity != "info"]
     assert warned and (warned[0].step, warned[0].evidence["condition"]) == (272, "jump")
+
+
+def test_an_epoch_level_loss_at_twice_its_first_epoch_two_epochs_running_is_a_warning() -> None:
+    """s0490: 1.43 -> 1.2, then 2.1, 5.45, 8.3 in the last epochs: 20 points of patience would be 20
+    epochs, and no single epoch rose 10x. A rise under 2x (its epochs 30-33) stays silent."""
+    alerts = run_alerts({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS))
+    warned = [a for a in alerts if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned][:1] == [(33, "warning", "epoch_above_first")]
+    assert "its first epoch" in warned[0].message
+    assert run_alerts({"train_loss_epoch": np.array(S0490_EPOCHS[:33])}, 33) == []
+
+
+def test_a_loss_far_above_the_evaluation_before_training_is_a_warning() -> None:
+    """s0596: the first logged loss (32.2, a 50-step mean) already holds the blow-up, so it is no
+    untrained level; the evaluation at step 0 (3.35) is."""
+    alerts = run_alerts({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000)
+    warned = [a for a in alerts if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(49, "warning", "above_pretrain")]
+    assert warned[0].evidence["pretrain"] == 3.352 and "evaluated before training" in warned[0].message
+    # An evaluation that came after the training loss began is no untrained level.
+    late = {k + 50: v for k, v in S0596_EVAL.items()}
+    assert [a for a in run_alerts({"eval_loss": late, "loss": S0596_LOSS}, 1000) if a.severity != "info"] == []
+    # Healthy: the first mean is below the untrained evaluation, and the loss falls.
+    healthy = {k: 3.0 * np.exp(-k / 400) + 0.2 for k in S0596_LOSS}
+    assert [a for a in run_alerts({"eval_loss": S0596_EVAL, "loss": healthy}, 1000) if a.severity != "info"] == []
+
+
+def test_recovering_spikes_that_undo_under_80_percent_of_the_progress_do_not_count_as_recurring() -> None:
+    """s0578_healthy (a false warning before): a GRU at batch 14, loss ~0.04 with a heavy tail, ten
+    batches at 0.4-0.7 (first value 0.75) within 50 points at its end; each back down at once."""
+    rng = np.random.default_rng(7)
+    loss = 0.75 * np.exp(-np.arange(N) / 60) + 0.04 * rng.exponential(1.0, N)
+    loss[0] = 0.75
+    loss[list(range(900, 950, 5))] = np.linspace(0.4, 0.7, 10)
+    alerts = run_alerts({"train/loss": loss})
+    assert alerts and {a.severity for a in alerts} == {"info"}
