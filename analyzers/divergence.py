@@ -30,6 +30,10 @@ spikes the training loss has had so far.
     at most 4 such spikes in 50 points (batch-8 SGD, 4 seeds; corrupted batches 3); Adam at lr 3
     on softmax regression 15–16, at lr 0.3 on a tanh MLP (MSE) 8. Smaller spikes do not count:
     counting every spike, healthy near-zero losses reach 37 in 50 points.
+    Sampled development runs (400): at ``recur_fraction`` 0.5 a healthy GRU (s0578, batch 14,
+    near-zero loss with a heavy tail) reached 10 such spikes in 50 points at its end, and no
+    labelled divergence was first caught by this warning; at 0.8 (each spike undoes most of the
+    progress) healthy runs reach at most 3, so 6 keeps a 2x margin.
   - all ``recover_points`` points after it above the recovery level (a non-finite point counts as
     up) → **warning** ("jump"), **critical** when the spike was an explosion (more than
     ``explosion_factor`` × max(|median|, |first value|) above the median: an order of magnitude
@@ -49,6 +53,16 @@ spikes the training loss has had so far.
   ``blowup_floor`` × |first value|) and more than ``blowup_noise_sigma`` robust σ, for
   ``blowup_patience`` consecutive points. Catches a loss that climbs steadily from step 0 (its best
   is its first value).
+* back at the untrained level → warning ("undone"), dated where it began to hold: the median of
+  the last ``undone_window`` values back within 10 % of the progress from the untrained level
+  for ``undone_patience`` points, after real progress (see ``_undone``; s0432, s0478, s0056).
+* an epoch-level loss at >= ``epoch_first_factor`` x its first epoch for ``epoch_first_patience``
+  epochs → warning (``_epoch_above_first``; s0490).
+* the smoothed loss at >= ``pretrain_factor`` x a validation loss evaluated before training →
+  warning (``_above_pretrain``; s0596: the first logged mean already held the blow-up).
+* A jump whose loss is still coming down (lowest point since the spike halfway back and among
+  the last ``recover_points``) is judged once it stops falling, at most ``recover_max`` points
+  later (``_judge``; s0766_healthy).
 
 Why these numbers: docs/analyzers.md (the tests/scenarios corpus and real CPU trainings).
 """
@@ -80,7 +94,7 @@ INFO, WARNING, CRITICAL = 1, 2, 3  # episode levels; the alert's severity index 
 
 # A pending spike, carried in the tag state until it is judged (at most ``recover_points`` later).
 (_P_STEP, _P_WALL, _P_VALUE, _P_MED, _P_SIGMA, _P_PRE, _P_RECOVER, _P_EXPLODE, _P_EXPLOSION, _P_RECURRING,
- _P_UPS) = range(11)
+ _P_UPS, _P_LOW, _P_LOW_AT) = range(13)
 
 
 WARMUP_MIN_RISES = 3
@@ -116,19 +130,28 @@ class Divergence(BaseRule):
         "spike_sigma": 6.0,
         "spike_min_rise": 1.0,
         "recover_points": 3,
+        "recover_max": 50,
         "recover_fraction": 0.5,
-        "recur_fraction": 0.5,
+        "recur_fraction": 0.8,
         "recur_count": 6,
         "recur_window": 50,
         "explosion_factor": 10.0,
         "first_factor": 10.0,
         "first_patience": 3,
         "epoch_jump": 10.0,
+        "epoch_first_factor": 2.0,
+        "epoch_first_patience": 2,
+        "pretrain_factor": 3.0,
         "smooth_window": 9,
         "blowup_fraction": 0.5,
         "blowup_floor": 1.0,
         "blowup_patience": 20,
         "blowup_noise_sigma": 3.0,
+        "undone_window": 15,
+        "undone_progress": 0.2,
+        "undone_noise_sigma": 5.0,
+        "undone_fraction": 0.9,
+        "undone_patience": 10,
         "rearm": 200,
     }
 
@@ -138,6 +161,9 @@ class Divergence(BaseRule):
         self.loss = ScalarContext()
         self.alerted_tag = ""
         self._chunk_start: dict[str, int] = {}  # per training tag: its spike count before this feed
+        # The validation loss evaluated before the first training point (HF evaluates at step 0):
+        # [value, step, decided]; decided once the training loss has begun.
+        self.pretrain: list[Any] = [None, -1, False]
 
     def reset(self, tag: str) -> None:
         """A resume forgets the tag's windows and streaks but not the run's first value (its
@@ -148,17 +174,20 @@ class Divergence(BaseRule):
             self.tags[tag] = {"hist": [], "n": 0, **kept}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag}
+        return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag,
+                "pretrain": list(self.pretrain)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.lr.load(state["lr"])
         self.loss.load(state["loss"])
         self.alerted_tag = state["alerted"]
+        self.pretrain = list(state.get("pretrain", [None, -1, False]))
 
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.loss.update(view.signal(TRAIN_LOSS))
+        self._find_pretrain(view)
         self._chunk_start = {}
         parts: list[tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None]] = []
         for item in view.scalars:
@@ -178,6 +207,26 @@ class Divergence(BaseRule):
         if alerts:
             self.alerted_tag = alerts[-1].tag
         return alerts
+
+    def _find_pretrain(self, view: RunView) -> None:
+        """Keep the first validation loss when it was logged (by arrival and by step) before the
+        training loss began: an evaluation of the untrained model, the reference ``_above_pretrain``
+        needs when the first training point already averages a blow-up."""
+        if self.pretrain[2]:
+            return
+        train = [t.series for t in view.signal(TRAIN_LOSS) if len(t.series) and t.tag == self.loss.tag]
+        t_seq = int(train[0].seq[0]) if train else None
+        if self.pretrain[0] is None:
+            for item in view.signal(VAL_LOSS):
+                v = item.series
+                if len(v) and (t_seq is None or int(v.seq[0]) < t_seq):
+                    if np.isfinite(v.value[0]):
+                        self.pretrain[:2] = [float(v.value[0]), int(v.step[0])]
+                    break
+        if train:
+            if self.pretrain[0] is not None and not self.pretrain[1] < int(train[0].step[0]):
+                self.pretrain[:2] = [None, -1]
+            self.pretrain[2] = True
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.alerted_tag} for e in super().episodes()]
@@ -216,7 +265,9 @@ class Divergence(BaseRule):
         counts = None
         if train:
             for key, fresh in (("best", None), ("streak", Streak().to_json()), ("far", Streak().to_json()),
-                               ("spikes", 0), ("recur", []), ("pending", []), ("recent", [])):
+                               ("spikes", 0), ("recur", []), ("pending", []), ("recent", []),
+                               ("head", []), ("undone_best", None), ("undone", Streak().to_json()),
+                               ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json())):
                 st.setdefault(key, fresh)
             if st.get("first") is None and fv.size:
                 st["first"] = float(fv[0])
@@ -227,7 +278,11 @@ class Divergence(BaseRule):
             self._far_above_first(st, s, fidx, fv, hist, first, smooth, levels, info)
             if "epoch" in s.tag.lower():
                 self._epoch_jumps(hist, fidx, fv, levels, info)
+                self._epoch_above_first(st, s, fidx, fv, first, levels, info)
+            if self.pretrain[0] is not None and s.tag == self.loss.tag:
+                self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
             self._blowup(st, s, fidx, fv, first, smooth, noise, levels, info)
+            self._undone(st, s, fidx, fv, hist, first, noise, levels, info)
             keep = p["smooth_window"] - 1  # (step, wall time) of the last points, to date far_above_first
             recent = st["recent"] + [[int(s.step[i]), float(s.wall_time[i])] for i in fidx[-keep:]] if keep > 0 else []
             st["recent"] = recent[-keep:] if keep > 0 else []
@@ -278,7 +333,7 @@ class Divergence(BaseRule):
                     found[i] = 1
                     new.append((i, [int(s.step[i]), float(s.wall_time[i]), float(fv[j]), float(med[j]),
                                     float(sigma[j]), float(pre[k]), float(recover[k]), float(explode[k]),
-                                    bool(explosion[k]), int(recurring[k]), 0]))
+                                    bool(explosion[k]), int(recurring[k]), 0, float(fv[j]), 0]))
         chunk_start = int(st["spikes"])
         counts = chunk_start + np.cumsum(found)
         self._chunk_start[s.tag] = chunk_start
@@ -321,21 +376,34 @@ class Divergence(BaseRule):
     def _judge(self, s: ScalarSeries, pos: int, e: list[Any]) -> tuple[str | None, int]:
         """Judge one spike (``pos`` = its position in the chunk, -1 if in an earlier chunk) on the
         points after it: ``(verdict, position)`` with verdict "recovered", "jump" or "explosion", or
-        ``(None, -1)`` when the chunk ends first (the count of points still up is kept in ``e``)."""
+        ``(None, -1)`` when the chunk ends first (the points seen and their lowest are kept in ``e``).
+
+        Not back down after ``recover_points`` points is a jump, unless the loss is still coming
+        down: its lowest point since the spike has undone at least half the jump and is one of the
+        last ``recover_points`` (a loss that jumped to a new level and stays there never gets
+        halfway back; a bad update
+        being undone at a large batch: s0766_healthy, five corrupted batches at batch 405, fell
+        4.48 → 2.71 → 2.31 → 2.21 → … and was back below the level 13 points later). Then the
+        verdict waits, at most ``recover_max`` points; the alert is dated at the spike either way.
+        """
         p = self.p
-        need = p["recover_points"] - e[_P_UPS]
-        after = s.value[pos + 1 : pos + 1 + need]
-        with np.errstate(invalid="ignore"):
-            up = ~np.isfinite(after) | (after > e[_P_RECOVER])
-        if e[_P_EXPLOSION] and e[_P_UPS] == 0 and after.size and up[0]:
-            if not np.isfinite(after[0]) or after[0] - e[_P_MED] > e[_P_EXPLODE]:
-                return "explosion", pos + 1  # still at explosion level: no need to wait
-        down = np.flatnonzero(~up)
-        if down.size:
-            return "recovered", pos + 1 + int(down[0])
-        if e[_P_UPS] + after.size >= p["recover_points"]:
-            return ("explosion" if e[_P_EXPLOSION] else "jump"), pos + int(after.size)
-        e[_P_UPS] += int(after.size)
+        k = int(e[_P_UPS])
+        for idx in range(pos + 1, len(s)):
+            x = float(s.value[idx])
+            k += 1
+            finite = np.isfinite(x)
+            if finite and x <= e[_P_RECOVER]:
+                return "recovered", idx
+            if k == 1 and e[_P_EXPLOSION] and (not finite or x - e[_P_MED] > e[_P_EXPLODE]):
+                return "explosion", idx  # still at explosion level: no need to wait
+            if finite and x < e[_P_LOW]:
+                e[_P_LOW], e[_P_LOW_AT] = x, k
+            if k >= p["recover_points"]:
+                halfway = e[_P_LOW] - e[_P_PRE] <= 0.5 * (e[_P_VALUE] - e[_P_PRE])
+                falling = finite and halfway and k - int(e[_P_LOW_AT]) < p["recover_points"] and k < p["recover_max"]
+                if not falling:
+                    return ("explosion" if e[_P_EXPLOSION] else "jump"), idx
+        e[_P_UPS] = k
         return None, -1
 
     def _verdict_level(self, e: list[Any], verdict: str) -> int:
@@ -423,6 +491,54 @@ class Divergence(BaseRule):
         for j in np.flatnonzero(jumped):
             _mark(levels, info, int(fidx[j]), WARNING, {"condition": "epoch_jump", "previous": float(prev[j])})
 
+    def _epoch_above_first(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, fv: np.ndarray, first: float,
+                           levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
+        """An epoch-level loss at >= ``epoch_first_factor`` x its first epoch's mean for
+        ``epoch_first_patience`` epochs in a row: warning, dated at the first. The first epoch's mean
+        already averages the untrained start, so whole epochs twice as bad are no noise; too few
+        points for the smoothed per-step conditions (a 20-point blow-up is 20 epochs). Sampled
+        development runs, every epoch-level training loss (34): two epochs in a row reach at most
+        1.00x the first in runs without divergence; 2.2x, 3.4x and 5.8x in the diverging ones
+        (s0636, s0496, s0490: an lr ramp, 1.43 -> 1.2 -> 5.45, 8.3, 9.3 in its last epochs)."""
+        if not fv.size or not first > 0:
+            return
+        cond = fv >= self.p["epoch_first_factor"] * first
+        streak = Streak.from_json(st["epoch_far"])
+        carried = (streak.start_step, streak.start_wall, streak.start_value)
+        run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], fv)
+        st["epoch_far"] = streak.to_json()
+        for j in np.flatnonzero(run_len >= self.p["epoch_first_patience"]):
+            k = int(start[j])
+            start_step, start_wall, start_value = carried if k < 0 else (
+                int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(fv[k]))
+            _mark(levels, info, int(fidx[j]), WARNING, {
+                "condition": "epoch_above_first", "first": first, "start_step": start_step,
+                "start_wall": start_wall, "start_value": start_value})
+
+    def _above_pretrain(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, smooth: np.ndarray,
+                        pretrain: float, levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
+        """The smoothed training loss at >= ``pretrain_factor`` x the validation loss evaluated before
+        training (the untrained model's) for ``first_patience`` points: warning, dated at the first.
+        Needed when the first logged training point is a mean that already holds the blow-up (HF logs
+        the mean of 50 steps: s0596_lr_too_high, AdamW at lr 0.84, logs 32.2 first against 3.35
+        untrained), so ``far_above_first`` has no untrained level. Sampled development runs with such
+        an evaluation (33): without divergence the smoothed loss stays at <= 1.44x it for 3 points
+        (healthy runs <= 1.00x); s0596 6.8x."""
+        if not smooth.size or not pretrain > 0:
+            return
+        cond = smooth >= self.p["pretrain_factor"] * pretrain
+        streak = Streak.from_json(st["pre_far"])
+        carried = (streak.start_step, streak.start_wall, streak.start_value)
+        run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], s.value[fidx])
+        st["pre_far"] = streak.to_json()
+        for j in np.flatnonzero(run_len >= self.p["first_patience"]):
+            k = int(start[j])
+            start_step, start_wall, start_value = carried if k < 0 else (
+                int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(s.value[fidx[k]]))
+            _mark(levels, info, int(fidx[j]), WARNING, {
+                "condition": "above_pretrain", "pretrain": pretrain, "smoothed": float(smooth[j]),
+                "start_step": start_step, "start_wall": start_wall, "start_value": start_value})
+
     def _noise(self, st: dict[str, Any], hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
         """Point-to-point noise σ before each value: robust σ of first differences / √2.
 
@@ -479,6 +595,71 @@ class Divergence(BaseRule):
                 "condition": "blowup", "best": float(best_prev[j]), "smoothed": float(sm[j]),
                 "start_step": start_step, "start_wall": start_wall, "start_value": start_value})
 
+    def _undone(
+        self,
+        st: dict[str, Any],
+        s: ScalarSeries,
+        fidx: np.ndarray,
+        fv: np.ndarray,
+        hist: np.ndarray,
+        first: float,
+        noise: np.ndarray,
+        levels: np.ndarray,
+        info: dict[int, dict[str, Any]],
+    ) -> None:
+        """Warning when training undid its progress: the loss is back at its untrained level.
+
+        Untrained level: max(first value, median of the first ``smooth_window`` values) (one small
+        batch can start low: s0056_rnn_gain's first batch read 0.46, its next eight 0.67-0.91).
+        Level: median of the last ``undone_window`` values; progress = untrained level - best level so
+        far (full windows only). It counts once it is ``undone_progress`` of the untrained level and
+        ``undone_noise_sigma`` standard errors of that median (1.2533 x point noise / sqrt(window)),
+        so the dips of a noisy start are no progress. The condition: level - best >=
+        ``undone_fraction`` x progress for ``undone_patience`` consecutive points, dated at the first.
+
+        Measured on the 400 sampled development runs (the largest undone fraction held for 10
+        points): healthy runs reach at most 0.67 (s0534), overfitting / not-learning runs 0.64;
+        runs that collapsed back to the untrained loss after real progress 1.01-1.61 (lr ramps
+        s0432, s0478, a recurrent net s0056, late divergences). The blow-up condition misses them:
+        it needs a rise of half the first value, which a loss that had made less than half its
+        way down can never show by returning to where it began.
+        """
+        p = self.p
+        if not fv.size or not first > 0:
+            return
+        w_head, w = p["smooth_window"], p["undone_window"]
+        head = st["head"]
+        absolute = st["n"] + np.arange(fv.size)
+        if len(head) < w_head:
+            head = head + fv[: w_head - len(head)].tolist()
+            st["head"] = head
+        heads = np.array([np.median(head[: min(int(a) + 1, w_head)]) for a in absolute[: w_head]] , dtype=float)
+        ref = np.full(fv.size, float(np.median(head)))
+        ref[: heads.size] = heads
+        ref = np.maximum(ref, first)
+        level = trailing_median(hist, fv, w)
+        full = np.where(absolute >= w - 1, level, np.inf)
+        seed = np.inf if st["undone_best"] is None else float(st["undone_best"])
+        best = running_min(seed, np.concatenate([[seed], full[:-1]]))
+        st["undone_best"] = float(min(best[-1], full[-1])) if np.isfinite(min(best[-1], full[-1])) else None
+        progress = ref - best
+        with np.errstate(invalid="ignore"):
+            real = (progress >= p["undone_progress"] * ref) & (
+                progress >= p["undone_noise_sigma"] * 1.2533 * noise / np.sqrt(w))
+            cond = real & (level - best >= p["undone_fraction"] * progress)
+        streak = Streak.from_json(st["undone"])
+        carried = (streak.start_step, streak.start_wall, streak.start_value)
+        run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], s.value[fidx])
+        st["undone"] = streak.to_json()
+        for j in np.flatnonzero(run_len >= p["undone_patience"]):
+            k = int(start[j])
+            start_step, start_wall, start_value = carried if k < 0 else (
+                int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(s.value[fidx[k]]))
+            _mark(levels, info, int(fidx[j]), WARNING, {
+                "condition": "undone", "untrained": float(ref[j]), "best": float(best[j]),
+                "smoothed": float(level[j]), "start_step": start_step, "start_wall": start_wall,
+                "start_value": start_value})
+
     # --- the alert ------------------------------------------------------------------------------
 
     def _alert(self, s: ScalarSeries, i: int, level: int, info: dict[int, dict[str, Any]], spikes: int) -> Alert:
@@ -511,6 +692,25 @@ class Divergence(BaseRule):
                 f"{tag} blew up: its smoothed value rose from its best {fmt_number(evidence['best'])} to "
                 f"{fmt_number(evidence['smoothed'])} and stayed up for {p['blowup_patience']} points since step {step} "
                 f"({advice})"
+            )
+        elif condition == "above_pretrain":
+            message = (
+                f"{tag} has stayed at {fmt_number(p['pretrain_factor'])}x or more the validation loss evaluated before "
+                f"training ({fmt_number(evidence['pretrain'])}, the untrained model's) since step {step} (smoothed: "
+                f"{fmt_number(evidence['smoothed'])}): training made it far worse than untrained ({advice})"
+            )
+        elif condition == "epoch_above_first":
+            message = (
+                f"{tag} has averaged {fmt_number(value / evidence['first'])}x its first epoch "
+                f"({fmt_number(evidence['first'])}, which includes the untrained start) since step {step}, "
+                f"{p['epoch_first_patience']} epochs or more in a row: training made whole epochs worse ({advice})"
+            )
+        elif condition == "undone":
+            message = (
+                f"{tag} is back at its untrained level: its smoothed value (median of {p['undone_window']} points) "
+                f"rose from its best {fmt_number(evidence['best'])} to {fmt_number(evidence['smoothed'])}, near where it "
+                f"began ({fmt_number(evidence['untrained'])}), and stayed there for {p['undone_patience']} points since "
+                f"step {step}: training undid its progress ({advice})"
             )
         elif condition == "epoch_jump":
             message = (

@@ -11,6 +11,48 @@ from tests.analyzers.streams import healthy_loss, scalar_run, warmup_cosine_lr
 
 N = 1000
 
+# Sampled development runs (tests/sampled), their training loss as logged (rounded to 3 digits).
+# s0432_lr_ramp: HF layout, the mean loss every 5 steps (steps 4, 9, ...); an exponential lr ramp
+# (x1.001 per step) takes a 6-layer CNN from 2.30 to ~1.2, then back to chance (2.3) for good.
+S0432_LOSS = [
+    2.303, 2.306, 2.299, 2.298, 2.315, 2.298, 2.306, 2.291, 2.299, 2.312, 2.303, 2.303, 2.297, 2.298, 2.295, 2.304,
+    2.301, 2.291, 2.295, 2.292, 2.286, 2.29, 2.278, 2.29, 2.274, 2.285, 2.279, 2.282, 2.261, 2.282, 2.257, 2.251,
+    2.235, 2.213, 2.212, 2.186, 2.128, 2.101, 1.892, 1.874, 1.53, 1.705, 1.617, 1.297, 1.237, 1.24, 1.245, 1.237,
+    1.016, 1.168, 1.202, 0.738, 1.14, 1.452, 1.489, 1.416, 2.182, 2.404, 2.214, 2.293, 2.177, 2.27, 2.354, 2.332,
+    2.305, 2.342, 2.325, 2.324, 2.364, 2.33, 2.306, 2.334, 2.311, 2.377, 2.382, 2.401, 2.354, 2.347, 2.416]
+# s0056_rnn_gain: per-step loss of a batch-5 recurrent net (binary task, untrained 0.71); its first
+# batch reads 0.46. It gets down to ~0.5, spikes at 45 and settles back at ~0.7 (its first 160 steps).
+S0056_LOSS = [
+    0.457, 0.822, 0.813, 0.865, 0.912, 0.711, 0.728, 0.675, 0.795, 0.509, 0.622, 0.644, 0.8, 0.415, 0.673, 1.638,
+    0.971, 0.736, 0.694, 0.657, 0.672, 0.702, 0.708, 0.743, 0.695, 1.012, 0.368, 0.567, 0.423, 0.808, 0.662, 0.508,
+    0.597, 0.563, 0.478, 0.495, 0.583, 0.472, 1.174, 0.414, 0.387, 0.313, 1.584, 0.102, 1.245, 2.951, 2.068, 1.241,
+    0.493, 0.953, 0.648, 0.654, 0.771, 0.48, 0.571, 0.814, 1.03, 0.714, 0.666, 0.623, 0.691, 0.628, 0.637, 0.647,
+    0.628, 0.751, 0.936, 1.474, 0.713, 0.652, 0.754, 0.893, 0.883, 0.798, 0.806, 0.666, 0.748, 0.826, 0.794, 0.842,
+    0.692, 1.101, 0.8, 0.948, 0.625, 0.611, 0.615, 0.823, 0.806, 0.547, 1.107, 0.863, 0.902, 0.761, 0.903, 0.724,
+    0.649, 0.731, 0.647, 0.934, 0.963, 0.722, 0.723, 0.625, 0.701, 0.647, 0.788, 0.785, 0.72, 0.632, 0.592, 1.039,
+    0.827, 0.77, 0.802, 0.721, 0.739, 0.722, 0.613, 0.751, 0.701, 0.702, 0.683, 0.727, 0.7, 0.572, 0.593, 0.691,
+    0.768, 0.655, 0.586, 0.754, 0.743, 0.59, 0.46, 0.557, 0.694, 0.896, 0.688, 0.608, 0.507, 0.639, 0.671, 0.736,
+    0.869, 0.723, 0.604, 0.722, 1.018, 0.823, 0.897, 0.545, 0.658, 0.681, 0.652, 0.698, 0.687, 0.693, 0.696, 0.613]
+# s0766_healthy, steps 240-320: batch 405 (little noise), corrupted batches at steps 271-272 undo half the
+# progress; the loss comes straight back down (below its recovery level 13 points later).
+S0766_LOSS = [
+    1.974, 1.962, 1.936, 1.924, 1.892, 1.886, 1.839, 1.869, 1.848, 1.802, 1.811, 1.781, 1.731, 1.75, 1.716, 1.725,
+    1.687, 1.634, 1.64, 1.654, 1.683, 1.76, 1.752, 1.701, 1.58, 1.554, 1.516, 1.55, 1.493, 1.373, 1.502, 3.031,
+    4.484, 2.709, 2.31, 2.206, 2.163, 2.041, 2.063, 1.988, 2.017, 1.998, 1.944, 1.995, 1.962, 1.9, 1.894, 2.465,
+    1.988, 1.934, 1.927, 1.902, 1.873, 1.902, 1.852, 1.772, 1.799, 1.768, 1.763, 1.742, 1.671, 1.704, 1.685, 1.729,
+    1.573, 1.642, 1.587, 1.586, 1.567, 1.561, 1.542, 1.487, 1.499, 1.486, 1.455, 1.51, 1.463, 1.395, 1.412, 1.393]
+
+# s0490_lr_ramp (Keras layout, labelled divergence at epoch 32): epoch means of the training loss.
+S0490_EPOCHS = [
+    1.428, 1.364, 1.307, 1.283, 1.284, 1.265, 1.278, 1.277, 1.297, 1.247, 1.22, 1.24, 1.274, 1.257, 1.212, 1.201,
+    1.257, 1.274, 1.248, 1.296, 1.278, 1.306, 1.311, 1.337, 1.355, 1.414, 1.45, 1.518, 1.559, 1.633, 2.072, 1.618,
+    2.101, 5.452, 8.321, 9.325]
+# s0596_lr_too_high (HF layout, labelled divergence at 49): AdamW at lr 0.84 on a transformer; HF evaluates
+# at step 0 (the untrained model: 3.35) and logs the mean loss of every 50 steps, the first already 32.2.
+S0596_EVAL = dict(zip(range(0, 1480, 37), [3.352, 34.583, 29.003, 8.269, 3.542, 3.178, 3.137, 3.137, 3.125, 3.117]))
+S0596_LOSS = dict(zip(range(49, 1500, 50), [32.186, 22.784, 6.802, 3.21, 3.143, 3.128, 3.119, 3.118, 3.091, 3.088,
+                                            3.096, 3.109, 3.11, 3.112, 3.097, 3.099, 3.1, 3.094, 3.07, 3.105]))
+
 
 def run_alerts(columns: dict, n: int = N, kind: str = "divergence") -> list[Alert]:
     engine = Engine()
@@ -180,7 +222,12 @@ def _streams() -> dict[str, tuple[dict, int]]:
             "jump": ({"train/loss": jump}, N), "far": ({"train/loss": far}, 300), "climb": ({"loss": climb}, 400),
             "exploding": ({"train/loss": exploding, "val/loss": {s: 1.0 for s in range(0, 300, 20)}}, 300),
             "spiky": ({"train/loss": _spiky_healthy(), "lr": warmup_cosine_lr(N)}, N),
-            "epochs": ({"train_loss_epoch": epochs}, epochs.size)}
+            "epochs": ({"train_loss_epoch": epochs}, epochs.size),
+            "undone": ({"loss": {4 + 5 * i: v for i, v in enumerate(S0432_LOSS)}}, 400),
+            "undone_noisy": ({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS)),
+            "epochs_far": ({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS)),
+            "pretrain": ({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000),
+            "undoing": ({"train_loss": np.concatenate([2.33 - 0.35 * np.arange(240) / 240, S0766_LOSS])}, 320)}
 
 
 def _erratic_epochs() -> np.ndarray:
@@ -336,3 +383,82 @@ def test_a_resume_keeps_the_runs_first_value() -> None:
     engine = Engine()
     alerts = [a for b in s.batches() for a in engine.feed(b) if a.kind == "divergence"]
     assert [a for a in alerts if a.severity != "info"] == []
+
+
+
+def test_a_loss_back_at_its_untrained_level_after_progress_is_a_warning() -> None:
+    """s0432 (labelled divergence at step 284): halfway down, then back at chance. Neither a blow-up
+    (that needs a rise of half the first value) nor a jump (each point only a little above the last)."""
+    alerts = run_alerts({"loss": {4 + 5 * i: v for i, v in enumerate(S0432_LOSS)}}, 400)
+    warned = [a for a in alerts if a.severity != "info"]
+    assert [(a.severity, a.evidence["condition"]) for a in warned] == [("warning", "undone")]
+    assert 284 <= warned[0].step <= 340 and "back at its untrained level" in warned[0].message
+
+
+def test_a_noisy_small_batch_loss_back_at_its_start_is_a_warning_its_low_first_batch_no_reference() -> None:
+    """s0056 (labelled divergence at step 55): the first batch (0.46) is no untrained level, the median
+    of the first nine points (0.80) is."""
+    alerts = run_alerts({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS))
+    warned = [a for a in alerts if a.severity != "info"]
+    assert [(a.severity, a.evidence["condition"]) for a in warned] == [("warning", "undone")]
+    assert warned[0].step >= 40 and warned[0].evidence["untrained"] == pytest.approx(0.795)
+
+
+def test_noisy_dips_at_the_start_are_no_progress_to_undo() -> None:
+    """A batch-5 loss around 0.75 with sigma 0.3 (as s0148_healthy, s0470_healthy start): a 15-point
+    median dips 20 % by chance; the noise gate keeps it from counting as progress."""
+    rng = np.random.default_rng(5)
+    n = 600
+    level = np.where(np.arange(n) < 150, 0.75, 0.75 * np.exp(-(np.arange(n) - 150) / 200))
+    loss = np.abs(level + 0.3 * rng.standard_normal(n)) + 0.01
+    assert [a for a in run_alerts({"train/loss": loss}, n) if a.severity != "info"] == []
+
+
+def test_a_jump_that_comes_straight_back_down_is_a_note_one_that_stays_a_warning() -> None:
+    """s0766_healthy (a false warning before): after the corrupted batches the loss falls at every point
+    or so, and gets back below its recovery level 13 points later: judged once it is down."""
+    head = 2.33 - 0.35 * np.arange(240) / 240  # its smooth descent to 1.98 at step 240
+    loss = np.concatenate([head, S0766_LOSS])
+    alerts = run_alerts({"train_loss": loss}, loss.size)
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in alerts] == [(272, "info", "spike")]
+    assert (alerts[0].evidence["noticed_step"], alerts[0].evidence["recovered_after"]) == (285, 13)
+    stays = loss.copy()
+    stays[273:] = stays[272] * np.exp(0.02 * np.random.default_rng(0).standard_normal(stays.size - 273))
+    warned = [a for a in run_alerts({"train_loss": stays}, stays.size) if a.severity != "info"]
+    assert warned and (warned[0].step, warned[0].evidence["condition"]) == (272, "jump")
+
+
+def test_an_epoch_level_loss_at_twice_its_first_epoch_two_epochs_running_is_a_warning() -> None:
+    """s0490: 1.43 -> 1.2, then 2.1, 5.45, 8.3 in the last epochs: 20 points of patience would be 20
+    epochs, and no single epoch rose 10x. A rise under 2x (its epochs 30-33) stays silent."""
+    alerts = run_alerts({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS))
+    warned = [a for a in alerts if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned][:1] == [(33, "warning", "epoch_above_first")]
+    assert "its first epoch" in warned[0].message
+    assert run_alerts({"train_loss_epoch": np.array(S0490_EPOCHS[:33])}, 33) == []
+
+
+def test_a_loss_far_above_the_evaluation_before_training_is_a_warning() -> None:
+    """s0596: the first logged loss (32.2, a 50-step mean) already holds the blow-up, so it is no
+    untrained level; the evaluation at step 0 (3.35) is."""
+    alerts = run_alerts({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000)
+    warned = [a for a in alerts if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(49, "warning", "above_pretrain")]
+    assert warned[0].evidence["pretrain"] == 3.352 and "evaluated before training" in warned[0].message
+    # An evaluation that came after the training loss began is no untrained level.
+    late = {k + 50: v for k, v in S0596_EVAL.items()}
+    assert [a for a in run_alerts({"eval_loss": late, "loss": S0596_LOSS}, 1000) if a.severity != "info"] == []
+    # Healthy: the first mean is below the untrained evaluation, and the loss falls.
+    healthy = {k: 3.0 * np.exp(-k / 400) + 0.2 for k in S0596_LOSS}
+    assert [a for a in run_alerts({"eval_loss": S0596_EVAL, "loss": healthy}, 1000) if a.severity != "info"] == []
+
+
+def test_recovering_spikes_that_undo_under_80_percent_of_the_progress_do_not_count_as_recurring() -> None:
+    """s0578_healthy (a false warning before): a GRU at batch 14, loss ~0.04 with a heavy tail, ten
+    batches at 0.4-0.7 (first value 0.75) within 50 points at its end; each back down at once."""
+    rng = np.random.default_rng(7)
+    loss = 0.75 * np.exp(-np.arange(N) / 60) + 0.04 * rng.exponential(1.0, N)
+    loss[0] = 0.75
+    loss[list(range(900, 950, 5))] = np.linspace(0.4, 0.7, 10)
+    alerts = run_alerts({"train/loss": loss})
+    assert alerts and {a.severity for a in alerts} == {"info"}
