@@ -27,9 +27,10 @@ from tests.scenarios.scoring import FIXED_KINDS
 ISSUE_FLOORS = {"recall": 0.97, "warned_healthy": 0, "median_delay": 0.02}
 # Measured on this sample without the shim-written runs that dropped records (7 of 50), in two builds on
 # the same machine (one-shot and live alike): divergence 3/3, overfitting 9/9 and 8/8, vanishing 3/3 and
-# 2/2, exploding 3/4; 1 of 15 healthy runs warned; median delay 0.0 % for every kind.
+# 2/2, exploding 3/4; median delay 0.0 % for every kind. Healthy runs warned: 1 of 15 before the rule
+# fixes found on the extended development part, 0 of 15 since (the issue's floor, kept from now on).
 RECALL_RATCHET = {"divergence": 1.0, "overfitting": 1.0, "vanishing_gradients": 1.0, "exploding_gradients": 0.75}
-WARNED_HEALTHY_RATCHET = 1
+WARNED_HEALTHY_RATCHET = 0
 CACHE = CI_CACHE
 
 pytestmark = pytest.mark.slow
