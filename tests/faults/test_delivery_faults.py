@@ -84,6 +84,10 @@ def following(path: Path) -> bool:
     return any(r.get("type") == "status" and r["message"].startswith("following") for r in json_lines(path))
 
 
+def _following_lines(path: Path) -> int:
+    return sum(r.get("type") == "status" and r["message"].startswith("following") for r in json_lines(path))
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGINT)
     return proc.wait(WAIT)
@@ -154,8 +158,12 @@ def test_sigkill_loop_loses_no_alert_and_leaves_no_temp_files(
             watcher.wait()
     finally:
         writer.close()
+    started_before = _following_lines(out)
     last = start_watch(*args, stderr=tmp_path / "err")
     procs.append(last)
+    # the killed watchers may have delivered everything already: Ctrl-C only once this one is following
+    # (a SIGINT while Python is still starting kills it before tbmon can handle it)
+    wait_until(lambda: _following_lines(out) > started_before, what="the last watcher following")
     wait_until(lambda: set(alert_runs(out)) >= set(runs) and set(alert_runs(got)) >= set(runs), what="every alert")
     assert stop(last) == 1
     assert set(alert_runs(out)) == set(runs) and set(alert_runs(got)) == set(runs)  # 0 lost
