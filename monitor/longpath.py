@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _PIECE_BYTES = 2048  # well under PATH_MAX; a component is at most NAME_MAX (255) bytes
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -20,30 +23,25 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXE
 
 def open_path(path: str | os.PathLike[str], flags: int) -> int:
     """``os.open(path, flags)``, also for a path longer than PATH_MAX."""
-    try:
-        return os.open(path, flags)
-    except OSError as exc:
-        if exc.errno != errno.ENAMETOOLONG:
-            raise
-    parent, name = _split(os.fspath(path))
-    dir_fd = _open_dir(parent)
-    try:
-        return os.open(name, flags, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
+    return _in_pieces(path, lambda where, **at: os.open(where, flags, **at))
 
 
 def stat_path(path: str | os.PathLike[str]) -> os.stat_result:
     """``os.stat(path)`` (following symlinks), also for a path longer than PATH_MAX."""
+    return _in_pieces(path, os.stat)
+
+
+def _in_pieces(path: str | os.PathLike[str], call: Callable[..., T]) -> T:
+    """``call(path)``; on ENAMETOOLONG, ``call(name, dir_fd=...)`` relative to its parent opened in pieces."""
     try:
-        return os.stat(path)
+        return call(path)
     except OSError as exc:
         if exc.errno != errno.ENAMETOOLONG:
             raise
     parent, name = _split(os.fspath(path))
     dir_fd = _open_dir(parent)
     try:
-        return os.stat(name, dir_fd=dir_fd)
+        return call(name, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
 
