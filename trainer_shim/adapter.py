@@ -155,3 +155,44 @@ class CallbackCore:
         if self.shim is not None:
             self.shim.close()
             self.policy.report_pending(self.logdir)
+
+
+class TbmonCallbackBase:
+    """The constructor and ``alerts`` shared by the Lightning and Hugging Face callbacks.
+
+    ``severity`` is the least severe alert the policy acts on; ``hist_every``, ``norms_every``,
+    ``scalars_every`` and ``log_weights`` are the shim's (defaults: 100, 10, 1, True);
+    ``guard=False`` only logs; ``guard_config`` replaces the ``[tool.tbmon]`` configuration.
+    """
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        *,
+        on_alert: str = "warn",
+        severity: str = "critical",
+        hist_every: int = 100,
+        norms_every: int = 10,
+        scalars_every: int = 1,
+        log_weights: bool = True,
+        guard: bool = True,
+        guard_config: AnalyzerConfig | None = None,
+    ) -> None:
+        self.core = CallbackCore(
+            logdir,
+            on_alert=on_alert,
+            severity=severity,
+            guard=guard,
+            guard_config=guard_config,
+            shim_options={
+                "hist_every": hist_every,
+                "norms_every": norms_every,
+                "scalars_every": scalars_every,
+                "log_weights": log_weights,
+            },
+        )
+
+    @property
+    def alerts(self) -> list[Any]:
+        """The guard's alerts so far (empty on processes that do not write)."""
+        return self.core.shim.alerts if self.core.shim is not None else []

@@ -29,52 +29,19 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from tbmon.analyzers import AnalyzerConfig
-from tbmon.trainer_shim.adapter import CallbackCore, find_val_loss
+from tbmon.trainer_shim.adapter import TbmonCallbackBase, find_val_loss
 
 
-class TbmonCallback(TrainerCallback):
+class TbmonCallback(TbmonCallbackBase, TrainerCallback):
     """Logs what tbmon needs from a Hugging Face run and guards it (``on_alert``: warn, stop, checkpoint_and_stop).
 
-    ``severity`` is the least severe alert the policy acts on; ``hist_every``, ``norms_every``,
-    ``scalars_every`` and ``log_weights`` are the shim's (defaults: 100, 10, 1, True);
-    ``guard=False`` only logs; ``guard_config`` replaces the ``[tool.tbmon]`` configuration.
+    Options: see ``TbmonCallbackBase``.
     """
 
-    def __init__(
-        self,
-        logdir: str | os.PathLike[str],
-        *,
-        on_alert: str = "warn",
-        severity: str = "critical",
-        hist_every: int = 100,
-        norms_every: int = 10,
-        scalars_every: int = 1,
-        log_weights: bool = True,
-        guard: bool = True,
-        guard_config: AnalyzerConfig | None = None,
-    ) -> None:
-        self.core = CallbackCore(
-            logdir,
-            on_alert=on_alert,
-            severity=severity,
-            guard=guard,
-            guard_config=guard_config,
-            shim_options={
-                "hist_every": hist_every,
-                "norms_every": norms_every,
-                "scalars_every": scalars_every,
-                "log_weights": log_weights,
-            },
-        )
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
-        self._summed = False  # this step's micro-batch losses add up (num_items_in_batch) or average
-        self._model_gave_loss = False
-
-    @property
-    def alerts(self) -> list[Any]:
-        """The guard's alerts so far (empty on processes that do not write)."""
-        return self.core.shim.alerts if self.core.shim is not None else []
+    # per-run state, set by the hooks (class defaults so the shared constructor needs no override)
+    _hook: torch.utils.hooks.RemovableHandle | None = None
+    _summed = False  # this step's micro-batch losses add up (num_items_in_batch) or average
+    _model_gave_loss = False
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

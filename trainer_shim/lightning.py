@@ -18,61 +18,26 @@ does, so all ranks stop together.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from tbmon.analyzers import AnalyzerConfig
-from tbmon.trainer_shim.adapter import CallbackCore, find_val_loss
+from tbmon.trainer_shim.adapter import TbmonCallbackBase, find_val_loss
 from tbmon.trainer_shim.policy import checkpoint_path
 
 # Strategies whose parameters hold only this rank's shard of each gradient.
 _SHARDED = ("FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy")
 
 
-class TbmonCallback(Callback):
+class TbmonCallback(TbmonCallbackBase, Callback):
     """Logs what tbmon needs from a Lightning run and guards it (``on_alert``: warn, stop, checkpoint_and_stop).
 
-    ``severity`` is the least severe alert the policy acts on; ``hist_every``, ``norms_every``,
-    ``scalars_every`` and ``log_weights`` are the shim's (defaults: 100, 10, 1, True);
-    ``guard=False`` only logs; ``guard_config`` replaces the ``[tool.tbmon]`` configuration.
+    Options: see ``TbmonCallbackBase``.
     """
 
-    def __init__(
-        self,
-        logdir: str | os.PathLike[str],
-        *,
-        on_alert: str = "warn",
-        severity: str = "critical",
-        hist_every: int = 100,
-        norms_every: int = 10,
-        scalars_every: int = 1,
-        log_weights: bool = True,
-        guard: bool = True,
-        guard_config: AnalyzerConfig | None = None,
-    ) -> None:
-        self.core = CallbackCore(
-            logdir,
-            on_alert=on_alert,
-            severity=severity,
-            guard=guard,
-            guard_config=guard_config,
-            shim_options={
-                "hist_every": hist_every,
-                "norms_every": norms_every,
-                "scalars_every": scalars_every,
-                "log_weights": log_weights,
-            },
-        )
-        self._seen_step = 0
-
-    @property
-    def alerts(self) -> list[Any]:
-        """The guard's alerts so far (empty on ranks that do not write)."""
-        return self.core.shim.alerts if self.core.shim is not None else []
+    _seen_step = 0  # the last optimizer step logged (a class default: the shared constructor sets no state)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
