@@ -19,6 +19,16 @@
   const tick = v => v == null ? ''  // axis labels: short enough for the axis at any magnitude
     : (v !== 0 && (Math.abs(v) >= 1e5 || Math.abs(v) < 1e-3)) ? v.toExponential(1).replace('.0e', 'e') : String(+v.toPrecision(3));
 
+  function nearest(u, si, i) {
+    // Curves logged at different steps share one x: hover shows each curve's closest point.
+    const ys = u.data[si];
+    for (let d = 0; d < ys.length; d++) {
+      if (i - d >= 0 && ys[i - d] != null) return i - d;
+      if (i + d < ys.length && ys[i + d] != null) return i + d;
+    }
+    return i;
+  }
+
   function entry(legend, colour, dashed, name, onClick) {
     const item = el('button', 'entry');
     item.type = 'button';
@@ -40,7 +50,7 @@
     // One marker per (step, kind) of alert, one per step with a NaN/Inf point.
     const out = new Map();
     for (const a of spec.alerts) {
-      const key = a.step + ' ' + a.kind, line = `step ${a.step} · ${a.severity} · ${a.run}: ${a.text}`;
+      const key = a.step + ' ' + a.kind, line = `step ${a.step} · ${a.severity} ${a.kind} · ${a.run}: ${a.text}`;
       const m = out.get(key);
       if (m) m.title += '\n' + line;
       else out.set(key, {step: a.step, label: a.kind, cls: a.severity, colour: SEVERITY[a.severity] || '#7f7f7f', title: line});
@@ -102,7 +112,7 @@
     }
     const opts = {
       width: Math.max(box.clientWidth, 320), height: 280, legend: {show: false},
-      cursor: {drag: {x: true, y: false}, sync: {key: spec.group}},
+      cursor: {drag: {x: true, y: false}, sync: {key: spec.group}, dataIdx: nearest},
       scales: {x: {time: false}, y: spec.log ? {distr: 3} : {}},
       axes: [{label: 'step'}, {size: 64, values: (u, vals) => vals.map(tick)}],
       series,
@@ -137,7 +147,10 @@
         u.setSeries(i + 1, {show: !u.series[i + 1].show});
         return u.series[i + 1].show;
       });
-      values.push([value, idx => s.role === 'dead' ? (spec.series[i].y[idx] == null ? '—' : '0') : number(s.y[idx])]);
+      values.push([value, idxs => {
+        const y = s.y[idxs[i + 1]];
+        return s.role === 'dead' && y != null ? '0' : number(y);
+      }]);
     });
     const others = spec.series.map((s, i) => i).filter(i => spec.series[i].role === 'other');
     if (others.length) {
@@ -146,15 +159,15 @@
         others.forEach(i => u.setSeries(i + 1, {show}));
         return show;
       });
-      values.push([value, idx => {
-        const ys = others.map(i => spec.series[i].y[idx]).filter(v => v != null);
+      values.push([value, idxs => {
+        const ys = others.map(i => spec.series[i].y[idxs[i + 1]]).filter(v => v != null);
         return ys.length ? `${number(Math.min(...ys))} – ${number(Math.max(...ys))}` : '—';
       }]);
     }
     function showValues(u) {
       const idx = u.cursor.idx;
       step.textContent = idx == null ? 'step —' : `step ${u.data[0][idx]}`;
-      for (const [node, text] of values) node.textContent = idx == null ? '—' : text(idx);
+      for (const [node, text] of values) node.textContent = idx == null ? '—' : text(u.cursor.idxs);
     }
     placeMarkers(u, lane, items);
     box.dataset.ready = 'true';
