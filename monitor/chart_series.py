@@ -61,13 +61,16 @@ def is_dead(values: np.ndarray) -> bool:
     return bool(finite.size) and not finite.any()
 
 
-def split_legend(curves: Sequence[Curve], limit: int = LEGEND_LAYERS) -> Legend:
-    """Dead curves always named; of the live ones the ``limit`` with the highest peak, the rest "others".
+def split_legend(curves: Sequence[Curve], limit: int = LEGEND_LAYERS, *, by_peak: bool = True) -> Legend:
+    """Dead curves always named; of the live ones the first ``limit`` (by highest peak, or in the
+    given order: losses, runs), the rest "others".
 
     "Others" never holds a single curve: naming it costs the same legend line.
     """
     dead = tuple(c for c in curves if is_dead(c[2]))
-    live = sorted((c for c in curves if not is_dead(c[2])), key=_peak, reverse=True)
+    live = [c for c in curves if not is_dead(c[2])]
+    if by_peak:
+        live.sort(key=_peak, reverse=True)
     if len(live) <= limit + 1:
         return Legend(tuple(live), dead, ())
     return Legend(tuple(live[:limit]), dead, tuple(live[limit:]))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.monitor.chart_series import gradient_panel, split_legend, zero_floor
+from tbmon.monitor.chart_series import LEGEND_LAYERS, gradient_panel, split_legend, zero_floor
 from tbmon.monitor.run_labels import common_prefix
 from tbmon.monitor.sanitize import json_ready, visible
 from tbmon.monitor.summary import Curve, LogdirReport, RunSummary, log_scale_fits, loss_series
@@ -29,6 +29,7 @@ CELLS = 24_000
 """Numbers per chart at most (steps × curves): about 150 kB of JSON, like the PNG it replaces."""
 MIN_STEPS = 300  # even a chart of a hundred layers keeps this many steps
 SIGNIFICANT = 5  # digits written per value: the hover shows 4
+LEGEND_RUNS = 12  # runs named in the overlay's legend; the rest share one "others" entry
 
 
 def run_charts(report: LogdirReport, run: RunSummary) -> dict[str, Any] | None:
@@ -37,7 +38,7 @@ def run_charts(report: LogdirReport, run: RunSummary) -> dict[str, Any] | None:
     charts = []
     losses = loss_series(report, run)
     if losses:
-        charts.append(chart("loss", losses, alerts, unit="curves", rank_by_peak=False))
+        charts.append(chart("loss", losses, alerts, unit="curves", by_peak=False))
     gradients = gradient_panel(report, run)
     if gradients is not None:
         charts.append(chart(gradients.title, gradients.curves, alerts, unit="layers"))
@@ -47,29 +48,38 @@ def run_charts(report: LogdirReport, run: RunSummary) -> dict[str, Any] | None:
     return {"charts": charts, "train_loss": train}  # full curve, for the logdir's overlay (never written as is)
 
 
-def overlay_chart(report: LogdirReport, drawn: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """Every drawn run's training loss on one chart, named without the directories all runs share."""
-    runs = [r for r in report.runs if drawn.get(r.run, {}).get("train_loss") is not None]
+def overlay_chart(
+    report: LogdirReport, runs: Sequence[RunSummary], drawn: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Every drawn run's training loss on one chart, named without the directories all runs share;
+    the legend names the first :data:`LEGEND_RUNS` of ``runs`` (the caller's order: worst first)."""
+    runs = [r for r in runs if drawn.get(r.run, {}).get("train_loss") is not None]
     if len(runs) < 2:
         return None
     prefix = common_prefix([r.run for r in runs])
     curves = [(r.run.removeprefix(prefix), *drawn[r.run]["train_loss"]) for r in runs]
     alerts = [a for a in report.alerts if any(a.run in (r.run, r.experiment_dir) for r in runs)]
     title = "training loss of every run" + (f" (under {prefix})" if prefix else "")
-    spec = chart(title, curves, alerts, unit="runs", rank_by_peak=False)
+    spec = chart(title, curves, alerts, unit="runs", by_peak=False, legend_limit=LEGEND_RUNS)
     spec["overlay"] = True
     return spec
 
 
 def chart(
-    title: str, curves: Sequence[Curve], alerts: Sequence[Alert], *, unit: str, rank_by_peak: bool = True
+    title: str,
+    curves: Sequence[Curve],
+    alerts: Sequence[Alert],
+    *,
+    unit: str,
+    by_peak: bool = True,
+    legend_limit: int = LEGEND_LAYERS,
 ) -> dict[str, Any]:
-    """One chart's spec. ``rank_by_peak`` False keeps the curves' order for the legend (runs, not layers)."""
-    legend = split_legend(curves) if rank_by_peak else split_legend(curves, limit=len(curves))
+    """One chart's spec; the legend as :func:`chart_series.split_legend` splits it (``unit``: what "others" counts)."""
+    legend = split_legend(curves, legend_limit, by_peak=by_peak)
     ordered = [*legend.named, *legend.dead, *legend.others]
     roles = ["named"] * len(legend.named) + ["dead"] * len(legend.dead) + ["other"] * len(legend.others)
     log = bool(log_scale_fits(np.concatenate([v for _, _, v in curves])))
-    floor = zero_floor(curves) if log else 0.0
+    floor = float(f"{zero_floor(curves):.{SIGNIFICANT}g}") if log else 0.0  # as written for the curves
     every = np.unique(np.concatenate([s for _, s, _ in curves]))
     steps = _thinned_steps(every, [*legend.named, *legend.dead], CELLS // len(curves))
     series = []

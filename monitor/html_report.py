@@ -143,7 +143,7 @@ def _logdir_section(report: LogdirReport, charts: ChartsFn | None, max_figures: 
         out.append(f"<p class='meta'>Charts for {len(drawn)} of {len(report.runs)} runs (only runs with alerts, "
                    "worst first); <code>--max-plots N</code> raises the cap, "
                    "<code>--plots DIR</code> draws every run as PNG.</p>")
-    overlay = overlay_chart(report, data)
+    overlay = overlay_chart(report, runs, data)
     if overlay is not None:
         out.append("<h3>All runs compared</h3>")
         out.append(_chart_box({**overlay, "group": f"overlay{len(specs)}"}, specs, f"training loss of every run in {report.logdir}"))

@@ -122,7 +122,7 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
     alerts = [a for a in report.alerts if a.run in (run.run, run.experiment_dir)]
     index = 0
     if losses:
-        _draw_lines(axes[index], losses, ylabel="loss")
+        _draw_lines(axes[index], losses, ylabel="loss", by_peak=False)
         axes[index].set_title(f"{title} — loss", loc="left", fontsize=10)
         index += 1
     if gradients is not None:
@@ -147,11 +147,11 @@ def _figure(figure_class: type[Figure], panels: int, *, title_lines: int) -> Fig
     return figure
 
 
-def _draw_lines(ax: Axes, series: list[Curve], *, ylabel: str) -> None:
+def _draw_lines(ax: Axes, series: list[Curve], *, ylabel: str, by_peak: bool = True) -> None:
     """The named curves in colour, dead ones dashed black (at a floor on a log axis), the others thin grey."""
     import matplotlib as mpl
 
-    legend = split_legend(series)
+    legend = split_legend(series, by_peak=by_peak)
     log = log_scale_fits(np.concatenate([values for _, _, values in series]))
     floor = zero_floor(series) if log else 0.0
     colours = mpl.colormaps["tab10"]
