@@ -120,9 +120,10 @@ def _thinned_steps(every: np.ndarray, kept_curves: Sequence[Curve], budget: int)
         finite = np.isfinite(values)
         steps, values = steps[finite], values[finite]
         bucket = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, intervals - 1)
-        for b in np.unique(bucket):
-            inside = np.flatnonzero(bucket == b)
-            picks.append(steps[inside[[np.argmin(values[inside]), np.argmax(values[inside])]]])
+        order = np.lexsort((values, bucket))  # by interval, then value: each run's ends are its min and max
+        first = np.flatnonzero(np.r_[True, bucket[order][1:] != bucket[order][:-1]])
+        last = np.r_[first[1:], order.size] - 1
+        picks += [steps[order[first]], steps[order[last]]]
     return np.unique(np.concatenate(picks))
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.alerts import Alert, severity_rank
 from tbmon.monitor.chart_series import gradient_panel, split_legend, zero_floor
 from tbmon.monitor.sanitize import file_name, plot_text, visible
 from tbmon.monitor.summary import Curve, LogdirReport, RunSummary, log_scale_fits, loss_series
@@ -123,11 +123,11 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
     index = 0
     if losses:
         _draw_lines(axes[index], losses, ylabel="loss", by_peak=False)
-        axes[index].set_title(f"{title} — loss", loc="left", fontsize=10)
+        axes[index].set_title(f"{title} — loss", loc="left", fontsize=10, pad=16)
         index += 1
     if gradients is not None:
         _draw_lines(axes[index], list(gradients.curves), ylabel="gradient norm / RMS")
-        axes[index].set_title(gradients.title, loc="left", fontsize=10)
+        axes[index].set_title(gradients.title, loc="left", fontsize=10, pad=16)
     for position, ax in enumerate(axes):
         _mark_alerts(ax, alerts, label=position == 0)
     axes[-1].set_xlabel("step")
@@ -138,7 +138,7 @@ def run_figure(report: LogdirReport, run: RunSummary) -> Figure | None:
 def _figure(figure_class: type[Figure], panels: int, *, title_lines: int) -> Figure:
     """Fixed margins in inches: matplotlib's constrained layout doubled the time per figure."""
     panel, left, right, bottom, gap = 3.2, 0.85, 0.2, 0.55, 0.6
-    top = 0.15 + 0.2 * title_lines
+    top = 0.35 + 0.2 * title_lines  # 0.2 in of it for the alert labels above the top panel
     height = panels * panel + (panels - 1) * gap + top + bottom
     figure = figure_class(figsize=(9, height))
     figure.subplots_adjust(
@@ -196,19 +196,30 @@ def _legend_label(tag: str) -> str:
 
 
 def _mark_alerts(ax: Axes, alerts: list[Alert], *, label: bool) -> None:
-    """A vertical line per distinct (step, kind); the top panel also names the kind."""
-    seen: set[tuple[int, str]] = set()
+    """A dashed line under the curves per distinct (step, kind); the top panel also names the kind
+    in a strip above its plot area (ticks of a top axis), so no label covers a curve. Labels of one
+    kind closer than 8 % of the axis share one, in the colour of the worst of them."""
+    seen: dict[tuple[int, str], str] = {}
     for alert in alerts:
-        if (alert.step, alert.kind) in seen:
-            continue
-        seen.add((alert.step, alert.kind))
-        colour = SEVERITY_COLOURS.get(alert.severity, "#7f7f7f")
-        ax.axvline(alert.step, color=colour, linestyle="--", linewidth=1.1, alpha=0.8)
-        if label:
-            ax.text(
-                alert.step, 0.5, f" {alert.kind} ({alert.severity})", rotation=90, fontsize=8, color=colour,
-                transform=ax.get_xaxis_transform(), va="center", ha="right",
-            )  # fmt: skip
+        if (alert.step, alert.kind) not in seen:
+            seen[(alert.step, alert.kind)] = alert.severity
+            colour = SEVERITY_COLOURS.get(alert.severity, "#7f7f7f")
+            ax.axvline(alert.step, color=colour, linestyle="--", linewidth=1.1, alpha=0.6, zorder=0)
+    if not (label and seen):
+        return
+    low, high = ax.get_xlim()
+    named: dict[tuple[int, str], str] = {}
+    for (step, kind), severity in sorted(seen.items()):
+        first = next(((s, k) for s, k in named if k == kind and step - s < (high - low) * 0.08), None)
+        if first is None:
+            named[(step, kind)] = severity
+        elif severity_rank(severity) > severity_rank(named[first]):
+            named[first] = severity
+    lane = ax.secondary_xaxis("top")
+    lane.set_xticks([step for step, _ in named], labels=[plot_text(kind) for _, kind in named], fontsize=7)
+    for text, severity in zip(lane.get_xticklabels(), named.values(), strict=True):
+        text.set_color(SEVERITY_COLOURS.get(severity, "#7f7f7f"))
+    lane.tick_params(length=3, pad=1)
 
 
 def _logdir_dirs(reports: Sequence[LogdirReport]) -> Iterator[str]:

@@ -65,6 +65,22 @@ def test_png_of_a_total_norm_only_run_says_so(report: LogdirReport) -> None:
     assert figure.axes[1].get_title(loc="left") == TOTAL_NORM_TITLE
 
 
+def test_png_alert_labels_sit_above_the_plot_area(report: LogdirReport) -> None:
+    from matplotlib.colors import to_hex
+
+    from tbmon.monitor.plots import SEVERITY_COLOURS
+
+    figure = run_figure(report, _run(report, DIVERGING))
+    loss = figure.axes[0]
+    (lane,) = loss.child_axes
+    figure.draw_without_rendering()
+    labels = [t for t in lane.get_xticklabels() if t.get_text()]
+    assert [t.get_text() for t in labels] == ["divergence"]  # a warning and a critical one 16 steps apart: one label
+    assert to_hex(labels[0].get_color()) == SEVERITY_COLOURS["critical"]  # in the worse one's colour
+    plot_top = loss.get_window_extent().y1
+    assert all(t.get_window_extent().y0 >= plot_top for t in labels)  # above the curves, not on them
+
+
 def test_chart_data_matches_the_png_legend(report: LogdirReport) -> None:
     charts = run_charts(report, _run(report, HEALTHY))["charts"]
     loss, gradients = charts
@@ -94,12 +110,12 @@ def test_long_series_are_thinned_but_keep_their_spike() -> None:
 
 
 def test_html_says_when_a_chart_is_thinned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    EventWriters().scalars(tmp_path / "long", {"train/loss": list(np.linspace(2.0, 0.1, 60_000))})
+    EventWriters().scalars(tmp_path / "long", {"train/loss": list(np.linspace(2.0, 0.1, 30_000))})
     target = tmp_path / "report.html"
     assert main(["report", str(tmp_path), "-o", str(target)]) == 0
     text = target.read_text(encoding="utf-8")
-    shown = re.search(r"Showing ([\d,]+) of 60,000 logged steps", text)
-    assert shown and int(shown.group(1).replace(",", "")) < 60_000
+    shown = re.search(r"Showing ([\d,]+) of 30,000 logged steps", text)
+    assert shown and int(shown.group(1).replace(",", "")) < 30_000
     assert target.stat().st_size < 1_000_000
 
 
