@@ -14,6 +14,9 @@
     if (text != null) e.textContent = text;
     return e;
   };
+  const decade = v => v > 0 && Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9;
+  // A log axis spanning decades keeps only their lines: nine per decade read as grey bands.
+  const decades = (u, splits) => splits.filter(decade).length >= 2 ? splits.map(v => decade(v) ? v : null) : splits;
   const number = v => v == null ? '—'
     : (v !== 0 && (Math.abs(v) >= 1e5 || Math.abs(v) < 1e-3)) ? v.toExponential(3) : String(+v.toPrecision(4));
   const tick = v => v == null ? ''  // axis labels: short enough for the axis at any magnitude
@@ -114,7 +117,9 @@
       width: Math.max(box.clientWidth, 320), height: 280, legend: {show: false},
       cursor: {drag: {x: true, y: false}, sync: {key: spec.group}, dataIdx: nearest},
       scales: {x: {time: false}, y: spec.log ? {distr: 3} : {}},
-      axes: [{label: 'step'}, {size: 64, values: (u, vals) => vals.map(tick)}],
+      axes: [{label: 'step'}, spec.log
+        ? {size: 64, values: (u, vals) => vals.map(tick), filter: decades, grid: {filter: decades}, ticks: {filter: decades}}
+        : {size: 64, values: (u, vals) => vals.map(tick)}],
       series,
       hooks: {
         drawClear: [u => {  // alert steps as faint dashed lines, drawn before (under) the curves

@@ -82,15 +82,13 @@ def screenshot(target: Path) -> None:
         render_report(Path(tmp) / "logs", html)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1200, "height": 1500})
+            page = browser.new_page(viewport={"width": 1200, "height": 1450})
             page.goto(html.as_uri())
             page.wait_for_selector(".chart[data-ready]")
-            overlay = page.locator(".chart").first
-            overlay.scroll_into_view_if_needed()
-            box = overlay.locator(".u-over").bounding_box()
+            heading = page.locator("h3", has_text="All runs compared")
+            heading.evaluate("h => window.scrollTo(0, h.getBoundingClientRect().top + window.scrollY - 12)")
+            box = page.locator(".chart").nth(2).locator(".u-over").bounding_box()  # the diverging run's gradients
             page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
-            page.locator("h3", has_text="All runs compared").scroll_into_view_if_needed()
-            page.evaluate("window.scrollBy(0, -40)")
             page.screenshot(path=str(target))
             browser.close()
 
