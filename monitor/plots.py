@@ -1,4 +1,4 @@
-"""PNG curves per run for `tbmon report --plots DIR` and the HTML report (matplotlib, Agg).
+"""PNG curves per run for `tbmon report --plots DIR` (matplotlib, Agg; the HTML report draws interactive charts instead).
 
 One figure per run: the losses on top (training and validation, log-scale when they span
 more than a decade) and, when the run logs any, gradient health below (per-layer gradient
