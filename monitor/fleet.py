@@ -114,7 +114,8 @@ def report_part(
 def draw_part(
     part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozenset[str], make: Drawing
 ) -> list[tuple[str, Any]]:
-    """``make``'s figure (a PNG, chart data) of each of the part's ``runs`` that has something to plot (runs in a worker)."""
+    """``make``'s figure (a PNG, chart data) of each of the part's ``runs`` that has something to
+    plot (runs in a worker)."""
     report = _part_report(part, config, check_crc)
     return [(r.run, got) for r in report.runs if r.run in runs and (got := make(report, r)) is not None]
 

@@ -29,6 +29,8 @@ CELLS = 24_000
 """Numbers per chart at most (steps × curves): about 150 kB of JSON, like the PNG it replaces."""
 MIN_STEPS = 300  # even a chart of a hundred layers keeps this many steps
 SIGNIFICANT = 5  # digits written per value: the hover shows 4
+NONFINITE_MARKERS = 200
+"""NaN/Inf points marked per chart (the earliest): a run that keeps logging NaN would fill the strip."""
 LEGEND_RUNS = 12  # runs named in the overlay's legend; the rest share one "others" entry
 
 
@@ -102,7 +104,7 @@ def chart(
             "x": steps.tolist(),
             "series": series,
             "alerts": [_alert(a) for a in alerts],
-            "nonfinite": [{"step": s, "name": name} for s, name in nonfinite[:200]],
+            "nonfinite": [{"step": s, "name": name} for s, name in nonfinite[:NONFINITE_MARKERS]],
             "thinned": None if steps.size == every.size else {"shown": int(steps.size), "of": int(every.size)},
         }
     )
@@ -162,6 +164,6 @@ def script_json(value: Any) -> str:
     ``</script><script>alert(1)</script>`` stays a string for ``JSON.parse``; U+2028/9 too.
     """
     text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(char, escape)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
     return text

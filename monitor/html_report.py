@@ -62,11 +62,14 @@ th{background:#f3f3f3}table.sortable th{cursor:pointer}code{background:#f3f3f3;p
 .critical{color:#b00020;font-weight:bold}.warning{color:#b36b00;font-weight:bold}.ok{color:#1b7f3b}.info{color:#666}
 .problem{color:#b36b00}.meta{color:#666;font-size:.85em}
 .chart{position:relative;margin:.6em 0 1.4em}.chart-title{font-weight:600;font-size:.9em;margin-bottom:.2em}
-.lane{position:relative;height:16px;font-size:11px;line-height:16px}.marker{position:absolute;white-space:nowrap;cursor:help}
+.lane{position:relative;height:16px;font-size:11px;line-height:16px}
+.marker{position:absolute;white-space:nowrap;cursor:help}
 .legend{display:flex;flex-wrap:wrap;gap:.2em .9em;font-size:.85em;margin-top:.2em}.step{color:#666;min-width:7em}
 .entry{border:0;background:none;cursor:pointer;font:inherit;padding:0;color:inherit;text-align:left}
-.entry.off{opacity:.4;text-decoration:line-through}.value{margin-left:.35em;color:#555;font-variant-numeric:tabular-nums}
-.swatch{display:inline-block;width:1.5em;border-top:3px solid;margin-right:.3em;vertical-align:middle}.swatch.dashed{border-top-style:dashed}
+.entry.off{opacity:.4;text-decoration:line-through}
+.value{margin-left:.35em;color:#555;font-variant-numeric:tabular-nums}
+.swatch{display:inline-block;width:1.5em;border-top:3px solid;margin-right:.3em;vertical-align:middle}
+.swatch.dashed{border-top-style:dashed}
 """
 
 
@@ -111,7 +114,9 @@ def _asset_script(name: str, *, license_file: str | None = None) -> str:
     return "/*\n" + _asset(license_file).replace("*/", "* /") + "*/\n" + code
 
 
-def _logdir_section(report: LogdirReport, charts: ChartsFn | None, max_figures: int, specs: list[dict[str, Any]]) -> str:
+def _logdir_section(
+    report: LogdirReport, charts: ChartsFn | None, max_figures: int, specs: list[dict[str, Any]]
+) -> str:
     out = [f"<h2>Logdir <code>{html_text(report.logdir)}</code></h2>"]
     note = empty_note(report)
     if note:
@@ -146,7 +151,8 @@ def _logdir_section(report: LogdirReport, charts: ChartsFn | None, max_figures: 
     overlay = overlay_chart(report, runs, data)
     if overlay is not None:
         out.append("<h3>All runs compared</h3>")
-        out.append(_chart_box({**overlay, "group": f"overlay{len(specs)}"}, specs, f"training loss of every run in {report.logdir}"))
+        label = f"training loss of every run in {report.logdir}"
+        out.append(_chart_box({**overlay, "group": f"overlay{len(specs)}"}, specs, label))
     for run in runs:
         out.append(f"<h3>Run <code>{html_text(run.run)}</code></h3>")
         out.append(_tag_list(run))

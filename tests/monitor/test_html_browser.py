@@ -122,10 +122,10 @@ def test_hover_shows_the_values_at_the_step(page) -> None:
     assert re.fullmatch(r"step \d+", step)
     shown = values.all_text_contents()
     assert any(NUMBER.match(v) for v in shown), shown
-    healthy = overlay.locator(".entry", has_text=HEALTHY.removeprefix("project/")).locator(".value").text_content()
-    index = _index(overlay)
+    index, label = _index(overlay), HEALTHY.removeprefix("project/")
+    healthy = overlay.locator(".entry", has_text=label).locator(".value").text_content()
     expected = page.evaluate(
-        f"(() => {{ const u = tbmonCharts[{index}], i = u.series.findIndex(s => s.label === {HEALTHY.removeprefix('project/')!r});"
+        f"(() => {{ const u = tbmonCharts[{index}], i = u.series.findIndex(s => s.label === {label!r});"
         " return u.data[i][u.cursor.idxs[i]]; })()"
     )
     assert expected is not None and float(healthy) == pytest.approx(expected, rel=1e-3)  # the value under the cursor
@@ -143,6 +143,23 @@ def test_clicking_a_legend_entry_hides_and_shows_its_series(page) -> None:
     entry.click()
     assert page.evaluate(f"tbmonCharts[{index}].series[{position}].show") is True
     assert "off" not in entry.get_attribute("class")
+
+
+def test_dragging_zooms_and_a_double_click_zooms_out(page) -> None:
+    overlay = _chart(page, "training loss of every run")
+    index = _index(overlay)
+    overlay.scroll_into_view_if_needed()
+    before = page.evaluate(f"[tbmonCharts[{index}].scales.x.min, tbmonCharts[{index}].scales.x.max]")
+    box = overlay.locator(".u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.6, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, y, steps=5)
+    page.mouse.up()
+    low, high = page.evaluate(f"[tbmonCharts[{index}].scales.x.min, tbmonCharts[{index}].scales.x.max]")
+    assert before[0] < low < high < before[1] and high - low < (before[1] - before[0]) / 2
+    page.mouse.dblclick(box["x"] + box["width"] / 2, y)
+    assert page.evaluate(f"[tbmonCharts[{index}].scales.x.min, tbmonCharts[{index}].scales.x.max]") == before
 
 
 def test_alert_markers_sit_above_the_curves_not_over_them(page) -> None:
