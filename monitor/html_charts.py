@@ -61,10 +61,9 @@ def overlay_chart(
     prefix = common_prefix([r.run for r in runs])
     curves = [(r.run.removeprefix(prefix), *drawn[r.run]["train_loss"]) for r in runs]
     alerts = [a for a in report.alerts if any(a.run in (r.run, r.experiment_dir) for r in runs)]
-    title = "training loss of every run" + (f" (under {prefix})" if prefix else "")
-    spec = chart(title, curves, alerts, unit="runs", by_peak=False, legend_limit=LEGEND_RUNS)
-    spec["overlay"] = True
-    return spec
+    which = "every run" if len(runs) == len(report.runs) else f"{len(runs)} of {len(report.runs)} runs"
+    title = f"training loss of {which}" + (f" (under {prefix})" if prefix else "")
+    return chart(title, curves, alerts, unit="runs", by_peak=False, legend_limit=LEGEND_RUNS)
 
 
 def chart(

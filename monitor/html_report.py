@@ -151,7 +151,7 @@ def _logdir_section(
     overlay = overlay_chart(report, runs, data)
     if overlay is not None:
         out.append("<h3>All runs compared</h3>")
-        label = f"training loss of every run in {report.logdir}"
+        label = f"{overlay['title']} in {report.logdir}"
         out.append(_chart_box({**overlay, "group": f"overlay{len(specs)}"}, specs, label))
     for run in runs:
         out.append(f"<h3>Run <code>{html_text(run.run)}</code></h3>")

@@ -187,6 +187,7 @@ def test_html_of_many_runs_lists_alerts_first_and_draws_only_them(tmp_path, caps
     charts.feed(text)
     assert len(charts.runs) == 3 and charts.runs <= diverging
     assert "Charts for 3 of 60 runs" in text
+    assert "aria-label='training loss of 3 of 60 runs in" in text  # the overlay says it holds only those
 
 
 @pytest.mark.parametrize(
