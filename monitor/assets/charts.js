@@ -139,6 +139,7 @@
           ctx.restore();
         }],
         setScale: [(u, key) => { if (key === 'x') placeMarkers(u, lane, items); }],
+        setSize: [u => placeMarkers(u, lane, items)],
         setCursor: [u => showValues(u)],
       },
     };
