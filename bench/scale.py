@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -359,7 +360,7 @@ def main() -> None:
             print(f"  memory with 10x the events: {full['peak_mb'] / results['short']['peak_mb']:.2f}x "
                   f"(same runs and tags)")  # fmt: skip
     if "html" not in skip:
-        print("\ntbmon report --format html (figures for runs with alerts, default cap 50)")
+        print("\ntbmon report --format html (charts for runs with alerts, default cap 50)")
         html = OUT / f"scale-{args.runs}x{args.steps}" / "report.html"
         for jobs in (1, cores):
             label = f"html --jobs {jobs}"
@@ -367,7 +368,8 @@ def main() -> None:
             print(report_row(label, results[label], results.get("html --jobs 1") if jobs > 1 else None))
         if html.is_file():
             text = html.read_text(encoding="utf-8")
-            print(f"  {html}: {html.stat().st_size / 1e6:.1f} MB, {text.count('<img')} figures, "
+            charts = len(set(re.findall(r"aria-label='curves of run ([^']*)'", text)))
+            print(f"  {html}: {html.stat().st_size / 1e6:.1f} MB, {charts} runs charted, "
                   f"{text.count('<tr>')} table rows")  # fmt: skip
     if "watch" not in skip:
         print(f"\ntbmon watch (inotify), catching up, then idle for {args.idle_seconds:g} s")

@@ -42,6 +42,8 @@ PARALLEL_MIN_BYTES = 32 << 20
 second of imports each on a busy machine) would cost more than they save."""
 
 Progress = Callable[[int, int], None]
+Drawing = Callable[[LogdirReport, RunSummary], Any]
+"""What a worker draws per run (``plots.run_png``, ``html_charts.run_charts``); None = nothing to draw."""
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,13 @@ def report_part(
     return PartReport(report.runs, report.alerts, report.problems, report.infos)
 
 
-def draw_part(part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozenset[str]) -> list[tuple[str, bytes]]:
-    """PNG figures of the part's ``runs`` that have something to plot (runs in a worker)."""
-    from tbmon.monitor.plots import run_png
-
+def draw_part(
+    part: Part, config: AnalyzerConfig, check_crc: bool, runs: frozenset[str], make: Drawing
+) -> list[tuple[str, Any]]:
+    """``make``'s figure (a PNG, chart data) of each of the part's ``runs`` that has something to
+    plot (runs in a worker)."""
     report = _part_report(part, config, check_crc)
-    return [(r.run, png) for r in report.runs if r.run in runs and (png := run_png(report, r)) is not None]
+    return [(r.run, got) for r in report.runs if r.run in runs and (got := make(report, r)) is not None]
 
 
 def _part_report(
@@ -317,15 +320,16 @@ class Fleet(AbstractContextManager):
                 progress(done, total)
         return results
 
-    def draw(self, wanted: Sequence[set[str]]) -> Iterator[tuple[int, str, bytes]]:
-        """``(logdir position, run, png)`` for the runs in ``wanted[i]`` that have curves, as the
-        workers finish them (so ``--plots`` of 1,000 runs never holds 1,000 PNGs at once)."""
+    def draw(self, wanted: Sequence[set[str]], make: Drawing) -> Iterator[tuple[int, str, Any]]:
+        """``(logdir position, run, make(report, run))`` for the runs in ``wanted[i]`` that have curves,
+        as the workers finish them (so ``--plots`` of 1,000 runs never holds 1,000 PNGs at once).
+        ``make`` must be a module-level function: it travels to the workers by name."""
         calls, owner = [], []
         for i, (pl, runs) in enumerate(zip(self.plans, wanted, strict=True)):
             for part in pl.parts:
                 mine = frozenset(runs.intersection(part.runs))
                 if mine:
-                    calls.append((part, self.config, self.check_crc, mine))
+                    calls.append((part, self.config, self.check_crc, mine, make))
                     owner.append(i)
         for position, drawn in self.backend.run(draw_part, calls):
             for run, png in drawn:

@@ -41,7 +41,8 @@ Several LOGDIRs are compared side by side.
 
 Formats: rich (tables; colour only on a terminal, NO_COLOR respected), json (one contract
 object per LOGDIR, one per line), csv (one row per run, or per alert with --csv-alerts),
-markdown (tables to paste into a PR), html (one self-contained file with plots embedded).
+markdown (tables to paste into a PR), html (one self-contained file with interactive charts:
+zoom, hover values, legend toggles, all runs' losses overlaid; works offline).
 Without --format, the extension of --output picks it (.html, .json, .csv, .md).
 
 A LOGDIR may be named, as TensorBoard's --logdir_spec: `tbmon report base:runs/a tuned:runs/b`.
@@ -88,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-plots",
         type=positive_int,
         metavar="N",
-        help="with --format html: draw at most N runs' curves (default 50): every run if there are no more "
+        help="with --format html: chart at most N runs (default 50): every run if there are no more "
         "than N, else only runs with alerts, worst first",
     )
 
@@ -164,14 +165,15 @@ def _emit(reports: Sequence[LogdirReport], args: argparse.Namespace, fleet: Flee
     elif args.format == "markdown":
         text = formats.render_markdown(reports)
     else:
+        from tbmon.monitor.html_charts import run_charts
         from tbmon.monitor.html_report import MAX_FIGURES, figured_runs, render_html
 
         limit = args.max_plots or MAX_FIGURES
         wanted = [figured_runs(r.runs, limit) for r in reports]
-        pngs = {(i, run): png for i, run, png in fleet.draw(wanted)}
+        charts = {(i, run): data for i, run, data in fleet.draw(wanted, run_charts)}
         position = {id(report): i for i, report in enumerate(reports)}
         text = render_html(
-            reports, tbmon_version(), lambda report, run: pngs.get((position[id(report)], run.run)), limit
+            reports, tbmon_version(), lambda report, run: charts.get((position[id(report)], run.run)), limit
         )
     if args.output:
         with _open_output(args.output) as handle:
@@ -201,13 +203,14 @@ def _open_output(path: str) -> Iterator[object]:
 def _write_plots(reports: Sequence[LogdirReport], directory: str, fleet: Fleet) -> bool:
     """Write every plot that can be (drawn by the fleet's workers); False (exit 2) when some
     could not, each said on stderr."""
-    from tbmon.monitor.plots import write_plots
+    from tbmon.monitor.plots import run_png, write_plots
 
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot write plots to {visible(directory)}: {exc.strerror or exc}") from None
-    written, failed = write_plots(reports, directory, fleet.draw([{r.run for r in report.runs} for report in reports]))
+    every_run = [{r.run for r in report.runs} for report in reports]
+    written, failed = write_plots(reports, directory, fleet.draw(every_run, run_png))
     for line in failed:
         print(f"tbmon: cannot write plot {line}", file=sys.stderr)
     print(f"tbmon: wrote {len(written)} plot(s) to {visible(Path(directory))}", file=sys.stderr)

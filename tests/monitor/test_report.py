@@ -7,7 +7,6 @@ The logs come from tiny real trainings on CPU (a 2-layer MLP on a linear regress
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -321,10 +320,17 @@ class _Document(HTMLParser):
         self.scripts: list[str] = []
         self.sources: list[str] = []
         self.links: list[str] = []
+        self.charted: set[str] = set()  # runs with a chart box ("curves of run X")
+        self.chart_boxes = 0
         self._in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
+        if tag == "div" and values.get("class") == "chart":
+            self.chart_boxes += 1
+            label = values.get("aria-label") or ""
+            if label.startswith("curves of run "):
+                self.charted.add(label.removeprefix("curves of run "))
         if tag == "script":
             self.scripts.append("")
             self._in_script = True
@@ -342,6 +348,8 @@ class _Document(HTMLParser):
 
 
 def test_html_is_one_self_contained_escaped_file(logs, capsys, tmp_path) -> None:
+    from importlib.resources import files
+
     import tbmon.monitor.html_report as html_report
 
     target = tmp_path / "report.html"
@@ -350,14 +358,16 @@ def test_html_is_one_self_contained_escaped_file(logs, capsys, tmp_path) -> None
     text = target.read_text(encoding="utf-8")
     document = _Document()
     document.feed(text)
-    assert document.scripts == [html_report.SORT_SCRIPT]  # only the table sorter; the hostile tag name stayed text
+    sorter, data, library, charts = document.scripts  # the hostile tag name opened no script of its own
+    assert sorter == html_report.SORT_SCRIPT
+    assert charts == (files("tbmon.monitor") / "assets" / "charts.js").read_text(encoding="utf-8")
+    assert library.startswith("/*\nThe MIT License") and "var uPlot=" in library  # vendored, license inline
+    specs = json.loads(data)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert document.links == []
-    assert document.sources and all(src.startswith("data:image/png;base64,") for src in document.sources)
+    assert document.links == [] and document.sources == []
     assert "http://" not in text and "https://" not in text
-    assert len(document.sources) == 5  # one figure per run
-    png = base64.b64decode(document.sources[0].split(",", 1)[1])
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert document.charted == {"corrupt", "diverging", "healthy", "keras/train", "keras/validation"}
+    assert len(specs) == document.chart_boxes and specs[0]["title"] == "training loss of every run"
     assert "divergence" in text and "bad_data_crc" in text
 
 
@@ -367,7 +377,7 @@ def test_plots_writes_one_real_png_per_run(logs, capsys, tmp_path) -> None:
     code, _, err = tbmon(capsys, logs["mixed"], "--format", "json", "--plots", tmp_path / "plots")
     assert code == 1
     names = sorted(p.relative_to(tmp_path / "plots").as_posix() for p in (tmp_path / "plots").rglob("*.png"))
-    assert names == ["corrupt.png", "diverging.png", "healthy.png", "keras/train.png", "keras/validation.png"]
+    assert names == ["corrupt.png", "diverging.png", "healthy.png", "keras__train.png", "keras__validation.png"]
     assert "wrote 5 plot(s)" in err
     image = imread(tmp_path / "plots" / "diverging.png")
     height, width = image.shape[:2]
@@ -389,10 +399,8 @@ def test_html_draws_at_most_max_plots_runs_only_those_with_alerts(logs, capsys, 
     text = target.read_text(encoding="utf-8")
     document = _Document()
     document.feed(text)
-    assert len(document.sources) == 1 and "Figures for 1 of 5 runs" in text
-    assert "alt='curves of run diverging'" in text  # the only run with an alert (critical)
-    assert "alt='curves of run healthy'" not in text
+    assert document.charted == {"diverging"} and "Charts for 1 of 5 runs" in text  # the only run with an alert
     tbmon(capsys, logs["mixed"], "--format", "html", "--output", target, "--max-plots", "5")
     document = _Document()
     document.feed(target.read_text(encoding="utf-8"))
-    assert len(document.sources) == 5  # no more runs than the cap: every run is drawn
+    assert len(document.charted) == 5  # no more runs than the cap: every run is drawn
