@@ -49,7 +49,7 @@ def status_record(message: str) -> dict[str, Any]:
 
 
 def summary_record(
-    runs: int, alerts: list[Alert], new_alerts: int, exit_code: int, problems: int, incidents: int | None = None
+    runs: int, alerts: list[Alert], new_alerts: int, exit_code: int, problems: int, incidents: int
 ) -> dict[str, Any]:
     """The closing line: runs followed, alerts by severity and the incidents they form (all known, incl. earlier sessions)."""
     by_severity = {severity: 0 for severity in SEVERITIES}
@@ -60,7 +60,7 @@ def summary_record(
         "runs": runs,
         "alerts": by_severity,
         "alerts_total": len(alerts),
-        "incidents": len(alerts) if incidents is None else incidents,
+        "incidents": incidents,
         "new_alerts": new_alerts,
         "problems": problems,
         "exit_code": exit_code,
@@ -95,7 +95,7 @@ def _plain_text(record: Mapping[str, Any]) -> str:
     if kind == "summary":
         counts = ", ".join(f"{n} {s}" for s, n in record["alerts"].items())
         problems = f", {plural(record['problems'], 'read problem')}" if record["problems"] else ""
-        grouped = f" in {plural(record['incidents'], 'incident')}" if record["alerts_total"] else ""
+        grouped = f" in {plural(record['incidents'], 'incident')}" if record["incidents"] < record["alerts_total"] else ""
         return (
             f"tbmon: {plural(record['runs'], 'run')}, {plural(record['alerts_total'], 'alert')}{grouped} ({counts}; "
             f"{record['new_alerts']} new){problems}; exit code {record['exit_code']}"
