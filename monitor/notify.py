@@ -141,14 +141,14 @@ def alert_text(alert: dict[str, Any]) -> str:
     Only an incident's first alert and those that raise its severity are sent (``analyzers.incidents``):
     the line says which, so an escalation reads as the same incident, not a new one."""
     where = ", ".join(str(part) for part in (alert.get("tag"), f"step {alert.get('step')}") if part)
-    incident = ""
+    escalated, opened = "", ""
     if alert.get("incident_event") == "opened":
-        incident = f"new incident {alert.get('incident')}: "
+        opened = f" [incident {alert.get('incident')}]"
     elif alert.get("incident_event") is not None:
-        incident = f"incident {alert.get('incident')} {alert.get('incident_event')} ({alert.get('incident_alerts')} alerts): "
+        escalated = f"(incident {alert.get('incident')} escalated, {alert.get('incident_alerts')} alerts so far) "
     return chat_text(
-        f"[tbmon] {str(alert.get('severity', '')).upper()} {incident}{alert.get('kind')} in run "
-        f"{alert.get('run')} ({where}): {alert.get('message')}"
+        f"[tbmon] {str(alert.get('severity', '')).upper()} {escalated}{alert.get('kind')} in run "
+        f"{alert.get('run')} ({where}): {alert.get('message')}{opened}"
     )
 
 
