@@ -81,6 +81,11 @@ A LOGDIR that does not exist yet is waited for; a regular file is refused (exit 
 LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a training loss but no
 validation loss or gradient signal gets one hint with its tags and the config line that maps them.
 
+Alerts of one run that describe one problem (same run, causally linked kinds, overlapping steps,
+e.g. a loss blow-up and the exploding gradients behind it) form one incident: every alert is
+shown and kept in jsonl with its "incident" id, webhooks and --on-alert commands get only the
+alert that opens an incident and those that raise its severity.
+
 State (read offsets, analyzer state, alerts already raised, the dashboard's last values) is saved
 so a restarted watcher resumes at once, repeats no alert it delivered and shows the dashboard it
 showed: by default in the user cache dir, keyed by the logdirs. One watcher per state file: a
@@ -152,7 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="URL",
         help=(
-            "POST each alert as JSON (Slack-compatible 'text' field + alert fields); repeatable. "
+            "POST each page as JSON (Slack-compatible 'text' field + alert and incident fields): an incident's "
+            "first alert, or one that raises its severity; its other alerts are updates, not sent. Repeatable. "
             f"Visible in `ps`: prefer {WEBHOOK_ENV} or --notify-webhook-file"
         ),
     )
@@ -171,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CMD",
-        help="run shell command CMD per alert, alert JSON on stdin; repeatable",
+        help="run shell command CMD per page (as for webhooks), alert JSON on stdin, $TBMON_INCIDENT set; repeatable",
     )
 
 
