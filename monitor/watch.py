@@ -498,7 +498,7 @@ class WatchSession:
         for alert in canonical_order(fresh):  # the order `report` groups in, whatever the chunking
             alert_id = (logdir, alert.key())
             self.alerts.setdefault(logdir, []).append(alert)  # in grouping order: a restart replays it
-            self._assigned[alert_id] = assignment = self.incidents.setdefault(logdir, IncidentTracker()).add(alert)
+            self._assigned[alert_id] = assignment = self.incidents[logdir].add(alert)
             self.ledger.expect(alert_id, None if assignment.pages else [OUTPUT])
         self._save()
         self._deliver(self.ledger.take_due())
