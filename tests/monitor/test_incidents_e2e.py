@@ -164,3 +164,21 @@ def test_the_dashboard_shows_one_incident_line_with_its_alert_count(diverged: Pa
     entries = [line for line in feed if line[:9].count(":") == 2 and line[9:].lstrip().startswith(("CRITICAL", "WARNING"))]
     assert len(entries) == 1, screen  # one line for the incident, not one per alert
     assert "CRITICAL instability incident diverging since step" in entries[0] and f"{count} alerts" in entries[0]
+
+
+def test_report_tables_show_the_incident_and_json_csv_keep_every_alert(diverged: Path) -> None:
+    expected = report_alerts(diverged)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "report", str(diverged), *args], capture_output=True, text=True, timeout=120)
+
+    markdown = run("--format", "markdown").stdout
+    rows = [line for line in markdown.splitlines() if line.startswith("| critical | instability@")]
+    assert len(rows) == 1 and f"| {len(expected)}: divergence" in rows[0], markdown  # one row, not one per alert
+    assert f"**Incidents (1, from {len(expected)} alerts)**" in markdown
+    table = run().stdout
+    assert f"Incidents (1, from {len(expected)} alerts)" in table and "instability incident  diverging · steps" in table
+    assert all(a["message"][:40] in table.replace("\n", "") for a in expected)  # every alert still shown, under it
+    csv_rows = run("--format", "csv", "--csv-alerts").stdout.splitlines()
+    assert csv_rows[0].endswith(",incident") and len(csv_rows) == len(expected) + 1
+    assert {row.rsplit(",", 1)[1] for row in csv_rows[1:]} == {expected[0]["incident"]}
