@@ -22,10 +22,10 @@ to ``evidence["noticed_step"]`` (where the rule could tell; the same step when a
 incident covers the union of its alerts' spans. An alert joins its family's incident when its
 span overlaps the incident's widened by ``gap`` steps on each side: ``max(MIN_GAP, GAP_RATIO x
 the incident's last step)``. ``MIN_GAP`` is 200, the ``rearm`` of the divergence and exploding-
-gradient rules (their own "same episode" horizon in points, and a point is at least one step);
-the ratio keeps runs logged every 10 or 100 steps, or deep into training, in proportion. The
-demo's blow-up spans steps 106-130 (one incident); a second divergence after a checkpoint
-restore hours of steps later opens a new one.
+gradient rules: their own "same episode" horizon is 200 points, and 200 points span at least 200
+steps. The ratio keeps runs logged every 10 or 100 steps, or deep into training, in proportion.
+The demo's blow-up spans steps 106-130 (one incident); a second divergence after a checkpoint
+restore thousands of steps later opens a new one.
 
 **Pages.** The alert that opens an incident, and one that raises its severity, are pages
 (webhooks, ``--on-alert``); the others are updates (shown, kept in JSON, not sent).
@@ -34,6 +34,10 @@ restore hours of steps later opens a new one.
 the same alerts give the same ids in `watch` (any chunking, after restarts: the tracker is
 rebuilt by replaying the alerts the state file keeps) and in `report`, as long as both feed
 alerts in ``canonical_order``: by noticed step, which is the order a live watcher learns of them.
+(A writer that logs a step lower than one it logged before, in a later flush, could let a watcher
+learn of two alerts out of that order: they still form one incident when they overlap, but the id
+would name the step of the one learnt first. Every analyzer scenario, cut at random and a step at
+a time, gives `report`'s ids: tests/analyzers/test_incidents.py.)
 """
 
 from __future__ import annotations
