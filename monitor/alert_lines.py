@@ -49,9 +49,9 @@ def status_record(message: str) -> dict[str, Any]:
 
 
 def summary_record(
-    runs: int, alerts: list[Alert], new_alerts: int, exit_code: int, problems: int
+    runs: int, alerts: list[Alert], new_alerts: int, exit_code: int, problems: int, incidents: int
 ) -> dict[str, Any]:
-    """The closing line: runs followed, alerts by severity (all known, incl. earlier sessions)."""
+    """The closing line: runs followed, alerts by severity and the incidents they form (all known, incl. earlier sessions)."""
     by_severity = {severity: 0 for severity in SEVERITIES}
     for alert in alerts:
         by_severity[alert.severity] = by_severity.get(alert.severity, 0) + 1
@@ -60,6 +60,7 @@ def summary_record(
         "runs": runs,
         "alerts": by_severity,
         "alerts_total": len(alerts),
+        "incidents": incidents,
         "new_alerts": new_alerts,
         "problems": problems,
         "exit_code": exit_code,
@@ -83,7 +84,7 @@ def _plain_text(record: Mapping[str, Any]) -> str:
         tag = f" tag={record['tag']}" if record["tag"] else ""  # run-wide alerts (stalled) have none
         return (
             f"{when} {record['severity'].upper():8} {record['kind']} run={record['run']}{tag} "
-            f"step={record['step']}: {record['message']}"
+            f"step={record['step']}{_incident_text(record)}: {record['message']}"
         )
     if kind == "problem":
         where = f"{record['path']}" + (f" @ byte {record['offset']}" if record.get("offset") is not None else "")
@@ -94,8 +95,21 @@ def _plain_text(record: Mapping[str, Any]) -> str:
     if kind == "summary":
         counts = ", ".join(f"{n} {s}" for s, n in record["alerts"].items())
         problems = f", {plural(record['problems'], 'read problem')}" if record["problems"] else ""
+        grouped = f" in {plural(record['incidents'], 'incident')}" if record["incidents"] < record["alerts_total"] else ""
         return (
-            f"tbmon: {plural(record['runs'], 'run')}, {plural(record['alerts_total'], 'alert')} ({counts}; "
+            f"tbmon: {plural(record['runs'], 'run')}, {plural(record['alerts_total'], 'alert')}{grouped} ({counts}; "
             f"{record['new_alerts']} new){problems}; exit code {record['exit_code']}"
         )
     return f"tbmon: {record.get('message', '')}"
+
+
+def _incident_text(record: Mapping[str, Any]) -> str:
+    """`` incident=ID``, and for an alert that does not open its incident what it did to it."""
+    if "incident" not in record:
+        return ""
+    event, count, severity = record["incident_event"], record["incident_alerts"], record["incident_severity"]
+    if event == "escalated":
+        return f" incident={record['incident']} (escalated to {severity}, alert {count} of it)"
+    if event == "updated":
+        return f" incident={record['incident']} (update: alert {count} of it, incident {severity})"
+    return f" incident={record['incident']}"

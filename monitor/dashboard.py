@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert, severity_rank
+from tbmon.analyzers.incidents import Incident
 from tbmon.analyzers.series import RunBatch
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.monitor.run_labels import common_prefix, fit_labels
@@ -53,9 +54,9 @@ COLUMNS = (
     ("val loss", "right"),
     ("grad", "right"),
     ("status", "left"),
-    ("alerts", "right"),
+    ("incidents", "right"),
 )
-NARROWING = ("best", "steps/s", "grad", TREND_NARROW, "val loss", "trend", "alerts")
+NARROWING = ("best", "steps/s", "grad", TREND_NARROW, "val loss", "trend", "incidents")
 """How the table gives way on a narrow terminal, step by step until the run names get
 ``RUN_ROOM`` cells: these columns go in this order (a number narrows the trend to it); run,
 step, loss and status always stay."""
@@ -82,6 +83,7 @@ class RunRow:
     grad_norm: float | None = None
     progress: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
     alerts: list[Alert] = field(default_factory=list)
+    incidents: set[str] = field(default_factory=set)
 
     def rate(self) -> float | None:
         """Steps per second of writer time over the last few arrivals (None until measurable)."""
@@ -131,6 +133,7 @@ class RunRow:
 class FeedItem:
     when: float
     text: Text
+    incident: str | None = None  # an incident's line is replaced by its next update, not repeated
 
 
 class Board:
@@ -223,7 +226,9 @@ class Board:
                         row.restore(entry)
                         restored += 1
                     except (TypeError, ValueError, KeyError):
-                        self._rows[(logdir, run)] = RunRow(row.label, step=last_step, last_wall_time=last_wall, alerts=row.alerts)
+                        self._rows[(logdir, run)] = RunRow(
+                            row.label, step=last_step, last_wall_time=last_wall, alerts=row.alerts, incidents=row.incidents
+                        )
         return restored
 
     def saved(self) -> dict[str, dict[str, Any]]:
@@ -234,12 +239,18 @@ class Board:
                 out.setdefault(logdir, {})[run] = row.saved()
             return out
 
-    def add_alert(self, logdir: str, alert: Alert, *, replayed: bool = False) -> None:
-        """Count ``alert`` on its run and show it in the feed; one ``replayed`` from state shows at its own time."""
+    def add_alert(self, logdir: str, alert: Alert, incident: Incident, *, replayed: bool = False) -> None:
+        """Count ``alert`` on its run and show its ``incident`` (as it stands) in the feed, in place of the
+        incident's earlier line; one ``replayed`` from state shows at its own time."""
         with self._lock:
-            self._row(logdir, alert.run).alerts.append(alert)
+            row = self._row(logdir, alert.run)
+            row.alerts.append(alert)
+            row.incidents.add(incident.id)
+            key = f"{logdir}\0{incident.id}"
+            for item in [i for i in self._feed if i.incident == key]:
+                self._feed.remove(item)
             when = alert.wall_time if replayed else time.time()
-            self._feed.appendleft(FeedItem(when, _alert_text(self._label(logdir, alert.run), alert)))
+            self._feed.appendleft(FeedItem(when, _incident_text(self._label(logdir, alert.run), alert, incident), key))
 
     def add_notice(self, message: str, style: str = "bright_black") -> None:
         with self._lock:
@@ -313,7 +324,7 @@ def _cells(row: RunRow, now: float) -> dict[str, RenderableType]:
         "val loss": fmt_number(row.val_loss, MISSING),
         "grad": _grad_cell(row),
         "status": Text(status, STATUS_STYLE[status]),
-        "alerts": str(len(row.alerts)) if row.alerts else "",
+        "incidents": _incidents_cell(row),
     }
 
 
@@ -367,9 +378,23 @@ def _grad_cell(row: RunRow) -> Text:
     return Text(fmt_number(row.grad_norm, MISSING))
 
 
-def _alert_text(label: str, alert: Alert) -> Text:
-    return Text.assemble(
-        (f"{alert.severity.upper():8}", SEVERITY_STYLE.get(alert.severity, "")),
-        (visible(f" {alert.kind}"), "bold"),
-        visible(f" {label}{f' {alert.tag}' if alert.tag else ''} step {alert.step}: {alert.message}"),
-    )
+def _incidents_cell(row: RunRow) -> str:
+    """``1 (5 alerts)``: the run's incidents, and how many alerts they gathered when that is more."""
+    if not row.alerts:
+        return ""
+    count = len(row.incidents)
+    return str(count) if len(row.alerts) == count else f"{count} ({plural(len(row.alerts), 'alert')})"
+
+
+def _incident_text(label: str, alert: Alert, incident: Incident) -> Text:
+    """The feed line of ``incident``: its worst severity, its alerts when several, and the latest one."""
+    where = f"{f' {alert.tag}' if alert.tag else ''} step {alert.step}: {alert.message}"
+    if incident.alerts == 1:
+        head, body = visible(f" {alert.kind}"), visible(f" {label}{where}")
+    else:
+        head = visible(f" {incident.family} incident")
+        body = visible(
+            f" {label} since step {incident.first_step}, {incident.alerts} alerts ({incident.kinds_text()}); "
+            f"latest {alert.kind}{where}"
+        )
+    return Text.assemble((f"{incident.severity.upper():8}", SEVERITY_STYLE.get(incident.severity, "")), (head, "bold"), body)

@@ -51,9 +51,9 @@ class DeliveryLedger:
         self._lock = threading.Lock()
         self._changed = threading.Event()  # set on every change worth checkpointing or acting on
 
-    def expect(self, alert_id: AlertId) -> None:
-        """A new alert: every configured sink owes it, due now."""
-        self.restore(alert_id, self.sinks)
+    def expect(self, alert_id: AlertId, sinks: Iterable[str] | None = None) -> None:
+        """A new alert: every configured sink owes it (or only ``sinks``: an incident's update is not paged), due now."""
+        self.restore(alert_id, self.sinks if sinks is None else sinks)
 
     def restore(self, alert_id: AlertId, pending: Iterable[str]) -> None:
         """An alert from the checkpoint: the pending sinks still configured owe it, due now."""

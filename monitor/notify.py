@@ -136,11 +136,19 @@ class Throttle:
 
 
 def alert_text(alert: dict[str, Any]) -> str:
-    """The one line a chat channel shows (Slack's ``text`` field), names escaped for its markup."""
+    """The one line a chat channel shows (Slack's ``text`` field), names escaped for its markup.
+
+    Only an incident's first alert and those that raise its severity are sent (``analyzers.incidents``):
+    the line says which, so an escalation reads as the same incident, not a new one."""
     where = ", ".join(str(part) for part in (alert.get("tag"), f"step {alert.get('step')}") if part)
+    escalated, opened = "", ""
+    if alert.get("incident_event") == "opened":
+        opened = f" [incident {alert.get('incident')}]"
+    elif alert.get("incident_event") is not None:
+        escalated = f"(incident {alert.get('incident')} escalated, {alert.get('incident_alerts')} alerts so far) "
     return chat_text(
-        f"[tbmon] {str(alert.get('severity', '')).upper()} {alert.get('kind')} in run "
-        f"{alert.get('run')} ({where}): {alert.get('message')}"
+        f"[tbmon] {str(alert.get('severity', '')).upper()} {escalated}{alert.get('kind')} in run "
+        f"{alert.get('run')} ({where}): {alert.get('message')}{opened}"
     )
 
 
@@ -259,7 +267,7 @@ class CommandNotifier(_Worker):
     """Run a shell command per alert with the alert JSON on stdin (like a git hook).
 
     The command is the user's own, so it goes through the shell to allow pipes; it also gets
-    ``TBMON_RUN``, ``TBMON_KIND``, ``TBMON_SEVERITY`` in its environment for one-liners.
+    ``TBMON_RUN``, ``TBMON_KIND``, ``TBMON_SEVERITY``, ``TBMON_INCIDENT`` in its environment for one-liners.
     """
 
     def __init__(self, command: str, report: Report, *, timeout: float = 30.0) -> None:
@@ -277,6 +285,7 @@ class CommandNotifier(_Worker):
             "TBMON_RUN": str(alert.get("run")),
             "TBMON_KIND": str(alert.get("kind")),
             "TBMON_SEVERITY": str(alert.get("severity")),
+            "TBMON_INCIDENT": str(alert.get("incident", "")),
         }
         try:
             done = subprocess.run(

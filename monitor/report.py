@@ -36,7 +36,9 @@ HELP = "read logdirs once and print per-run summaries and alerts"
 DESCRIPTION = """\
 Read every run under each LOGDIR once, run the detection rules, and print per run:
 steps, last/best training loss, best validation loss, tags, wall-clock span, event-file
-health, restarts, status and alerts; then the alerts in full and any read problems.
+health, restarts, status and alerts; then the alerts in full, grouped into incidents (a run's
+alerts of causally linked kinds over overlapping steps: one blow-up, not five rows; JSON and
+--csv-alerts list every alert with its incident id), and any read problems.
 Several LOGDIRs are compared side by side.
 
 Formats: rich (tables; colour only on a terminal, NO_COLOR respected), json (one contract

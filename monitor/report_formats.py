@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.incidents import Incident, canonical_order
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.monitor.sanitize import csv_text, json_ready, markdown_code, markdown_text, rich_text, visible
 from tbmon.monitor.summary import ExperimentSummary, LogdirReport, LossSummary, RunSummary
@@ -47,6 +48,7 @@ RUN_COLUMNS = (
 )
 
 ALERT_COLUMNS = ("severity", "kind", "run", "tag", "step", "message")
+INCIDENT_COLUMNS = ("severity", "incident", "run", "steps", "alerts", "message")
 EXPERIMENT_COLUMNS = ("experiment", "runs", "best train loss", "best val loss @ step", "status", "alerts")
 
 CSV_RUN_FIELDS = (
@@ -56,7 +58,7 @@ CSV_RUN_FIELDS = (
     "first_wall_time", "last_wall_time", "files", "records", "read_problems", "restarts",
     "status", "alert_count",
 )  # fmt: skip
-CSV_ALERT_FIELDS = ("logdir", "run", "kind", "severity", "step", "wall_time", "tag", "message", "evidence")
+CSV_ALERT_FIELDS = ("logdir", "run", "kind", "severity", "step", "wall_time", "tag", "message", "evidence", "incident")
 
 
 # ---- shared cell texts -------------------------------------------------------------------
@@ -150,6 +152,28 @@ def run_cells(report: LogdirReport, run: RunSummary) -> list[str]:
         run.status,
         fmt_alert_counts(run),
     ]
+
+
+def incident_steps(incident: Incident) -> str:
+    return str(incident.start) if incident.start == incident.end else f"{incident.start}–{incident.end}"
+
+
+def incident_alerts(incident: Incident) -> str:
+    """``5: divergence x2, exploding_gradients x3``: how many alerts, of which kinds."""
+    return f"{incident.alerts}: {incident.kinds_text()}"
+
+
+def incident_cells(incident: Incident, alerts: Sequence[Alert]) -> list[str]:
+    """One incident row, in ``INCIDENT_COLUMNS`` order; the message is its first alert at its worst severity."""
+    worst = next(a for a in canonical_order(alerts) if a.severity == incident.severity)
+    return [incident.severity, incident.label, incident.run, incident_steps(incident), incident_alerts(incident), worst.message]
+
+
+def incidents_title(report: LogdirReport) -> str:
+    """``Incidents (1, from 5 alerts)``: the report groups alerts, and says how many it grouped."""
+    count = len(report.incidents())
+    grouped = f", from {len(report.alerts)} alerts" if len(report.alerts) > count else ""
+    return f"Incidents ({count}{grouped})"
 
 
 def alert_where(alert: Alert) -> str:
@@ -246,20 +270,39 @@ def _rich_logdir(report: LogdirReport, columns: Sequence[str], run_width: int) -
     if report.experiments:
         parts.append(_rich_experiments(report))
     if report.alerts:
-        parts.append(Text(f"Alerts ({len(report.alerts)})", style="bold"))
-        for alert in report.alerts:
-            line = Text("  ")
-            line.append(f"{alert.severity.upper():8}", style=SEVERITY_STYLE.get(alert.severity, ""))
-            line.append(visible(f" {alert.kind}"), style="bold")
-            line.append(f"  {visible(alert_where(alert))}\n", style="cyan")
-            line.append(f"           {visible(alert.message)}")
-            parts.append(line)
+        parts.append(Text(incidents_title(report), style="bold"))
+        for incident, alerts in report.incidents():
+            parts.append(_rich_incident(incident, alerts))
     else:
         parts.append(Text("No alerts.", style="green"))
     if report.problems:
         parts.append(Text(f"Read problems ({len(report.problems)})", style="bold yellow"))
         parts.extend(rich_text(f"  {problem_line(p)}", style="yellow") for p in report.problems)
     return Group(*parts)
+
+
+def _rich_incident(incident: Incident, alerts: Sequence[Alert]) -> Text:
+    """An incident of one alert as that alert; of several, a heading and its alerts in the order they came."""
+    line = Text("  ")
+    line.append(f"{incident.severity.upper():8}", style=SEVERITY_STYLE.get(incident.severity, ""))
+    if len(alerts) == 1:
+        line.append(visible(f" {alerts[0].kind}"), style="bold")
+        line.append(f"  {visible(alert_where(alerts[0]))}\n", style="cyan")
+        line.append(f"           {visible(alerts[0].message)}")
+        return line
+    line.append(visible(f" {incident.family} incident"), style="bold")
+    where = f"{incident.run} · steps {incident_steps(incident)} · {_alerts_and_kinds(incident)}"
+    line.append(f"  {visible(where)}", style="cyan")
+    for alert in canonical_order(alerts):
+        line.append("\n           ")
+        line.append(f"{alert.severity.upper():8}", style=SEVERITY_STYLE.get(alert.severity, ""))
+        line.append(visible(f" {alert.kind} · {alert.tag} · step {alert.step}: {alert.message}"))
+    return line
+
+
+def _alerts_and_kinds(incident: Incident) -> str:
+    """``5 alerts (divergence x2, exploding_gradients x3)``."""
+    return f"{incident.alerts} alerts ({incident.kinds_text()})"
 
 
 def _rich_experiments(report: LogdirReport) -> Table:
@@ -292,7 +335,10 @@ def render_csv(reports: Sequence[LogdirReport], *, alerts: bool = False) -> str:
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for report in reports:
-        rows = [a.to_dict() for a in report.alerts] if alerts else [r.to_dict() for r in report.runs]
+        if alerts:
+            rows = [{**a.to_dict(), "incident": report.incident_of(a)} for a in report.alerts]
+        else:
+            rows = [r.to_dict() for r in report.runs]
         for row in rows:
             writer.writerow({key: _csv_cell(row.get(key)) for key in fields} | {"logdir": csv_text(report.logdir)})
     return buffer.getvalue()
@@ -328,8 +374,8 @@ def render_markdown(reports: Sequence[LogdirReport]) -> str:
             out.append("**Experiments (train/validation pairs)**\n")
             out.append(_md_table(EXPERIMENT_COLUMNS, [experiment_cells(e) for e in report.experiments]))
         if report.alerts:
-            out.append(f"**Alerts ({len(report.alerts)})**\n")
-            out.append(_md_table(ALERT_COLUMNS, [alert_cells(a) for a in report.alerts]))
+            out.append(f"**{incidents_title(report)}**\n")
+            out.append(_md_table(INCIDENT_COLUMNS, [incident_cells(*pair) for pair in report.incidents()]))
         else:
             out.append("No alerts.\n")
         if report.problems:

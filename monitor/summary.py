@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 
 from tbmon.analyzers.alerts import Alert, json_safe, severity_rank
 from tbmon.analyzers.config import AnalyzerConfig
+from tbmon.analyzers.incidents import AlertKey, Assignment, Incident, group_alerts
 from tbmon.monitor.wording import plural
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, HISTOGRAM_SIGNALS, TRAIN_LOSS, VAL_LOSS, SignalMatcher
 from tbmon.monitor.sparkline import sparkline
@@ -362,13 +364,29 @@ class LogdirReport:
     def status(self) -> str:
         return status_of(self.alerts)
 
+    @cached_property
+    def _grouped(self) -> tuple[dict[AlertKey, Assignment], list[Incident]]:
+        return group_alerts(self.alerts)
+
+    def incident_of(self, alert: Alert) -> str:
+        """The id of the incident ``alert`` belongs to (``analyzers.incidents``: the same as `watch` gives it)."""
+        return self._grouped[0][alert.key()].incident
+
+    def incidents(self) -> list[tuple[Incident, list[Alert]]]:
+        """Each incident with its alerts (in the report's alert order), worst incident first, then by run and step."""
+        members: dict[str, list[Alert]] = {}
+        for alert in self.alerts:
+            members.setdefault(self.incident_of(alert), []).append(alert)
+        ordered = sorted(self._grouped[1], key=lambda i: (-severity_rank(i.severity), i.run, i.first_step, i.family))
+        return [(incident, members[incident.id]) for incident in ordered]
+
     def to_dict(self, version: str) -> dict[str, Any]:
-        """The contract's JSON object, plus ``experiments`` and ``read_problems``."""
+        """The contract's JSON object, plus ``experiments``, ``read_problems`` and each alert's ``incident``."""
         return {
             "tbmon_version": version,
             "logdir": self.logdir,
             "runs": [r.to_dict() for r in self.runs],
-            "alerts": [a.to_dict() for a in self.alerts],
+            "alerts": [{**a.to_dict(), "incident": self.incident_of(a)} for a in self.alerts],
             "experiments": [e.to_dict() for e in self.experiments],
             "read_problems": [problem_dict(p) for p in self.problems],
         }

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +25,7 @@ from typing import IO, Any
 from tbmon.analyzers import Engine
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.config import AnalyzerConfig
+from tbmon.analyzers.incidents import Assignment, Incident, IncidentTracker, canonical_order
 from tbmon.analyzers.series import RunBatch
 from tbmon.analyzers.signals import GRAD_NORM, TRAIN_LOSS, VAL_LOSS, SignalMatcher
 from tbmon.monitor.alert_lines import (
@@ -79,6 +80,11 @@ finished; its files cannot tell which.
 A LOGDIR that does not exist yet is waited for; a regular file is refused (exit 2).
 LOGDIRs may be named as TensorBoard's --logdir_spec (name:DIR). A run with a training loss but no
 validation loss or gradient signal gets one hint with its tags and the config line that maps them.
+
+Alerts of one run that describe one problem (same run, causally linked kinds, overlapping steps,
+e.g. a loss blow-up and the exploding gradients behind it) form one incident: every alert is
+shown and kept in jsonl with its "incident" id, webhooks and --on-alert commands get only the
+alert that opens an incident and those that raise its severity.
 
 State (read offsets, analyzer state, alerts already raised, the dashboard's last values) is saved
 so a restarted watcher resumes at once, repeats no alert it delivered and shows the dashboard it
@@ -151,7 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="URL",
         help=(
-            "POST each alert as JSON (Slack-compatible 'text' field + alert fields); repeatable. "
+            "POST each page as JSON (Slack-compatible 'text' field + alert and incident fields): an incident's "
+            "first alert, or one that raises its severity; its other alerts are updates, not sent. Repeatable. "
             f"Visible in `ps`: prefer {WEBHOOK_ENV} or --notify-webhook-file"
         ),
     )
@@ -170,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CMD",
-        help="run shell command CMD per alert, alert JSON on stdin; repeatable",
+        help="run shell command CMD per page (as for webhooks), alert JSON on stdin, $TBMON_INCIDENT set; repeatable",
     )
 
 
@@ -349,6 +356,8 @@ class WatchSession:
         self.alerts: dict[str, list[Alert]] = {d: [] for d in options.logdirs}
         self.new_alerts = 0
         self._raised: dict[AlertId, Alert] = {}
+        self.incidents = {d: IncidentTracker() for d in options.logdirs}  # per logdir: two may hold a run `exp1`
+        self._assigned: dict[AlertId, Assignment] = {}
         self._resumed: dict[str, ResumedReader] = {}  # logdirs read on from the checkpoint, until it proves bad
         self._problems_seen: set[tuple[Any, ...]] = set()
         self._lock = threading.RLock()
@@ -477,15 +486,20 @@ class WatchSession:
         self.after_cycle()
 
     def _publish(self, logdir: str, fresh: list[Alert]) -> None:
-        """Checkpoint ``fresh`` alerts as owed to every sink, then deliver them (and anything due).
+        """Group ``fresh`` alerts into incidents, checkpoint them as owed, then deliver them (and anything due).
 
-        Owed first: a watcher killed after the checkpoint re-delivers on restart; one killed
-        before it re-raises the alert from the files. Either way it is not lost.
+        The output owes every alert; notifiers only the pages (an alert that opens an incident or
+        raises its severity; ``analyzers.incidents``). Owed first: a watcher killed after the
+        checkpoint re-delivers on restart; one killed before it re-raises the alert from the
+        files. Either way it is not lost.
         """
         if not fresh:
             return
-        for alert in fresh:
-            self.ledger.expect((logdir, alert.key()))
+        for alert in canonical_order(fresh):  # the order `report` groups in, whatever the chunking
+            alert_id = (logdir, alert.key())
+            self.alerts.setdefault(logdir, []).append(alert)  # in grouping order: a restart replays it
+            self._assigned[alert_id] = assignment = self.incidents[logdir].add(alert)
+            self.ledger.expect(alert_id, None if assignment.pages else [OUTPUT])
         self._save()
         self._deliver(self.ledger.take_due())
 
@@ -493,11 +507,13 @@ class WatchSession:
         """Hand each due alert to its sink; the output answers at once, notifiers through a callback."""
         for alert_id, sink in due:
             logdir, alert = alert_id[0], self._raised[alert_id]
-            record = alert_record(alert, logdir)
+            assignment = self._assigned[alert_id]
+            record = {**alert_record(alert, logdir), **assignment.fields()}
             if logdir in self.options.names:
                 record["logdir_name"] = self.options.names[logdir]
             if sink == OUTPUT:
-                self._settled(alert_id, sink, self.sink.alert(logdir, alert, record))
+                shown = self.sink.alert(logdir, alert, record, self._incident(logdir, assignment))
+                self._settled(alert_id, sink, shown)
             elif not self._notifiers[sink].submit(record, partial(self._settled, alert_id, sink)):
                 self.ledger.failed(alert_id, sink)
 
@@ -526,6 +542,11 @@ class WatchSession:
     def notice(self, message: str) -> None:
         self.sink.emit(status_record(message))
 
+    def _incident(self, logdir: str, assignment: Assignment) -> Incident:
+        """A copy of the incident as it stands (the dashboard renders it on another thread)."""
+        incident = self.incidents[logdir].by_id[assignment.incident]
+        return replace(incident, kinds=dict(incident.kinds))
+
     # -- alerts and state -------------------------------------------------------------------
     def _remember(self, logdir: str, alert: Alert) -> bool:
         """Record ``alert``; False when it was raised before (in this session or an earlier one)."""
@@ -533,7 +554,6 @@ class WatchSession:
         if key in self._raised:
             return False
         self._raised[key] = alert
-        self.alerts[logdir].append(alert)
         self.new_alerts += 1
         return True
 
@@ -563,7 +583,9 @@ class WatchSession:
                 pending = {sink for sink in pending if (alert_id, sink) not in confirmed}
                 self._raised[alert_id] = alert
                 self.alerts.setdefault(logdir, []).append(alert)
-                if self.sink.restored_alert(logdir, alert):
+                tracker = self.incidents.setdefault(logdir, IncidentTracker())
+                self._assigned[alert_id] = assignment = tracker.add(alert)  # saved in grouping order: same ids
+                if self.sink.restored_alert(logdir, alert, self._incident(logdir, assignment)):
                     pending.discard(OUTPUT)
                 self.ledger.restore(alert_id, pending)
                 owed += bool(self.ledger.pending(alert_id))
@@ -633,8 +655,9 @@ class WatchSession:
         return BAD_INPUT if self.unreadable else exit_code_for(self.all_alerts(), self.options.fail_on)
 
     def summary(self) -> dict[str, Any]:
+        incidents = sum(len(tracker.by_id) for tracker in self.incidents.values())
         return summary_record(
-            self.runs(), self.all_alerts(), self.new_alerts, self.exit_code(), len(self._problems_seen)
+            self.runs(), self.all_alerts(), self.new_alerts, self.exit_code(), len(self._problems_seen), incidents
         )
 
 
@@ -692,15 +715,15 @@ class Sink:
     def emit(self, record: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> bool:
-        """Show ``alert``; ``False`` when it could not be (kept and retried by the delivery ledger)."""
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any], incident: Incident) -> bool:
+        """Show ``alert`` (of ``incident``, as it stands); ``False`` when it could not be (kept and retried)."""
         self.emit(record)
         return True
 
     def observe(self, logdir: str, batch: RunBatch) -> None:
         pass
 
-    def restored_alert(self, logdir: str, alert: Alert) -> bool:
+    def restored_alert(self, logdir: str, alert: Alert, incident: Incident) -> bool:
         """An alert from an earlier session; ``True`` when showing it here counts as delivering it."""
         return False
 
@@ -741,7 +764,7 @@ class LineSink(Sink):
     def emit(self, record: dict[str, Any]) -> None:
         self._write(record)  # a lost notice is counted and said; alerts go through ``alert``
 
-    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> bool:
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any], incident: Incident) -> bool:
         return self._write(record)
 
     def close(self, summary: dict[str, Any]) -> None:
@@ -842,8 +865,8 @@ class RichSink(Sink):
             self.board.add_notice(record["message"])
         self._changed.set()
 
-    def alert(self, logdir: str, alert: Alert, record: dict[str, Any]) -> bool:
-        self.board.add_alert(logdir, alert)
+    def alert(self, logdir: str, alert: Alert, record: dict[str, Any], incident: Incident) -> bool:
+        self.board.add_alert(logdir, alert, incident)
         self._changed.set()
         return True
 
@@ -851,8 +874,8 @@ class RichSink(Sink):
         self.board.observe(logdir, batch)
         self._changed.set()
 
-    def restored_alert(self, logdir: str, alert: Alert) -> bool:
-        self.board.add_alert(logdir, alert, replayed=True)
+    def restored_alert(self, logdir: str, alert: Alert, incident: Incident) -> bool:
+        self.board.add_alert(logdir, alert, incident, replayed=True)
         return True
 
     def resumed(self, logdir: str, reader: LogdirReader, saved: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from rich.console import Console
 
 from tbmon.analyzers.alerts import Alert
+from tbmon.analyzers.incidents import Incident, IncidentTracker
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.dashboard import Board
 from tbmon.monitor.sparkline import BLOCKS, sparkline
@@ -61,13 +62,19 @@ def alert(run: str, kind: str, severity: str, step: int) -> Alert:
     return Alert(run, kind, severity, step, 2000.0, "train/loss", f"{kind} at step {step}", {})
 
 
+def alone(one: Alert) -> tuple[Alert, Incident]:
+    """``one`` and the incident it opens on its own (what the watcher passes with a first alert)."""
+    tracker = IncidentTracker()
+    return one, tracker.by_id[tracker.add(one).incident]
+
+
 def test_board_rows_show_progress_losses_and_status() -> None:
     board = Board(["/logs"], classify)
     steps = list(range(0, 100, 10))
     board.observe("/logs", RunBatch("good", scalars=(scalars("train/loss", steps, [1.0 / (1 + s) for s in steps]),)))
     board.observe("/logs", RunBatch("good", scalars=(scalars("val/loss", [90], [0.125]), scalars("train/grad_norm", [90], [0.5]))))
     board.observe("/logs", RunBatch("bad", scalars=(scalars("train/loss", [0, 1, 2], [1.0, 3.0, float("nan")]),)))
-    board.add_alert("/logs", alert("bad", "divergence", "critical", 2))
+    board.add_alert("/logs", *alone(alert("bad", "divergence", "critical", 2)))
     board.backend = "inotify"
     board.files_tracked = 2
     text = render(board)
@@ -85,9 +92,9 @@ def test_board_rows_show_progress_losses_and_status() -> None:
 def test_restored_alerts_count_on_rows_and_show_in_the_feed_at_their_own_time() -> None:
     """Issue 11 item 3: a restarted dashboard lost the alert messages raised before the restart."""
     board = Board(["/logs"], classify)
-    board.add_alert("/logs", alert("old", "overfitting", "warning", 5), replayed=True)  # wall_time 2000.0
+    board.add_alert("/logs", *alone(alert("old", "overfitting", "warning", 5)), replayed=True)  # wall_time 2000.0
     text = render(board)
-    assert "none yet" not in text and re.search(r"old\s.*warning\s+1", text)
+    assert "none yet" not in text and re.search(r"old\s.*warning\s+1\s", text)
     stamp = time.strftime("%H:%M:%S", time.localtime(2000.0))
     assert f"{stamp} WARNING  overfitting old train/loss step 5: overfitting at step 5" in text
 
@@ -98,7 +105,7 @@ def test_gradient_alert_names_the_gradient_cell_and_histograms_advance_step() ->
     f = np.array([1.0])
     hist = HistogramSeries("grad/w", s, s, f, f, f, f, f, f, (np.array([1.0]),), (np.array([1.0]),))
     board.observe("/b", RunBatch("r", histograms=(hist,)))
-    board.add_alert("/b", alert("r", "vanishing_gradients", "warning", 7))
+    board.add_alert("/b", *alone(alert("r", "vanishing_gradients", "warning", 7)))
     row = row_of(render(board), "b:r")
     assert "vanishing" in row and " 7 " in row and "warning" in row
 

@@ -16,7 +16,7 @@ import pytest
 from tbmon.analyzers.series import RunBatch
 from tbmon.monitor.dashboard import Board
 from tbmon.monitor.state import WatchState, load_state, save_state
-from tests.monitor.test_dashboard import alert, classify, render, row_of, scalars
+from tests.monitor.test_dashboard import alert, alone, classify, render, row_of, scalars
 
 SWEEP = "imagenet-resnet50/sweep-lr-warmup"
 RUNS = [f"{SWEEP}/{day}/lightning_logs/version_{v}" for day in ("2024-06-01_09-12-44", "2024-06-02_17-40-03") for v in (0, 3)]
@@ -29,7 +29,7 @@ def lightning_board(logdir: str = "/logs") -> Board:
         losses = [2.0 * math.exp(-s / (300 + 100 * i)) + 0.1 for s in steps]
         board.observe(logdir, RunBatch(run, scalars=(scalars("train/loss", steps, losses),)))
         board.observe(logdir, RunBatch(run, scalars=(scalars("val/loss", [1190], [0.3 + i]), scalars("train/grad_norm", [1190], [0.5]))))
-    board.add_alert(logdir, alert(RUNS[2], "divergence", "critical", 1190))
+    board.add_alert(logdir, *alone(alert(RUNS[2], "divergence", "critical", 1190)))
     return board
 
 
@@ -68,7 +68,7 @@ def test_every_width_keeps_run_step_loss_and_status_and_tells_runs_apart(width: 
 def test_wide_terminal_shows_every_column_and_whole_names() -> None:
     text = render(lightning_board(), width=200)
     header = next(line for line in text.splitlines() if line.split()[:1] == ["run"])
-    assert header.split() == ["run", "step", "steps/s", "loss", "best", "trend", "val", "loss", "grad", "status", "alerts"]
+    assert header.split() == ["run", "step", "steps/s", "loss", "best", "trend", "val", "loss", "grad", "status", "incidents"]
     assert "2024-06-02_17-40-03/lightning_logs/version_3" in text
 
 
@@ -95,7 +95,7 @@ def test_saved_values_bring_back_the_same_table_after_a_restart(tmp_path: Path) 
     loaded, problem = load_state(state_path, ["/logs"])
     assert problem is None and loaded is not None
     after = Board(["/logs"], classify)
-    after.add_alert("/logs", alert(RUNS[2], "divergence", "critical", 1190), replayed=True)
+    after.add_alert("/logs", *alone(alert(RUNS[2], "divergence", "critical", 1190)), replayed=True)
     reader_view = [(run, 1190, None) for run in RUNS]  # what the resumed reader knows
     assert after.resume("/logs", reader_view, loaded.dashboard["/logs"]) == len(RUNS)
     assert table_rows(render(after, width=120)) == table_rows(render(before, width=120))

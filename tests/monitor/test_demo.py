@@ -30,6 +30,11 @@ def test_demo_trains_alerts_and_exits_by_itself(tmp_path: Path) -> None:
     assert any("CRITICAL" in line for line in alerts)
     assert not any("run=healthy" in line and "CRITICAL" in line for line in lines)
     assert any(line.startswith("tbmon: 2 runs") for line in lines)
+    # issue 11 item 2: the blow-up's alerts (loss and gradients) are one incident, not one page each
+    blow_up = [line for line in lines if "run=diverging " in line and (" divergence " in line or " exploding_gradients " in line)]
+    incidents = {line.split(" incident=")[1].split()[0].rstrip(":") for line in blow_up}
+    assert len(blow_up) >= 3 and len(incidents) == 1 and incidents.pop().startswith("diverging:instability@")
+    assert sum("(update: alert" in line for line in blow_up) >= 1
     assert lines[-1] == f"logs kept in {keep} (try: tbmon report {keep})"
     for run in ("healthy", "diverging"):
         assert any("tfevents" in p.name for p in (keep / run).iterdir())

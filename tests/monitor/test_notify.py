@@ -183,6 +183,31 @@ def test_command_gets_the_alert_on_stdin_and_in_env(tmp_path: Path) -> None:
     assert reports == []
 
 
+def test_pages_name_the_incident_they_open_or_escalate(tmp_path: Path, hook: Hook) -> None:
+    """Issue 11 item 2: the second page of one blow-up must read as the same incident, not a new one."""
+    opened = {**ALERT, "severity": "warning", "incident": "exp1:instability@840", "incident_event": "opened",
+              "incident_severity": "warning", "incident_alerts": 1}  # fmt: skip
+    escalated = {**ALERT, "incident": "exp1:instability@840", "incident_event": "escalated",
+                 "incident_severity": "critical", "incident_alerts": 2}  # fmt: skip
+    notifier = WebhookNotifier(hook.url, [].append)
+    for page in (opened, escalated):
+        notifier.submit(page)
+    wait_for(lambda: len(hook.bodies) == 2)
+    notifier.close(5)
+    assert hook.bodies[0]["text"] == (
+        "[tbmon] WARNING divergence in run exp1 (train/loss, step 845): loss is NaN [incident exp1:instability@840]"
+    )
+    assert hook.bodies[1]["text"].startswith(
+        "[tbmon] CRITICAL (incident exp1:instability@840 escalated, 2 alerts so far) divergence in run exp1"
+    )
+    assert hook.bodies[1]["incident_event"] == "escalated" and hook.bodies[1]["incident_alerts"] == 2
+    env_out = tmp_path / "env.txt"
+    command = CommandNotifier(f'echo "$TBMON_INCIDENT" > {env_out}', [].append)
+    command.submit(escalated)
+    command.close(10)
+    assert env_out.read_text() == "exp1:instability@840\n"
+
+
 def test_failing_command_is_reported_and_later_alerts_still_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     reports: list[str] = []

@@ -165,7 +165,7 @@ def test_json_follows_the_contract_and_survives_nan(logs, capsys) -> None:
     assert runs["keras/train"]["train_loss_tag"] == "epoch_loss"
     assert report["alerts"], "the diverging run must raise alerts"
     for alert in report["alerts"]:
-        assert set(alert) == CONTRACT_ALERT_KEYS
+        assert set(alert) == CONTRACT_ALERT_KEYS | {"incident"}  # the contract's fields, plus the incident it belongs to
     divergence = [a for a in report["alerts"] if a["kind"] == "divergence" and a["run"] == "diverging"]
     assert divergence and divergence[0]["severity"] == "critical"
 
@@ -212,7 +212,7 @@ def test_markdown_tables_are_pasteable(logs, capsys) -> None:
     assert len(body) == 5  # one row per run
     columns = lines[header].count(" | ")
     assert all(row.count(" | ") == columns for row in body)  # no stray pipes split a cell
-    assert "**Alerts (" in out and "🔴 critical" in out
+    assert "**Incidents (" in out and "🔴 critical" in out
     assert SCRIPT_TAG not in out  # GitHub would render it as HTML
 
 
