@@ -19,11 +19,14 @@ from tbmon.monitor.report_formats import (
     ALERT_COLUMNS,
     COMPARISON_COLUMNS,
     EXPERIMENT_COLUMNS,
+    INCIDENT_COLUMNS,
     RUN_COLUMNS,
-    comparison_rows,
     alert_cells,
+    comparison_rows,
     empty_note,
     experiment_cells,
+    incident_cells,
+    incidents_title,
     problem_line,
     run_cells,
 )
@@ -130,10 +133,13 @@ def _logdir_section(
         out.append("<h3>Experiments (train/validation pairs)</h3>")
         rows = [experiment_cells(e) for e in report.experiments]
         out.append(_table(EXPERIMENT_COLUMNS, rows, EXPERIMENT_COLUMNS.index("status")))
-    out.append(f"<h3>Alerts ({len(report.alerts)})</h3>")
+    out.append(f"<h3>{html_text(incidents_title(report))}</h3>")
     if report.alerts:
+        rows = [incident_cells(*pair) for pair in report.incidents()]
+        out.append(_table(INCIDENT_COLUMNS, rows, status_column=INCIDENT_COLUMNS.index("severity")))
         rows = [alert_cells(a) for a in report.alerts]
-        out.append(_table(ALERT_COLUMNS, rows, status_column=ALERT_COLUMNS.index("severity")))
+        out.append(f"<details><summary>Every alert ({len(report.alerts)})</summary>"
+                   + _table(ALERT_COLUMNS, rows, status_column=ALERT_COLUMNS.index("severity")) + "</details>")
     else:
         out.append("<p class='ok'>No alerts.</p>")
     if report.problems:

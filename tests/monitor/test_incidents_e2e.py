@@ -179,6 +179,9 @@ def test_report_tables_show_the_incident_and_json_csv_keep_every_alert(diverged:
     table = run().stdout
     assert f"Incidents (1, from {len(expected)} alerts)" in table and "instability incident  diverging · steps" in table
     assert all(a["message"][:40] in table.replace("\n", "") for a in expected)  # every alert still shown, under it
+    page = run("--format", "html").stdout
+    assert f"<h3>Incidents (1, from {len(expected)} alerts)</h3>" in page
+    assert page.count("<td>instability@") == 1 and f"<summary>Every alert ({len(expected)})</summary>" in page
     csv_rows = run("--format", "csv", "--csv-alerts").stdout.splitlines()
     assert csv_rows[0].endswith(",incident") and len(csv_rows) == len(expected) + 1
     assert {row.rsplit(",", 1)[1] for row in csv_rows[1:]} == {expected[0]["incident"]}
