@@ -68,8 +68,14 @@ class Alert:
 def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
     """Alerts as a pandas DataFrame, one row each, columns in contract order (``evidence`` a dict
     per row; NaN stays a float here, unlike JSON): filter, group and join them like ``read()``'s
-    frames, e.g. ``alerts_frame(analyze("logs/")).query("severity == 'critical'")``."""
+    frames, e.g. ``alerts_frame(analyze("logs/")).query("severity == 'critical'")``. The last column,
+    ``incident``, groups each run's causally linked alerts as ``report`` and ``watch`` do."""
     import pandas as pd
 
-    columns = [f.name for f in fields(Alert)]
-    return pd.DataFrame([asdict(a) for a in alerts], columns=columns).astype({"step": "int64", "wall_time": "float64"})
+    from tbmon.analyzers.incidents import group_alerts  # it imports this module
+
+    alerts = list(alerts)
+    assignments, _ = group_alerts(alerts)
+    rows = [{**asdict(a), "incident": assignments[a.key()].incident} for a in alerts]
+    columns = [f.name for f in fields(Alert)] + ["incident"]
+    return pd.DataFrame(rows, columns=columns).astype({"step": "int64", "wall_time": "float64"})

@@ -88,7 +88,8 @@ def test_alerts_as_a_dataframe_keep_nan_as_float_and_evidence_as_dicts(tmp_path:
     writer.close()
     alerts = analyze(tmp_path)
     frame = alerts_frame(alerts)
-    assert list(frame.columns) == ["run", "kind", "severity", "step", "wall_time", "tag", "message", "evidence"]
+    assert list(frame.columns) == ["run", "kind", "severity", "step", "wall_time", "tag", "message", "evidence", "incident"]
+    assert frame["incident"].tolist() == ["nan_run:instability@3"] * len(frame)  # as report and watch name it
     assert len(frame) == len(alerts) >= 1
     row = frame[frame["kind"] == "divergence"].iloc[0]
     assert row["step"] == 3 and frame["step"].dtype == np.int64
