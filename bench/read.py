@@ -4,11 +4,19 @@
     python bench/read.py --events 200000 # quicker, scaled down
     python bench/read.py --events 200000 --hist-every 1 --methods floor,tbmon_file  # histogram-heavy
     python bench/read.py --tail 2000     # live tail: cost of read_new() per appended record
+    python bench/read.py --shape tf2 --events 500000   # TF2 tensor scalars (tf.summary / Keras)
+    python bench/read.py --methods tbmon_file,rustboard  # against TensorBoard's Rust data server
 
 The log is generated once and cached under ``bench/out/`` (gitignored). Its records are
 serialised with tensorboardX's protobuf classes and framed exactly as tensorboardX's
 ``add_scalar``/``add_histogram`` write them (histograms built by tensorboardX's own
 ``summary.histogram`` with its default bins), so TensorBoard and tbparse read it as usual.
+``--shape tf2`` writes every scalar as TF2's C++ writer does (``tf.summary.scalar``, Keras): a
+DT_FLOAT shape-[] ``TensorProto`` in ``tensor_content``, with the ``scalars`` plugin metadata
+on every event (TensorFlow itself is not installed).
+
+``rustboard`` is TensorBoard's Rust data server driven over gRPC until every point is in the
+client (``bench/rustboard.py``); its CPU time is the server's plus the client's.
 
 Every method runs in its own subprocess and reports its own peak RSS (VmHWM).
 "events/s" counts scalar points + histogram points returned, over the in-process read time
@@ -49,7 +57,21 @@ def frame(data: bytes) -> bytes:
     return b"".join((head, masked_crc(head).to_bytes(4, "little"), data, masked_crc(data).to_bytes(4, "little")))
 
 
-def generate(path: Path, events: int, hist_every: int) -> None:
+def _tf2_event(tag: str, value: float, step: int, wall: float) -> bytes:
+    """An event as TF2's C++ writer stores ``tf.summary.scalar``: tensor_content + metadata
+    (tensorboard's own protos: tensorboardX's lack ``SummaryMetadata.data_class``)."""
+    import numpy as np
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
+
+    tensor = tensor_pb2.TensorProto(dtype=1, tensor_content=np.float32(value).tobytes())
+    tensor.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto())
+    v = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+    v.metadata.plugin_data.plugin_name = "scalars"
+    v.metadata.data_class = summary_pb2.DATA_CLASS_SCALAR  # as tensorboard's scalar summary sets it
+    return _record(event_pb2.Event(wall_time=wall, step=step, summary=summary_pb2.Summary(value=[v])))
+
+
+def generate(path: Path, events: int, hist_every: int, shape: str = "simple") -> None:
     """Write ``events`` scalar events (20 tags per step) plus 4 histograms every ``hist_every`` steps."""
     import numpy as np
     from tensorboardX.proto import event_pb2, summary_pb2
@@ -71,6 +93,9 @@ def generate(path: Path, events: int, hist_every: int) -> None:
             wall = t0 + step * 0.05
             vals = rng.normal(size=SCALAR_TAGS).astype(np.float32) + 1.0 / (1 + step)
             for tag, v in zip(tags, vals.tolist()):
+                if shape == "tf2":
+                    out.append(_tf2_event(tag, v, step, wall))
+                    continue
                 s = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=v)])
                 out.append(_record(event_pb2.Event(wall_time=wall, step=step, summary=s)))
             if step % hist_every == 0:
@@ -133,6 +158,11 @@ METHODS = {
 
 
 def child(method: str, logdir: Path) -> None:
+    if method == "rustboard":  # charges the server process's CPU too
+        from bench.rustboard import read_logdir
+
+        print(json.dumps(read_logdir(logdir)))
+        return
     t, cpu = time.perf_counter(), time.process_time()
     count = METHODS[method](logdir)
     seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
@@ -212,7 +242,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2_000_000, help="scalar events to generate")
     ap.add_argument("--hist-every", type=int, default=100, help="steps between histogram events (4 tags)")
-    ap.add_argument("--methods", default="floor,tbmon_file,tbmon_read,tbparse,accumulator")
+    ap.add_argument("--methods", default="floor,tbmon_file,tbmon_read,tbparse,accumulator,rustboard")
+    ap.add_argument("--shape", choices=("simple", "tf2"), default="simple", help="scalar encoding: simple_value (tensorboardX, torch) or TF2 tensor_content")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per method")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each method shorter than 10 s (median kept)")
     ap.add_argument("--tail", type=int, metavar="N", help="instead: time read_new() over N single-record appends")
@@ -225,10 +256,12 @@ def main() -> None:
         tail_latency(args.tail)
         return
     logdir = OUT / f"read_{args.events}" if args.hist_every == 100 else OUT / f"read_{args.events}_h{args.hist_every}"
+    if args.shape != "simple":
+        logdir = logdir.with_name(f"{logdir.name}_{args.shape}")
     path = logdir / "events.out.tfevents.1763900000.bench"
     if not path.exists():
         t = time.perf_counter()
-        generate(path, args.events, args.hist_every)
+        generate(path, args.events, args.hist_every, args.shape)
         print(f"generated {path} in {time.perf_counter() - t:.1f} s")
     size_mb = path.stat().st_size / 1e6
     print(f"log: {path} ({size_mb:.1f} MB)")
@@ -244,7 +277,7 @@ def main() -> None:
         print(_fmt(rows[-1], size_mb), flush=True)
     by = {r["method"]: r for r in rows if "error" not in r}
     for mine in ("tbmon_file", "tbmon_read"):
-        for anchor in ("tbparse", "accumulator"):
+        for anchor in ("tbparse", "accumulator", "rustboard"):
             if mine in by and anchor in by:
                 a, b = by[mine], by[anchor]
                 print(
