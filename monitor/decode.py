@@ -189,6 +189,7 @@ class EventDecoder:
             for r in range(n):
                 a = int(starts[r])
                 counts[r] = self._decode_one(mv[a : a + int(lengths[r])], r, acc)
+        matched = [m for m in matched if m.idx.size]
         for m in matched:
             counts[m.idx] = 1
         base = first_seq + np.cumsum(counts) - counts
