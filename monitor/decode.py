@@ -31,7 +31,9 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from tbmon.monitor.records import byte_rows
-from tbmon.monitor.scalar_templates import MAX_SUMMARY_BYTES, EventHeads, ScalarTemplates, TemplateMatch, event_heads
+from tbmon.monitor.event_heads import EventHeads, event_heads
+from tbmon.monitor.histogram_layout import MOMENTS, match_histograms
+from tbmon.monitor.scalar_templates import MAX_SUMMARY_BYTES, ScalarTemplates, TemplateMatch
 
 SCALAR = "scalar"
 HISTOGRAM = "histogram"
@@ -111,8 +113,12 @@ class HistogramPoint:
     num: float
     sum: float
     sum_squares: float
-    bucket_limits: np.ndarray
-    bucket_counts: np.ndarray
+    bucket_limits: np.ndarray | None  # None: decoded with keep_buckets=False
+    bucket_counts: np.ndarray | None
+
+
+def _by_seq(point: HistogramPoint) -> int:
+    return point.seq
 
 
 @dataclass
@@ -127,6 +133,7 @@ class _SlowValues:
     value: list[float] = field(default_factory=list)
     histograms: list[HistogramPoint] = field(default_factory=list)
     hist_pos: list[tuple[int, int]] = field(default_factory=list)
+    fast_histograms: int = 0  # how many of ``histograms`` (the first ones) the block matcher found
     session_starts: list[int] = field(default_factory=list)
     bad_proto: list[tuple[int, str]] = field(default_factory=list)
 
@@ -149,8 +156,11 @@ class DecodedBlock:
 class EventDecoder:
     """Decodes blocks of Event records; owns the tag table and the per-tag kind cache."""
 
-    def __init__(self, kinds: dict[str, str] | None = None) -> None:
+    def __init__(self, kinds: dict[str, str] | None = None, *, keep_buckets: bool = True) -> None:
         self.kinds: dict[str, str] = dict(kinds or {})
+        # False: histogram points keep min/max/num/sum/sum_squares only (bucket fields None),
+        # what every rule and plot reads; the buckets are most of a histogram log's bytes.
+        self.keep_buckets = keep_buckets
         self.tags: list[str] = []
         self._tag_ids: dict[str, int] = {}
         self._known = _KnownTags()
@@ -183,6 +193,7 @@ class EventDecoder:
             fast, fast_tag = self._fast_tags(u8, _match_simple_scalars(u8, starts, lengths, heads))
             slow[fast.idx] = False
             matched.append(TemplateMatch(fast.idx, fast_tag, fast.step, fast.wall_time, fast.value))
+            self._fast_histograms(buf, u8, _subset_heads(heads, slow), slow, counts, acc)
             self._decode_rest(buf, starts, lengths, u8, heads, slow, counts, acc, matched)
         else:  # a live tail's few new records: upb is cheaper than ~50 numpy calls
             mv = memoryview(buf)
@@ -195,6 +206,8 @@ class EventDecoder:
         base = first_seq + np.cumsum(counts) - counts
         for point, (r, k) in zip(acc.histograms, acc.hist_pos):
             point.seq = int(base[r]) + k
+        if acc.fast_histograms and len(acc.histograms) > acc.fast_histograms:
+            acc.histograms.sort(key=_by_seq)  # fast ones first, slow ones after: seq order per tag
         rec = np.array(acc.rec, dtype=np.int64)
         seq = np.concatenate([base[m.idx] for m in matched] + [base[rec] + np.array(acc.k, dtype=np.int64)])
         order = np.argsort(seq, kind="stable") if len(matched) > 1 or (matched and acc.rec) else slice(None)
@@ -260,6 +273,8 @@ class EventDecoder:
         """Decode one record with upb into ``acc``; returns how many values it yielded."""
         if len(record) >= BIG_RECORD_BYTES and (big := _big_histogram(record)) is not None:
             tag, point = big
+            if not self.keep_buckets:
+                point.bucket_limits = point.bucket_counts = None
             tag = bounded_tag(tag)
             self.kinds.setdefault(tag, HISTOGRAM)
             point.tag_id = self.tag_id(tag)
@@ -323,27 +338,57 @@ class EventDecoder:
         """Tag ids of the matched records; records whose tag cannot be confirmed go slow."""
         if fast.idx.size == 0:
             return fast, np.empty(0, dtype=np.int32)
-        width = 8 * -(-max(int(fast.tag_len.max()), 1) // 8)  # whole uint64 words
-        # Tags sit inside their records, so rows never run past the buffer except for
-        # the last record's short tag: pad one block-tail copy instead of clipping all.
-        if int(fast.tag_at.max()) + width > u8.shape[0]:
-            u8 = np.concatenate([u8, np.zeros(width, dtype=np.uint8)])
-        mat = byte_rows(u8, fast.tag_at, width)
-        mat[np.arange(width)[None, :] >= fast.tag_len[:, None]] = 0
-        words = mat.view("<u8")
-        h = fast.tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for c in range(words.shape[1]):
-            h = (h ^ words[:, c]) * np.uint64(0x100000001B3)
-        tag_ids = self._known.lookup(h, words, fast.tag_len)
-        miss = np.flatnonzero(tag_ids < 0)
-        if miss.size:
-            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], fast.tag_len[miss])
+        tag_ids = self._tag_ids_at(u8, fast.tag_at, fast.tag_len, SCALAR)
         good = tag_ids >= 0
         if not good.all():
             return fast.subset(good), tag_ids[good]
         return fast, tag_ids
 
-    def _new_fast_tags(self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray) -> np.ndarray:
+    def _tag_ids_at(self, u8: np.ndarray, tag_at: np.ndarray, tag_len: np.ndarray, kind: str) -> np.ndarray:
+        """Tag id of the tag bytes at each position (new tags get ``kind``); -1 = go slow."""
+        width = 8 * -(-max(int(tag_len.max()), 1) // 8)  # whole uint64 words
+        # Tags sit inside their records, so rows never run past the buffer except for
+        # the last record's short tag: pad one block-tail copy instead of clipping all.
+        if int(tag_at.max()) + width > u8.shape[0]:
+            u8 = np.concatenate([u8, np.zeros(width, dtype=np.uint8)])
+        mat = byte_rows(u8, tag_at, width)
+        mat[np.arange(width)[None, :] >= tag_len[:, None]] = 0
+        words = mat.view("<u8")
+        h = tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for c in range(words.shape[1]):
+            h = (h ^ words[:, c]) * np.uint64(0x100000001B3)
+        tag_ids = self._known.lookup(h, words, tag_len)
+        miss = np.flatnonzero(tag_ids < 0)
+        if miss.size:
+            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], tag_len[miss], kind)
+        return tag_ids
+
+    def _fast_histograms(
+        self, buf: bytes, u8: np.ndarray, heads: EventHeads, slow: np.ndarray, counts: np.ndarray, acc: _SlowValues
+    ) -> None:
+        """One-histogram records of the block, decoded by the vectorised layout walk."""
+        hist = match_histograms(u8, heads)
+        if hist.idx.size == 0:
+            return
+        tag_ids = self._tag_ids_at(u8, hist.tag_at, hist.tag_len, HISTOGRAM)
+        hist = hist.subset(np.flatnonzero(tag_ids >= 0))
+        tag_ids = tag_ids[tag_ids >= 0]
+        slow[hist.idx] = False
+        counts[hist.idx] = 1
+        n = hist.idx.size
+        if self.keep_buckets:
+            limits = [np.frombuffer(buf, "<f8", k, a).copy() for a, k in zip(hist.limits_at.tolist(), hist.n_buckets.tolist())]
+            bucket_counts = [np.frombuffer(buf, "<f8", k, a).copy() for a, k in zip(hist.counts_at.tolist(), hist.n_buckets.tolist())]
+        else:
+            limits = bucket_counts = [None] * n
+        moments = [hist.moments[name].tolist() for name in MOMENTS]
+        acc.histograms += map(
+            HistogramPoint, tag_ids.tolist(), [-1] * n, hist.step.tolist(), hist.wall_time.tolist(), *moments, limits, bucket_counts
+        )
+        acc.hist_pos += zip(hist.idx.tolist(), [0] * n)
+        acc.fast_histograms = n
+
+    def _new_fast_tags(self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray, kind: str) -> np.ndarray:
         """Group tags not in the cache by hash, confirm each group byte-for-byte against its
         representative (a collision can never merge tags), register them; -1 = go slow."""
         _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
@@ -357,7 +402,7 @@ class EventDecoder:
                 tag = bytes(mat[row, :length]).decode("utf-8")
             except UnicodeDecodeError:  # let upb judge (it reports bad_proto)
                 continue
-            self.kinds.setdefault(tag, SCALAR)
+            self.kinds.setdefault(tag, kind)
             lut[g] = self.tag_id(tag)
         ok = lut >= 0
         self._known.add(h[first[ok]], lut[ok], tag_len[first[ok]], mat[first[ok]])
@@ -379,10 +424,9 @@ class EventDecoder:
         if which == "histo":
             if kind is None:
                 self.kinds[tag] = HISTOGRAM
-            point = _from_histogram_proto(v.histo)
-            if point.bucket_limits.shape != point.bucket_counts.shape:
+            if len(v.histo.bucket_limit) != len(v.histo.bucket):
                 return OTHER, None  # malformed: edges and counts must pair up
-            return HISTOGRAM, point
+            return HISTOGRAM, _from_histogram_proto(v.histo, self.keep_buckets)
         if which == "tensor" and kind == SCALAR:
             values = tensor_to_numpy(v.tensor)
             if values is not None and values.size == 1:
@@ -390,18 +434,19 @@ class EventDecoder:
         elif which == "tensor" and kind == HISTOGRAM:
             values = tensor_to_numpy(v.tensor)
             if values is not None and values.ndim == 2 and values.shape[1] == 3:
-                return HISTOGRAM, histogram_from_tensor(values)
+                return HISTOGRAM, histogram_from_tensor(values, self.keep_buckets)
         return OTHER, None
 
 
-def _from_histogram_proto(h) -> HistogramPoint:
-    return HistogramPoint(
-        -1, -1, 0, 0.0, h.min, h.max, h.num, h.sum, h.sum_squares,
-        np.array(h.bucket_limit, dtype=np.float64), np.array(h.bucket, dtype=np.float64),
-    )
+def _from_histogram_proto(h, keep_buckets: bool) -> HistogramPoint:
+    point = HistogramPoint(-1, -1, 0, 0.0, h.min, h.max, h.num, h.sum, h.sum_squares, None, None)
+    if keep_buckets:
+        point.bucket_limits = np.array(h.bucket_limit, dtype=np.float64)
+        point.bucket_counts = np.array(h.bucket, dtype=np.float64)
+    return point
 
 
-def histogram_from_tensor(rows: np.ndarray) -> HistogramPoint:
+def histogram_from_tensor(rows: np.ndarray, keep_buckets: bool = True) -> HistogramPoint:
     """TF2 ``[k,3]`` (left, right, count) rows → HistogramProto form.
 
     ``sum`` and ``sum_squares`` are ESTIMATES: TF2 histograms keep no moments, so each
@@ -418,8 +463,8 @@ def histogram_from_tensor(rows: np.ndarray) -> HistogramPoint:
         float(counts.sum()),
         float(np.dot(counts, centres)),
         float(np.dot(counts, centres * centres)),
-        right.copy(),
-        counts,
+        right.copy() if keep_buckets else None,
+        counts if keep_buckets else None,
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tbmon.monitor.event_heads import EventHeads, varints
 from tbmon.monitor.records import byte_rows
 
 MAX_SUMMARY_BYTES = 255
@@ -27,56 +28,6 @@ MAX_TEMPLATES = 4096
 _VALUE_DTYPES = {4: "<f4", 8: "<f8"}
 _PROBES = (1.5, -2.25)
 _MAX_TRIES_PER_TAG = 8  # layouts tried per tag (a tag logged with metadata then without: 2)  # two values whose bytes differ from each other in every position
-
-
-def _at(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return u8.take(pos, mode="clip")
-
-
-@dataclass
-class EventHeads:
-    """Where the summary of each ``09 wall [10 step] 2a L`` event starts, vectorised.
-
-    Byte reads are clipped to the buffer: callers accept a record only if the layout they
-    match ends exactly at the record's end, so no clipped byte ever takes part in a match.
-    """
-
-    idx: np.ndarray  # record indices (into the block) with this head
-    wall_time: np.ndarray
-    step: np.ndarray  # int64 (the varint's two's-complement bits)
-    summary_at: np.ndarray  # buffer offset of the 0x2a tag byte of the summary field
-    end: np.ndarray  # buffer offset just past the record
-
-
-def event_heads(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray, min_length: int) -> EventHeads:
-    """Decode wall time and step of every record that starts ``09 <f64> [10 <varint>] 2a``."""
-    cand = np.flatnonzero((lengths >= min_length) & (_at(u8, starts) == 0x09))
-    s = starts[cand]
-    p = s + 9
-    has_step = _at(u8, p) == 0x10
-    # Step varint, one byte column at a time while any record still continues (steps
-    # below 2**21 need 3 columns); a 10th byte that still continues is malformed.
-    byte = _at(u8, p + 1)
-    step = (byte & 0x7F).astype(np.uint64)
-    going = byte >= 0x80
-    vlen = np.ones(s.shape, dtype=np.int64)
-    for k in range(1, 10):
-        if not going.any():
-            break
-        byte = _at(u8, p + 1 + k)
-        step |= np.where(going, (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
-        vlen += going
-        going &= byte >= 0x80
-    q = np.where(has_step, p + 1 + vlen, p)
-    keep = np.flatnonzero((~going | ~has_step) & (_at(u8, q) == 0x2A))
-    s = s[keep]
-    return EventHeads(
-        cand[keep],
-        byte_rows(u8, s + 1, 8).view("<f8").ravel(),
-        np.where(has_step[keep], step[keep].view(np.int64), 0),
-        q[keep],
-        s + lengths[cand[keep]],
-    )
 
 
 @dataclass
@@ -174,12 +125,10 @@ class ScalarTemplates:
         """Records (among ``heads``) whose summary equals a template outside its value bytes."""
         if not self._groups or heads.idx.size == 0:
             return _EMPTY_MATCH
-        length = _at(u8, heads.summary_at + 1).astype(np.int64)
-        at = heads.summary_at + 2
-        long_len = length >= 0x80  # two-byte length varint (summaries of 128-255 bytes)
-        length = np.where(long_len, (length & 0x7F) | (_at(u8, heads.summary_at + 2).astype(np.int64) << 7), length)
-        at = np.where(long_len, at + 1, at)
-        fits = (at + length == heads.end) & (~long_len | (_at(u8, heads.summary_at + 2) < 0x80))
+        length, used, fine = varints(u8, heads.summary_at + 1, 2)  # summaries up to 16 KiB
+        length = length.astype(np.int64)
+        at = heads.summary_at + 1 + used
+        fits = fine & (at + length == heads.end)
         parts = []
         for (size, offset, width), group in self._groups.items():
             rows_idx = np.flatnonzero(fits & (length == size))
