@@ -17,44 +17,10 @@ from tensorboard.compat.proto import summary_pb2 as tb_summary_pb2
 from tensorboard.compat.proto import tensor_pb2 as tb_tensor_pb2
 from tensorboardX.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
 
-from tbmon.monitor.decode import EventDecoder, _varint_bytes
+from tbmon.monitor.decode import _varint_bytes
 from tbmon.monitor.event_file import EventFileReader
-from tbmon.monitor.records import RecordFramer
 from tests.conftest import tf2_scalar
-
-
-def _decode_both(path: Path) -> tuple[dict, dict, EventDecoder]:
-    data = path.read_bytes()
-    framer = RecordFramer(block_bytes=64 << 10)  # several blocks: templates carry across them
-    bulk, single = EventDecoder(), EventDecoder()
-    cols_bulk, cols_single = [], []
-    seq_bulk = seq_single = 0
-    for block in framer.read(lambda off, size: data[off : off + size], len(data)):
-        d = bulk.decode(block.buf, block.starts, block.lengths, seq_bulk)
-        seq_bulk += d.n_values
-        cols_bulk.append(d)
-        for i in range(block.starts.size):
-            one = single.decode(block.buf, block.starts[i : i + 1], block.lengths[i : i + 1], seq_single)
-            seq_single += one.n_values
-            cols_single.append(one)
-    assert seq_bulk == seq_single
-    return _columns(cols_bulk, bulk), _columns(cols_single, single), bulk
-
-
-def _columns(blocks, decoder: EventDecoder) -> dict:
-    cat = {f: np.concatenate([getattr(b, f) for b in blocks]) for f in ("scalar_tag", "scalar_seq", "scalar_step", "scalar_wall_time", "scalar_value")}
-    cat["tag"] = [decoder.tags[i] for i in cat.pop("scalar_tag").tolist()]
-    cat["hist"] = [(decoder.tags[h.tag_id], h.seq, h.step) for b in blocks for h in b.histograms]
-    return cat
-
-
-def _assert_same(path: Path) -> EventDecoder:
-    bulk, single, decoder = _decode_both(path)
-    assert bulk["tag"] == single["tag"]
-    for f in ("scalar_seq", "scalar_step", "scalar_wall_time", "scalar_value"):
-        np.testing.assert_array_equal(bulk[f], single[f], err_msg=f)
-    assert bulk["hist"] == single["hist"]
-    return decoder
+from tests.monitor.decode_paths import assert_paths_agree, frame
 
 
 def _tb_scalar(tag: str, step: int, value: float, dtype: int, content: bool, wall: float) -> tb_event_pb2.Event:
@@ -91,8 +57,8 @@ def test_tf2_dtypes_and_encodings_match_the_upb_path(tmp_path, tb, dtype, conten
         wall = float("nan") if i == 11 else 1.7e9 + i * 0.5
         events.append(_tb_scalar(tags[i % len(tags)], step, v, dtype, content, wall))
     path = tmp_path / "events.out.tfevents.1.tf2"
-    path.write_bytes(b"".join(_frame(e.SerializeToString()) for e in events))
-    decoder = _assert_same(path)
+    path.write_bytes(b"".join(frame(e.SerializeToString()) for e in events))
+    decoder = assert_paths_agree(path)
     assert decoder._templates.count == len(tags)  # the template path did the work
 
 
@@ -120,11 +86,11 @@ def test_mixed_writers_and_odd_layouts_match_the_upb_path(tmp_path, tb) -> None:
         events.append(pair)
         if step % 50 == 0:
             events.append(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="h", histo=summary_pb2.HistogramProto(min=0, max=1, num=1, bucket_limit=[1.0], bucket=[1.0]))])))
-    data = [_frame(e.SerializeToString()) for e in events]
-    data += [_frame(_metadata_first_event(step, float(step) / 3)) for step in range(300)]
+    data = [frame(e.SerializeToString()) for e in events]
+    data += [frame(_metadata_first_event(step, float(step) / 3)) for step in range(300)]
     path = tmp_path / "events.out.tfevents.1.mixed"
     path.write_bytes(b"".join(data))
-    decoder = _assert_same(path)
+    decoder = assert_paths_agree(path)
     assert decoder._templates.count >= 4
 
 
@@ -145,7 +111,7 @@ def test_reader_returns_tf2_scalars_from_real_writers(tmp_path, tb) -> None:
         series = {s.tag: s for s in chunk.scalars}
         assert set(series) == tags
         assert all(len(s.step) == n and (s.step == np.arange(n)).all() for s in series.values())
-        _assert_same(path)
+        assert_paths_agree(path)
     keras = {s.tag: s for s in EventFileReader(next((tmp_path / "keras").iterdir())).read_new().scalars}["epoch_loss"]
     np.testing.assert_array_equal(keras.value, np.float32(2.0 - np.arange(400) / 100).astype(np.float64))
     np.testing.assert_array_equal(keras.wall_time, 5.0 + np.arange(400))
@@ -163,10 +129,3 @@ def _metadata_first_event(step: int, value: float) -> bytes:
 def _field(number: int, payload: bytes) -> bytes:
     assert len(payload) < 128
     return bytes([number << 3 | 2, len(payload)]) + payload
-
-
-def _frame(data: bytes) -> bytes:
-    from tbmon.monitor.records import masked_crc
-
-    head = len(data).to_bytes(8, "little")
-    return head + masked_crc(head).to_bytes(4, "little") + data + masked_crc(data).to_bytes(4, "little")
