@@ -119,24 +119,26 @@ def m_floor(logdir: Path) -> int:
     return 0
 
 
-def m_tbmon_file(logdir: Path) -> int:
+def m_tbmon_file(logdir: Path, **options: str) -> int:
     from tbmon.monitor.event_file import EventFileReader
 
-    chunk = EventFileReader(next(logdir.iterdir())).read_new()
+    chunk = EventFileReader(next(logdir.iterdir()), **options).read_new()
     return sum(len(s) for s in chunk.scalars) + sum(len(h) for h in chunk.histograms)
 
 
-def m_tbmon_read(logdir: Path) -> int:
+def m_tbmon_read(logdir: Path, **options: str) -> int:
     from tbmon.monitor import read
 
-    result = read(str(logdir))
+    result = read(str(logdir), **options)
     return len(result.scalars) + len(result.histograms)
 
 
 def m_tbparse(logdir: Path) -> int:
+    """Scalars, TF2 tensors (where tbparse puts ``tf.summary`` scalars) and histograms."""
     from tbparse import SummaryReader
 
-    return len(SummaryReader(str(logdir)).scalars)
+    reader = SummaryReader(str(logdir))
+    return len(reader.scalars) + len(reader.tensors) + len(reader.histograms)
 
 
 def m_accumulator(logdir: Path) -> int:
@@ -145,13 +147,20 @@ def m_accumulator(logdir: Path) -> int:
     ea = EventAccumulator(str(next(logdir.iterdir())), size_guidance={k: 0 for k in ("scalars", "histograms", "tensors", "images", "audio", "compressedHistograms")})
     ea.Reload()
     tags = ea.Tags()
-    return sum(len(ea.Scalars(t)) for t in tags["scalars"]) + sum(len(ea.Histograms(t)) for t in tags["histograms"])
+    return sum(len(ea.Scalars(t)) for t in tags["scalars"]) + sum(len(ea.Histograms(t)) for t in tags["histograms"]) + sum(
+        len(ea.Tensors(t)) for t in tags["tensors"]  # TF2 tensor scalars land here
+    )
 
 
 METHODS = {
     "floor": m_floor,
-    "tbmon_file": m_tbmon_file,
-    "tbmon_read": m_tbmon_read,
+    "tbmon_file": lambda logdir: m_tbmon_file(logdir, histograms="full"),
+    "tbmon_file_summary": lambda logdir: m_tbmon_file(logdir, histograms="summary"),
+    "tbmon_read": lambda logdir: m_tbmon_read(logdir, histograms="summary"),
+    "tbmon_read_full": lambda logdir: m_tbmon_read(logdir, histograms="full"),
+    # another tbmon version (--base): its defaults, no options it may not know
+    "base_file": m_tbmon_file,
+    "base_read": m_tbmon_read,
     "tbparse": m_tbparse,
     "accumulator": m_accumulator,
 }
@@ -170,10 +179,15 @@ def child(method: str, logdir: Path) -> None:
     print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "count": count, "peak_mb": status_mb("VmHWM")}))
 
 
-def run_child(method: str, logdir: Path, timeout: float) -> dict:
+def run_child(method: str, logdir: Path, timeout: float, base: Path | None = None) -> dict:
     start = time.perf_counter()
+    env = dict(os.environ)
+    if method.startswith("base_"):
+        if base is None:
+            return {"method": method, "error": "needs --base"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(base), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", method, str(logdir)], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--child", method, str(logdir)], stdout=subprocess.PIPE, text=True, env=env
     )
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
@@ -226,15 +240,16 @@ def tail_latency(appends: int) -> None:
 
 
 def _median_run(method: str, logdir: Path, args: argparse.Namespace) -> dict:
-    """Runs that finish in under 10 s are repeated (``--repeat``) and the median run by wall
-    time is kept: a few seconds on a shared machine are easily disturbed by one neighbour,
-    while the minute-long anchor runs average such noise out on their own."""
-    runs = [run_child(method, logdir, args.timeout)]
-    while len(runs) < args.repeat and "error" not in runs[-1] and runs[-1]["wall"] < 10:
-        runs.append(run_child(method, logdir, args.timeout))
-    runs.sort(key=lambda r: r.get("seconds", float("inf")))
+    """Runs that finish in under ``--long`` seconds are repeated (``--repeat``) and the median
+    run by CPU time is kept: a few seconds on a shared machine are easily disturbed by one
+    neighbour, while minute-long anchor runs average such noise out on their own."""
+    runs = [run_child(method, logdir, args.timeout, args.base)]
+    while len(runs) < args.repeat and "error" not in runs[-1] and runs[-1]["wall"] < args.long:
+        runs.append(run_child(method, logdir, args.timeout, args.base))
+    runs.sort(key=lambda r: r.get("cpu", float("inf")))  # CPU time: what other load disturbs least
     best = dict(runs[len(runs) // 2])
     best["runs"] = len(runs)
+    best["cpus"] = [r["cpu"] for r in runs if "cpu" in r]
     return best
 
 
@@ -245,7 +260,9 @@ def main() -> None:
     ap.add_argument("--methods", default="floor,tbmon_file,tbmon_read,tbparse,accumulator,rustboard")
     ap.add_argument("--shape", choices=("simple", "tf2"), default="simple", help="scalar encoding: simple_value (tensorboardX, torch) or TF2 tensor_content")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per method")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each method shorter than 10 s (median kept)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each method shorter than --long seconds (median kept)")
+    ap.add_argument("--base", type=Path, help="directory holding a tbmon/ package of another version (e.g. the main branch, git archive'd): methods base_file, base_read run it")
+    ap.add_argument("--long", type=float, default=10.0, help="a method whose run takes longer is not repeated")
     ap.add_argument("--tail", type=int, metavar="N", help="instead: time read_new() over N single-record appends")
     ap.add_argument("--child", nargs=2, metavar=("METHOD", "LOGDIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -276,8 +293,8 @@ def main() -> None:
         rows.append(_median_run(method, logdir, args))
         print(_fmt(rows[-1], size_mb), flush=True)
     by = {r["method"]: r for r in rows if "error" not in r}
-    for mine in ("tbmon_file", "tbmon_read"):
-        for anchor in ("tbparse", "accumulator", "rustboard"):
+    for mine in ("tbmon_file", "tbmon_file_summary", "tbmon_read", "tbmon_read_full"):
+        for anchor in ("tbparse", "accumulator", "rustboard", "base_file" if "file" in mine else "base_read"):
             if mine in by and anchor in by:
                 a, b = by[mine], by[anchor]
                 print(
@@ -285,6 +302,8 @@ def main() -> None:
                     f"({b['cpu'] / a['cpu']:.1f}x in CPU time), "
                     f"{a['peak_mb'] / b['peak_mb']:.2f}x the peak memory"
                 )
+        if mine in by:
+            print(f"{mine} peak memory: {by[mine]['peak_mb'] / size_mb:.2f}x the file size")
 
 
 def _fmt(r: dict, size_mb: float) -> str:
@@ -294,7 +313,7 @@ def _fmt(r: dict, size_mb: float) -> str:
     return (
         f"{r['method']:12s} {r['seconds']:7.2f} s (cpu {r['cpu']:6.2f} s, process {r['wall']:6.2f} s)  "
         f"{rate} events/s  {size_mb / r['seconds']:8.1f} MB/s  peak {r['peak_mb']:7.1f} MB  "
-        f"({r['count']:,} points, median of {r['runs']} runs)"
+        f"({r['count']:,} points, median of {r['runs']} runs by CPU: {', '.join(f'{c:.2f}' for c in r['cpus'])} s)"
     )
 
 
