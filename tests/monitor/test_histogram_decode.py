@@ -85,3 +85,25 @@ def test_summary_mode_keeps_the_moments_and_far_less_memory(tmp_path: Path, tb) 
             np.testing.assert_array_equal(getattr(s, name), getattr(f, name))
         assert s.bucket_limits == s.bucket_counts == () and len(f.bucket_limits) == len(f) == 400
     assert size > 8e6 and peak < 0.3 * size, (peak, size)
+
+
+def test_alerts_are_the_same_from_summaries_and_full_buckets(tmp_path: Path, tb) -> None:
+    """The rules read moments only: a vanishing-gradient run alerts identically in both modes."""
+    from tbmon.analyzers import analyze
+    from tbmon.monitor import read
+
+    rng = np.random.default_rng(11)
+    steps = list(range(0, 300, 10))
+    layers = [f"net.{2 * k}.weight" for k in range(6)]
+
+    def scale(step: int, k: int) -> float:
+        healthy = 1e-2 * (0.5 + k / 5) * (1 + 0.3 * np.sin(step / 7 + k))
+        return healthy * (1e-5 ** ((5 - k) / 5) if step >= 100 else 1.0)
+
+    tb.scalars(tmp_path / "run", {"train/loss": [1.0] * len(steps)}, steps=steps)
+    tb.histograms(tmp_path / "run", {f"grad/{name}": [scale(s, k) * rng.standard_normal(200) for s in steps] for k, name in enumerate(layers)}, steps=steps)
+    summary, full = read(tmp_path), read(tmp_path, histograms="full")
+    assert full.histograms.bucket_counts.map(len).min() > 0 and summary.histograms.bucket_counts.isna().all()
+    alerts = [(a.kind, a.step, a.message) for a in analyze(summary)]
+    assert alerts == [(a.kind, a.step, a.message) for a in analyze(full)]
+    assert ("vanishing_gradients", 100) in [a[:2] for a in alerts]
