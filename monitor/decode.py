@@ -163,7 +163,8 @@ class EventDecoder:
         self.keep_buckets = keep_buckets
         self.tags: list[str] = []
         self._tag_ids: dict[str, int] = {}
-        self._known = _KnownTags()
+        self._known = _KnownTags()  # simple_value scalar tags
+        self._known_histograms = _KnownTags()  # apart: every lookup searches each run of a cache
         self._templates = ScalarTemplates()
         self._learning = False  # inside a bulk decode: slow tensor scalars teach templates
 
@@ -251,7 +252,7 @@ class EventDecoder:
         try:
             while pending.size:
                 known = self._templates.count
-                hit = self._templates.match(u8, _subset_heads(heads, slow))
+                hit = self._templates.match(u8, _subset_heads(heads, slow)) if known else _NO_TEMPLATE_MATCH
                 if hit.idx.size:
                     matched.append(hit)
                     slow[hit.idx] = False
@@ -338,14 +339,17 @@ class EventDecoder:
         """Tag ids of the matched records; records whose tag cannot be confirmed go slow."""
         if fast.idx.size == 0:
             return fast, np.empty(0, dtype=np.int32)
-        tag_ids = self._tag_ids_at(u8, fast.tag_at, fast.tag_len, SCALAR)
+        tag_ids = self._tag_ids_at(u8, fast.tag_at, fast.tag_len, SCALAR, self._known)
         good = tag_ids >= 0
         if not good.all():
             return fast.subset(good), tag_ids[good]
         return fast, tag_ids
 
-    def _tag_ids_at(self, u8: np.ndarray, tag_at: np.ndarray, tag_len: np.ndarray, kind: str) -> np.ndarray:
-        """Tag id of the tag bytes at each position (new tags get ``kind``); -1 = go slow."""
+    def _tag_ids_at(
+        self, u8: np.ndarray, tag_at: np.ndarray, tag_len: np.ndarray, kind: str, known: _KnownTags
+    ) -> np.ndarray:
+        """Tag id of the tag bytes at each position, via the ``known`` cache (new tags get ``kind``);
+        -1 = go slow."""
         width = 8 * -(-max(int(tag_len.max()), 1) // 8)  # whole uint64 words
         # Tags sit inside their records, so rows never run past the buffer except for
         # the last record's short tag: pad one block-tail copy instead of clipping all.
@@ -357,10 +361,10 @@ class EventDecoder:
         h = tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         for c in range(words.shape[1]):
             h = (h ^ words[:, c]) * np.uint64(0x100000001B3)
-        tag_ids = self._known.lookup(h, words, tag_len)
+        tag_ids = known.lookup(h, words, tag_len)
         miss = np.flatnonzero(tag_ids < 0)
         if miss.size:
-            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], tag_len[miss], kind)
+            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], tag_len[miss], kind, known)
         return tag_ids
 
     def _fast_histograms(
@@ -370,7 +374,7 @@ class EventDecoder:
         hist = match_histograms(u8, heads)
         if hist.idx.size == 0:
             return
-        tag_ids = self._tag_ids_at(u8, hist.tag_at, hist.tag_len, HISTOGRAM)
+        tag_ids = self._tag_ids_at(u8, hist.tag_at, hist.tag_len, HISTOGRAM, self._known_histograms)
         hist = hist.subset(np.flatnonzero(tag_ids >= 0))
         tag_ids = tag_ids[tag_ids >= 0]
         slow[hist.idx] = False
@@ -388,7 +392,9 @@ class EventDecoder:
         acc.hist_pos += zip(hist.idx.tolist(), [0] * n)
         acc.fast_histograms = n
 
-    def _new_fast_tags(self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray, kind: str) -> np.ndarray:
+    def _new_fast_tags(
+        self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray, kind: str, known: _KnownTags
+    ) -> np.ndarray:
         """Group tags not in the cache by hash, confirm each group byte-for-byte against its
         representative (a collision can never merge tags), register them; -1 = go slow."""
         _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
@@ -405,7 +411,7 @@ class EventDecoder:
             self.kinds.setdefault(tag, kind)
             lut[g] = self.tag_id(tag)
         ok = lut >= 0
-        self._known.add(h[first[ok]], lut[ok], tag_len[first[ok]], mat[first[ok]])
+        known.add(h[first[ok]], lut[ok], tag_len[first[ok]], mat[first[ok]])
         return np.where(same, lut[inverse], -1)
 
     # -- slow path ---------------------------------------------------------------------
@@ -683,6 +689,7 @@ _MIN_SIMPLE = 9 + 6 + 5  # wall_time field + three one-byte headers/lengths + fl
 # Below this many records per block the vectorised path's fixed numpy cost (~200 µs)
 # exceeds upb's ~3 µs per record.
 _FAST_PATH_MIN_RECORDS = 32
+_NO_TEMPLATE_MATCH = TemplateMatch(*(np.empty(0, dtype=np.int64) for _ in range(5)))
 _REMATCH_RECORDS = 64  # slow records decoded between template rematches (doubles if futile)
 
 
