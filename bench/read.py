@@ -133,6 +133,16 @@ def m_tbmon_read(logdir: Path, **options: str) -> int:
     return len(result.scalars) + len(result.histograms)
 
 
+def m_tbmon_imports(logdir: Path) -> int:
+    """No read: the peak RSS of the interpreter with what ``read()`` imports (pandas too), the
+    baseline under the ``tbmon_read`` rows' peaks."""
+    import pandas  # noqa: F401
+
+    from tbmon.monitor import read  # noqa: F401
+
+    return 0
+
+
 def m_tbparse(logdir: Path) -> int:
     """Scalars, TF2 tensors (where tbparse puts ``tf.summary`` scalars) and histograms."""
     from tbparse import SummaryReader
@@ -158,6 +168,7 @@ METHODS = {
     "tbmon_file_summary": lambda logdir: m_tbmon_file(logdir, histograms="summary"),
     "tbmon_read": lambda logdir: m_tbmon_read(logdir, histograms="summary"),
     "tbmon_read_full": lambda logdir: m_tbmon_read(logdir, histograms="full"),
+    "tbmon_imports": m_tbmon_imports,
     # another tbmon version (--base): its defaults, no options it may not know
     "base_file": m_tbmon_file,
     "base_read": m_tbmon_read,
@@ -303,7 +314,8 @@ def main() -> None:
                     f"{a['peak_mb'] / b['peak_mb']:.2f}x the peak memory"
                 )
         if mine in by:
-            print(f"{mine} peak memory: {by[mine]['peak_mb'] / size_mb:.2f}x the file size")
+            above = f", {(by[mine]['peak_mb'] - by['tbmon_imports']['peak_mb']) / size_mb:.2f}x above the imports' baseline" if "tbmon_imports" in by and mine.startswith("tbmon_read") else ""
+            print(f"{mine} peak memory: {by[mine]['peak_mb'] / size_mb:.2f}x the file size{above}")
 
 
 def _fmt(r: dict, size_mb: float) -> str:
