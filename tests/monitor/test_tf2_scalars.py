@@ -8,7 +8,6 @@ columns must be identical: tags, seq, steps, wall times and values (NaN compared
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
