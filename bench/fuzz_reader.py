@@ -234,7 +234,7 @@ def _upb_histogram(payload: bytes):
     v = ev.summary.value[0]
     if v.WhichOneof("value") != "histo":
         return None
-    return v.tag, ev.step, ev.wall_time, decode_mod._from_histogram_proto(v.histo)
+    return v.tag, ev.step, ev.wall_time, decode_mod._from_histogram_proto(v.histo, True)
 
 
 def _same_histogram(big, ref) -> bool:

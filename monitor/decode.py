@@ -6,6 +6,9 @@ Two paths, one result:
   (``09 <wall_time f64> [10 <step varint>] 2a L 0a L 0a L <tag> 15 <value f32>``). All
   records of a block are matched against it at once with numpy gathers, so such a record
   costs no Python object at all.
+- Template path (vectorised): one-value events whose summary bytes repeat for every event of
+  a tag except the value (TF2 ``tf.summary``/Keras/torch ``new_style`` tensor scalars) are
+  matched against layouts the slow path learned and proved (see ``scalar_templates``).
 - Slow path: every record that does not match *exactly* goes through the compiled upb
   ``Event`` class from tensorboardX and is normalised here (TF2 tensor scalars of every dtype
   and encoding, ``HistogramProto``, TF2 ``[k,3]`` histogram tensors, ``SessionLog.START``).
@@ -28,6 +31,9 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from tbmon.monitor.records import byte_rows
+from tbmon.monitor.event_heads import EventHeads, event_heads
+from tbmon.monitor.histogram_layout import MOMENTS, match_histograms
+from tbmon.monitor.scalar_templates import MAX_SUMMARY_BYTES, ScalarTemplates, TemplateMatch
 
 SCALAR = "scalar"
 HISTOGRAM = "histogram"
@@ -107,8 +113,12 @@ class HistogramPoint:
     num: float
     sum: float
     sum_squares: float
-    bucket_limits: np.ndarray
-    bucket_counts: np.ndarray
+    bucket_limits: np.ndarray | None  # None: decoded with keep_buckets=False
+    bucket_counts: np.ndarray | None
+
+
+def _by_seq(point: HistogramPoint) -> int:
+    return point.seq
 
 
 @dataclass
@@ -123,6 +133,7 @@ class _SlowValues:
     value: list[float] = field(default_factory=list)
     histograms: list[HistogramPoint] = field(default_factory=list)
     hist_pos: list[tuple[int, int]] = field(default_factory=list)
+    fast_histograms: int = 0  # how many of ``histograms`` (the first ones) the block matcher found
     session_starts: list[int] = field(default_factory=list)
     bad_proto: list[tuple[int, str]] = field(default_factory=list)
 
@@ -145,11 +156,17 @@ class DecodedBlock:
 class EventDecoder:
     """Decodes blocks of Event records; owns the tag table and the per-tag kind cache."""
 
-    def __init__(self, kinds: dict[str, str] | None = None) -> None:
+    def __init__(self, kinds: dict[str, str] | None = None, *, keep_buckets: bool = True) -> None:
         self.kinds: dict[str, str] = dict(kinds or {})
+        # False: histogram points keep min/max/num/sum/sum_squares only (bucket fields None),
+        # what every rule and plot reads; the buckets are most of a histogram log's bytes.
+        self.keep_buckets = keep_buckets
         self.tags: list[str] = []
         self._tag_ids: dict[str, int] = {}
-        self._known = _KnownTags()
+        self._known = _KnownTags()  # simple_value scalar tags
+        self._known_histograms = _KnownTags()  # apart: every lookup searches each run of a cache
+        self._templates = ScalarTemplates()
+        self._learning = False  # inside a bulk decode: slow tensor scalars teach templates
 
     def tag_id(self, tag: str) -> int:
         tid = self._tag_ids.get(tag)
@@ -168,40 +185,97 @@ class EventDecoder:
     def _decode(self, buf: bytes, starts: np.ndarray, lengths: np.ndarray, first_seq: int) -> DecodedBlock:
         n = int(starts.shape[0])
         u8 = np.frombuffer(buf, dtype=np.uint8)
-        if n >= _FAST_PATH_MIN_RECORDS:
-            fast, fast_tag = self._fast_tags(u8, _match_simple_scalars(u8, starts, lengths))
-        else:  # a live tail's few new records: upb is cheaper than ~50 numpy calls
-            fast, fast_tag = _NO_MATCH, np.empty(0, dtype=np.int32)
         counts = np.zeros(n, dtype=np.int64)  # values returned per record → seq numbers
-        counts[fast.idx] = 1
         slow = np.ones(n, dtype=bool)
-        slow[fast.idx] = False
         acc = _SlowValues()
-        mv = memoryview(buf)
-        for r in np.flatnonzero(slow).tolist():
-            a = int(starts[r])
-            counts[r] = self._decode_one(mv[a : a + int(lengths[r])], r, acc)
+        matched: list[TemplateMatch] = []
+        if n >= _FAST_PATH_MIN_RECORDS:
+            heads = event_heads(u8, starts, lengths, _MIN_SIMPLE)
+            fast, fast_tag = self._fast_tags(u8, _match_simple_scalars(u8, starts, lengths, heads))
+            slow[fast.idx] = False
+            matched.append(TemplateMatch(fast.idx, fast_tag, fast.step, fast.wall_time, fast.value))
+            self._fast_histograms(buf, u8, _subset_heads(heads, slow), slow, counts, acc)
+            self._decode_rest(buf, starts, lengths, u8, heads, slow, counts, acc, matched)
+        else:  # a live tail's few new records: upb is cheaper than ~50 numpy calls
+            mv = memoryview(buf)
+            for r in range(n):
+                a = int(starts[r])
+                counts[r] = self._decode_one(mv[a : a + int(lengths[r])], r, acc)
+        matched = [m for m in matched if m.idx.size]
+        for m in matched:
+            counts[m.idx] = 1
         base = first_seq + np.cumsum(counts) - counts
         for point, (r, k) in zip(acc.histograms, acc.hist_pos):
             point.seq = int(base[r]) + k
-        seq = np.concatenate([base[fast.idx], base[np.array(acc.rec, dtype=np.int64)] + np.array(acc.k, dtype=np.int64)])
-        order = np.argsort(seq, kind="stable") if acc.rec and fast.idx.size else slice(None)
+        if acc.fast_histograms and len(acc.histograms) > acc.fast_histograms:
+            acc.histograms.sort(key=_by_seq)  # fast ones first, slow ones after: seq order per tag
+        rec = np.array(acc.rec, dtype=np.int64)
+        seq = np.concatenate([base[m.idx] for m in matched] + [base[rec] + np.array(acc.k, dtype=np.int64)])
+        order = np.argsort(seq, kind="stable") if len(matched) > 1 or (matched and acc.rec) else slice(None)
+
+        def column(name: str, slow_values: list, dtype: type) -> np.ndarray:
+            return np.concatenate([getattr(m, name) for m in matched] + [np.array(slow_values, dtype=dtype)])[order]
+
         return DecodedBlock(
-            scalar_tag=np.concatenate([fast_tag, np.array(acc.tag, dtype=np.int32)])[order],
+            scalar_tag=column("tag_id", acc.tag, np.int32),
             scalar_seq=seq[order],
-            scalar_step=np.concatenate([fast.step, np.array(acc.step, dtype=np.int64)])[order],
-            scalar_wall_time=np.concatenate([fast.wall_time, np.array(acc.wall, dtype=np.float64)])[order],
-            scalar_value=np.concatenate([fast.value, np.array(acc.value, dtype=np.float64)])[order],
+            scalar_step=column("step", acc.step, np.int64),
+            scalar_wall_time=column("wall_time", acc.wall, np.float64),
+            scalar_value=column("value", acc.value, np.float64),
             histograms=acc.histograms,
             session_starts=acc.session_starts,
             bad_proto=acc.bad_proto,
             n_values=int(counts.sum()),
         )
 
+    def _decode_rest(
+        self,
+        buf: bytes,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        u8: np.ndarray,
+        heads: EventHeads,
+        slow: np.ndarray,
+        counts: np.ndarray,
+        acc: _SlowValues,
+        matched: list[TemplateMatch],
+    ) -> None:
+        """Records the simple_value matcher left: templates first, upb for the rest.
+
+        Templates learned from this block's first records of a tag are applied to the rest
+        of the block after ``rematch_after`` slow records (doubling whenever a rematch finds
+        little, so a block of unlearnable records costs O(n log n), not O(n^2))."""
+        mv = memoryview(buf)
+        pending = np.flatnonzero(slow)
+        rematch_after = _REMATCH_RECORDS
+        self._learning = True
+        try:
+            while pending.size:
+                known = self._templates.count
+                hit = self._templates.match(u8, _subset_heads(heads, slow)) if known else _NO_TEMPLATE_MATCH
+                if hit.idx.size:
+                    matched.append(hit)
+                    slow[hit.idx] = False
+                    pending = pending[slow[pending]]
+                if hit.idx.size < pending.size // 2:
+                    rematch_after *= 2
+                done = 0
+                while done < pending.size and (done < rematch_after or self._templates.count == known):
+                    r = int(pending[done])
+                    a = int(starts[r])
+                    counts[r] = self._decode_one(mv[a : a + int(lengths[r])], r, acc)
+                    slow[r] = False
+                    done += 1
+                pending = pending[done:]
+        finally:
+            self._learning = False
+
     def _decode_one(self, record: memoryview, r: int, acc: _SlowValues) -> int:
         """Decode one record with upb into ``acc``; returns how many values it yielded."""
         if len(record) >= BIG_RECORD_BYTES and (big := _big_histogram(record)) is not None:
             tag, point = big
+            if not self.keep_buckets:
+                point.bucket_limits = point.bucket_counts = None
             tag = bounded_tag(tag)
             self.kinds.setdefault(tag, HISTOGRAM)
             point.tag_id = self.tag_id(tag)
@@ -223,6 +297,8 @@ class EventDecoder:
             tag = bounded_tag(v.tag)
             kind, payload = self._classify(v, tag)
             if kind == SCALAR:
+                if self._learning and len(ev.summary.value) == 1 and v.WhichOneof("value") == "tensor":
+                    self._learn(record, ev, payload, self.tag_id(tag))
                 acc.rec.append(r)
                 acc.k.append(k)
                 acc.tag.append(self.tag_id(tag))
@@ -239,32 +315,86 @@ class EventDecoder:
             k += 1
         return k
 
+    def _learn(self, record: memoryview, ev, value: float, tag_id: int) -> None:
+        """Offer this one-value tensor scalar's summary bytes (the record's tail) as a template."""
+        summary = ev.summary.SerializeToString()
+        if len(summary) > MAX_SUMMARY_BYTES or bytes(record[len(record) - len(summary) :]) != summary:
+            return  # upb would write it differently from the file: no template for it
+        tag = ev.summary.value[0].tag
+
+        def decode(trial: bytes) -> float | None:
+            try:
+                values = _Event.FromString(b"\x2a" + _varint_bytes(len(trial)) + trial).summary.value
+            except DecodeError:
+                return None
+            if len(values) != 1 or values[0].tag != tag or values[0].WhichOneof("value") != "tensor":
+                return None
+            kind, payload = self._classify(values[0], bounded_tag(tag))
+            return payload if kind == SCALAR else None
+
+        self._templates.learn(summary, value, tag_id, decode)
+
     # -- fast path ---------------------------------------------------------------------
     def _fast_tags(self, u8: np.ndarray, fast: _FastMatch) -> tuple[_FastMatch, np.ndarray]:
         """Tag ids of the matched records; records whose tag cannot be confirmed go slow."""
         if fast.idx.size == 0:
             return fast, np.empty(0, dtype=np.int32)
-        width = 8 * -(-max(int(fast.tag_len.max()), 1) // 8)  # whole uint64 words
-        # Tags sit inside their records, so rows never run past the buffer except for
-        # the last record's short tag: pad one block-tail copy instead of clipping all.
-        if int(fast.tag_at.max()) + width > u8.shape[0]:
-            u8 = np.concatenate([u8, np.zeros(width, dtype=np.uint8)])
-        mat = byte_rows(u8, fast.tag_at, width)
-        mat[np.arange(width)[None, :] >= fast.tag_len[:, None]] = 0
-        words = mat.view("<u8")
-        h = fast.tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        for c in range(words.shape[1]):
-            h = (h ^ words[:, c]) * np.uint64(0x100000001B3)
-        tag_ids = self._known.lookup(h, words, fast.tag_len)
-        miss = np.flatnonzero(tag_ids < 0)
-        if miss.size:
-            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], fast.tag_len[miss])
+        tag_ids = self._tag_ids_at(u8, fast.tag_at, fast.tag_len, SCALAR, self._known)
         good = tag_ids >= 0
         if not good.all():
             return fast.subset(good), tag_ids[good]
         return fast, tag_ids
 
-    def _new_fast_tags(self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray) -> np.ndarray:
+    def _tag_ids_at(
+        self, u8: np.ndarray, tag_at: np.ndarray, tag_len: np.ndarray, kind: str, known: _KnownTags
+    ) -> np.ndarray:
+        """Tag id of the tag bytes at each position, via the ``known`` cache (new tags get ``kind``);
+        -1 = go slow."""
+        width = 8 * -(-max(int(tag_len.max()), 1) // 8)  # whole uint64 words
+        # Tags sit inside their records, so rows never run past the buffer except for
+        # the last record's short tag: pad one block-tail copy instead of clipping all.
+        if int(tag_at.max()) + width > u8.shape[0]:
+            u8 = np.concatenate([u8, np.zeros(width, dtype=np.uint8)])
+        mat = byte_rows(u8, tag_at, width)
+        mat[np.arange(width)[None, :] >= tag_len[:, None]] = 0
+        words = mat.view("<u8")
+        h = tag_len.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for c in range(words.shape[1]):
+            h = (h ^ words[:, c]) * np.uint64(0x100000001B3)
+        tag_ids = known.lookup(h, words, tag_len)
+        miss = np.flatnonzero(tag_ids < 0)
+        if miss.size:
+            tag_ids[miss] = self._new_fast_tags(mat[miss], h[miss], tag_len[miss], kind, known)
+        return tag_ids
+
+    def _fast_histograms(
+        self, buf: bytes, u8: np.ndarray, heads: EventHeads, slow: np.ndarray, counts: np.ndarray, acc: _SlowValues
+    ) -> None:
+        """One-histogram records of the block, decoded by the vectorised layout walk."""
+        hist = match_histograms(u8, heads)
+        if hist.idx.size == 0:
+            return
+        tag_ids = self._tag_ids_at(u8, hist.tag_at, hist.tag_len, HISTOGRAM, self._known_histograms)
+        hist = hist.subset(np.flatnonzero(tag_ids >= 0))
+        tag_ids = tag_ids[tag_ids >= 0]
+        slow[hist.idx] = False
+        counts[hist.idx] = 1
+        n = hist.idx.size
+        if self.keep_buckets:
+            limits = [np.frombuffer(buf, "<f8", k, a).copy() for a, k in zip(hist.limits_at.tolist(), hist.n_buckets.tolist())]
+            bucket_counts = [np.frombuffer(buf, "<f8", k, a).copy() for a, k in zip(hist.counts_at.tolist(), hist.n_buckets.tolist())]
+        else:
+            limits = bucket_counts = [None] * n
+        moments = [hist.moments[name].tolist() for name in MOMENTS]
+        acc.histograms += map(
+            HistogramPoint, tag_ids.tolist(), [-1] * n, hist.step.tolist(), hist.wall_time.tolist(), *moments, limits, bucket_counts
+        )
+        acc.hist_pos += zip(hist.idx.tolist(), [0] * n)
+        acc.fast_histograms = n
+
+    def _new_fast_tags(
+        self, mat: np.ndarray, h: np.ndarray, tag_len: np.ndarray, kind: str, known: _KnownTags
+    ) -> np.ndarray:
         """Group tags not in the cache by hash, confirm each group byte-for-byte against its
         representative (a collision can never merge tags), register them; -1 = go slow."""
         _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
@@ -278,10 +408,10 @@ class EventDecoder:
                 tag = bytes(mat[row, :length]).decode("utf-8")
             except UnicodeDecodeError:  # let upb judge (it reports bad_proto)
                 continue
-            self.kinds.setdefault(tag, SCALAR)
+            self.kinds.setdefault(tag, kind)
             lut[g] = self.tag_id(tag)
         ok = lut >= 0
-        self._known.add(h[first[ok]], lut[ok], tag_len[first[ok]], mat[first[ok]])
+        known.add(h[first[ok]], lut[ok], tag_len[first[ok]], mat[first[ok]])
         return np.where(same, lut[inverse], -1)
 
     # -- slow path ---------------------------------------------------------------------
@@ -300,10 +430,9 @@ class EventDecoder:
         if which == "histo":
             if kind is None:
                 self.kinds[tag] = HISTOGRAM
-            point = _from_histogram_proto(v.histo)
-            if point.bucket_limits.shape != point.bucket_counts.shape:
+            if len(v.histo.bucket_limit) != len(v.histo.bucket):
                 return OTHER, None  # malformed: edges and counts must pair up
-            return HISTOGRAM, point
+            return HISTOGRAM, _from_histogram_proto(v.histo, self.keep_buckets)
         if which == "tensor" and kind == SCALAR:
             values = tensor_to_numpy(v.tensor)
             if values is not None and values.size == 1:
@@ -311,18 +440,19 @@ class EventDecoder:
         elif which == "tensor" and kind == HISTOGRAM:
             values = tensor_to_numpy(v.tensor)
             if values is not None and values.ndim == 2 and values.shape[1] == 3:
-                return HISTOGRAM, histogram_from_tensor(values)
+                return HISTOGRAM, histogram_from_tensor(values, self.keep_buckets)
         return OTHER, None
 
 
-def _from_histogram_proto(h) -> HistogramPoint:
-    return HistogramPoint(
-        -1, -1, 0, 0.0, h.min, h.max, h.num, h.sum, h.sum_squares,
-        np.array(h.bucket_limit, dtype=np.float64), np.array(h.bucket, dtype=np.float64),
-    )
+def _from_histogram_proto(h, keep_buckets: bool) -> HistogramPoint:
+    point = HistogramPoint(-1, -1, 0, 0.0, h.min, h.max, h.num, h.sum, h.sum_squares, None, None)
+    if keep_buckets:
+        point.bucket_limits = np.array(h.bucket_limit, dtype=np.float64)
+        point.bucket_counts = np.array(h.bucket, dtype=np.float64)
+    return point
 
 
-def histogram_from_tensor(rows: np.ndarray) -> HistogramPoint:
+def histogram_from_tensor(rows: np.ndarray, keep_buckets: bool = True) -> HistogramPoint:
     """TF2 ``[k,3]`` (left, right, count) rows → HistogramProto form.
 
     ``sum`` and ``sum_squares`` are ESTIMATES: TF2 histograms keep no moments, so each
@@ -339,8 +469,8 @@ def histogram_from_tensor(rows: np.ndarray) -> HistogramPoint:
         float(counts.sum()),
         float(np.dot(counts, centres)),
         float(np.dot(counts, centres * centres)),
-        right.copy(),
-        counts,
+        right.copy() if keep_buckets else None,
+        counts if keep_buckets else None,
     )
 
 
@@ -559,10 +689,11 @@ _MIN_SIMPLE = 9 + 6 + 5  # wall_time field + three one-byte headers/lengths + fl
 # Below this many records per block the vectorised path's fixed numpy cost (~200 µs)
 # exceeds upb's ~3 µs per record.
 _FAST_PATH_MIN_RECORDS = 32
-_NO_MATCH = _FastMatch(*(np.empty(0, dtype=np.int64) for _ in range(6)))
+_NO_TEMPLATE_MATCH = TemplateMatch(*(np.empty(0, dtype=np.int64) for _ in range(5)))
+_REMATCH_RECORDS = 64  # slow records decoded between template rematches (doubles if futile)
 
 
-def _match_simple_scalars(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> _FastMatch:
+def _match_simple_scalars(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarray, heads: EventHeads) -> _FastMatch:
     """Records whose bytes are exactly one simple_value scalar event (see module doc).
 
     Byte reads are clipped to the buffer; a record only matches if its computed end equals
@@ -571,38 +702,34 @@ def _match_simple_scalars(u8: np.ndarray, starts: np.ndarray, lengths: np.ndarra
     def at(pos: np.ndarray) -> np.ndarray:
         return u8.take(pos, mode="clip")
 
-    cand = np.flatnonzero((lengths >= _MIN_SIMPLE) & (at(starts) == 0x09))
-    s = starts[cand]
-    end = s + lengths[cand]
-    p = s + 9
-    has_step = at(p) == 0x10
-    # Step varint, one byte column at a time while any record still continues (steps
-    # below 2**21 need 3 columns); a 10th byte that still continues is malformed.
-    byte = at(p + 1)
-    step = (byte & 0x7F).astype(np.uint64)
-    going = byte >= 0x80
-    vlen = np.ones(s.shape, dtype=np.int64)
-    for k in range(1, 10):
-        if not going.any():
-            break
-        byte = at(p + 1 + k)
-        step |= np.where(going, (byte & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
-        vlen += going
-        going &= byte >= 0x80
-    ok = ~going | ~has_step
-    q = np.where(has_step, p + 1 + vlen, p)
+    q = heads.summary_at
     slen, vlen2, tlen = at(q + 1).astype(np.int64), at(q + 3).astype(np.int64), at(q + 5).astype(np.int64)
-    ok &= (at(q) == 0x2A) & (at(q + 2) == 0x0A) & (at(q + 4) == 0x0A)
+    ok = (at(q + 2) == 0x0A) & (at(q + 4) == 0x0A)
     ok &= (slen < 0x80) & (vlen2 < 0x80) & (tlen < 0x80)
     ok &= (slen == vlen2 + 2) & (vlen2 == tlen + 7)
-    ok &= (q + 11 + tlen == end) & (at(q + 6 + tlen) == 0x15)
+    ok &= (q + 11 + tlen == heads.end) & (at(q + 6 + tlen) == 0x15)
     keep = np.flatnonzero(ok)
-    s, q, tlen = s[keep], q[keep], tlen[keep]
+    q, tlen = q[keep], tlen[keep]
     return _FastMatch(
-        cand[keep],
-        np.where(has_step[keep], step[keep].view(np.int64), 0),
-        byte_rows(u8, s + 1, 8).view("<f8").ravel(),
+        heads.idx[keep],
+        heads.step[keep],
+        heads.wall_time[keep],
         byte_rows(u8, q + 7 + tlen, 4).view("<f4").ravel().astype(np.float64),
         q + 6,
         tlen,
     )
+
+
+def _subset_heads(heads: EventHeads, slow: np.ndarray) -> EventHeads:
+    """The heads of the records still marked ``slow``."""
+    keep = slow[heads.idx]
+    return EventHeads(*(getattr(heads, f)[keep] for f in heads.__dataclass_fields__))
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -81,13 +81,15 @@ class EventFileReader:
         max_record_bytes: int = 1 << 30,
         block_bytes: int = 4 << 20,
         files: Files = LOCAL_FILES,
+        histograms: str = "full",
     ) -> None:
         self.path = os.fspath(path)
+        self._keep_buckets = histogram_buckets(histograms)
         self._files = files
         self._framer = RecordFramer(
             check_crc=check_crc, max_record_bytes=max_record_bytes, block_bytes=block_bytes
         )
-        self._decoder = EventDecoder()
+        self._decoder = EventDecoder(keep_buckets=self._keep_buckets)
         self._seq = 0
         self._fingerprint = b""
         self._stat_key: tuple | None = None
@@ -141,7 +143,7 @@ class EventFileReader:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ValueError(f"invalid EventFileReader state: {exc!r}") from exc
         self._framer, self._seq, self._fingerprint = framer, seq, fingerprint
-        self._decoder = EventDecoder(kinds)
+        self._decoder = EventDecoder(kinds, keep_buckets=self._keep_buckets)
         self._stat_key = None
         self.health = health
         # Kinds listed before the restart are not listed again (their first one is not kept).
@@ -379,15 +381,29 @@ class _ChunkBuilder:
         )
 
 
+HISTOGRAM_MODES = ("summary", "full")
+
+
+def histogram_buckets(mode: str) -> bool:
+    """Does histogram mode ``mode`` keep every bucket ("full") or the per-step summary only?"""
+    if mode not in HISTOGRAM_MODES:
+        raise ValueError(f"histograms={mode!r}: expected one of {', '.join(map(repr, HISTOGRAM_MODES))}")
+    return mode == "full"
+
+
 def _histogram_series(tag: str, points: list[HistogramPoint]) -> HistogramSeries:
+    """Points as columns; bucket tuples are empty when the buckets were not kept."""
     def col(name: str, dtype: type) -> np.ndarray:
         return np.array([getattr(p, name) for p in points], dtype=dtype)
+
+    full = points[0].bucket_limits is not None
 
     return HistogramSeries(
         tag, col("seq", np.int64), col("step", np.int64), col("wall_time", np.float64),
         col("min", np.float64), col("max", np.float64), col("num", np.float64),
         col("sum", np.float64), col("sum_squares", np.float64),
-        tuple(p.bucket_limits for p in points), tuple(p.bucket_counts for p in points),
+        tuple(p.bucket_limits for p in points) if full else (),
+        tuple(p.bucket_counts for p in points) if full else (),
     )
 
 

@@ -48,12 +48,14 @@ def kept_mask(
 
 
 def frames(
-    batches: list[RunBatch], markers: dict[str, tuple[np.ndarray, np.ndarray]]
+    batches: list[RunBatch], markers: dict[str, tuple[np.ndarray, np.ndarray]], *, buckets: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The contract's long-form frames, built column by column with categorical run/tag.
 
     ``batches`` may hold several batches per run (e.g. a watcher's polls, in order): the
-    pieces of each (run, tag) are joined before superseded points are dropped.
+    pieces of each (run, tag) are joined before superseded points are dropped. ``buckets``:
+    the batches were read with ``histograms="full"``; otherwise the ``bucket_limits`` and
+    ``bucket_counts`` columns are there (the same columns in both modes) but hold None.
     """
     import pandas as pd
 
@@ -110,9 +112,9 @@ def frames(
     for name in ("wall_time", "min", "max", "num", "sum", "sum_squares"):
         hist_cols[name] = column(h_parts, name, np.float64)
     for name in ("bucket_limits", "bucket_counts"):
-        picked = [arr for p in h_parts for arr, k in zip(getattr(p[3], name), p[2].tolist()) if k]
-        col = np.empty(len(picked), dtype=object)
-        col[:] = picked if picked else []
+        picked = [arr for p in h_parts for arr, k in zip(getattr(p[3], name), p[2].tolist()) if k] if buckets else []
+        col = np.empty(len(hist_cols["step"]), dtype=object)  # None where no buckets were kept
+        col[:] = picked if picked else None
         hist_cols[name] = col
     histograms = pd.DataFrame(hist_cols, copy=False)
     return scalars, histograms

@@ -32,7 +32,7 @@ import numpy as np
 
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries
 from tbmon.monitor.discovery import RunDir, file_order_key, is_event_file_name, make_run_dir, named_run_dir
-from tbmon.monitor.event_file import REPEATABLE_KINDS, EventFileReader, FileChunk, ReadProblem
+from tbmon.monitor.event_file import REPEATABLE_KINDS, EventFileReader, FileChunk, ReadProblem, histogram_buckets
 from tbmon.monitor.frames import frames, join_histograms, join_scalars, wide_scalars
 from tbmon.monitor.storage import Logdir, open_logdir
 
@@ -352,12 +352,17 @@ class LogdirReader:
 
     ``logdir`` may be a URL (``s3://bucket/prefix``, :mod:`tbmon.monitor.storage`); such a
     logdir is only ever rescanned (object stores deliver no file events).
+
+    ``histograms="summary"`` (default) keeps each histogram point's moments only (the buckets
+    are most of a histogram log's bytes, and no rule uses them); ``"full"`` keeps every bucket.
     """
 
-    def __init__(self, logdir: str | os.PathLike[str], *, check_crc: bool = True) -> None:
+    def __init__(self, logdir: str | os.PathLike[str], *, check_crc: bool = True, histograms: str = "summary") -> None:
+        histogram_buckets(histograms)  # a bad mode fails here, not at the first histogram
         self.store = open_logdir(logdir)
         self.logdir = self.store.root
         self.check_crc = check_crc
+        self.histograms = histograms
         self._runs: dict[str, _RunState] = {}
         self._file_run: dict[str, str] = {}
         self._unreadable_dirs: set[str] = set()
@@ -485,7 +490,7 @@ class LogdirReader:
             run = self._runs[run_dir.run] = _RunState(run_dir)
             result.new_runs.append(run_dir.run)
         run.changed()
-        run.files[path] = EventFileReader(path, check_crc=self.check_crc, files=self.store)
+        run.files[path] = EventFileReader(path, check_crc=self.check_crc, files=self.store, histograms=self.histograms)
         self._file_run[path] = run.run
 
     def _note_unreadable_dirs(
@@ -559,7 +564,7 @@ class LogdirReader:
             run = _RunState(named_run_dir(name, run_path, files))
             run.load_state_dict(saved, self.store)
             for path, reader_state in zip(files, saved["files"].values()):
-                reader = EventFileReader(path, check_crc=self.check_crc, files=self.store)
+                reader = EventFileReader(path, check_crc=self.check_crc, files=self.store, histograms=self.histograms)
                 reader.load_state_dict(reader_state)
                 run.files[path] = reader
                 file_run[path] = name
@@ -595,6 +600,7 @@ def read(
     tags: str | None = None,
     pivot: bool = False,
     files: Iterable[str] | None = None,
+    histograms: str = "summary",
 ) -> ReadResult:
     """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it cannot be read.
 
@@ -608,10 +614,14 @@ def read(
     or URLs), e.g. one part of a logdir that ``tbmon.monitor.fleet`` spreads over processes;
     runs keep their names, and ``runs``/``tags`` filter within them. Only the part's own
     directory is listed, and directories that cannot be listed are left to whoever chose the files.
+
+    ``histograms``: ``"summary"`` (default) keeps each histogram point's min, max, num, sum and
+    sum_squares, all that the rules and plots use, in memory a few times smaller than the file;
+    ``"full"`` also keeps every bucket (``bucket_limits``/``bucket_counts`` columns).
     """
     keep_run, keep_tag = _name_filter(runs, "runs"), _name_filter(tags, "tags")
     root = os.fspath(logdir)
-    reader = LogdirReader(root, check_crc=check_crc)
+    reader = LogdirReader(root, check_crc=check_crc, histograms=histograms)
     reader.store.check()
     polled = reader._poll(None, None if progress is None else _Progress(progress), keep_run, only_files=files)
     polled.problems = [reader._with_file_total(p) for p in polled.problems]
@@ -620,7 +630,7 @@ def read(
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
     batches = polled.batches if keep_tag is None else [_only_tags(b, keep_tag) for b in polled.batches]
     markers = {name: run.purge_markers() for name, run in chosen.items()}
-    scalars, histograms = frames(batches, markers)
+    scalars, hist_frame = frames(batches, markers, buckets=histogram_buckets(histograms))
     infos = [run.info() for _, run in sorted(chosen.items())]
     if keep_tag is not None:
         infos = [replace(info, scalar_tags=[t for t in info.scalar_tags if keep_tag(t)],
@@ -628,7 +638,7 @@ def read(
     return ReadResult(
         logdir=root,
         scalars=wide_scalars(scalars) if pivot else scalars,
-        histograms=histograms,
+        histograms=hist_frame,
         batches=batches,
         runs=infos,
         problems=polled.problems,

@@ -192,12 +192,19 @@ def test_frames_are_lean_and_columnar(tmp_path: Path, tb) -> None:
     assert df[["run", "tag", "step"]].astype(str).values.tolist() == [
         ["a", "loss", "0"], ["a", "loss", "1"], ["a", "lr", "0"], ["a", "lr", "1"], ["b", "loss", "0"],
     ]
-    h = result.histograms
+    h = result.histograms  # per-step summaries by default: the bucket columns hold None
     assert list(h.columns) == [
         "run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares", "bucket_limits", "bucket_counts",
     ]
     assert h.num.tolist() == [10.0, 5.0] and h["max"].tolist() == [9.0, 1.0]
-    assert h.bucket_counts.map(lambda c: float(c.sum())).tolist() == [10.0, 5.0]
+    assert h.bucket_limits.tolist() == h.bucket_counts.tolist() == [None, None]
+    assert all(b.histograms[0].bucket_limits == () for b in result.batches if b.histograms)
+    full = read(tmp_path, histograms="full").histograms
+    summary_columns = list(h.columns[:-2])
+    pd.testing.assert_frame_equal(full[summary_columns], h[summary_columns])
+    assert full.bucket_counts.map(lambda c: float(c.sum())).tolist() == [10.0, 5.0]
+    with pytest.raises(ValueError, match="histograms='buckets'"):
+        read(tmp_path, histograms="buckets")
 
 
 def test_empty_logdir_gives_empty_frames_with_the_contract_columns(tmp_path: Path) -> None:
@@ -259,7 +266,7 @@ def test_keras_tf2_tensor_scalars_and_histograms(tmp_path: Path, tb) -> None:
     }
     val = tag_frame(result, "fit/run1/validation", "epoch_loss")
     assert val.value.tolist() == [2.0 / (e + 1) for e in range(5)]
-    (hist,) = result.histograms.itertuples()
+    (hist,) = read(tmp_path, histograms="full").histograms.itertuples()
     assert hist.num == 8.0 and hist.bucket_limits.tolist() == [1.0, 2.0]
 
 
@@ -490,8 +497,7 @@ def test_restart_seen_live_is_recorded_as_by_read(tmp_path: Path, tb) -> None:
     scalars, histograms = frames([b for p in live for b in p.batches], markers)
     # The per-poll batches are pieces of the same stream: they give the same frames.
     pd.testing.assert_frame_equal(scalars, once.scalars)
-    pd.testing.assert_frame_equal(histograms.drop(columns=["bucket_limits", "bucket_counts"]),
-                                  once.histograms.drop(columns=["bucket_limits", "bucket_counts"]))
+    pd.testing.assert_frame_equal(histograms, once.histograms)
 
 
 def test_one_restart_for_all_tags_going_back_together_within_a_file(tmp_path: Path, tb) -> None:

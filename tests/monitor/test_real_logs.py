@@ -108,7 +108,7 @@ def test_written_histograms_equal_tensorboards(tmp_path: Path, tb, backend: str)
     rng = np.random.default_rng(7)
     values = [rng.normal(0, 10.0 ** -k, size=500) for k in range(6)] + [np.zeros(3), np.full(4, 2.5)]
     path = tb.histograms(tmp_path, {"grad/layer.weight": values}, backend=backend)
-    result = read(tmp_path)
+    result = read(tmp_path, histograms="full")
     expected = oracle_histograms(path, "grad/layer.weight")
     ours = result.histograms
     assert len(ours) == len(expected) == len(values)
@@ -127,7 +127,7 @@ def test_tf2_histogram_tensors_keep_tensorboards_buckets(tmp_path: Path, tb) -> 
     acc.Reload()
     (event,) = acc.Tensors("dense/kernel_0")
     oracle = tensor_util.make_ndarray(event.tensor_proto)
-    (row,) = read(tmp_path).histograms.itertuples()
+    (row,) = read(tmp_path, histograms="full").histograms.itertuples()
     assert row.step == event.step
     assert row.bucket_limits.tolist() == oracle[:, 1].tolist()
     assert row.bucket_counts.tolist() == oracle[:, 2].tolist()
