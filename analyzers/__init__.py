@@ -29,7 +29,7 @@ def analyze(logdir_or_read_result: Any, config: AnalyzerConfig | None = None) ->
     if isinstance(source, (str, os.PathLike)):
         from tbmon.monitor import read  # the monitor does the I/O; imported only when asked to
 
-        source = read(source)
+        source = read(source, histograms="summary")  # the rules use moments, not buckets
     engine = Engine(config)
     alerts: list[Alert] = []
     for batch in source.batches:

@@ -129,7 +129,7 @@ def _part_report(
 ) -> LogdirReport:
     from tbmon.analyzers import analyze
 
-    result = read(part.path, check_crc=check_crc, files=part.files, progress=progress)
+    result = read(part.path, check_crc=check_crc, files=part.files, progress=progress, histograms="summary")
     if analyzing is not None:
         analyzing()
     return replace(build_report(result, analyze(result, config), config), logdir=part.logdir)

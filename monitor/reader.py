@@ -600,7 +600,7 @@ def read(
     tags: str | None = None,
     pivot: bool = False,
     files: Iterable[str] | None = None,
-    histograms: str = "summary",
+    histograms: str = "full",
 ) -> ReadResult:
     """Read every run under ``logdir`` (a path or a URL) once. Raises :class:`UsageError` if it cannot be read.
 
@@ -615,9 +615,10 @@ def read(
     runs keep their names, and ``runs``/``tags`` filter within them. Only the part's own
     directory is listed, and directories that cannot be listed are left to whoever chose the files.
 
-    ``histograms``: ``"summary"`` (default) keeps each histogram point's min, max, num, sum and
-    sum_squares, all that the rules and plots use, in memory a few times smaller than the file;
-    ``"full"`` also keeps every bucket (``bucket_limits``/``bucket_counts`` columns).
+    ``histograms``: ``"full"`` (default, the contract's columns) keeps every bucket
+    (``bucket_limits``/``bucket_counts``); ``"summary"`` keeps each histogram point's min, max, num,
+    sum and sum_squares only (bucket columns ``None``), all that the rules and plots use, in memory a
+    few times smaller than the file: ``report``, ``watch`` and ``analyze(path)`` read that way.
     """
     keep_run, keep_tag = _name_filter(runs, "runs"), _name_filter(tags, "tags")
     root = os.fspath(logdir)

@@ -184,7 +184,7 @@ def test_frames_are_lean_and_columnar(tmp_path: Path, tb) -> None:
     tb.scalars(tmp_path / "a", {"loss": [1.0, 0.5], "lr": [0.1, 0.1]})
     tb.scalars(tmp_path / "b", {"loss": [2.0]})
     tb.histograms(tmp_path / "a", {"grad/w": [np.arange(10.0), np.ones(5)]})
-    result = read(tmp_path)
+    result = read(tmp_path, histograms="summary")
     df = result.scalars
     assert tuple(df.columns) == SCALAR_COLUMNS
     assert isinstance(df.run.dtype, pd.CategoricalDtype) and isinstance(df.tag.dtype, pd.CategoricalDtype)
@@ -192,14 +192,14 @@ def test_frames_are_lean_and_columnar(tmp_path: Path, tb) -> None:
     assert df[["run", "tag", "step"]].astype(str).values.tolist() == [
         ["a", "loss", "0"], ["a", "loss", "1"], ["a", "lr", "0"], ["a", "lr", "1"], ["b", "loss", "0"],
     ]
-    h = result.histograms  # per-step summaries by default: the bucket columns hold None
+    h = result.histograms  # per-step summaries: the bucket columns hold None
     assert list(h.columns) == [
         "run", "tag", "step", "wall_time", "min", "max", "num", "sum", "sum_squares", "bucket_limits", "bucket_counts",
     ]
     assert h.num.tolist() == [10.0, 5.0] and h["max"].tolist() == [9.0, 1.0]
     assert h.bucket_limits.tolist() == h.bucket_counts.tolist() == [None, None]
     assert all(b.histograms[0].bucket_limits == () for b in result.batches if b.histograms)
-    full = read(tmp_path, histograms="full").histograms
+    full = read(tmp_path).histograms  # the contract's default: every bucket
     summary_columns = list(h.columns[:-2])
     pd.testing.assert_frame_equal(full[summary_columns], h[summary_columns])
     assert full.bucket_counts.map(lambda c: float(c.sum())).tolist() == [10.0, 5.0]
@@ -487,7 +487,7 @@ def test_restart_seen_live_is_recorded_as_by_read(tmp_path: Path, tb) -> None:
     tb.scalars(tmp_path, {"loss": [-1.0] * 10}, steps=range(20, 30), backend="torch", purge_step=20)
     tb.histograms(tmp_path, {"grad/w": [np.ones(3)] * 10}, steps=range(20, 30), backend="torch")
     live.append(watcher.poll())
-    once = read(tmp_path)
+    once = read(tmp_path, histograms="summary")  # as the live LogdirReader stores them
     assert watcher.runs["."].restarts == once.runs[0].restarts
     (restart,) = once.runs[0].restarts
     assert (restart.step, restart.previous_step, restart.cause) == (20, 29, "session_start")
