@@ -17,7 +17,7 @@ import numpy as np
 from tbmon.analyzers.alerts import SEVERITIES, Alert
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
 from tbmon.analyzers.signals import Match
-from tbmon.analyzers.windows import EpisodeState, episode_events
+from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +113,11 @@ class BaseRule:
         """Indices where an alert is due for this (kind, tag) (see ``windows.episode_events``)."""
         episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
         return episode_events(levels, steps, episode, rearm)
+
+    def event(self, kind: str, tag: str, level: int, step: int, rearm: int) -> bool:
+        """Whether one point is due an alert: ``events`` for a rule that judges a point at a time."""
+        episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
+        return episode_point(level, step, episode, rearm)
 
     def merged_events(
         self, kind: str, tag: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rearm: int

@@ -215,3 +215,28 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
     if episode.quiet >= rearm:
         episode.open = False
     return events
+
+
+def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> bool:
+    """``episode_events`` for one point, without numpy: whether it deserves an alert.
+
+    For rules judged one point at a time (overfitting, once per evaluation), where five
+    one-element arrays per call cost more than the rule itself. Updates ``episode`` in place
+    exactly as ``episode_events`` would.
+    """
+    if level <= 0:
+        episode.quiet += 1
+        if episode.quiet >= rearm:
+            episode.open = False
+        return False
+    new = episode.quiet >= rearm or not episode.open
+    due = new or level > episode.level
+    if new:
+        episode.first_step, episode.count, episode.level = int(step), 1, int(level)
+    else:
+        episode.count += 1
+        episode.level = max(episode.level, int(level))
+    episode.open, episode.last_step, episode.quiet = True, int(step), 0
+    if rearm <= 0:
+        episode.open = False
+    return due
