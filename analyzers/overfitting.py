@@ -97,7 +97,8 @@ class Overfitting(BaseRule):
         """Drop what is derived from ``self.tags`` (recomputed when next needed): tags came or went."""
         self._val_keys: list[str] | None = None  # sorted "val:" keys
         self._train_of: dict[str, str | None] = {}  # validation tag → its training tag
-        self._trim_upto: float | None = None  # step every validation tag is judged past; None: unknown
+        self._trim_upto: float | None = None  # step every validation tag is judged past (None: none is)
+        self._trim_known = False  # whether _trim_upto is up to date
 
     def feed(self, view: RunView) -> list[Alert]:
         """Walk the batch in ``seq`` order, judging each evaluation as soon as training reaches its step.
@@ -111,8 +112,9 @@ class Overfitting(BaseRule):
         evals = []
         for item in view.signal(VAL_LOSS):
             s = item.series
-            for k in np.flatnonzero(np.isfinite(s.value)).tolist():  # non-finite: divergence's business
-                evals.append((int(s.seq[k]), s.tag, int(s.step[k]), float(s.wall_time[k]), float(s.value[k])))
+            evals += [(seq, s.tag, step, wall, value)  # non-finite: divergence's business
+                      for seq, step, wall, value in zip(s.seq.tolist(), s.step.tolist(), s.wall_time.tolist(),
+                                                        s.value.tolist()) if isfinite(value)]
         evals.sort(key=lambda e: e[0])
         alerts: list[Alert] = []
         for seq, tag, step, wall, value in evals:
@@ -131,11 +133,14 @@ class Overfitting(BaseRule):
             a = train.cursor
             b = len(train.seq) if upto_seq is None else bisect_left(train.seq, upto_seq, a)
             while a < b:
-                waiting = [st["pending"][0][0] for k, st in self.tags.items() if k.startswith("val:") and st["pending"]]
-                cut = b
-                if waiting:
-                    reached = bisect_left(train.step, min(waiting), a, b)  # a tag's steps never go back
-                    cut = reached + 1 if reached < b else b
+                waiting = [pending[0][0] for pending in self._pendings() if pending]
+                if not waiting:  # nothing to judge: add them all
+                    self._add_train(train.tag, train.step[a:b], train.value[a:b])
+                    if not self._trim_known or self._trim_upto is None or train.step[a] <= self._trim_upto:
+                        self._trim_train()  # (points after the judged step change nothing to trim)
+                    break
+                reached = bisect_left(train.step, min(waiting), a, b)  # a tag's steps never go back
+                cut = reached + 1 if reached < b else b
                 self._add_train(train.tag, train.step[a:cut], train.value[a:cut])
                 a = cut
                 alerts += self._judge_all()
@@ -151,32 +156,36 @@ class Overfitting(BaseRule):
         self._forget()
         self.alerted_minimum = {str(k): int(v) for k, v in state["alerted_minimum"].items()}
 
-    def _judge_all(self) -> list[Alert]:
-        alerts: list[Alert] = []
+    def _pendings(self) -> list[list[list[Any]]]:
+        """Each validation tag's waiting evaluations, in tag order."""
         if self._val_keys is None:
             self._val_keys = sorted(k for k in self.tags if k.startswith("val:"))
-        for key in self._val_keys:
-            st = self.tags[key]
-            if st["pending"]:
-                alerts += self._judge(key[4:], st)
+        return [self.tags[key]["pending"] for key in self._val_keys]
+
+    def _judge_all(self) -> list[Alert]:
+        alerts: list[Alert] = []
+        for key, pending in zip(self._val_keys or [], self._pendings()):
+            if pending:
+                alerts += self._judge(key[4:], self.tags[key])
         self._trim_train()
         return alerts
 
     # --- training side ------------------------------------------------------------------------
 
     def _add_train(self, tag: str, steps: list[int], values: list[float]) -> None:
-        kept = [(s, v) for s, v in zip(steps, values) if isfinite(v)]
-        if not kept:
-            return
+        top = steps[-1]  # a tag's steps never go back
+        if not all(isfinite(v) for v in values):
+            steps, values = [s for s, v in zip(steps, values) if isfinite(v)], [v for v in values if isfinite(v)]
+            if not values:
+                return
         st = self.tags.get(f"train:{tag}")
         if st is None:
             st = self.tags[f"train:{tag}"] = {"steps": [], "values": [], "max_step": None}
             self._forget()
-        st["steps"] += [s for s, _ in kept]
-        st["values"] += [v for _, v in kept]
+        st["steps"] += steps
+        st["values"] += values
         if len(st["steps"]) > MAX_TRAIN_POINTS:
             del st["steps"][:-MAX_TRAIN_POINTS], st["values"][:-MAX_TRAIN_POINTS]
-        top = max(steps)
         st["max_step"] = top if st["max_step"] is None else max(st["max_step"], top)
 
     def _train_tag(self, val_tag: str) -> str | None:
@@ -207,11 +216,11 @@ class Overfitting(BaseRule):
 
     def _trim_train(self) -> None:
         """Drop training points no evaluation can need again (all validation tags judged past them)."""
+        if not self._trim_known:
+            self._trim_upto, self._trim_known = self._judged_upto(), True
         upto = self._trim_upto
         if upto is None:
-            upto = self._trim_upto = self._judged_upto()
-            if upto is None:
-                return
+            return
         for key, train in self.tags.items():
             if key.startswith("train:"):
                 keep_from = bisect_right(train["steps"], upto) - MIN_TRAIN_POINTS
@@ -226,8 +235,8 @@ class Overfitting(BaseRule):
             if key.startswith("val:"):
                 if st["prev_step"] is None:
                     return None
-                evals = st["evals"]
-                judged = min([st["prev_step"]] + [e[2] for e in evals[max(0, len(evals) - back):]])
+                evals = st["evals"]  # in step order, all at or before prev_step
+                judged = evals[max(0, len(evals) - back)][2] if evals and back else st["prev_step"]
                 upto = judged if upto is None else min(upto, judged)
         return upto
 
@@ -251,13 +260,15 @@ class Overfitting(BaseRule):
         if train_tag is None:
             return []
         train = self.tags[f"train:{train_tag}"]
+        max_step = train["max_step"]
         p = self.p
+        width = p["smooth_evals"]
         alerts = []
         pending, evals = st["pending"], st["evals"]
-        while pending and train["max_step"] is not None and pending[0][0] <= train["max_step"]:
+        while pending and max_step is not None and pending[0][0] <= max_step:
             step, wall, value = pending.pop(0)
             step = int(step)
-            self._trim_upto = None  # judged further: recompute
+            self._trim_known = False  # judged further: recompute
             prev = -inf if st["prev_step"] is None else st["prev_step"]
             level = self._train_level(train, prev, step)
             st["prev_step"] = step
@@ -266,24 +277,26 @@ class Overfitting(BaseRule):
             evals.append([value, level, step, wall])
             if len(evals) > MAX_EVALS:
                 del evals[0]
-            window = evals[-p["smooth_evals"]:]
+            window = evals[-width:]
             smooth = _median([e[0] for e in window])
-            if len(window) == p["smooth_evals"] and (st["best"] is None or smooth < st["best"][0]):
+            best = st["best"]
+            if len(window) == width and (best is None or smooth < best[0]):
                 low = min(window, key=lambda e: e[0])  # the window's lowest evaluation dates the minimum
-                st["best"] = [smooth, low[1], int(low[2]), low[3]]
+                best = st["best"] = [smooth, low[1], int(low[2]), low[3]]
                 k = next(i for i in range(len(evals) - 1, -1, -1) if evals[i] is low)
                 gap = low[2] - evals[k - 1][2] if k > 0 else 0
                 self._start_best(train, st, int(low[2]), gap / 2)
-            if st["best"] is None:
+            if best is None:
                 continue
-            self._settle_best(train, st, step)
+            if st["best_until"] is not None:
+                self._settle_best(train, st, step)
             counting = self._counts(st, value, level)
             st["streak"] = st["streak"] + 1 if counting else 0
             # A flickering condition may close and reopen the episode; with the same validation
             # minimum it is the same overfitting, so it is reported once (kept across restarts too).
             due = self.event(KIND, val_tag, 1 if st["streak"] >= p["patience"] else 0, step, p["rearm"])
-            if due and self.alerted_minimum.get(val_tag) != st["best"][2]:
-                self.alerted_minimum[val_tag] = st["best"][2]
+            if due and self.alerted_minimum.get(val_tag) != best[2]:
+                self.alerted_minimum[val_tag] = best[2]
                 alerts.append(self._alert(val_tag, train_tag, st, value, level, step))
         return alerts
 
