@@ -33,9 +33,10 @@ CORPORA = {
 }
 
 
-def _rows(corpus: str, root: Path, pattern: str) -> list[list[object]]:
+def _rows(corpus: str, root: Path, pattern: str, shard: tuple[int, int]) -> list[list[object]]:
     rows: list[list[object]] = []
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and re.match(pattern, p.name)):
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and re.match(pattern, p.name))
+    for run_dir in dirs[shard[0] :: shard[1]]:
         result = read(run_dir)
         for mode, alerts in (("oneshot", analyze(result)), ("live", [a for a, _ in replay(result)])):
             rows += [[corpus, f"{run_dir.name}/{a.run}", mode, a.kind, a.tag, a.step, a.severity, a.message]
@@ -48,12 +49,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to write the alerts (JSON)")
     parser.add_argument("--compare", type=Path, help="a JSON dump from before the change: list every difference")
     parser.add_argument("--corpus", action="append", choices=tuple(CORPORA), help="only these corpora (default all)")
+    parser.add_argument("--shard", default="0/1", metavar="K/N", help="only every N-th run directory from the K-th "
+                        "(run N processes, then --combine their dumps)")
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="DUMP", help="write the union of these dumps to "
+                        "--out instead of analysing (then --compare as usual)")
     args = parser.parse_args()
     dump: dict[str, list[list[object]]] = {}
-    for name in args.corpus or CORPORA:
+    if args.combine:
+        for part in args.combine:
+            for name, rows in json.loads(part.read_text()).items():
+                dump[name] = sorted(dump.get(name, []) + rows, key=lambda r: [str(x) for x in r])
+    k, n = (int(x) for x in args.shard.split("/"))
+    for name in [] if args.combine else args.corpus or CORPORA:
         root, pattern = CORPORA[name]
         t0 = time.process_time()
-        dump[name] = _rows(name, root, pattern)
+        dump[name] = _rows(name, root, pattern, (k, n))
         print(f"{name}: {len(dump[name])} alerts (one-shot and live) in {time.process_time() - t0:.1f}s CPU", flush=True)
     args.out.write_text(json.dumps(dump, indent=0))
     if args.compare is None:
