@@ -123,7 +123,10 @@ class BaseRule:
 
     def event(self, kind: str, tag: str, level: int, step: int, rearm: int) -> bool:
         """Whether one point is due an alert: ``events`` for a rule that judges a point at a time."""
-        episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
+        key = f"{kind}|{tag}"
+        episode = self._episodes.get(key)
+        if episode is None:
+            episode = self._episodes[key] = EpisodeState()
         return episode_point(level, step, episode, rearm)
 
     def merged_events(

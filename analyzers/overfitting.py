@@ -118,7 +118,8 @@ class Overfitting(BaseRule):
         evals.sort(key=lambda e: e[0])
         alerts: list[Alert] = []
         for seq, tag, step, wall, value in evals:
-            alerts += self._advance(trains, seq)
+            if trains:
+                alerts += self._advance(trains, seq)
             pending = self._val_state(tag)["pending"]
             pending.append([step, wall, value])
             if len(pending) > MAX_PENDING:
@@ -174,7 +175,7 @@ class Overfitting(BaseRule):
 
     def _add_train(self, tag: str, steps: list[int], values: list[float]) -> None:
         top = steps[-1]  # a tag's steps never go back
-        if not all(isfinite(v) for v in values):
+        if not (isfinite(values[0]) if len(values) == 1 else all(isfinite(v) for v in values)):
             steps, values = [s for s, v in zip(steps, values) if isfinite(v)], [v for v in values if isfinite(v)]
             if not values:
                 return
