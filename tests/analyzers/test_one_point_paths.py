@@ -39,7 +39,7 @@ def test_episode_point_is_episode_events_of_one_point(levels: list[int], rearm: 
 def test_streak_update_point_by_point_matches_one_batch(cond: list[bool], start: int) -> None:
     n = len(cond)
     steps, walls, values = np.arange(n) * 5, np.arange(n) * 0.5 + 100.0, np.linspace(1.0, 2.0, n)
-    whole, single = Streak(length=start, start_step=-7 if start else -1), Streak(length=start, start_step=-7 if start else -1)
+    whole, single = (Streak(length=start, start_step=-7 if start else -1) for _ in range(2))
     run_len, _ = streak_update(np.asarray(cond), whole, steps, walls, values)
     lengths = []
     for i in range(n):
