@@ -165,7 +165,8 @@ class Overfitting(BaseRule):
 
     def _judge_all(self) -> list[Alert]:
         alerts: list[Alert] = []
-        for key, pending in zip(self._val_keys or [], self._pendings()):
+        pendings = self._pendings()  # (first: it lists the keys when a tag just came)
+        for key, pending in zip(self._val_keys or [], pendings):
             if pending:
                 alerts += self._judge(key[4:], self.tags[key])
         self._trim_train()

@@ -110,3 +110,16 @@ def test_overfitting_state_saved_does_not_change_as_the_rule_goes_on() -> None:
     resumed.load_state_dict(json.loads(frozen))
     again = resumed.feed(batch(150, 400))
     assert [(a.step, a.message) for a in again] == [(a.step, a.message) for a in alerts]
+
+
+def test_an_evaluation_training_has_passed_is_judged_in_the_batch_that_brings_it() -> None:
+    """Training at steps 0-30, then (next batch) the first validation point, at step 10: its tag is
+    new, and it is judged at once, with no training point after it needed to trigger that."""
+    steps = np.arange(31, dtype=np.int64)
+    engine = Engine()
+    engine.feed(RunBatch("run", scalars=(ScalarSeries("train/loss", steps, steps, steps * 1.0, 1.0 / (1 + steps)),)))
+    one = np.array([10], dtype=np.int64)
+    engine.feed(RunBatch("run", scalars=(ScalarSeries("val/loss", one + 100, one, one * 1.0, np.array([0.5])),)))
+    val = engine.state_dict()["rules"]["run"]["overfitting"]["tags"]["val:val/loss"]
+    assert val["pending"] == [] and val["prev_step"] == 10
+    assert val["evals"][0][1] == float(np.median(1.0 / (1 + steps[:11])))  # level: the points up to step 10
