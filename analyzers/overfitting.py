@@ -154,6 +154,10 @@ class Overfitting(BaseRule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(copy.deepcopy(state))
+        for key, st in self.tags.items():  # saved before issue 14: training points as [step, value] pairs
+            if key.startswith("train:") and "points" in st:
+                points = st.pop("points")
+                st["steps"], st["values"] = [int(p[0]) for p in points], [float(p[1]) for p in points]
         self._forget()
         self.alerted_minimum = {str(k): int(v) for k, v in state["alerted_minimum"].items()}
 

@@ -123,3 +123,13 @@ def test_an_evaluation_training_has_passed_is_judged_in_the_batch_that_brings_it
     val = engine.state_dict()["rules"]["run"]["overfitting"]["tags"]["val:val/loss"]
     assert val["pending"] == [] and val["prev_step"] == 10
     assert val["evals"][0][1] == float(np.median(1.0 / (1 + steps[:11])))  # level: the points up to step 10
+
+
+def test_an_overfitting_state_saved_before_issue_14_still_loads() -> None:
+    """Training points used to be saved as [step, value] pairs; such a state loads and goes on."""
+    from tbmon.analyzers.overfitting import Overfitting
+
+    rule = Overfitting("run", {})
+    rule.load_state_dict({"tags": {"train:loss": {"points": [[0.0, 2.0], [1.0, 1.5]], "max_step": 1}},
+                          "episodes": {}, "alerted_minimum": {}})
+    assert rule.state_dict()["tags"]["train:loss"] == {"steps": [0, 1], "values": [2.0, 1.5], "max_step": 1}
