@@ -9,7 +9,8 @@ tag's steps go back). Rules are pure: no I/O, no printing, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from math import isfinite
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from tbmon.analyzers.alerts import SEVERITIES, Alert
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
 from tbmon.analyzers.signals import Match
-from tbmon.analyzers.windows import EpisodeState, episode_events
+from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,17 @@ class RunView:
     run: str
     scalars: tuple[Tagged, ...] = ()
     histograms: tuple[Tagged, ...] = ()
+    # signal → its items, built once: rules ask for a signal many times per batch, and on a live
+    # feed of a few points the scan itself was a fair share of the cost (issue 14).
+    _by_signal: dict[str, tuple[Tagged, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def signal(self, name: str) -> Iterator[Tagged]:
-        for item in self.scalars + self.histograms:
-            if item.match.signal == name:
-                yield item
+        if not self._by_signal and (self.scalars or self.histograms):
+            grouped: dict[str, list[Tagged]] = {}
+            for item in self.scalars + self.histograms:
+                grouped.setdefault(item.match.signal, []).append(item)
+            self._by_signal.update({k: tuple(v) for k, v in grouped.items()})
+        return iter(self._by_signal.get(name, ()))
 
 
 @runtime_checkable
@@ -113,6 +120,14 @@ class BaseRule:
         """Indices where an alert is due for this (kind, tag) (see ``windows.episode_events``)."""
         episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
         return episode_events(levels, steps, episode, rearm)
+
+    def event(self, kind: str, tag: str, level: int, step: int, rearm: int) -> bool:
+        """Whether one point is due an alert: ``events`` for a rule that judges a point at a time."""
+        key = f"{kind}|{tag}"
+        episode = self._episodes.get(key)
+        if episode is None:
+            episode = self._episodes[key] = EpisodeState()
+        return episode_point(level, step, episode, rearm)
 
     def merged_events(
         self, kind: str, tag: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rearm: int
@@ -192,6 +207,9 @@ class ScalarContext:
             s = item.series
             self._seq, self._steps = s.seq, s.step
             self._values = s.value
+            if len(s) == 1:  # a live feed's usual chunk: the same figures without numpy's set-up
+                self._take_one(float(s.value[0]), int(s.step[0]))
+                continue
             seed = -np.inf if np.isnan(self.peak) else self.peak
             self._peaks = np.fmax.accumulate(np.concatenate([[seed], np.where(np.isfinite(s.value), s.value, -np.inf)]))[1:]
             rose = s.value > np.concatenate([[self.last], s.value[:-1]])  # NaN compares False
@@ -202,6 +220,21 @@ class ScalarContext:
                 self.first = float(s.value[0])
             self.last, self.last_step = float(s.value[-1]), int(s.step[-1])
             self.peak = float(self._peaks[-1]) if np.isfinite(self._peaks[-1]) else self.peak
+
+    def _take_one(self, value: float, step: int) -> None:
+        """``update`` for a one-point series (same results as its vectorised path)."""
+        seed = -np.inf if np.isnan(self.peak) else self.peak
+        peak = max(seed, value) if isfinite(value) else seed
+        rose = value > self.last  # NaN compares False
+        if rose:
+            self.rises, self.last_rise_step = self.rises + 1, step
+        self._peaks = np.array([peak])
+        self._rises = np.array([self.rises], dtype=np.int64)
+        self._rise_steps = np.array([self.last_rise_step], dtype=np.int64)
+        if np.isnan(self.first):
+            self.first = value
+        self.last, self.last_step = value, step
+        self.peak = peak if isfinite(peak) else self.peak
 
     def at(self, seq: int) -> tuple[float, int, float]:
         """``(value, step, peak so far)`` of the latest point with ``seq`` at or before ``seq``."""

@@ -32,6 +32,7 @@ from tbmon.analyzers.signals import SignalMatcher
 # (epoch-level tags). 3: overfitting remembers the minimum it reported; loss_plateau. 2: seq-based layer choices
 STATE_VERSION = 7
 Series = ScalarSeries | HistogramSeries
+_SEQ_MIN, _SEQ_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 class HasBatches(Protocol):
@@ -62,8 +63,12 @@ class Engine:
         series: list[Series] = [s for s in (*batch.scalars, *batch.histograms) if len(s)]
         if not series:
             return []
-        alerts: list[Alert] = []
-        for lo, hi, restarted in self._segments(batch.run, series):
+        segments = self._segments(batch.run, series)
+        if len(segments) == 1:  # no restart in this batch (nearly always): every series whole
+            alerts = self._feed_rules(batch, series)
+            return sorted(alerts, key=lambda a: (a.step, a.run, a.kind, a.tag)) if len(alerts) > 1 else alerts
+        alerts = []
+        for lo, hi, restarted in segments:
             for tag in restarted:
                 for owner, prefix in self._owners(batch):
                     for rule in self._rules_of(owner, batch, prefix is not None):
@@ -124,20 +129,23 @@ class Engine:
         for s in series:
             prev = last.get(s.tag)
             steps = s.step
-            back = np.flatnonzero(np.diff(steps) < 0) + 1
-            if prev is not None and steps[0] < prev:
-                back = np.concatenate([[0], back])
-            for i in back:
-                cuts.setdefault(int(s.seq[i]), []).append(s.tag)
-            last[s.tag] = int(steps[-1])
+            first, final = int(steps[0]), int(steps[-1])
+            if prev is not None and first < prev:
+                cuts.setdefault(int(s.seq[0]), []).append(s.tag)
+            if len(steps) > 1 and not (len(steps) == 2 and final >= first):  # (one or two points: no diff)
+                for i in (np.flatnonzero(np.diff(steps) < 0) + 1).tolist():
+                    cuts.setdefault(int(s.seq[i]), []).append(s.tag)
+            last[s.tag] = final
+        if not cuts:
+            return [(_SEQ_MIN, _SEQ_MAX, ())]
         bounds = sorted(cuts)
-        lo = np.iinfo(np.int64).min
+        lo = _SEQ_MIN
         segments: list[tuple[int, int, tuple[str, ...]]] = []
         restarted: tuple[str, ...] = ()
         for cut in bounds:
             segments.append((lo, cut, restarted))
             lo, restarted = cut, tuple(cuts[cut])
-        segments.append((lo, np.iinfo(np.int64).max, restarted))
+        segments.append((lo, _SEQ_MAX, restarted))
         return segments
 
     # --- state ----------------------------------------------------------------------------------

@@ -34,8 +34,9 @@ validation loss bottomed out. Keras ``train``/``validation`` sibling runs are ju
 
 from __future__ import annotations
 
-from math import sqrt
-from statistics import median
+import copy
+from bisect import bisect_left, bisect_right
+from math import inf, isfinite, sqrt
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,6 +57,24 @@ MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reac
 MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
 
 
+def _median(values: list[float]) -> float:
+    """``statistics.median`` (and ``np.median``: the same float) of a short list, without their overhead."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+
+
+class _Train:
+    """One training tag's points of this batch as lists, and how far the walk has added them."""
+
+    __slots__ = ("cursor", "seq", "step", "tag", "value")
+
+    def __init__(self, series: Any) -> None:
+        self.tag = series.tag
+        self.seq, self.step, self.value = series.seq.tolist(), series.step.tolist(), series.value.tolist()
+        self.cursor = 0
+
+
 class Overfitting(BaseRule):
     name: ClassVar[str] = "overfitting"
     scope: ClassVar[str] = "experiment"
@@ -72,79 +91,116 @@ class Overfitting(BaseRule):
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
         self.alerted_minimum: dict[str, int] = {}  # validation tag → step of the minimum last reported
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what is derived from ``self.tags`` (recomputed when next needed): tags came or went."""
+        self._val_keys: list[str] | None = None  # sorted "val:" keys
+        self._train_of: dict[str, str | None] = {}  # validation tag → its training tag
+        self._trim_upto: float | None = None  # step every validation tag is judged past (None: none is)
+        self._trim_known = False  # whether _trim_upto is up to date
 
     def feed(self, view: RunView) -> list[Alert]:
         """Walk the batch in ``seq`` order, judging each evaluation as soon as training reaches its step.
 
         Judging at that exact point (never later) means the bounded training buffer always holds
-        the same points when an evaluation is judged, however the stream was chunked.
+        the same points when an evaluation is judged, however the stream was chunked. The walk is
+        plain Python over lists: with an evaluation every step, numpy's per-call overhead on
+        one-point arrays cost 160-220 µs a point (issue 14).
         """
-        trains = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        trains = [_Train(i.series) for i in view.signal(TRAIN_LOSS) if len(i.series)]
         evals = []
         for item in view.signal(VAL_LOSS):
             s = item.series
-            for k in np.flatnonzero(np.isfinite(s.value)):  # non-finite: divergence's business
-                evals.append((int(s.seq[k]), s.tag, int(s.step[k]), float(s.wall_time[k]), float(s.value[k])))
+            evals += [(seq, s.tag, step, wall, value)  # non-finite: divergence's business
+                      for seq, step, wall, value in zip(s.seq.tolist(), s.step.tolist(), s.wall_time.tolist(),
+                                                        s.value.tolist()) if isfinite(value)]
         evals.sort(key=lambda e: e[0])
-        cursors = [0] * len(trains)
         alerts: list[Alert] = []
         for seq, tag, step, wall, value in evals:
-            alerts += self._advance(trains, cursors, seq)
-            st = self._val_state(tag)
-            st["pending"] = (st["pending"] + [[step, wall, value]])[-MAX_PENDING:]
+            if trains:
+                alerts += self._advance(trains, seq)
+            pending = self._val_state(tag)["pending"]
+            pending.append([step, wall, value])
+            if len(pending) > MAX_PENDING:
+                del pending[0]
             alerts += self._judge_all()
-        return alerts + self._advance(trains, cursors, np.iinfo(np.int64).max)
+        return alerts + self._advance(trains, None)
 
-    def _advance(self, trains: list[Any], cursors: list[int], upto_seq: int) -> list[Alert]:
+    def _advance(self, trains: list[_Train], upto_seq: int | None) -> list[Alert]:
         """Add training points with seq below ``upto_seq``, pausing where one reaches a waiting evaluation."""
         alerts: list[Alert] = []
-        for n, s in enumerate(trains):
-            a, b = cursors[n], int(np.searchsorted(s.seq, upto_seq))
+        for train in trains:
+            a = train.cursor
+            b = len(train.seq) if upto_seq is None else bisect_left(train.seq, upto_seq, a)
             while a < b:
-                waiting = [int(p[0]) for k, st in self.tags.items() if k.startswith("val:") for p in st["pending"][:1]]
-                cut = b
-                if waiting:
-                    reached = np.flatnonzero(s.step[a:b] >= min(waiting))
-                    cut = a + int(reached[0]) + 1 if reached.size else b
-                self._add_train(s.tag, s.step[a:cut], s.value[a:cut])
+                waiting = [pending[0][0] for pending in self._pendings() if pending]
+                if not waiting:  # nothing to judge: add them all
+                    self._add_train(train.tag, train.step[a:b], train.value[a:b])
+                    if not self._trim_known or self._trim_upto is None or train.step[a] <= self._trim_upto:
+                        self._trim_train()  # (points after the judged step change nothing to trim)
+                    break
+                reached = bisect_left(train.step, min(waiting), a, b)  # a tag's steps never go back
+                cut = reached + 1 if reached < b else b
+                self._add_train(train.tag, train.step[a:cut], train.value[a:cut])
                 a = cut
                 alerts += self._judge_all()
-            cursors[n] = b
+            train.cursor = b
         return alerts
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["tags"] = {k: ({**v, "points": v["points"].tolist()} if k.startswith("train:") else v)
-                         for k, v in state["tags"].items()}
-        return {**state, "alerted_minimum": self.alerted_minimum}
+        # A copy: the rule grows its lists in place, and a saved state must not change with it.
+        return copy.deepcopy({**super().state_dict(), "alerted_minimum": self.alerted_minimum})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+        super().load_state_dict(copy.deepcopy(state))
+        for key, st in self.tags.items():  # saved before issue 14: training points as [step, value] pairs
+            if key.startswith("train:") and "points" in st:
+                points = st.pop("points")
+                st["steps"], st["values"] = [int(p[0]) for p in points], [float(p[1]) for p in points]
+        self._forget()
         self.alerted_minimum = {str(k): int(v) for k, v in state["alerted_minimum"].items()}
-        for key, st in self.tags.items():
-            if key.startswith("train:"):
-                st["points"] = np.asarray(st["points"], dtype=float).reshape(-1, 2)
+
+    def _pendings(self) -> list[list[list[Any]]]:
+        """Each validation tag's waiting evaluations, in tag order."""
+        if self._val_keys is None:
+            self._val_keys = sorted(k for k in self.tags if k.startswith("val:"))
+        return [self.tags[key]["pending"] for key in self._val_keys]
 
     def _judge_all(self) -> list[Alert]:
         alerts: list[Alert] = []
-        for key in sorted(k for k in self.tags if k.startswith("val:")):
-            alerts += self._judge(key[4:], self.tags[key])
+        pendings = self._pendings()  # (first: it lists the keys when a tag just came)
+        for key, pending in zip(self._val_keys or [], pendings):
+            if pending:
+                alerts += self._judge(key[4:], self.tags[key])
         self._trim_train()
         return alerts
 
     # --- training side ------------------------------------------------------------------------
 
-    def _add_train(self, tag: str, steps: np.ndarray, values: np.ndarray) -> None:
-        ok = np.isfinite(values)
-        if not ok.any():
-            return
-        st = self.tags.setdefault(f"train:{tag}", {"points": np.zeros((0, 2)), "max_step": None})
-        st["points"] = np.concatenate([st["points"], np.column_stack([steps[ok], values[ok]])])[-MAX_TRAIN_POINTS:]
-        top = int(steps.max())
+    def _add_train(self, tag: str, steps: list[int], values: list[float]) -> None:
+        top = steps[-1]  # a tag's steps never go back
+        if not (isfinite(values[0]) if len(values) == 1 else all(isfinite(v) for v in values)):
+            steps, values = [s for s, v in zip(steps, values) if isfinite(v)], [v for v in values if isfinite(v)]
+            if not values:
+                return
+        st = self.tags.get(f"train:{tag}")
+        if st is None:
+            st = self.tags[f"train:{tag}"] = {"steps": [], "values": [], "max_step": None}
+            self._forget()
+        st["steps"] += steps
+        st["values"] += values
+        if len(st["steps"]) > MAX_TRAIN_POINTS:
+            del st["steps"][:-MAX_TRAIN_POINTS], st["values"][:-MAX_TRAIN_POINTS]
         st["max_step"] = top if st["max_step"] is None else max(st["max_step"], top)
 
     def _train_tag(self, val_tag: str) -> str | None:
         """The training tag to compare with: same name (Keras epoch_loss), else an epoch-level one, else the first."""
+        if val_tag not in self._train_of:
+            self._train_of[val_tag] = self._pick_train_tag(val_tag)
+        return self._train_of[val_tag]
+
+    def _pick_train_tag(self, val_tag: str) -> str | None:
         names = [t[6:] for t in self.tags if t.startswith("train:")]
         if not names:
             return None
@@ -155,79 +211,98 @@ class Overfitting(BaseRule):
         return None
 
     def _train_level(self, train: dict[str, Any], prev_step: float, step: int) -> float:
-        pts = train["points"]
-        upto = pts[pts[:, 0] <= step]
-        if upto.size == 0:
+        steps, values = train["steps"], train["values"]
+        upto = bisect_right(steps, step)  # points at or before the evaluation (steps never go back)
+        if upto == 0:
             return float("nan")
-        since = upto[upto[:, 0] > prev_step]
-        if len(since) < MIN_TRAIN_POINTS:  # evaluations a few steps apart: a median of 2 points is noise
-            since = upto[-MIN_TRAIN_POINTS:]
-        return float(np.median(since[:, 1]))
+        since = bisect_right(steps, prev_step, 0, upto)
+        if upto - since < MIN_TRAIN_POINTS:  # evaluations a few steps apart: a median of 2 points is noise
+            since = max(0, upto - MIN_TRAIN_POINTS)
+        return _median(values[since:upto])
 
     def _trim_train(self) -> None:
         """Drop training points no evaluation can need again (all validation tags judged past them)."""
-        judged = []
+        if not self._trim_known:
+            self._trim_upto, self._trim_known = self._judged_upto(), True
+        upto = self._trim_upto
+        if upto is None:
+            return
+        for key, train in self.tags.items():
+            if key.startswith("train:"):
+                keep_from = bisect_right(train["steps"], upto) - MIN_TRAIN_POINTS
+                if keep_from > 0:
+                    del train["steps"][:keep_from], train["values"][:keep_from]
+
+    def _judged_upto(self) -> float | None:
+        """The step all validation tags are judged past (``None``: no tag, or one not judged yet)."""
+        upto = None
         back = self.p["smooth_evals"] - 1  # evaluations that a later smoothing window still holds
         for key, st in self.tags.items():
             if key.startswith("val:"):
-                judged += [st["prev_step"]] + [e[2] for e in st["evals"][max(0, len(st["evals"]) - back):]]
-        if not judged or None in judged:
-            return
-        upto = min(judged)
-        for key, train in self.tags.items():
-            if key.startswith("train:"):
-                pts = train["points"]
-                keep_from = max(0, int(np.searchsorted(pts[:, 0], upto, side="right")) - MIN_TRAIN_POINTS)
-                train["points"] = pts[keep_from:]
+                if st["prev_step"] is None:
+                    return None
+                evals = st["evals"]  # in step order, all at or before prev_step
+                judged = evals[max(0, len(evals) - back)][2] if evals and back else st["prev_step"]
+                upto = judged if upto is None else min(upto, judged)
+        return upto
 
     # --- validation side ----------------------------------------------------------------------
 
     def _val_state(self, tag: str) -> dict[str, Any]:
-        return self.tags.setdefault(
-            f"val:{tag}",
-            {"pending": [], "evals": [], "best": None, "around_best": [], "best_until": None, "streak": 0,
-             "prev_step": None},
-        )
+        st = self.tags.get(f"val:{tag}")
+        if st is None:
+            st = self.tags[f"val:{tag}"] = {"pending": [], "evals": [], "best": None, "around_best": [],
+                                            "best_until": None, "streak": 0, "prev_step": None}
+            self._forget()
+        return st
 
     def reset(self, tag: str) -> None:
         for key in (f"val:{tag}", f"train:{tag}"):
             self.tags.pop(key, None)
+        self._forget()
 
     def _judge(self, val_tag: str, st: dict[str, Any]) -> list[Alert]:
         train_tag = self._train_tag(val_tag)
         if train_tag is None:
             return []
         train = self.tags[f"train:{train_tag}"]
+        max_step = train["max_step"]
         p = self.p
+        width = p["smooth_evals"]
         alerts = []
-        while st["pending"] and train["max_step"] is not None and st["pending"][0][0] <= train["max_step"]:
-            step, wall, value = st["pending"].pop(0)
+        pending, evals = st["pending"], st["evals"]
+        while pending and max_step is not None and pending[0][0] <= max_step:
+            step, wall, value = pending.pop(0)
             step = int(step)
-            prev = -np.inf if st["prev_step"] is None else st["prev_step"]
+            self._trim_known = False  # judged further: recompute
+            prev = -inf if st["prev_step"] is None else st["prev_step"]
             level = self._train_level(train, prev, step)
             st["prev_step"] = step
-            if not np.isfinite(level):
+            if not isfinite(level):
                 continue
-            st["evals"] = (st["evals"] + [[value, level, step, wall]])[-MAX_EVALS:]
-            window = st["evals"][-p["smooth_evals"]:]
-            smooth = median(e[0] for e in window)
-            if len(window) == p["smooth_evals"] and (st["best"] is None or smooth < st["best"][0]):
+            evals.append([value, level, step, wall])
+            if len(evals) > MAX_EVALS:
+                del evals[0]
+            window = evals[-width:]
+            smooth = _median([e[0] for e in window])
+            best = st["best"]
+            if len(window) == width and (best is None or smooth < best[0]):
                 low = min(window, key=lambda e: e[0])  # the window's lowest evaluation dates the minimum
-                st["best"] = [smooth, low[1], int(low[2]), low[3]]
-                k = next(i for i in range(len(st["evals"]) - 1, -1, -1) if st["evals"][i] is low)
-                gap = low[2] - st["evals"][k - 1][2] if k > 0 else 0
+                best = st["best"] = [smooth, low[1], int(low[2]), low[3]]
+                k = next(i for i in range(len(evals) - 1, -1, -1) if evals[i] is low)
+                gap = low[2] - evals[k - 1][2] if k > 0 else 0
                 self._start_best(train, st, int(low[2]), gap / 2)
-            if st["best"] is None:
+            if best is None:
                 continue
-            self._settle_best(train, st, step)
+            if st["best_until"] is not None:
+                self._settle_best(train, st, step)
             counting = self._counts(st, value, level)
             st["streak"] = st["streak"] + 1 if counting else 0
-            cond = np.array([1 if st["streak"] >= p["patience"] else 0])
             # A flickering condition may close and reopen the episode; with the same validation
             # minimum it is the same overfitting, so it is reported once (kept across restarts too).
-            due = self.events(KIND, val_tag, cond, np.array([step]), p["rearm"]).size
-            if due and self.alerted_minimum.get(val_tag) != st["best"][2]:
-                self.alerted_minimum[val_tag] = st["best"][2]
+            due = self.event(KIND, val_tag, 1 if st["streak"] >= p["patience"] else 0, step, p["rearm"])
+            if due and self.alerted_minimum.get(val_tag) != best[2]:
+                self.alerted_minimum[val_tag] = best[2]
                 alerts.append(self._alert(val_tag, train_tag, st, value, level, step))
         return alerts
 
@@ -235,12 +310,14 @@ class Overfitting(BaseRule):
         """Open the window of training points whose median will be the training level at the best:
         ``half`` steps (half an evaluation interval) on each side, or as many as its last
         ``AROUND_BEST`` points before it span if that is more."""
-        pts = train["points"]
-        upto = pts[pts[:, 0] <= best_step]
-        if upto.size == 0:  # the buffer no longer reaches back there (more points than it holds per evaluation)
-            upto = pts[:1]
-        half = max(half, best_step - float(upto[-AROUND_BEST:][0, 0]))
-        st["around_best"] = upto[upto[:, 0] >= best_step - half].tolist() or upto[-1:].tolist()
+        steps, values = train["steps"], train["values"]
+        upto = bisect_right(steps, best_step)
+        lo, hi = (0, 1) if upto == 0 else (0, upto)  # the buffer no longer reaches back there: its first point
+        half = max(half, best_step - float(steps[max(lo, hi - AROUND_BEST)]))
+        first = bisect_left(steps, best_step - half, lo, hi)
+        if first == hi:
+            first = hi - 1
+        st["around_best"] = [[float(s), v] for s, v in zip(steps[first:hi], values[first:hi])]
         st["best_until"] = best_step + half
 
     def _settle_best(self, train: dict[str, Any], st: dict[str, Any], step: int) -> None:
@@ -255,31 +332,33 @@ class Overfitting(BaseRule):
         """
         if st["best_until"] is None:
             return
-        pts = train["points"]
-        last = st["around_best"][-1][0]
-        new = pts[(pts[:, 0] > last) & (pts[:, 0] <= min(step, st["best_until"]))]
-        st["around_best"] = (st["around_best"] + new.tolist())[:MAX_TRAIN_POINTS]  # bounded if logging gets denser
+        steps, values = train["steps"], train["values"]
+        around = st["around_best"]
+        lo = bisect_right(steps, around[-1][0])
+        hi = bisect_right(steps, min(step, st["best_until"]), lo)
+        room = MAX_TRAIN_POINTS - len(around)  # bounded if logging gets denser
+        around += [[float(s), v] for s, v in zip(steps[lo:hi][:max(0, room)], values[lo:hi][:max(0, room)])]
         if step >= st["best_until"]:
-            st["best"][1] = float(np.median([v for _, v in st["around_best"]]))
+            st["best"][1] = _median([v for _, v in around])
             st["best_until"], st["around_best"] = None, []
 
     def _counts(self, st: dict[str, Any], value: float, level: float) -> bool:
         p = self.p
-        vals = [e[0] for e in st["evals"]]
         best, best_train = st["best"][0], st["best"][1]
-        rise = median(vals[-p["smooth_evals"] :]) - best
+        rise = _median([e[0] for e in st["evals"][-p["smooth_evals"] :]]) - best
         if not (rise > p["min_rise"] * abs(best)
                 and best_train - level > p["min_train_fall"] * abs(best_train)
                 and value - level > p["min_gap"] * abs(level)):
             return False
+        vals = [e[0] for e in st["evals"]]
         diffs = [b - a for a, b in zip(vals, vals[1:])]
         scale = sqrt(2.0)  # var(e1 - e0) = 2 σ²
         if len(vals) >= MIN_CURVATURE_EVALS:  # a descent's steps are trend, not noise: take it out
             diffs, scale = [b - a for a, b in zip(diffs, diffs[1:])], sqrt(6.0)  # var(e2 - 2 e1 + e0) = 6 σ²
         if len(diffs) < 4:
             return True
-        centre = median(diffs)
-        noise = MAD_TO_SIGMA * median([abs(d - centre) for d in diffs]) / scale
+        centre = _median(diffs)
+        noise = MAD_TO_SIGMA * _median([abs(d - centre) for d in diffs]) / scale
         return rise > p["noise_sigma"] * noise
 
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:

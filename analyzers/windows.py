@@ -135,6 +135,8 @@ def streak_update(
     n = cond.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if n == 1:  # a live feed's usual chunk: the same answer without the vectorised set-up
+        return _streak_one(bool(cond[0]), streak, steps, walls, values)
     c = cond.astype(bool)
     idx = np.arange(n)
     last_false = np.maximum.accumulate(np.where(~c, idx, -1))
@@ -148,6 +150,20 @@ def streak_update(
         streak.start_step, streak.start_wall, streak.start_value = int(steps[j]), float(walls[j]), float(values[j])
     streak.length = int(run_len[-1])
     return run_len, start
+
+
+def _streak_one(
+    holds: bool, streak: Streak, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``streak_update`` for one point."""
+    if not holds:
+        streak.start_step, streak.length = -1, 0
+        return np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
+    carried = streak.length > 0
+    if not carried:
+        streak.start_step, streak.start_wall, streak.start_value = int(steps[0]), float(walls[0]), float(values[0])
+    streak.length += 1
+    return np.array([streak.length], dtype=np.int64), np.array([-1 if carried else 0], dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -180,8 +196,11 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
     condition that holds again within ``rearm`` points of the last time it held is the same
     episode, so a NaN every step, or a flapping threshold, yields one alert. Updates in place.
     """
-    hits = np.flatnonzero(levels > 0)
     n = levels.shape[0]
+    if n == 1 and levels.dtype.kind in "biu":  # a live feed's usual chunk
+        due = episode_point(int(levels[0]), int(steps[0]), episode, rearm)
+        return np.zeros(1 if due else 0, dtype=np.int64)
+    hits = np.flatnonzero(levels > 0)
     if hits.size == 0:
         episode.quiet += n
         if episode.quiet >= rearm:
@@ -215,3 +234,28 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
     if episode.quiet >= rearm:
         episode.open = False
     return events
+
+
+def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> bool:
+    """``episode_events`` for one point, without numpy: whether it deserves an alert.
+
+    For rules judged one point at a time (overfitting, once per evaluation), where five
+    one-element arrays per call cost more than the rule itself. Updates ``episode`` in place
+    exactly as ``episode_events`` would.
+    """
+    if level <= 0:
+        episode.quiet += 1
+        if episode.quiet >= rearm:
+            episode.open = False
+        return False
+    new = episode.quiet >= rearm or not episode.open
+    due = new or level > episode.level
+    if new:
+        episode.first_step, episode.count, episode.level = int(step), 1, int(level)
+    else:
+        episode.count += 1
+        episode.level = max(episode.level, int(level))
+    episode.open, episode.last_step, episode.quiet = True, int(step), 0
+    if rearm <= 0:
+        episode.open = False
+    return due

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/analyzers.py                    # 10,000,000 scalar events (~1 min on 2 cores)
     .venv/bin/python bench/analyzers.py --events 1000000   # quicker, scaled down
+    .venv/bin/python bench/analyzers.py --steps-only       # the live feed alone (a step at a time vs one batch)
+    .venv/bin/python bench/analyzers.py --steps-only --by-rule --step-events 20000  # and each rule's share
 
 Issue 3 makes rules take numpy chunks per tag "so a 10-million-event report stays fast", and
 requires that one batch and many small chunks give the same alerts. This measures both.
@@ -52,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.proc_status import status_mb  # noqa: E402
 from bench.read import OUT, generate  # noqa: E402  (the anchor corpus: same generator and cache)
-from tbmon.analyzers import Engine, analyze  # noqa: E402
+from tbmon.analyzers import AnalyzerConfig, Engine, analyze  # noqa: E402
 from tbmon.analyzers.alerts import Alert  # noqa: E402
 from tbmon.analyzers.registry import available_rules  # noqa: E402
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries  # noqa: E402
@@ -190,9 +192,9 @@ class Phase:
         return {"wall": self.wall, "cpu": self.cpu, "rss_mb": self.rss_mb, "peak_mb": self.peak_mb}
 
 
-def feed(batches: Iterable[RunBatch]) -> dict[str, Any]:
-    """Feed a fresh engine; only its ``feed`` calls are timed."""
-    engine = Engine()
+def feed(batches: Iterable[RunBatch], rule: str | None = None) -> dict[str, Any]:
+    """Feed a fresh engine (all rules, or only ``rule``); only its ``feed`` calls are timed."""
+    engine = Engine(AnalyzerConfig.from_mapping({"enable": [rule]}) if rule else None)
     alerts: list[Alert] = []
     wall = cpu = 0.0
     n = 0
@@ -231,8 +233,9 @@ def child(case: str, events: int, chunk: int) -> dict[str, Any]:
                 "alerts": len(alerts)}
     runs = workload(events)
     scalars, hists = points(runs)
+    case, _, rule = case.partition(":")  # "steps:divergence": that rule alone
     bounds = {"batch": None, "chunks": every_n_points(chunk), "steps": step_bounds}[case]
-    return {**feed(runs if bounds is None else polls(runs, bounds)), "points": scalars + hists,
+    return {**feed(runs if bounds is None else polls(runs, bounds), rule or None), "points": scalars + hists,
             "workload": f"{len(runs)} runs x {len(runs[0].scalars[0]):,} steps = {scalars:,} scalar + {hists:,} "
                         "histogram points"}
 
@@ -255,8 +258,8 @@ def show(label: str, r: dict[str, Any]) -> None:
     )
 
 
-def compare(events: int, cases: list[tuple[str, str]], chunk: int) -> dict[str, Any]:
-    """Feed ``workload(events)`` each way; assert the alerts agree. Returns the first feed's figures."""
+def compare(events: int, cases: list[tuple[str, str]], chunk: int) -> list[dict[str, Any]]:
+    """Feed ``workload(events)`` each way; assert the alerts agree. Returns each feed's figures."""
     results = []
     for label, case in cases:
         results.append((label, run_child(case, events, chunk)))
@@ -273,7 +276,17 @@ def compare(events: int, cases: list[tuple[str, str]], chunk: int) -> dict[str, 
     kinds = collections.Counter(f"{kind} ({severity})" for _, kind, _, _, severity in a["alerts"])
     print(f"  alerts identical across {', '.join(label for label, _ in results)}: {len(a['alerts'])} "
           f"(run, kind, tag, step, severity): " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-    return a
+    return [r for _, r in results]
+
+
+def live_figures(batch: dict[str, Any], steps: dict[str, Any]) -> None:
+    """A step at a time against one batch: CPU per feed, per 20 points, and the per-point ratio (issue 14)."""
+    per_feed = steps["cpu"] / steps["feeds"]
+    points_per_feed = steps["points"] / steps["feeds"]
+    per_point_batch = batch["cpu"] / batch["points"]
+    print(f"  a step at a time: {per_feed * 1e6:.0f} us CPU per feed of {points_per_feed:.1f} points "
+          f"({per_feed / points_per_feed * 20 * 1e3:.2f} ms per 20 points); per point "
+          f"{per_feed / points_per_feed / per_point_batch:.0f}x the CPU of the one-batch feed")
 
 
 def main() -> None:
@@ -283,15 +296,23 @@ def main() -> None:
     ap.add_argument("--step-events", type=int, default=100_000, help="scalar events fed a step at a time")
     ap.add_argument("--read-events", type=int, default=2_000_000, help="scalar events in bench/read.py's log")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the anchor read + analyze (median kept)")
+    ap.add_argument("--steps-only", action="store_true", help="only the step-at-a-time feed against one batch (quick)")
+    ap.add_argument("--by-rule", action="store_true", help="also a step at a time with each rule alone: CPU per feed")
     ap.add_argument("--child", nargs=3, metavar=("CASE", "EVENTS", "CHUNK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
         return
     print(f"rules: {', '.join(available_rules())}")
+    live_figures(*compare(args.step_events, [("one batch per run", "batch"), ("a step at a time", "steps")], args.chunk))
+    if args.by_rule:
+        for rule in available_rules():
+            r = run_child(f"steps:{rule}", args.step_events)
+            print(f"    {rule:20s} alone (with the engine): {r['cpu'] / r['feeds'] * 1e6:5.0f} us CPU per feed")
+    if args.steps_only:
+        return
     whole = compare(args.events, [("one batch per run", "batch"), (f"{args.chunk:,}-point chunks", "chunks")],
-                    args.chunk)
-    compare(args.step_events, [("one batch per run", "batch"), ("a step at a time", "steps")], args.chunk)
+                    args.chunk)[0]
 
     anchor_log(args.read_events)  # built once, outside the timed children
     runs = sorted((run_child("anchor", args.read_events) for _ in range(args.repeat)),

@@ -348,6 +348,13 @@ def main() -> None:
             label = f"json --jobs {jobs}"
             results[label] = measure([*base, "--format", "json", "-o", os.devnull, "--jobs", str(jobs)], args.timeout)
             print(report_row(label, results[label], results.get("json --jobs 1") if jobs > 1 else None))
+        # Anchor, same run: the read alone holds every point; the report reads, analyses and drops a part at a time.
+        results["read"] = measure([sys.executable, __file__, "--child", "tbmon_read", str(logdir)], args.timeout)
+        print(report_row("tbmon read() alone", results["read"]))
+        full = results["json --jobs 1"]
+        if "peak_mb" in full and "peak_mb" in results["read"]:
+            print(f"  report --jobs 1 peak memory: {full['peak_mb'] / results['read']['peak_mb']:.2f}x the read's "
+                  f"(issue 14's target: <= 1.2x)")
     if "short" not in skip:
         short = generate(args.runs, args.short_steps)
         short_events = expected_events(args.runs, args.short_steps)[0]

@@ -1,0 +1,135 @@
+"""The one-point paths a live feed takes (issue 14) give what the vectorised paths give for the same stream.
+
+A watcher feeds a run a step at a time, so `episode_events`, `streak_update` and
+`ScalarContext.update` mostly see one point; they answer it without numpy's set-up. Each test feeds
+the same stream point by point (the fast path) and whole (the vectorised path) and compares every
+answer and the state left behind.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tbmon.analyzers import Engine
+from tbmon.analyzers.base import ScalarContext, Tagged
+from tbmon.analyzers.series import RunBatch, ScalarSeries
+from tbmon.analyzers.signals import Match
+from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, episode_point, streak_update
+
+VALUES = st.one_of(st.floats(-5, 5), st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(levels=st.lists(st.sampled_from([0, 0, 1, 2]), min_size=1, max_size=40), rearm=st.integers(0, 6))
+def test_episode_point_is_episode_events_of_one_point(levels: list[int], rearm: int) -> None:
+    whole, single = EpisodeState(), EpisodeState()
+    steps = np.arange(len(levels)) * 10
+    expected = episode_events(np.asarray(levels, dtype=np.int64), steps, whole, rearm).tolist()
+    due = [i for i, level in enumerate(levels) if episode_point(level, int(steps[i]), single, rearm)]
+    assert due == expected
+    assert single.to_json() == whole.to_json()
+
+
+@settings(max_examples=200, deadline=None)
+@given(cond=st.lists(st.booleans(), min_size=1, max_size=40), start=st.integers(0, 3))
+def test_streak_update_point_by_point_matches_one_batch(cond: list[bool], start: int) -> None:
+    n = len(cond)
+    steps, walls, values = np.arange(n) * 5, np.arange(n) * 0.5 + 100.0, np.linspace(1.0, 2.0, n)
+    whole, single = (Streak(length=start, start_step=-7 if start else -1) for _ in range(2))
+    run_len, _ = streak_update(np.asarray(cond), whole, steps, walls, values)
+    lengths = []
+    for i in range(n):
+        one, first = streak_update(np.asarray(cond[i : i + 1]), single, steps[i : i + 1], walls[i : i + 1], values[i : i + 1])
+        assert one.dtype == first.dtype == np.int64
+        lengths.append(int(one[0]))
+    assert lengths == run_len.tolist()
+    # Where the open streak began (its wall time and value mean something only while one is open).
+    assert (single.length, single.start_step) == (whole.length, whole.start_step)
+    if whole.start_step >= 0:
+        assert (single.start_wall, single.start_value) == (whole.start_wall, whole.start_value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(VALUES, min_size=1, max_size=30).filter(lambda v: not np.isnan(v[0])))
+def test_scalar_context_point_by_point_matches_one_batch(values: list[float]) -> None:
+    # (A NaN first value is left out: `first` is then the first value of the first chunk, whichever
+    # path computes it, a chunking dependence of `update` itself, not of its one-point path.)
+    n = len(values)
+    series = ScalarSeries("lr", np.arange(n, dtype=np.int64) * 3, np.arange(n, dtype=np.int64) * 2,
+                          np.arange(n) * 1.0, np.asarray(values, dtype=float))
+    match = Match("learning_rate", None)
+    whole = ScalarContext()
+    whole.update(iter([Tagged(match, series)]))
+    expected = [(whole.at(int(q)), whole.rises_at(int(q))) for q in series.seq]
+    single, got = ScalarContext(), []
+    for i in range(n):
+        point = ScalarSeries("lr", series.seq[i : i + 1], series.step[i : i + 1], series.wall_time[i : i + 1],
+                             series.value[i : i + 1])
+        single.update(iter([Tagged(match, point)]))
+        got.append((single.at(int(point.seq[0])), single.rises_at(int(point.seq[0]))))
+    assert _numbers(got) == _numbers(expected)
+    assert _numbers(single.state()) == _numbers(whole.state())
+
+
+def _numbers(data: object) -> list[object]:
+    """Nested answers flattened, NaN as a marker (NaN != NaN), so -0.0 == 0.0 as the rules compare them."""
+    flat = json.loads(json.dumps(data).replace("NaN", '"nan"'))
+
+    def walk(x: object) -> list[object]:
+        return [y for item in x for y in walk(item)] if isinstance(x, list) else [x]
+
+    return walk(flat)
+
+
+def test_overfitting_state_saved_does_not_change_as_the_rule_goes_on() -> None:
+    """The rule grows its lists in place; a state it handed out (a watcher's checkpoint) stays as it was."""
+    steps = np.arange(400, dtype=np.int64)
+    train = 2.0 * np.exp(-steps / 100.0) + 0.1
+    val = np.where(steps < 200, train + 0.05, train + 0.05 + 0.004 * (steps - 200))
+
+    def batch(lo: int, hi: int) -> RunBatch:
+        return RunBatch("run", scalars=(
+            ScalarSeries("train/loss", 2 * steps[lo:hi], steps[lo:hi], steps[lo:hi] * 1.0, train[lo:hi]),
+            ScalarSeries("val/loss", 2 * steps[lo:hi] + 1, steps[lo:hi], steps[lo:hi] * 1.0, val[lo:hi]),
+        ))
+
+    engine = Engine()
+    engine.feed(batch(0, 150))
+    whole = engine.state_dict()
+    frozen = json.dumps(whole)
+    saved = whole["rules"]["run"]["overfitting"]
+    mine = json.dumps(saved)
+    alerts = engine.feed(batch(150, 400))
+    assert json.dumps(saved) == mine
+    assert [a.kind for a in alerts] == ["overfitting"]
+    resumed = Engine()
+    resumed.load_state_dict(json.loads(frozen))
+    again = resumed.feed(batch(150, 400))
+    assert [(a.step, a.message) for a in again] == [(a.step, a.message) for a in alerts]
+
+
+def test_an_evaluation_training_has_passed_is_judged_in_the_batch_that_brings_it() -> None:
+    """Training at steps 0-30, then (next batch) the first validation point, at step 10: its tag is
+    new, and it is judged at once, with no training point after it needed to trigger that."""
+    steps = np.arange(31, dtype=np.int64)
+    engine = Engine()
+    engine.feed(RunBatch("run", scalars=(ScalarSeries("train/loss", steps, steps, steps * 1.0, 1.0 / (1 + steps)),)))
+    one = np.array([10], dtype=np.int64)
+    engine.feed(RunBatch("run", scalars=(ScalarSeries("val/loss", one + 100, one, one * 1.0, np.array([0.5])),)))
+    val = engine.state_dict()["rules"]["run"]["overfitting"]["tags"]["val:val/loss"]
+    assert val["pending"] == [] and val["prev_step"] == 10
+    assert val["evals"][0][1] == float(np.median(1.0 / (1 + steps[:11])))  # level: the points up to step 10
+
+
+def test_an_overfitting_state_saved_before_issue_14_still_loads() -> None:
+    """Training points used to be saved as [step, value] pairs; such a state loads and goes on."""
+    from tbmon.analyzers.overfitting import Overfitting
+
+    rule = Overfitting("run", {})
+    rule.load_state_dict({"tags": {"train:loss": {"points": [[0.0, 2.0], [1.0, 1.5]], "max_step": 1}},
+                          "episodes": {}, "alerted_minimum": {}})
+    assert rule.state_dict()["tags"]["train:loss"] == {"steps": [0, 1], "values": [2.0, 1.5], "max_step": 1}
