@@ -13,8 +13,11 @@ or ``min`` for the first written bucket):
   (``±Inf`` land there);
 * an explicit zero bucket ``[0, 5e-324)`` holding exactly the zeros.
 
-Decades are ``floor(log10|v|)`` in float64, i.e. a value belongs to the decade of its exact
-magnitude. On the negative side a value exactly equal to ``-10^k`` is counted in the decade
+A value's decade is found by comparing ``|v|`` with the limits ``10.0**e`` (one ``bucketize``
+per logging step over all parameters' values): for float32, bfloat16 and float16 gradients
+that is the decade of the exact magnitude (``floor(log10|v|)``, as computed before issue 14);
+a float64 value within a few ulps below ``10.0**e`` may differ from that float64 ``log10``
+by one bucket. On the negative side a value exactly equal to ``-10^k`` is counted in the decade
 ``[10^k, 10^(k+1))`` of its magnitude, one bucket to the left of where the HistogramProto
 half-open convention would put it (boundary-only difference). NaNs are in no bucket (they are
 counted exactly in ``nonfinite``).
@@ -24,12 +27,18 @@ zero count, non-finite count, weight norm. Bucket counts of tensors with more th
 ``HIST_SAMPLE`` elements come from a fixed deterministic subsample (golden-ratio Weyl
 sequence over the flat index: evenly spread, never aligned with rows or columns, identical
 at every step) and are scaled by ``numel / HIST_SAMPLE``; smaller tensors are counted exactly.
+The subsample only feeds the buckets: every other field above is exact over the whole tensor.
+
+Cost on CPU (issue 14): one fused norm pass, ``aminmax`` and ``sum`` per tensor; zero and
+non-finite counts come from the buckets for tensors bucketed whole and take two more passes
+only for sampled ones; all subsamples of a step share one ``bucketize`` and one ``bincount``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -47,7 +56,6 @@ NUMEL, MIN, MAX, SUM, SUMSQ, ZEROS, NONFINITE, WSUMSQ, HIST_K, WSAMPLE_LEN = ran
 BUCKETS = slice(10, 10 + N_BUCKETS)
 WSAMPLE = slice(10 + N_BUCKETS, 10 + N_BUCKETS + UPDATE_SAMPLE)
 BLOCK = 10 + N_BUCKETS + UPDATE_SAMPLE
-_NAN_SLOT = N_BUCKETS  # scratch column for NaN samples, dropped
 
 
 def _limits() -> np.ndarray:
@@ -67,88 +75,165 @@ def sample_indices(numel: int, k: int, device: torch.device) -> torch.Tensor | N
     """Deterministic, evenly spread subsample of ``k`` flat positions (None: take everything).
 
     ``i * a mod numel`` with ``a`` near ``numel / golden ratio`` and coprime with ``numel``
-    visits distinct positions spread over the whole tensor; recomputing it each step costs
-    microseconds and holds no device memory between logging steps.
+    visits distinct positions spread over the whole tensor. Returned in ascending order (the
+    same set at every step): gathering in memory order costs a third of gathering in the
+    sequence's order, and bucket counts and norms do not depend on the order.
     """
     if numel <= k:
         return None
-    a = max(1, round(numel * 0.6180339887498949))
-    while math.gcd(a, numel) != 1:
-        a += 1
-    return torch.arange(k, device=device, dtype=torch.int64).mul_(a).remainder_(numel)
+    key = (numel, k, device)
+    cached = _positions.pop(key, None)
+    if cached is None:
+        a = max(1, round(numel * 0.6180339887498949))
+        while math.gcd(a, numel) != 1:
+            a += 1
+        cached = torch.arange(k, device=device, dtype=torch.int64).mul_(a).remainder_(numel).sort().values
+        if len(_positions) >= POSITIONS_CACHED:
+            del _positions[next(iter(_positions))]  # least recently used
+    _positions[key] = cached
+    return cached
 
 
-def _bucket_ids(x: torch.Tensor) -> torch.Tensor:
-    """Bucket index of every float64 value (NaN → the scratch slot)."""
-    decade = torch.floor(torch.log10(x.abs())).clamp_(DECADE_LOW - 1, DECADE_HIGH)
-    neg_side = DECADE_HIGH - decade  # -1e10.. → 0, underflow (-1e-20, 0) → 31
-    pos_side = decade + (ZERO_BUCKET + 1 - (DECADE_LOW - 1))  # underflow → 33, overflow → 64
-    ids = torch.where(x > 0, pos_side, neg_side)
-    ids = torch.where(x == 0, float(ZERO_BUCKET), ids)
-    ids = torch.where(torch.isnan(x), float(_NAN_SLOT), ids)
-    return ids.long()
+# Sorted sample positions per (numel, k, device), most recently used last: at most
+# POSITIONS_CACHED x HIST_SAMPLE x 8 bytes (16 MiB) per device, held between logging steps.
+POSITIONS_CACHED = 128
+_positions: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
 
-def _flat_samples(tensors: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-    out = []
+def _slot_edges(dtype: torch.dtype) -> list[float]:
+    """Ascending edges for ``torch.bucketize(x, edges)`` (``right=False``: slot = #edges < x).
+
+    Slots: 0 -inf, 1 overflow (-inf, -1e10], 2..31 negative decades, 32 negative underflow,
+    33 zero (both signs), 34 positive underflow, 35..64 positive decades, 65 overflow
+    [1e10, max], 66 +inf, 67 NaN (bucketize puts NaN past the last edge on CPU and CUDA).
+    Each decade edge is the neighbour of the float64 limit ``10.0**e`` (``BUCKET_LIMITS``) that
+    makes a comparison in ``dtype`` equal to comparing with that limit; for float32 and
+    narrower values (no such value lies between ``10.0**e`` and the exact power) that is the
+    decade of the exact magnitude, as documented above.
+    """
+    finfo = np.finfo(torch.empty(0, dtype=dtype).numpy().dtype)
+    ftype = finfo.dtype.type
+    ups = []  # smallest representable >= 10.0**e, e = LOW..HIGH
+    for e in range(DECADE_LOW, DECADE_HIGH + 1):
+        exact = Fraction(10.0**e)
+        v = ftype(float(exact))
+        while Fraction(float(v)) < exact:
+            v = np.nextafter(v, ftype(np.inf))
+        while Fraction(float(np.nextafter(v, ftype(0)))) >= exact:
+            v = np.nextafter(v, ftype(0))
+        ups.append(v)
+    zero = ftype(0)
+    negative = [-u for u in reversed(ups)]  # x > -u  <=>  |x| < 10**e for negative x
+    positive = [np.nextafter(u, zero) for u in ups]  # x > prev(u)  <=>  x >= 10**e
+    tiny = np.nextafter(zero, ftype(1))
+    edges = [-np.inf, *negative, -tiny, zero, *positive, finfo.max, np.inf]
+    return [float(e) for e in edges]
+
+
+_SLOTS = 68
+_ZERO_SLOT, _NEG_INF_SLOT, _POS_INF_SLOT, _NAN_SLOT = 33, 0, 66, 67
+_EDGES = {dtype: _slot_edges(dtype) for dtype in (torch.float32, torch.float64)}
+
+
+def _bucket_slots(values: torch.Tensor) -> torch.Tensor:
+    """Slot (see ``_slot_edges``) of every value of a flat float tensor, int32: one pass."""
+    if values.dtype not in _EDGES:
+        values = values.float()  # half precision and bfloat16 are exact in float32
+    edges = torch.tensor(_EDGES[values.dtype], dtype=values.dtype, device=values.device)
+    return torch.bucketize(values, edges, out_int32=True)
+
+
+def _public_buckets(slots: torch.Tensor) -> torch.Tensor:
+    """``[P, _SLOTS]`` slot counts to the 65 written buckets (±Inf join the overflow buckets)."""
+    buckets = slots[:, _NEG_INF_SLOT + 1 : _POS_INF_SLOT].clone()
+    buckets[:, 0] += slots[:, _NEG_INF_SLOT]
+    buckets[:, -1] += slots[:, _POS_INF_SLOT]
+    return buckets
+
+
+def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    """Per-tensor slot counts ``[P, _SLOTS]`` (float64) of the fixed subsamples, and their sizes.
+
+    All subsamples of a step go through one ``bucketize`` and one ``bincount``.
+    """
+    device = tensors[0].device
+    samples = []
     for t in tensors:
         flat = t.detach().reshape(-1)
-        idx = sample_indices(flat.numel(), k, flat.device)
-        out.append(flat if idx is None else flat.index_select(0, idx))
-    return out
+        idx = sample_indices(flat.numel(), HIST_SAMPLE, device)
+        samples.append(flat if idx is None else flat.index_select(0, idx))
+    sizes = [s.numel() for s in samples]
+    slots = _bucket_slots(torch.cat(samples))
+    offsets = torch.arange(0, len(samples) * _SLOTS, _SLOTS, device=device, dtype=torch.int32)
+    slots += torch.repeat_interleave(offsets, torch.tensor(sizes, device=device), output_size=slots.numel())
+    counts = torch.bincount(slots, minlength=len(samples) * _SLOTS)
+    return counts.view(len(samples), _SLOTS).double(), sizes
 
 
-def _nonfinite_counts(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Exact ±Inf/NaN count per tensor, float64 ``[P]``.
+def _zero_and_nonfinite(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Exact zero and ±Inf/NaN counts per tensor, float64 ``[P, 2]``.
 
-    ``x - x`` is 0 for finite x and NaN otherwise (count_nonzero counts NaN); one scratch
-    buffer, freed on return, avoids fresh page faults per tensor. ``torch.isfinite`` costs
-    ~5x more on CPU (abs, two compares and a product).
+    Tensors bucketed whole already have them in their slots; only sampled ones take two more
+    passes: ``count_nonzero`` and ``x - x`` (0 for finite x, NaN otherwise) into one scratch
+    buffer, cheaper than ``torch.isfinite`` (abs, two compares and a product) on CPU.
     """
+    counts = torch.stack(
+        [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
+    )
+    sampled = [p for p, (t, k) in enumerate(zip(tensors, sizes)) if t.numel() > k]
+    if not sampled:
+        return counts
     largest: dict[tuple[torch.dtype, torch.device], int] = {}
-    for g in grads:
-        key = (g.dtype, g.device)
-        largest[key] = max(largest.get(key, 0), g.numel())
+    for p in sampled:
+        key = (tensors[p].dtype, tensors[p].device)
+        largest[key] = max(largest.get(key, 0), tensors[p].numel())
     scratch = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in largest.items()}
-    counts = []
-    for g in grads:
-        out = scratch[(g.dtype, g.device)][: g.numel()].view(g.shape)
-        torch.sub(g.detach(), g.detach(), out=out)
-        counts.append(torch.count_nonzero(out))
-    return torch.stack(counts).double()
+    exact = []
+    for p in sampled:
+        g = tensors[p].detach().reshape(-1)
+        out = scratch[(g.dtype, g.device)][: g.numel()]
+        exact.append(g.numel() - torch.count_nonzero(g))
+        exact.append(torch.count_nonzero(torch.sub(g, g, out=out)))
+    index = torch.tensor(sampled, device=counts.device)
+    counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
+    return counts
 
 
 def norm_rows(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Per-parameter squared L2 norm of the gradients, float64 ``[P]`` (one fused pass)."""
-    norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+    """Per-parameter squared L2 norm of the gradients, float64 ``[P]`` (one fused pass).
+
+    Accumulated in float32, or float64 for float64 tensors (``_foreach_norm`` refuses to
+    narrow them, so a model with any float64 parameter takes one call per tensor).
+    """
+    if all(g.dtype != torch.float64 for g in grads):
+        norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
+    else:
+        norms = [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32)) for g in grads]
     return torch.stack(norms).double().square_()
+
+
+def _min_max_sum(grads: list[torch.Tensor]) -> torch.Tensor:
+    """``[P, 3]`` float64: min, max (NaN-propagating) and sum, accumulated in float32 at least.
+
+    float64 accumulation would cost ~15x on CPU; half precision would overflow.
+    """
+    parts = []
+    for g in grads:
+        g = g.detach()
+        parts.extend(torch.aminmax(g))
+        parts.append(g.sum(dtype=torch.promote_types(g.dtype, torch.float32)))
+    return torch.stack(parts).double().view(-1, 3)
 
 
 def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> torch.Tensor:
     """All statistics of every parameter as one float64 ``[P, BLOCK]`` tensor, on the device."""
     device = grads[0].device
     count = len(grads)
-    numels = [g.numel() for g in grads]
     sumsq = norm_rows(grads)
-    minmax = torch.stack([torch.stack(torch.aminmax(g.detach())) for g in grads]).double()
-    # float32 accumulation (float64 would cost ~15x on CPU; half precision would overflow)
-    sums = torch.stack([g.detach().sum(dtype=torch.promote_types(g.dtype, torch.float32)) for g in grads]).double()
-    nonzero = torch.stack([torch.count_nonzero(g.detach()) for g in grads]).double()
-    nonfinite = _nonfinite_counts(grads)
-    numel_t = torch.tensor(numels, dtype=torch.float64, device=device)
-
-    samples = _flat_samples(grads, HIST_SAMPLE)
-    sizes = [s.numel() for s in samples]
-    values = torch.cat(samples).double()
-    owner = torch.repeat_interleave(
-        torch.arange(count, device=device),
-        torch.tensor(sizes, device=device),
-        output_size=sum(sizes),
-    )
-    slots = _bucket_ids(values) + owner * (N_BUCKETS + 1)
-    counts = torch.zeros(count * (N_BUCKETS + 1), dtype=torch.float64, device=device)
-    counts.index_add_(0, slots, torch.ones_like(values))
-    counts = counts.view(count, N_BUCKETS + 1)[:, :N_BUCKETS]
+    min_max_sum = _min_max_sum(grads)
+    slots, sizes = _slot_counts(grads)
+    zero_nonfinite = _zero_and_nonfinite(grads, slots, sizes)
+    numel_t = torch.tensor([g.numel() for g in grads], dtype=torch.float64, device=device)
 
     if weights is None:
         wsumsq = torch.zeros(count, dtype=torch.float64, device=device)
@@ -156,7 +241,11 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
         wlen = [0] * count
     else:
         wsumsq = norm_rows(weights)
-        wsamples = _flat_samples(weights, UPDATE_SAMPLE)
+        wsamples = []
+        for w in weights:
+            flat = w.detach().reshape(-1)
+            idx = sample_indices(flat.numel(), UPDATE_SAMPLE, device)
+            wsamples.append(flat if idx is None else flat.index_select(0, idx))
         wlen = [s.numel() for s in wsamples]
         wsample = torch.stack(
             [torch.nn.functional.pad(s.double(), (0, UPDATE_SAMPLE - s.numel())) for s in wsamples]
@@ -164,19 +253,19 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
     head = torch.stack(
         [
             numel_t,
-            minmax[:, 0],
-            minmax[:, 1],
-            sums,
+            min_max_sum[:, 0],
+            min_max_sum[:, 1],
+            min_max_sum[:, 2],
             sumsq,
-            numel_t - nonzero,
-            nonfinite,
+            zero_nonfinite[:, 0],
+            zero_nonfinite[:, 1],
             wsumsq,
             torch.tensor(sizes, dtype=torch.float64, device=device),
             torch.tensor(wlen, dtype=torch.float64, device=device),
         ],
         dim=1,
     )
-    return torch.cat([head, counts, wsample], dim=1)
+    return torch.cat([head, _public_buckets(slots), wsample], dim=1)
 
 
 @dataclass(frozen=True, slots=True)
