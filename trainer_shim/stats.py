@@ -135,12 +135,62 @@ _ZERO_SLOT, _NEG_INF_SLOT, _POS_INF_SLOT, _NAN_SLOT = 33, 0, 66, 67
 _EDGES = {dtype: _slot_edges(dtype) for dtype in (torch.float32, torch.float64)}
 
 
+_KEY_SHIFT = 20  # float32 bits >> 20: sign, exponent and 3 mantissa bits, 4096 keys
+_KEY_OFFSET = 1 << (31 - _KEY_SHIFT)  # signed keys -2048..2047 -> table rows 0..4095
+
+
+def _float32_tables() -> np.ndarray:
+    """``[3, 4096]`` int32 rows: threshold on ``|x|``'s bits, slot below it, slot from it on.
+
+    Each key covers 1/8 of a binade (a ratio of at most 1.125), so at most one slot edge
+    falls inside it; its threshold is found by bisection on the bit patterns against the
+    same edges ``bucketize`` uses, so both ways give the same slot for every float32.
+    """
+    edges = np.array(_EDGES[torch.float32], dtype=np.float32)
+    keys = np.arange(4096, dtype=np.int64) - _KEY_OFFSET
+    sign = np.where(keys < 0, np.int64(1) << 31, 0)
+    low = (keys << _KEY_SHIFT) & 0x7FFFFFFF  # |x| bits at the start of the key's range
+    high = low | ((1 << _KEY_SHIFT) - 1)
+
+    def slot(magnitude: np.ndarray) -> np.ndarray:
+        values = (magnitude | sign).astype(np.uint32).view(np.float32)
+        return np.searchsorted(edges, values, side="left")  # #edges < x; NaN sorts last
+
+    below, above = slot(low), slot(high)
+    lo, hi = low.copy(), high.copy()  # invariant: slot(lo) == below, slot(hi) == above
+    for _ in range(_KEY_SHIFT + 1):
+        mid = (lo + hi) // 2
+        up = slot(mid) == above
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    threshold = np.where(below == above, np.iinfo(np.int32).max, hi)
+    assert ((slot(threshold - 1) == below) | (below == above)).all() and (slot(np.minimum(threshold, high)) == above).all()
+    return np.stack([threshold, below, above]).astype(np.int32)
+
+
+_FLOAT32_TABLES = _float32_tables()
+_tables_on: dict[torch.device, torch.Tensor] = {}
+
+
 def _bucket_slots(values: torch.Tensor) -> torch.Tensor:
-    """Slot (see ``_slot_edges``) of every value of a flat float tensor, int32: one pass."""
-    if values.dtype not in _EDGES:
-        values = values.float()  # half precision and bfloat16 are exact in float32
-    edges = torch.tensor(_EDGES[values.dtype], dtype=values.dtype, device=values.device)
-    return torch.bucketize(values, edges, out_int32=True)
+    """Slot (see ``_slot_edges``) of every value of a flat float tensor, int32.
+
+    float32 (and half precision, exact in it): the top 12 bits index a 4096-row table and
+    one integer compare settles the key's one possible edge, ~3x faster on CPU than
+    ``bucketize``'s binary search over 67 edges, which float64 values still take.
+    """
+    if values.dtype in (torch.float16, torch.bfloat16):
+        values = values.float()
+    if values.dtype == torch.float64:
+        edges = torch.tensor(_EDGES[torch.float64], dtype=torch.float64, device=values.device)
+        return torch.bucketize(values, edges, out_int32=True)
+    tables = _tables_on.get(values.device)
+    if tables is None:
+        tables = _tables_on[values.device] = torch.from_numpy(_FLOAT32_TABLES).to(values.device)
+    bits = values.view(torch.int32)
+    key = torch.bitwise_right_shift(bits, _KEY_SHIFT).add_(_KEY_OFFSET)
+    magnitude = torch.bitwise_and(bits, 0x7FFFFFFF)
+    threshold, below, above = (tables[i].index_select(0, key) for i in range(3))
+    return torch.where(magnitude >= threshold, above, below)
 
 
 def _public_buckets(slots: torch.Tensor) -> torch.Tensor:
@@ -170,12 +220,18 @@ def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     return counts.view(len(samples), _SLOTS).double(), sizes
 
 
+_BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+# Bit pattern of +Inf per float dtype: |x|'s bits are >= it exactly for ±Inf and NaN.
+_INF_BITS = {f: int(torch.tensor(math.inf, dtype=f).view(i).item()) for f, i in _BITS.items()}
+
+
 def _zero_and_nonfinite(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Exact zero and ±Inf/NaN counts per tensor, float64 ``[P, 2]``.
 
-    Tensors bucketed whole already have them in their slots; only sampled ones take two more
-    passes: ``count_nonzero`` and ``x - x`` (0 for finite x, NaN otherwise) into one scratch
-    buffer, cheaper than ``torch.isfinite`` (abs, two compares and a product) on CPU.
+    Tensors bucketed whole already have them in their slots; only sampled ones take more
+    passes, on the integer view of their bits (immune to the 10x subnormal penalty of float
+    arithmetic on x86): ``|x|``'s bits (sign masked off) are 0 exactly for ±0 and at least
+    +Inf's for ±Inf and NaN. ``count_nonzero`` on integers costs half what it costs on floats.
     """
     counts = torch.stack(
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
@@ -185,15 +241,17 @@ def _zero_and_nonfinite(tensors: list[torch.Tensor], slots: torch.Tensor, sizes:
         return counts
     largest: dict[tuple[torch.dtype, torch.device], int] = {}
     for p in sampled:
-        key = (tensors[p].dtype, tensors[p].device)
+        key = (_BITS[tensors[p].dtype], tensors[p].device)
         largest[key] = max(largest.get(key, 0), tensors[p].numel())
     scratch = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in largest.items()}
     exact = []
     for p in sampled:
         g = tensors[p].detach().reshape(-1)
-        out = scratch[(g.dtype, g.device)][: g.numel()]
-        exact.append(g.numel() - torch.count_nonzero(g))
-        exact.append(torch.count_nonzero(torch.sub(g, g, out=out)))
+        bits = scratch[(_BITS[g.dtype], g.device)][: g.numel()]
+        torch.bitwise_and(g.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
+        exact.append(g.numel() - torch.count_nonzero(bits))
+        below_inf = _INF_BITS[g.dtype] - 1
+        exact.append(torch.count_nonzero(bits.clamp_(min=below_inf).sub_(below_inf)))
     index = torch.tensor(sampled, device=counts.device)
     counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
     return counts

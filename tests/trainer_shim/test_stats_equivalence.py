@@ -50,6 +50,7 @@ def _edge_tensors(dtype: torch.dtype) -> list[torch.Tensor]:
         torch.randn(stats.HIST_SAMPLE, generator=gen, dtype=dtype) * 1e-3,  # largest exact tensor
         torch.randn(stats.HIST_SAMPLE + 1, generator=gen, dtype=dtype),  # smallest sampled one
         (torch.randn(700, 300, generator=gen, dtype=torch.float64) * 10.0 ** torch.randint(-30, 12, (700, 1), generator=gen)).to(dtype),
+        mixed.repeat(30).to(dtype),  # sampled, with zeros of both signs, NaN, ±Inf, subnormals
     ]
 
 
@@ -74,7 +75,16 @@ def test_rows_equal_the_legacy_rows_on_edge_tensors(dtype: torch.dtype) -> None:
     # the edge cases really are in there: NaN, both infinities, zeros of both signs, subnormals
     assert new[2, stats.NONFINITE] == 30 and new[3, stats.NONFINITE] == 3
     assert new[0, stats.ZEROS] == 150 and new[1, stats.ZEROS] == 40
-    assert new[-2, stats.HIST_K] == stats.HIST_SAMPLE and new[-3, stats.HIST_K] == stats.HIST_SAMPLE
+    assert new[-3, stats.HIST_K] == stats.HIST_SAMPLE and new[-4, stats.HIST_K] == stats.HIST_SAMPLE
+    assert new[-1, stats.NONFINITE] >= 90 and new[-1, stats.ZEROS] > 0.2 * 90000  # sampled: exact counts
+
+
+def test_float32_table_gives_bucketize_slots_for_every_257th_bit_pattern() -> None:
+    """The 4096-row float32 table agrees with ``bucketize`` on the edges over 16.7M patterns."""
+    bits = torch.arange(-(2**31), 2**31, 257, dtype=torch.int64).to(torch.int32)
+    values = bits.view(torch.float32)
+    edges = torch.tensor(stats._EDGES[torch.float32], dtype=torch.float32)
+    assert torch.equal(stats._bucket_slots(values), torch.bucketize(values, edges, out_int32=True))
 
 
 def test_float64_values_one_ulp_below_a_limit_go_below_it() -> None:
