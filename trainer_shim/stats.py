@@ -201,17 +201,23 @@ def _public_buckets(slots: torch.Tensor) -> torch.Tensor:
     return buckets
 
 
+def _subsamples(tensors: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+    """Each tensor flattened, or its fixed subsample of ``k`` entries when it is larger."""
+    out = []
+    for t in tensors:
+        flat = t.detach().reshape(-1)
+        idx = sample_indices(flat.numel(), k, flat.device)
+        out.append(flat if idx is None else flat.index_select(0, idx))
+    return out
+
+
 def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """Per-tensor slot counts ``[P, _SLOTS]`` (float64) of the fixed subsamples, and their sizes.
 
     All subsamples of a step go through one ``bucketize`` and one ``bincount``.
     """
     device = tensors[0].device
-    samples = []
-    for t in tensors:
-        flat = t.detach().reshape(-1)
-        idx = sample_indices(flat.numel(), HIST_SAMPLE, device)
-        samples.append(flat if idx is None else flat.index_select(0, idx))
+    samples = _subsamples(tensors, HIST_SAMPLE)
     sizes = [s.numel() for s in samples]
     slots = _bucket_slots(torch.cat(samples))
     offsets = torch.arange(0, len(samples) * _SLOTS, _SLOTS, device=device, dtype=torch.int32)
@@ -299,15 +305,10 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
         wlen = [0] * count
     else:
         wsumsq = norm_rows(weights)
-        wsamples = []
-        for w in weights:
-            flat = w.detach().reshape(-1)
-            idx = sample_indices(flat.numel(), UPDATE_SAMPLE, device)
-            wsamples.append(flat if idx is None else flat.index_select(0, idx))
+        wsamples = [s.double() for s in _subsamples(weights, UPDATE_SAMPLE)]
         wlen = [s.numel() for s in wsamples]
-        wsample = torch.stack(
-            [torch.nn.functional.pad(s.double(), (0, UPDATE_SAMPLE - s.numel())) for s in wsamples]
-        )
+        wsamples.append(torch.empty(UPDATE_SAMPLE, dtype=torch.float64, device=device))  # pads to the width
+        wsample = torch.nn.utils.rnn.pad_sequence(wsamples, batch_first=True)[:count]
     head = torch.stack(
         [
             numel_t,

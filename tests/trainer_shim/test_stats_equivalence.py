@@ -104,10 +104,12 @@ def test_float64_values_one_ulp_below_a_limit_go_below_it() -> None:
     assert 0 < (legacy != row).sum()  # some rounded up there (which is why this test exists)
 
 
-def test_rows_equal_the_legacy_rows_with_mixed_dtypes_and_no_weights() -> None:
-    grads = [t.to(d) for t, d in zip(_edge_tensors(torch.float32), [torch.float64, torch.bfloat16] * 6)]
-    grads[4] = _powers_of_ten(torch.float64, neighbours=False)
-    _assert_rows_match(stats.full_rows(grads, None).numpy(), legacy_full_rows(grads, None).numpy())
+def test_rows_equal_the_legacy_rows_with_mixed_dtypes() -> None:
+    grads = [t.to(d) for t, d in zip(_edge_tensors(torch.float32), [torch.float64, torch.bfloat16, torch.float32] * 6)]
+    grads[3] = _powers_of_ten(torch.float64, neighbours=False)
+    weights = [torch.ones_like(g) for g in grads]
+    for w in (None, weights):
+        _assert_rows_match(stats.full_rows(grads, w).numpy(), legacy_full_rows(grads, w).numpy())
 
 
 def test_buckets_match_the_legacy_rows_on_random_magnitudes_in_both_precisions() -> None:
