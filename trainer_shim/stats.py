@@ -13,8 +13,8 @@ or ``min`` for the first written bucket):
   (``±Inf`` land there);
 * an explicit zero bucket ``[0, 5e-324)`` holding exactly the zeros.
 
-A value's decade is found by comparing ``|v|`` with the limits ``10.0**e`` (one ``bucketize``
-per logging step over all parameters' values): for float32, bfloat16 and float16 gradients
+A value's decade is found by comparing ``|v|`` with the limits ``10.0**e`` (once per logging
+step over all parameters' sampled values together): for float32, bfloat16 and float16 gradients
 that is the decade of the exact magnitude (``floor(log10|v|)``, as computed before issue 14);
 a float64 value within a few ulps below ``10.0**e`` may differ from that float64 ``log10``
 by one bucket. On the negative side a value exactly equal to ``-10^k`` is counted in the decade
@@ -31,7 +31,8 @@ The subsample only feeds the buckets: every other field above is exact over the 
 
 Cost on CPU (issue 14): one fused norm pass, ``aminmax`` and ``sum`` per tensor; zero and
 non-finite counts come from the buckets for tensors bucketed whole and take two more passes
-only for sampled ones; all subsamples of a step share one ``bucketize`` and one ``bincount``.
+only for sampled ones; all subsamples of a step are classified together (a table lookup on
+the float32 bits) and counted by one ``index_add_``.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _float32_tables() -> np.ndarray:
 
 
 _FLOAT32_TABLES = _float32_tables()
-_tables_on: dict[torch.device, torch.Tensor] = {}
+_tables_on = {torch.device("cpu"): torch.from_numpy(_FLOAT32_TABLES)}  # copied once to each other device
 
 
 def _bucket_slots(values: torch.Tensor) -> torch.Tensor:
@@ -185,7 +186,7 @@ def _bucket_slots(values: torch.Tensor) -> torch.Tensor:
         return torch.bucketize(values, edges, out_int32=True)
     tables = _tables_on.get(values.device)
     if tables is None:
-        tables = _tables_on[values.device] = torch.from_numpy(_FLOAT32_TABLES).to(values.device)
+        tables = _tables_on[values.device] = torch.as_tensor(_FLOAT32_TABLES, device=values.device)
     bits = values.view(torch.int32)
     key = torch.bitwise_right_shift(bits, _KEY_SHIFT).add_(_KEY_OFFSET)
     magnitude = torch.bitwise_and(bits, 0x7FFFFFFF)
@@ -214,7 +215,7 @@ def _subsamples(tensors: list[torch.Tensor], k: int) -> list[torch.Tensor]:
 def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """Per-tensor slot counts ``[P, _SLOTS]`` (float64) of the fixed subsamples, and their sizes.
 
-    All subsamples of a step go through one ``bucketize`` and one ``bincount``.
+    All subsamples of a step are classified together and counted by one ``index_add_``.
     """
     device = tensors[0].device
     samples = _subsamples(tensors, HIST_SAMPLE)
@@ -222,8 +223,10 @@ def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     slots = _bucket_slots(torch.cat(samples))
     offsets = torch.arange(0, len(samples) * _SLOTS, _SLOTS, device=device, dtype=torch.int32)
     slots += torch.repeat_interleave(offsets, torch.tensor(sizes, device=device), output_size=slots.numel())
-    counts = torch.bincount(slots, minlength=len(samples) * _SLOTS)
-    return counts.view(len(samples), _SLOTS).double(), sizes
+    # index_add_ rather than bincount, which reads the largest index back to the host on CUDA
+    counts = torch.zeros(len(samples) * _SLOTS, dtype=torch.float64, device=device)
+    counts.index_add_(0, slots, torch.ones(1, dtype=torch.float64, device=device).expand(slots.numel()))
+    return counts.view(len(samples), _SLOTS), sizes
 
 
 _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
