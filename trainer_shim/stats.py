@@ -234,36 +234,55 @@ _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: 
 _INF_BITS = {f: int(torch.tensor(math.inf, dtype=f).view(i).item()) for f, i in _BITS.items()}
 
 
-def _zero_and_nonfinite(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Exact zero and ±Inf/NaN counts per tensor, float64 ``[P, 2]``.
+CHUNK = 1 << 17  # entries per piece of a sampled tensor (512 KiB of float32): its passes stay in L2
 
-    Tensors bucketed whole already have them in their slots; only sampled ones take more
-    passes, on the integer view of their bits (immune to the 10x subnormal penalty of float
-    arithmetic on x86): ``|x|``'s bits (sign masked off) are 0 exactly for ±0 and at least
-    +Inf's for ±Inf and NaN. ``count_nonzero`` on integers costs half what it costs on floats.
+
+def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Exact min, max, sum, zero and ±Inf/NaN counts per tensor, float64 ``[P, 5]``.
+
+    min/max propagate NaN (``aminmax``); sums accumulate in float32 at least (float64 would
+    cost ~15x on CPU; half precision would overflow). Tensors bucketed whole already have
+    their counts in their slots. Sampled ones are counted on the integer view of their bits
+    (``count_nonzero`` costs half of the float one, and integers have no subnormal penalty):
+    ``|x|``'s bits (sign masked off) are 0 exactly for ±0 and at least +Inf's for ±Inf and
+    NaN. They are read in ``CHUNK`` pieces, all passes over a piece in a row, so that only
+    the first pass over each piece comes from main memory.
     """
     counts = torch.stack(
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
     )
-    sampled = [p for p, (t, k) in enumerate(zip(tensors, sizes)) if t.numel() > k]
-    if not sampled:
-        return counts
     largest: dict[tuple[torch.dtype, torch.device], int] = {}
-    for p in sampled:
-        key = (_BITS[tensors[p].dtype], tensors[p].device)
-        largest[key] = max(largest.get(key, 0), tensors[p].numel())
+    for t, k in zip(tensors, sizes):
+        if t.numel() > k:
+            key = (_BITS[t.dtype], t.device)
+            largest[key] = max(largest.get(key, 0), min(t.numel(), CHUNK))
     scratch = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in largest.items()}
-    exact = []
-    for p in sampled:
-        g = tensors[p].detach().reshape(-1)
-        bits = scratch[(_BITS[g.dtype], g.device)][: g.numel()]
-        torch.bitwise_and(g.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
-        exact.append(g.numel() - torch.count_nonzero(bits))
+    moments, sampled, exact = [], [], []
+    for p, (t, k) in enumerate(zip(tensors, sizes)):
+        g = t.detach().reshape(-1)
+        accumulate = torch.promote_types(g.dtype, torch.float32)
+        if g.numel() <= k:
+            moments.extend((*torch.aminmax(g), g.sum(dtype=accumulate)))
+            continue
+        pieces: list[torch.Tensor] = []
         below_inf = _INF_BITS[g.dtype] - 1
-        exact.append(torch.count_nonzero(bits.clamp_(min=below_inf).sub_(below_inf)))
-    index = torch.tensor(sampled, device=counts.device)
-    counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
-    return counts
+        for piece in g.split(CHUNK):
+            bits = scratch[(_BITS[g.dtype], g.device)][: piece.numel()]
+            torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
+            pieces.extend((*torch.aminmax(piece), piece.sum(dtype=accumulate), torch.count_nonzero(bits)))
+            pieces.append(torch.count_nonzero(bits.clamp_(min=below_inf).sub_(below_inf)))
+        if len(pieces) == 5:
+            low, high, total, nonzero, nonfinite = pieces
+        else:
+            low, high, total, nonzero, nonfinite = (torch.stack(pieces[i::5]) for i in range(5))
+            low, high, total, nonzero, nonfinite = low.amin(), high.amax(), total.sum(), nonzero.sum(), nonfinite.sum()
+        moments.extend((low, high, total))
+        sampled.append(p)
+        exact.extend((g.numel() - nonzero, nonfinite))
+    if sampled:
+        index = torch.tensor(sampled, device=counts.device)
+        counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
+    return torch.cat([torch.stack(moments).double().view(-1, 3), counts], dim=1)
 
 
 def norm_rows(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -279,27 +298,13 @@ def norm_rows(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(norms).double().square_()
 
 
-def _min_max_sum(grads: list[torch.Tensor]) -> torch.Tensor:
-    """``[P, 3]`` float64: min, max (NaN-propagating) and sum, accumulated in float32 at least.
-
-    float64 accumulation would cost ~15x on CPU; half precision would overflow.
-    """
-    parts = []
-    for g in grads:
-        g = g.detach()
-        parts.extend(torch.aminmax(g))
-        parts.append(g.sum(dtype=torch.promote_types(g.dtype, torch.float32)))
-    return torch.stack(parts).double().view(-1, 3)
-
-
 def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> torch.Tensor:
     """All statistics of every parameter as one float64 ``[P, BLOCK]`` tensor, on the device."""
     device = grads[0].device
     count = len(grads)
     sumsq = norm_rows(grads)
-    min_max_sum = _min_max_sum(grads)
     slots, sizes = _slot_counts(grads)
-    zero_nonfinite = _zero_and_nonfinite(grads, slots, sizes)
+    exact = _exact_columns(grads, slots, sizes)
     numel_t = torch.tensor([g.numel() for g in grads], dtype=torch.float64, device=device)
 
     if weights is None:
@@ -315,12 +320,12 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
     head = torch.stack(
         [
             numel_t,
-            min_max_sum[:, 0],
-            min_max_sum[:, 1],
-            min_max_sum[:, 2],
+            exact[:, 0],
+            exact[:, 1],
+            exact[:, 2],
             sumsq,
-            zero_nonfinite[:, 0],
-            zero_nonfinite[:, 1],
+            exact[:, 3],
+            exact[:, 4],
             wsumsq,
             torch.tensor(sizes, dtype=torch.float64, device=device),
             torch.tensor(wlen, dtype=torch.float64, device=device),
