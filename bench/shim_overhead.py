@@ -122,18 +122,37 @@ def make_task(name: str) -> Task:
     return Task(name, model, step, torch.optim.AdamW(model.parameters(), lr=1e-4))
 
 
-def run_segment(variant: str, task: Task, steps: int, logdir: str) -> float:
-    """Train ``steps`` steps with one logging variant; amortized process CPU seconds per step."""
+def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[float, float]:
+    """Train ``steps`` steps with one logging variant; amortized process CPU seconds per step.
+
+    Second value, for the shim: its direct cost per step, i.e. CPU inside its calls on the
+    training thread plus its writer thread's own CPU clock (steadier than a difference of
+    two noisy step times when the cost is a fraction of a percent).
+    """
     model = task.model
+    direct = [0.0, 0.0]
     log_grads: Callable[[int], None] = lambda step: None
     log_scalars: Callable[[int, torch.Tensor], None] = lambda step, loss: None
     close: Callable[[], None] = lambda: None
     if variant.startswith("shim"):
         kwargs = {"hist_every": 1, "norms_every": 1} if variant == "shim_hist1" else {}
         shim = TrainerShim(logdir, model, **kwargs)
-        log_grads = shim.log_gradients
-        log_scalars = lambda step, loss: shim.log_scalars(step, loss=loss, lr=1e-3)  # noqa: E731
-        close = shim.close
+        writer_clock = time.pthread_getcpuclockid(shim._writer._thread.ident)  # bench-only peek
+
+        def log_grads(step: int) -> None:
+            t0 = time.thread_time()
+            shim.log_gradients(step)
+            direct[0] += time.thread_time() - t0
+
+        def log_scalars(step: int, loss: torch.Tensor) -> None:
+            t0 = time.thread_time()
+            shim.log_scalars(step, loss=loss, lr=1e-3)
+            direct[0] += time.thread_time() - t0
+
+        def close() -> None:
+            shim.flush()
+            direct[1] = time.clock_gettime(writer_clock)
+            shim.close()
     elif variant in SLOW:
         writer = (TbxWriter if variant == "tbx_hist1" else TorchWriter)(logdir)
         named = [(n, p) for n, p in model.named_parameters()]
@@ -155,25 +174,31 @@ def run_segment(variant: str, task: Task, steps: int, logdir: str) -> float:
         task.optimizer.step()
         log_scalars(step, loss)
     close()
-    return (time.process_time() - cpu_start) / steps
+    return (time.process_time() - cpu_start) / steps, (direct[0] + direct[1]) / steps
 
 
-def bench(task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random) -> dict[str, list[float]]:
-    """Per-round CPU ms/step of every variant (shuffled order per round)."""
+def bench(
+    task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-round CPU ms/step of every variant (shuffled order per round), and the shim's direct ms/step."""
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    direct: dict[str, list[float]] = {v: [] for v in VARIANTS if v.startswith("shim")}
     with tempfile.TemporaryDirectory() as tmp:
         run_segment("none", task, 3, tmp)  # warm-up
         for r in range(rounds):
             order = VARIANTS[:]
             rng.shuffle(order)
             for v in order:
-                times[v].append(1e3 * run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}"))
+                cpu, shim_cpu = run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}")
+                times[v].append(1e3 * cpu)
+                if v in direct:
+                    direct[v].append(1e3 * shim_cpu)
             print(f"  {task.name} round {r + 1}/{rounds} (CPU ms/step): "
                   + ", ".join(f"{v} {times[v][-1]:.1f}" for v in VARIANTS), flush=True)
-    return times
+    return times, direct
 
 
-def report(task: Task, times: dict[str, list[float]]) -> None:
+def report(task: Task, times: dict[str, list[float]], direct: dict[str, list[float]]) -> None:
     params = sum(p.numel() for p in task.model.parameters())
     tensors = len(list(task.model.parameters()))
     overhead = {v: [t - n for t, n in zip(times[v], times["none"])] for v in VARIANTS}
@@ -188,13 +213,18 @@ def report(task: Task, times: dict[str, list[float]]) -> None:
     for v, label in (("tbx_hist1", "tensorboardX"), ("tut_hist1", "torch.utils.tensorboard")):
         ratio = f"{statistics.median(overhead[v]) / shim1:.1f}x" if shim1 > 0 else "n/a (shim within noise)"
         print(f"  {label} add_histogram every step / shim every step (overhead): {ratio} (target >= 10x)")
-    print(f"  shim at defaults: {100 * statistics.median(overhead['shim_default']) / none:+.2f}% of the step")
+    print(f"  shim at defaults: {100 * statistics.median(overhead['shim_default']) / none:+.2f}% of the step end to end")
+    for v, costs in direct.items():
+        med = statistics.median(costs)
+        print(f"  {v} direct cost (its calls + its writer thread): {med:.3f} ms/step = {100 * med / none:.2f}% of the step")
+    tbx = statistics.median(overhead["tbx_hist1"])
+    print(f"  tensorboardX add_histogram every step / shim every step (direct cost): {tbx / statistics.median(direct['shim_hist1']):.1f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=60, help="steps per segment (none and shim variants)")
+    parser.add_argument("--steps", type=int, default=100, help="steps per segment (none and shim variants; 100 = one full histogram step at the defaults)")
     parser.add_argument("--slow-steps", type=int, default=6, help="steps per add_histogram segment")
     parser.add_argument("--models", default="mlp,gpt", help="comma-separated: mlp, gpt")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least disturbed on a shared machine)")
@@ -204,8 +234,8 @@ def main() -> None:
     tasks = [make_task(name) for name in args.models.split(",")]
     results = [(task, bench(task, args.rounds, args.steps, args.slow_steps, rng)) for task in tasks]
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    for task, times in results:
-        report(task, times)
+    for task, (times, direct) in results:
+        report(task, times, direct)
 
 
 if __name__ == "__main__":
