@@ -76,9 +76,10 @@ def sample_indices(numel: int, k: int, device: torch.device) -> torch.Tensor | N
     """Deterministic, evenly spread subsample of ``k`` flat positions (None: take everything).
 
     ``i * a mod numel`` with ``a`` near ``numel / golden ratio`` and coprime with ``numel``
-    visits distinct positions spread over the whole tensor. Returned in ascending order (the
-    same set at every step): gathering in memory order costs a third of gathering in the
-    sequence's order, and bucket counts and norms do not depend on the order.
+    visits distinct positions spread over the whole tensor. Computed once per size and kept,
+    in ascending order (the same set at every step): a gather in memory order streams through
+    the cache instead of jumping across the tensor, and bucket counts and norms do not
+    depend on the order.
     """
     if numel <= k:
         return None
@@ -176,8 +177,9 @@ def _bucket_slots(values: torch.Tensor) -> torch.Tensor:
     """Slot (see ``_slot_edges``) of every value of a flat float tensor, int32.
 
     float32 (and half precision, exact in it): the top 12 bits index a 4096-row table and
-    one integer compare settles the key's one possible edge, ~3x faster on CPU than
-    ``bucketize``'s binary search over 67 edges, which float64 values still take.
+    one integer compare settles the key's one possible edge: 3.1 ms instead of 7.6 ms on CPU
+    for the 447k sampled values of a 76-tensor GPT with ``bucketize``'s branchy binary search
+    over 67 edges, which float64 values still take.
     """
     if values.dtype in (torch.float16, torch.bfloat16):
         values = values.float()
