@@ -361,23 +361,14 @@ def decode(rows: np.ndarray) -> list[ParamStats]:
     """
     scale = rows[:, :, NUMEL] / np.maximum(rows[:, :, HIST_K], 1.0)
     buckets = (rows[:, :, BUCKETS] * scale[:, :, None]).sum(axis=0)
+    totals = rows[:, :, [NUMEL, SUM, SUMSQ, ZEROS, NONFINITE, WSUMSQ]].sum(axis=0).tolist()
+    lows, highs = np.min(rows[:, :, MIN], axis=0).tolist(), np.max(rows[:, :, MAX], axis=0).tolist()
+    lengths = rows[:, :, WSAMPLE_LEN].astype(np.int64)
     out = []
-    for p in range(rows.shape[1]):
-        r = rows[:, p, :]
-        wsample = np.concatenate([r[i, WSAMPLE][: int(r[i, WSAMPLE_LEN])] for i in range(r.shape[0])])
+    for p, (numel, total, sumsq, zeros, nonfinite, wsumsq) in enumerate(totals):
+        wsample = np.concatenate([rows[i, p, WSAMPLE][: lengths[i, p]] for i in range(rows.shape[0])])
         out.append(
-            ParamStats(
-                numel=float(r[:, NUMEL].sum()),
-                min=float(np.min(r[:, MIN])),
-                max=float(np.max(r[:, MAX])),
-                sum=float(r[:, SUM].sum()),
-                sum_squares=float(r[:, SUMSQ].sum()),
-                zeros=float(r[:, ZEROS].sum()),
-                nonfinite=float(r[:, NONFINITE].sum()),
-                weight_sum_squares=float(r[:, WSUMSQ].sum()),
-                bucket_counts=buckets[p],
-                weight_sample=wsample,
-            )
+            ParamStats(numel, lows[p], highs[p], total, sumsq, zeros, nonfinite, wsumsq, buckets[p], wsample)
         )
     return out
 
