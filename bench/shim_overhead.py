@@ -1,21 +1,28 @@
-"""Step-time overhead of tbmon's TrainerShim against no logging and the common tensorboardX practice.
+"""Step-time overhead of tbmon's TrainerShim against no logging and the common histogram practice.
 
-Model (perf-baselines §1 "big" plus one layer): 9 x (Linear(1024,1024)+ReLU), 9.4M params,
-batch 64, SGD, MSE. Variants, all in one process, in a shuffled order inside every round:
+Two models, each trained in the same process with every variant, in a shuffled order inside
+every round:
 
-* ``none``        no logging
-* ``shim_default`` TrainerShim defaults (loss+lr every step, norms every 10, histograms every 100)
-* ``shim_hist1``   TrainerShim(hist_every=1, norms_every=1): everything every step
-* ``tbx_hist1``    tensorboardX ``add_histogram`` of every parameter's gradient + loss/lr every
-                  step (the common practice; ~0.8 s/step, so fewer steps)
+* ``mlp``  9 x (Linear(1024,1024)+ReLU), 9.4M params (18 tensors), batch 64, SGD, MSE.
+* ``gpt``  a character-level GPT built from a config (no download): 6 pre-norm blocks, width
+  268, 4 heads, context 64, vocabulary 65, tied embedding: 5.28M params in 76 tensors; batch 8,
+  AdamW, cross-entropy on random tokens.
 
-Per round and variant: amortized ms/step = (loop + close) / steps, so the background drain
-counts, measured twice: wall time, and process CPU time (all threads, so the shim's writer
-thread is charged too; far less sensitive than wall time to other jobs on a shared machine).
-Overheads are per round against that round's ``none``; the tables print medians over rounds.
-Usage::
+Variants:
 
-    nice -n 10 python bench/shim_overhead.py --rounds 5
+* ``none``          no logging
+* ``shim_default``  TrainerShim defaults (loss+lr every step, norms every 10, histograms every 100)
+* ``shim_hist1``    TrainerShim(hist_every=1, norms_every=1): everything every step
+* ``tbx_hist1``     tensorboardX ``add_histogram`` of every gradient + loss/lr, every step
+* ``tut_hist1``     the same with ``torch.utils.tensorboard.SummaryWriter``
+
+Per round and variant: amortized CPU ms/step = process CPU time (all threads: the shim's
+writer thread and tensorboardX's are charged) of (loop + close) / steps. Overheads are per
+round against that round's ``none``; the tables print medians over rounds and the ratio of each
+histogram practice's overhead to the shim's every-step overhead, from the same run. Torch runs
+on ONE thread (``--threads``), so a shared machine's other jobs disturb it least. Usage::
+
+    nice -n 5 python bench/shim_overhead.py --rounds 3
 """
 
 from __future__ import annotations
@@ -26,30 +33,104 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
-from tensorboardX import SummaryWriter
+from tensorboardX import SummaryWriter as TbxWriter
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
 from tbmon.trainer_shim import TrainerShim
 
-
-def make_model(width: int, layers: int) -> torch.nn.Module:
-    mods: list[torch.nn.Module] = []
-    for _ in range(layers):
-        mods += [torch.nn.Linear(width, width), torch.nn.ReLU()]
-    return torch.nn.Sequential(*mods)
+VARIANTS = ["none", "shim_default", "shim_hist1", "tbx_hist1", "tut_hist1"]
+SLOW = ("tbx_hist1", "tut_hist1")  # ~0.2-0.8 s/step: fewer steps
 
 
-def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -> tuple[float, float, float, float]:
-    """Train ``steps`` steps with one logging variant.
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab: int = 65
+    context: int = 64
+    width: int = 268
+    heads: int = 4
+    blocks: int = 6
 
-    Returns amortized seconds per step: wall, process CPU, and for the shim its direct cost:
-    CPU inside its calls on the training thread, and its writer thread's CPU.
+
+class Block(nn.Module):
+    """Pre-norm transformer block (nanoGPT layout: 12 tensors)."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.heads = cfg.heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(cfg.width), nn.LayerNorm(cfg.width)
+        self.attn, self.attn_proj = nn.Linear(cfg.width, 3 * cfg.width), nn.Linear(cfg.width, cfg.width)
+        self.fc, self.fc_proj = nn.Linear(cfg.width, 4 * cfg.width), nn.Linear(4 * cfg.width, cfg.width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = (h.view(b, t, self.heads, c // self.heads).transpose(1, 2) for h in self.attn(self.ln_1(x)).split(c, 2))
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn_proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.fc_proj(nn.functional.gelu(self.fc(self.ln_2(x))))
+
+
+class GPT(nn.Module):
+    """Character-level GPT: token + position embeddings, blocks, final norm, tied output head."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok, self.pos = nn.Embedding(cfg.vocab, cfg.width), nn.Embedding(cfg.context, cfg.width)
+        self.blocks = nn.Sequential(*(Block(cfg) for _ in range(cfg.blocks)))
+        self.ln_f = nn.LayerNorm(cfg.width)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+        return self.ln_f(self.blocks(x)) @ self.tok.weight.T
+
+
+@dataclass
+class Task:
+    """A model with its optimizer and one fixed batch."""
+
+    name: str
+    model: nn.Module
+    step: Callable[[], torch.Tensor]  # forward + backward, returns the loss
+    optimizer: torch.optim.Optimizer
+
+
+def make_task(name: str) -> Task:
+    torch.manual_seed(0)
+    if name == "mlp":
+        model: nn.Module = nn.Sequential(*(m for _ in range(9) for m in (nn.Linear(1024, 1024), nn.ReLU())))
+        x, y = torch.randn(64, 1024), torch.randn(64, 1024)
+
+        def step() -> torch.Tensor:
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            return loss
+
+        return Task(name, model, step, torch.optim.SGD(model.parameters(), lr=1e-3))
+    cfg = GPTConfig()
+    model = GPT(cfg)
+    idx, target = torch.randint(0, cfg.vocab, (8, cfg.context)), torch.randint(0, cfg.vocab, (8 * cfg.context,))
+
+    def step() -> torch.Tensor:
+        loss = nn.functional.cross_entropy(model(idx).view(-1, cfg.vocab), target)
+        loss.backward()
+        return loss
+
+    return Task(name, model, step, torch.optim.AdamW(model.parameters(), lr=1e-4))
+
+
+def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[float, float]:
+    """Train ``steps`` steps with one logging variant; amortized process CPU seconds per step.
+
+    Second value, for the shim: its direct cost per step, i.e. CPU inside its calls on the
+    training thread plus its writer thread's own CPU clock (steadier than a difference of
+    two noisy step times when the cost is a fraction of a percent).
     """
+    model = task.model
     direct = [0.0, 0.0]
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    x = torch.randn(64, model[0].in_features)
-    y = torch.randn(64, model[0].in_features)
     log_grads: Callable[[int], None] = lambda step: None
     log_scalars: Callable[[int, torch.Tensor], None] = lambda step, loss: None
     close: Callable[[], None] = lambda: None
@@ -72,12 +153,12 @@ def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -
             shim.flush()
             direct[1] = time.clock_gettime(writer_clock)
             shim.close()
-    elif variant == "tbx_hist1":
-        writer = SummaryWriter(logdir)
-        names = [n for n, _ in model.named_parameters()]
+    elif variant in SLOW:
+        writer = (TbxWriter if variant == "tbx_hist1" else TorchWriter)(logdir)
+        named = [(n, p) for n, p in model.named_parameters()]
 
         def log_grads(step: int) -> None:
-            for n, p in zip(names, model.parameters()):
+            for n, p in named:
                 writer.add_histogram(f"grad/{n}", p.grad, step)
 
         def log_scalars(step: int, loss: torch.Tensor) -> None:
@@ -85,77 +166,76 @@ def run_segment(variant: str, model: torch.nn.Module, steps: int, logdir: str) -
             writer.add_scalar("train/learning_rate", 1e-3, step)
 
         close = writer.close
-    start, cpu_start = time.perf_counter(), time.process_time()
+    cpu_start = time.process_time()
     for step in range(steps):
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
+        task.optimizer.zero_grad()
+        loss = task.step()
         log_grads(step)
-        opt.step()
+        task.optimizer.step()
         log_scalars(step, loss)
     close()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return wall / steps, cpu / steps, direct[0] / steps, direct[1] / steps
+    return (time.process_time() - cpu_start) / steps, (direct[0] + direct[1]) / steps
+
+
+def bench(
+    task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-round CPU ms/step of every variant (shuffled order per round), and the shim's direct ms/step."""
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    direct: dict[str, list[float]] = {v: [] for v in VARIANTS if v.startswith("shim")}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_segment("none", task, 3, tmp)  # warm-up
+        for r in range(rounds):
+            order = VARIANTS[:]
+            rng.shuffle(order)
+            for v in order:
+                cpu, shim_cpu = run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}")
+                times[v].append(1e3 * cpu)
+                if v in direct:
+                    direct[v].append(1e3 * shim_cpu)
+            print(f"  {task.name} round {r + 1}/{rounds} (CPU ms/step): "
+                  + ", ".join(f"{v} {times[v][-1]:.1f}" for v in VARIANTS), flush=True)
+    return times, direct
+
+
+def report(task: Task, times: dict[str, list[float]], direct: dict[str, list[float]]) -> None:
+    params = sum(p.numel() for p in task.model.parameters())
+    tensors = len(list(task.model.parameters()))
+    overhead = {v: [t - n for t, n in zip(times[v], times["none"])] for v in VARIANTS}
+    none = statistics.median(times["none"])
+    print(f"\n{task.name}: {params / 1e6:.2f}M params in {tensors} tensors; CPU time, medians of {len(times['none'])} rounds")
+    print(f"  {'variant':<14}{'ms/step':>10}{'[min-max]':>20}{'overhead ms':>13}{'overhead %':>12}")
+    for v in VARIANTS:
+        med, ov = statistics.median(times[v]), statistics.median(overhead[v])
+        span = f"[{min(times[v]):.1f}-{max(times[v]):.1f}]"
+        print(f"  {v:<14}{med:>10.2f}{span:>20}{ov:>13.2f}{100 * ov / none:>11.2f}%")
+    shim1 = statistics.median(overhead["shim_hist1"])
+    for v, label in (("tbx_hist1", "tensorboardX"), ("tut_hist1", "torch.utils.tensorboard")):
+        ratio = f"{statistics.median(overhead[v]) / shim1:.1f}x" if shim1 > 0 else "n/a (shim within noise)"
+        print(f"  {label} add_histogram every step / shim every step (overhead): {ratio} (target >= 10x)")
+    print(f"  shim at defaults: {100 * statistics.median(overhead['shim_default']) / none:+.2f}% of the step end to end")
+    for v, costs in direct.items():
+        med = statistics.median(costs)
+        print(f"  {v} direct cost (its calls + its writer thread): {med:.3f} ms/step = {100 * med / none:.2f}% of the step")
+    tbx = statistics.median(overhead["tbx_hist1"])
+    print(f"  tensorboardX add_histogram every step / shim every step (direct cost): {tbx / statistics.median(direct['shim_hist1']):.1f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=100, help="steps per segment (shim and none)")
-    parser.add_argument("--tbx-steps", type=int, default=6, help="steps per tensorboardX segment")
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--layers", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=100, help="steps per segment (none and shim variants; 100 = one full histogram step at the defaults)")
+    parser.add_argument("--slow-steps", type=int, default=6, help="steps per add_histogram segment")
+    parser.add_argument("--models", default="mlp,gpt", help="comma-separated: mlp, gpt")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: least disturbed on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = make_model(args.width, args.layers)
-    params = sum(p.numel() for p in model.parameters())
-    variants = ["none", "shim_default", "shim_hist1", "tbx_hist1"]
-    clocks = ("wall", "cpu")
-    times = {c: {v: [] for v in variants} for c in clocks}
-    overhead = {c: {v: [] for v in variants} for c in clocks}
-    direct_ms: dict[str, list[tuple[float, float]]] = {"shim_default": [], "shim_hist1": []}
     rng = random.Random(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_segment("none", model, 5, tmp)  # warm-up
-        for r in range(args.rounds):
-            order = variants[:]
-            rng.shuffle(order)
-            this_round = {}
-            for v in order:
-                steps = args.tbx_steps if v == "tbx_hist1" else args.steps
-                this_round[v] = run_segment(v, model, steps, f"{tmp}/r{r}_{v}")
-            for v in ("shim_default", "shim_hist1"):
-                direct_ms[v].append((this_round[v][2] * 1e3, this_round[v][3] * 1e3))
-            for i, c in enumerate(clocks):
-                for v in variants:
-                    times[c][v].append(this_round[v][i] * 1e3)
-                    overhead[c][v].append((this_round[v][i] - this_round["none"][i]) * 1e3)
-            print(f"round {r + 1}/{args.rounds} (wall/cpu ms): "
-                  + ", ".join(f"{v} {this_round[v][0] * 1e3:.1f}/{this_round[v][1] * 1e3:.1f}" for v in variants), flush=True)
-
-    print(f"\nmodel: {args.layers} x Linear({args.width},{args.width})+ReLU, {params / 1e6:.2f}M params, "
-          f"batch 64, SGD, {args.threads} thread(s); {args.rounds} interleaved rounds")
-    for c in clocks:
-        none = statistics.median(times[c]["none"])
-        print(f"\n[{c} time] {'variant':<14}{'ms/step median':>16}{'[min-max]':>18}{'overhead ms':>13}{'overhead %':>12}")
-        for v in variants:
-            med, ov = statistics.median(times[c][v]), statistics.median(overhead[c][v])
-            span = f"[{min(times[c][v]):.1f}-{max(times[c][v]):.1f}]"
-            print(f"{'':<12}{v:<14}{med:>16.2f}{span:>18}{ov:>13.2f}{100 * ov / none:>11.1f}%")
-        shim1, tbx = statistics.median(overhead[c]["shim_hist1"]), statistics.median(overhead[c]["tbx_hist1"])
-        ratio = f"{tbx / shim1:.1f}x" if shim1 > 0 else "n/a (shim overhead within noise)"
-        print(f"{c}: shim at defaults {100 * statistics.median(overhead[c]['shim_default']) / none:+.1f}% (target < 3%); "
-              f"tensorboardX add_histogram overhead / shim hist_every=1 overhead = {ratio} (target >= 10x)")
-    none_cpu = statistics.median(times["cpu"]["none"])
-    print("\n[direct shim cost] CPU inside the shim's calls (training thread) + its writer thread, per step,"
-          " vs the no-logging CPU step")
-    for v, pairs in direct_ms.items():
-        train_ms = statistics.median(p[0] for p in pairs)
-        writer_ms = statistics.median(p[1] for p in pairs)
-        print(f"  {v:<14} training thread {train_ms:.3f} ms + writer thread {writer_ms:.3f} ms"
-              f" = {100 * (train_ms + writer_ms) / none_cpu:.2f}% of {none_cpu:.1f} ms")
+    tasks = [make_task(name) for name in args.models.split(",")]
+    results = [(task, bench(task, args.rounds, args.steps, args.slow_steps, rng)) for task in tasks]
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    for task, (times, direct) in results:
+        report(task, times, direct)
 
 
 if __name__ == "__main__":

@@ -28,15 +28,18 @@ def reference_buckets(values: np.ndarray) -> np.ndarray:
     return counts
 
 
-def test_layout_is_fixed_ascending_and_holds_each_value_between_its_limits() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_layout_is_fixed_ascending_and_holds_each_value_between_its_limits(dtype: torch.dtype) -> None:
     limits = stats.BUCKET_LIMITS
     assert limits.shape == (65,) and np.all(np.diff(limits) > 0)
-    values = np.array([-3e12, -4e5, -2e-25, 0.0, 1e-30, 3e-7, 0.5, 7e9, 2e11])
-    ids = stats._bucket_ids(torch.tensor(values)).numpy()
-    for v, i in zip(values, ids):
+    values = torch.tensor([-3e12, -4e5, -2e-25, 0.0, 1e-30, 3e-7, 0.5, 7e9, 2e11, 1e-20, 1e10], dtype=dtype)
+    rows = stats.full_rows([v.reshape(1) for v in values], None).numpy()
+    for v, row in zip(values.double().tolist(), rows):
+        (i,) = np.flatnonzero(row[stats.BUCKETS])
         left = limits[i - 1] if i > 0 else -np.inf
         assert left <= v < limits[i], (v, i)
-    assert ids[3] == stats.ZERO_BUCKET and limits[stats.ZERO_BUCKET - 1] == 0.0
+    assert np.flatnonzero(rows[3][stats.BUCKETS]).tolist() == [stats.ZERO_BUCKET]
+    assert limits[stats.ZERO_BUCKET - 1] == 0.0
 
 
 def _reference_row(g: np.ndarray, w: np.ndarray) -> dict[str, float]:
