@@ -38,6 +38,7 @@ from tbmon.monitor.alert_lines import (
 )
 from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
+from tbmon.monitor.dashboard_file import DashboardFile
 from tbmon.monitor.delivery import OUTPUT, AlertId, DeliveryLedger, Outcome, sink_id
 from tbmon.monitor.delivery_journal import DeliveryJournal
 from tbmon.monitor.discovery import run_name
@@ -888,6 +889,8 @@ class RichSink(Sink):
         self.live.refresh()
         self.live.stop()
         self.emit(summary)
+        if getattr(self._out, "failing", False):  # the -o file is still full: the summary goes where notices go
+            _to_stderr(plain_line(summary))
 
     def release(self) -> None:
         if self._out is not sys.stdout:
@@ -898,7 +901,7 @@ def _make_sink(options: WatchOptions) -> Sink:
     """The sink for ``options.fmt`` on ``--output`` or stdout; ``UsageError`` if the output cannot be opened."""
     try:
         if options.fmt == "rich":
-            out = open(options.output, "a", encoding="utf-8", buffering=1) if options.output else sys.stdout
+            out = DashboardFile(options.output, _to_stderr) if options.output else sys.stdout
             return RichSink(out, Board(options.logdirs, _dashboard_signals(options.config)))
         stream = LineStream.open(options.output) if options.output else LineStream.stdout()
     except OSError as exc:
