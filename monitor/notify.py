@@ -7,8 +7,9 @@ webhook URLs carry their secret token in the path. What an endpoint answers is d
 for the terminal: replies are summarised and escaped, and each notifier reports at most one
 failure per ``REPORT_EVERY`` seconds (with a count of the ones it held back).
 
-Every delivery ends with a result callback (delivered or not), which the watcher's delivery
-ledger uses to retry later and to re-deliver after a restart (at-least-once, ``delivery.py``).
+Every delivery ends with a result callback (delivered, refused for good, or to retry), which the
+watcher's delivery ledger uses to retry later and to re-deliver after a restart (at-least-once,
+``delivery.py``).
 """
 
 from __future__ import annotations
