@@ -8,9 +8,10 @@ tag's steps go back). Rules are pure: no I/O, no printing, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from math import isfinite
+import functools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -183,15 +184,10 @@ class ScalarContext:
         self.last_step: int = -1
         self.peak: float = float("nan")
         self.first: float = float("nan")
-        self._seq = np.zeros(0, dtype=np.int64)
-        self._values = np.zeros(0)
-        self._steps = np.zeros(0, dtype=np.int64)
-        self._peaks = np.zeros(0)
+        self.release()  # the batch's arrays: none yet
         self._prev = (float("nan"), -1, float("nan"))
         # Rises (a point above the one before): a warm-up ramps over many, a manual change jumps in one.
         self.rises, self.last_rise_step = 0, -1
-        self._rises = np.zeros(0, dtype=np.int64)
-        self._rise_steps = np.zeros(0, dtype=np.int64)
         self._prev_rises = (0, -1)
 
     def update(self, items: Iterator[Tagged]) -> None:
@@ -249,6 +245,13 @@ class ScalarContext:
         i = int(np.searchsorted(self._seq, seq, side="right")) - 1
         return self._prev_rises if i < 0 else (int(self._rises[i]), int(self._rise_steps[i]))
 
+    def release(self) -> None:
+        """Drop this batch's arrays (kept only for ``at`` lookups during the batch): an idle run's
+        context is then a few numbers, not a copy of its last batch (a catch-up batch is its whole history)."""
+        self._seq = self._steps = self._rise_steps = np.zeros(0, dtype=np.int64)
+        self._values = self._peaks = np.zeros(0)
+        self._rises = np.zeros(0, dtype=np.int64)
+
     def state(self) -> list[Any]:
         return [self.tag, self.last, self.last_step, self.peak, self.first, self.rises, self.last_rise_step]
 
@@ -259,3 +262,19 @@ class ScalarContext:
         if len(data) > 5:  # saved before rises were counted: none known
             self.rises, self.last_rise_step = int(data[5]), int(data[6])
         self._prev_rises = (self.rises, self.last_rise_step)
+
+
+def releases_contexts(feed: Callable[[Any, RunView], list[Alert]]) -> Callable[[Any, RunView], list[Alert]]:
+    """Decorate a rule's ``feed``: afterwards its ``ScalarContext``s release the batch's arrays, so
+    the memory a rule keeps per run does not depend on how big its last batch was."""
+
+    @functools.wraps(feed)
+    def feed_then_release(rule: Any, view: RunView) -> list[Alert]:
+        try:
+            return feed(rule, view)
+        finally:
+            for value in vars(rule).values():
+                if isinstance(value, ScalarContext):
+                    value.release()
+
+    return feed_then_release

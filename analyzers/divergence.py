@@ -75,7 +75,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, Tagged
+from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts, Tagged
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
@@ -184,6 +184,7 @@ class Divergence(BaseRule):
         self.alerted_tag = state["alerted"]
         self.pretrain = list(state.get("pretrain", [None, -1, False]))
 
+    @releases_contexts
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.loss.update(view.signal(TRAIN_LOSS))

@@ -284,6 +284,8 @@ class ExplodingGradients(BaseRule):
         self.waiting_loss = [[int(q), float(v)] for q, v in zip(waiting, self._loss_at(waiting))] if waiting.size else []
         if self._loss_seq.size:
             self.loss_last = [int(self._loss_seq[-1]), float(self._loss_val[-1])]
+        # The batch's loss arrays served the lookups above; an idle run keeps only the numbers saved here.
+        self._loss_seq, self._loss_val = np.zeros(0, dtype=np.int64), np.zeros(0)
 
     def _collapse(self, rows: list[list[float]]) -> list[list[float]]:
         """Waiting non-finite losses, one per gap between waiting gradient points (a run of them

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.analyzers.base import BaseRule, RunView, ScalarContext
+from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts
 from tbmon.analyzers.not_learning import NotLearning, Tracker
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
@@ -82,6 +82,7 @@ class LossPlateau(BaseRule):
         if tag == self.followed:
             self.start.reset()
 
+    @releases_contexts
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         losses = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]

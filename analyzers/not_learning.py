@@ -65,7 +65,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.analyzers.base import BaseRule, RunView, ScalarContext
+from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts
 from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
@@ -332,6 +332,7 @@ class NotLearning(BaseRule):
         if tag == self.followed:
             self.tracker.reset()
 
+    @releases_contexts
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.grads.update(view)

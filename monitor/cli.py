@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from tbmon.monitor import demo, export, report, watch
+from tbmon.monitor.entry import interrupted
 from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
 from tbmon.monitor.sanitize import visible
 from tbmon.monitor.version import tbmon_version
@@ -68,8 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tbmon: {visible(exc)}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
-        print("tbmon: interrupted (Ctrl-C)", file=sys.stderr)
-        return 130
+        return interrupted()
     except BrokenPipeError:
         # `tbmon report ... | head`: the reader went away; that is not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

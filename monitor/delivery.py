@@ -34,6 +34,20 @@ def sink_id(kind: str, target: str) -> str:
     return f"{kind}:{hashlib.sha256(target.encode()).hexdigest()[:12]}"
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a sink answered one delivery. ``settled``: it has the alert, or refused it for good
+    (an HTTP 4xx: retrying the same request cannot help; the sink said so once). Otherwise it is
+    retried with backoff, and no sooner than ``retry_after`` seconds (an HTTP 429's Retry-After)."""
+
+    settled: bool
+    retry_after: float = 0.0
+
+
+DELIVERED = Outcome(settled=True)
+RETRY = Outcome(settled=False)
+
+
 @dataclass
 class _Owed:
     failures: int = 0
@@ -88,12 +102,14 @@ class DeliveryLedger:
                 self._owed.pop(alert_id, None)
         self._changed.set()
 
-    def failed(self, alert_id: AlertId, sink: str) -> None:
+    def failed(self, alert_id: AlertId, sink: str, retry_after: float = 0.0) -> None:
+        """Retry later: after the backoff, and not before ``retry_after`` s (capped at ``RETRY_MAX``)."""
         with self._lock:
             entry = self._owed.get(alert_id, {}).get(sink)
             if entry is not None:
                 entry.in_flight = False
-                entry.next_try = self._clock() + min(RETRY_FIRST * 2**entry.failures, RETRY_MAX)
+                wait = max(min(RETRY_FIRST * 2**entry.failures, RETRY_MAX), min(retry_after, RETRY_MAX))
+                entry.next_try = self._clock() + wait
                 entry.failures += 1
         self._changed.set()
 

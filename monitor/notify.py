@@ -7,13 +7,15 @@ webhook URLs carry their secret token in the path. What an endpoint answers is d
 for the terminal: replies are summarised and escaped, and each notifier reports at most one
 failure per ``REPORT_EVERY`` seconds (with a count of the ones it held back).
 
-Every delivery ends with a result callback (delivered or not), which the watcher's delivery
-ledger uses to retry later and to re-deliver after a restart (at-least-once, ``delivery.py``).
+Every delivery ends with a result callback (delivered, refused for good, or to retry), which the
+watcher's delivery ledger uses to retry later and to re-deliver after a restart (at-least-once,
+``delivery.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import http.client
 import json
 import os
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from tbmon.monitor.delivery import DELIVERED, RETRY, RETRY_MAX, Outcome
 from tbmon.monitor.sanitize import chat_text, json_ready
 
 QUEUE_LIMIT = 1000
@@ -43,8 +46,11 @@ WEBHOOK_ENV = "TBMON_WEBHOOK_URL"
 """Environment variable with webhook URL(s), whitespace-separated: unlike arguments, not shown by ``ps``."""
 
 Report = Callable[[str], None]
-Done = Callable[[bool], None]
-"""Called once per submitted alert, on the notifier's thread: ``True`` when it was delivered."""
+Done = Callable[[Outcome], None]
+"""Called once per submitted alert, on the notifier's thread: delivered (or refused for good), or to retry."""
+
+RETRIED_4XX = (408, 429)
+"""Client errors that mean "not now" (timeout, rate limit), not "never": retried like 5xx."""
 
 
 def redact_url(url: str) -> str:
@@ -127,6 +133,12 @@ class Throttle:
             held, self._held, self._last = self._held, 0, now
         self._report(message + (f" ({held} more failures held back since the last such line)" if held else ""))
 
+    def now(self, message: str) -> None:
+        """Report at once, throttle or not (news the user must see), and restart the interval."""
+        with self._lock:
+            self._last = self._clock()
+        self._report(message)
+
     def flush(self) -> None:
         """Say how many were held back since the last report (at exit)."""
         with self._lock:
@@ -157,12 +169,13 @@ class _Worker:
 
     def __init__(self, name: str, report: Report) -> None:
         self._report = Throttle(report)
+        self._refusals_said: set[int] = set()  # statuses already said at once, whatever the throttle held
         self._queue: queue.Queue[tuple[dict[str, Any], Done] | None] = queue.Queue(QUEUE_LIMIT)
         self._dropped = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, alert: dict[str, Any], done: Done = lambda delivered: None) -> bool:
+    def submit(self, alert: dict[str, Any], done: Done = lambda outcome: None) -> bool:
         """Queue ``alert`` (a contract alert dict); never blocks. ``False``: queue full, not taken."""
         try:
             self._queue.put_nowait((alert, done))
@@ -185,29 +198,31 @@ class _Worker:
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             alert, done = item
-            delivered = False
+            outcome = RETRY
             try:
-                delivered = self.deliver(alert)
+                outcome = self.deliver(alert)
             except Exception as exc:  # noqa: BLE001 - a notifier must never kill its thread
                 self._report(f"{self.describe()}: {type(exc).__name__}: {visible(str(exc))}")
             try:
-                done(delivered)
+                done(outcome)
             except Exception as exc:  # noqa: BLE001 - nor may the watcher's bookkeeping
                 self._report(f"{self.describe()}: recording the delivery failed: {type(exc).__name__}")
 
     def describe(self) -> str:
         raise NotImplementedError
 
-    def deliver(self, alert: dict[str, Any]) -> bool:
-        """Deliver one alert; ``True`` when the other side has it. Reports its own failures."""
+    def deliver(self, alert: dict[str, Any]) -> Outcome:
+        """Deliver one alert: settled when the other side has it (or refused it for good). Reports its own failures."""
         raise NotImplementedError
 
 
 class WebhookNotifier(_Worker):
     """POST each alert as JSON: ``text`` (what Slack/Mattermost display) plus the contract fields.
 
-    Retries connection errors, timeouts, HTTP 429 and 5xx with exponential backoff; other 4xx
-    answers mean the request itself is wrong, so retrying would not help.
+    Retries connection errors, timeouts, HTTP 408, 429 and 5xx with exponential backoff (the
+    ledger then retries later, a 429 no sooner than its Retry-After). Any other 4xx means the
+    request itself is wrong (a revoked token, a mistyped URL): retrying cannot help, so the
+    alert is settled as refused, and the notifier says so with the status and the reply's gist.
     """
 
     def __init__(
@@ -229,9 +244,10 @@ class WebhookNotifier(_Worker):
     def describe(self) -> str:
         return f"webhook {redact_url(self.url)}"
 
-    def deliver(self, alert: dict[str, Any]) -> bool:
+    def deliver(self, alert: dict[str, Any]) -> Outcome:
         body = json.dumps(json_ready({"text": alert_text(alert), **alert})).encode()
         last_error = ""
+        retry_after = 0.0
         for attempt in range(self.attempts):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
@@ -241,11 +257,14 @@ class WebhookNotifier(_Worker):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     response.read(1 << 16)
-                return True
+                return DELIVERED
             except urllib.error.HTTPError as exc:
                 last_error = f"HTTP {exc.code}"
-                if exc.code != 429 and exc.code < 500:
-                    break
+                if 400 <= exc.code < 500 and exc.code not in RETRIED_4XX:
+                    return self._refused(alert, exc)
+                if exc.code == 429:
+                    retry_after = retry_after_seconds(exc.headers.get("Retry-After"))
+                    break  # the endpoint said when: the ledger waits that long, this thread does not
             except ValueError as exc:  # malformed URL; its text may quote the secret, so name the type only
                 last_error = type(exc).__name__
                 break
@@ -259,8 +278,26 @@ class WebhookNotifier(_Worker):
         self._report(
             f"{self.describe()}: alert not delivered ({last_error}; {visible(str(alert.get('kind')), 40)} in "
             f"{visible(str(alert.get('run')), 60)}); it is kept and retried"
+            + (f" in {retry_after:.0f} s as the endpoint asked" if retry_after else "")
         )
-        return False
+        return Outcome(settled=False, retry_after=retry_after)
+
+    def _refused(self, alert: dict[str, Any], exc: urllib.error.HTTPError) -> Outcome:
+        """A 4xx that retrying cannot fix: say so (status, reason, the reply's gist), settle the alert."""
+        try:
+            reply = exc.read(REPLY_CHARS * 4).decode("utf-8", errors="replace")
+        except (OSError, http.client.HTTPException):
+            reply = ""
+        gist = " ".join(reply.split())
+        say = self._report if exc.code in self._refusals_said else self._report.now
+        self._refusals_said.add(exc.code)
+        say(
+            f"{self.describe()}: refused with HTTP {exc.code} {visible(str(exc.reason or ''), 40)}".rstrip()
+            + (f" ({visible(gist)})" if gist else "")
+            + f"; {visible(str(alert.get('kind')), 40)} in {visible(str(alert.get('run')), 60)} is not retried: "
+            "check the webhook URL and its token"
+        )
+        return Outcome(settled=True)
 
 
 class CommandNotifier(_Worker):
@@ -279,7 +316,7 @@ class CommandNotifier(_Worker):
         program = self.command.split()[:1] or [""]
         return f"--on-alert command {program[0]!r}"
 
-    def deliver(self, alert: dict[str, Any]) -> bool:
+    def deliver(self, alert: dict[str, Any]) -> Outcome:
         env = {
             **os.environ,
             "TBMON_RUN": str(alert.get("run")),
@@ -300,9 +337,22 @@ class CommandNotifier(_Worker):
             )
         except subprocess.TimeoutExpired:
             self._report(f"{self.describe()}: timed out after {self.timeout:g} s; the alert is kept and retried")
-            return False
+            return RETRY
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             self._report(f"{self.describe()}: exit status {done.returncode} {visible(tail[0])}".rstrip() + "; retried later")
-            return False
-        return True
+            return RETRY
+        return DELIVERED
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """An HTTP ``Retry-After`` (seconds or an HTTP date) as seconds from now, within ``[0, RETRY_MAX]``;
+    0 when absent or unreadable (an endpoint's header is data: it cannot park an alert for a year)."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    try:
+        seconds = float(value) if value.isdigit() else email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return 0.0
+    return min(max(seconds, 0.0), RETRY_MAX)

@@ -105,6 +105,8 @@ class _BadRegion:
     ``kind`` "record": a header that verifies, whose record is incomplete or fails its data
     CRC, announcing a record ending at ``claimed_end``; what it was (a record still landing,
     a damaged record, a torn one) is decided by where the next valid record starts.
+    ``crc_failed``: its data CRC was found wrong, so only a verified CRC proves it filled in
+    since (with CRC checks off, a structurally complete record otherwise counts as valid).
     """
 
     kind: str
@@ -112,6 +114,7 @@ class _BadRegion:
     scan_from: int  # positions in [start+1, scan_from) start no valid record, except pending
     claimed_end: int = 0
     pending: list[int] = field(default_factory=list)  # plausible headers, record not complete yet
+    crc_failed: bool = False
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
@@ -146,7 +149,7 @@ class RecordFramer:
     # -- persistence -------------------------------------------------------------------
     def state_dict(self) -> dict:
         b = self._bad
-        bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end, list(b.pending)]
+        bad = None if b is None else [b.kind, b.start, b.scan_from, b.claimed_end, list(b.pending), b.crc_failed]
         return {"offset": self.offset, "dead": self.dead, "bad": bad, "sniffed_at": self.sniffed_at}
 
     def load_state_dict(self, state: dict) -> None:
@@ -159,7 +162,8 @@ class RecordFramer:
             self._bad = None
         else:
             pending = [int(x) for x in bad[4]] if len(bad) > 4 else []
-            self._bad = _BadRegion(str(bad[0]), *(int(x) for x in bad[1:4]), pending[:_MAX_PENDING])
+            crc_failed = bool(bad[5]) if len(bad) > 5 else False
+            self._bad = _BadRegion(str(bad[0]), *(int(x) for x in bad[1:4]), pending[:_MAX_PENDING], crc_failed=crc_failed)
 
     def reset(self) -> None:
         """Forget everything: the file was rewritten and is read again from byte 0."""
@@ -205,38 +209,39 @@ class RecordFramer:
         starts, end = _walk(buf)
         u8 = np.frombuffer(buf, dtype=np.uint8)
         lengths = _gather_u64(u8, starts)
+        header_cut = False
         if starts.size:
             ok = _header_crc_ok(u8, starts) & (lengths <= np.uint64(self.max_record_bytes))
             if not ok.all():
                 cut = int(np.argmin(ok))
                 end = int(starts[cut])
                 starts, lengths = starts[:cut], lengths[:cut]
+                header_cut = True
         if starts.size == 0:
             return self._stuck(pread, buf, pos, size)
         lengths = lengths.astype(np.int64)
         problems: list[FramingProblem] = []
         keep = None
-        if self.check_crc:
-            bad = _bad_data_crc(buf, u8, starts, lengths)
-            if bad.any():
-                # A bad record is plain damage, skipped exactly, unless it may be torn: its
-                # announced length swallows what follows. That is possible when no verified
-                # record follows it yet (or it is still landing), or when a plausible header
-                # starts inside its extent (a torn record's announced end can fall exactly on
-                # a later record's start). The region scan decides those.
-                good = np.flatnonzero(~bad)
-                cut = int(good[-1]) + 1 if good.size else 0
-                suspect = _headers_inside(u8, starts[:cut][bad[:cut]], lengths[:cut][bad[:cut]], self.max_record_bytes)
-                if suspect.any():
-                    cut = int(np.flatnonzero(bad[:cut])[np.argmax(suspect)])
-                if cut < starts.size:
-                    at = pos + int(starts[cut])
-                    self._bad = _BadRegion("record", at, at + 1, at + OVERHEAD_BYTES + int(lengths[cut]))
-                    end = int(starts[cut])
-                    bad, starts, lengths = bad[:cut], starts[:cut], lengths[:cut]
-                for i in np.flatnonzero(bad):
-                    problems.append(_bad_data_problem(pos + int(starts[i]), int(lengths[i])))
-                keep = ~bad
+        bad = self._bad_records(pread, buf, u8, starts, lengths, None if header_cut else pos + end, size)
+        if bad.any():
+            # A bad record is plain damage, skipped exactly, unless it may be torn: its
+            # announced length swallows what follows. That is possible when no verified
+            # record follows it yet (or it is still landing), or when a plausible header
+            # starts inside its extent (a torn record's announced end can fall exactly on
+            # a later record's start). The region scan decides those.
+            good = np.flatnonzero(~bad)
+            cut = int(good[-1]) + 1 if good.size else 0
+            suspect = _headers_inside(u8, starts[:cut][bad[:cut]], lengths[:cut][bad[:cut]], self.max_record_bytes)
+            if suspect.any():
+                cut = int(np.flatnonzero(bad[:cut])[np.argmax(suspect)])
+            if cut < starts.size:
+                at = pos + int(starts[cut])
+                self._bad = _BadRegion("record", at, at + 1, at + OVERHEAD_BYTES + int(lengths[cut]), crc_failed=True)
+                end = int(starts[cut])
+                bad, starts, lengths = bad[:cut], starts[:cut], lengths[:cut]
+            for i in np.flatnonzero(bad):
+                problems.append(_bad_data_problem(pos + int(starts[i]), int(lengths[i])))
+            keep = ~bad
         if end == 0:
             return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)  # a region scan follows
         self.offset = pos + end
@@ -311,7 +316,7 @@ class RecordFramer:
         """Find the next verifiable record after a bad region; wait if none exists yet."""
         bad = self._bad
         assert bad is not None
-        if self._record_verifies(pread, bad.start, size):
+        if self._record_verifies(pread, bad.start, size, need_crc=bad.crc_failed):
             self._bad = None  # the bytes were filled in since (torn write): nothing lost
             return RecordBlock(b"", _EMPTY, _EMPTY, _EMPTY, 0)
         # Candidates whose record was not complete when scanned (a record landing in pieces,
@@ -364,12 +369,29 @@ class RecordFramer:
             return None
         return _U32.unpack_from(rec, length)[0] == masked_crc(memoryview(rec)[:length])
 
-    def _record_verifies(self, pread: Callable[[int, int], bytes], at: int, size: int) -> bool:
-        """Is the record at ``at`` complete and valid (its data CRC only if ``check_crc``)?"""
+    def _record_verifies(self, pread: Callable[[int, int], bytes], at: int, size: int, need_crc: bool = False) -> bool:
+        """Is the record at ``at`` complete and valid (its data CRC only if ``check_crc`` or ``need_crc``)?"""
         if not self._plausible_at(pread, at):
             return False
         verdict = self._candidate(pread, at, size)
-        return verdict is not None and (verdict or not self.check_crc)
+        return verdict is not None and (verdict or not (self.check_crc or need_crc))
+
+    def _bad_records(
+        self, pread: Callable[[int, int], bytes], buf: bytes, u8: np.ndarray, starts: np.ndarray,
+        lengths: np.ndarray, next_at: int | None, size: int,
+    ) -> np.ndarray:
+        """Mask of the block's records whose data CRC fails. With CRC checks off, only the last
+        record is checked, and only when what follows it (at ``next_at``; ``None``: a header
+        that failed) does not frame: the mark of a torn
+        record, whose announced length runs into the records appended after it. A structurally
+        sound record is read unchecked, as RustBoard does."""
+        if self.check_crc:
+            return _bad_data_crc(buf, u8, starts, lengths)
+        bad = np.zeros(starts.size, dtype=bool)
+        framed_after = next_at is not None and (next_at + HEADER_BYTES > size or self._plausible_at(pread, next_at))
+        if not framed_after:
+            bad[-1:] = _bad_data_crc(buf, u8, starts[-1:], lengths[-1:])
+        return bad
 
 
 def _walk(buf: bytes) -> tuple[np.ndarray, int]:

@@ -39,11 +39,13 @@ from tbmon.monitor.alert_lines import (
 )
 from tbmon.monitor.config import load_config
 from tbmon.monitor.dashboard import Board, Classifier
-from tbmon.monitor.delivery import OUTPUT, AlertId, DeliveryLedger, sink_id
+from tbmon.monitor.dashboard_file import DashboardFile
+from tbmon.monitor.delivery import OUTPUT, AlertId, DeliveryLedger, Outcome, sink_id
 from tbmon.monitor.delivery_journal import DeliveryJournal
 from tbmon.monitor.discovery import run_name
 from tbmon.monitor.exit_codes import BAD_INPUT, UsageError, exit_code_for
 from tbmon.monitor.follow import DEFAULT_POLL_INTERVAL, REMOTE_POLL_INTERVAL, SAFETY_RESCAN, Follower
+from tbmon.monitor.gone_runs import GoneRuns
 from tbmon.monitor.line_stream import LineStream
 from tbmon.monitor.liveness import Liveness
 from tbmon.monitor.logdir_args import add_logdir_arguments, check_watchable, logdir_specs, nothing_to_judge
@@ -373,6 +375,7 @@ class WatchSession:
                         "or --notify-webhook-file instead")
         self._state = self._load_state()
         self.liveness = Liveness(options.stall_after)
+        self.gone_runs = GoneRuns(SAVE_EVERY)  # removed runs whose analyzer state is still held
         # Per logdir: two logdirs may both hold a run called `exp1`.
         self.hints = {d: MissingSignalHints(options.config.patterns) for d in options.logdirs}
         self.unreadable: list[str] = []  # --once: why a logdir had nothing to judge (exit 2)
@@ -428,6 +431,7 @@ class WatchSession:
         for run in result.removed_runs:
             self.sink.emit(run_record(logdir, run, "removed"))
             self.liveness.forget(logdir, run)
+            self.gone_runs.add(logdir, run)
         engine = self.engines[logdir]
         fresh: list[Alert] = []
         for batch in result.batches:
@@ -513,14 +517,14 @@ class WatchSession:
                 record["logdir_name"] = self.options.names[logdir]
             if sink == OUTPUT:
                 shown = self.sink.alert(logdir, alert, record, self._incident(logdir, assignment))
-                self._settled(alert_id, sink, shown)
+                self._settled(alert_id, sink, Outcome(shown))
             elif not self._notifiers[sink].submit(record, partial(self._settled, alert_id, sink)):
                 self.ledger.failed(alert_id, sink)
 
-    def _settled(self, alert_id: AlertId, sink: str, delivered: bool) -> None:
-        """A sink's answer (notifier threads too): journal a confirmation at once, schedule a retry otherwise."""
-        if not delivered:
-            self.ledger.failed(alert_id, sink)
+    def _settled(self, alert_id: AlertId, sink: str, outcome: Outcome) -> None:
+        """A sink's answer (notifier threads too): journal a settled delivery at once, schedule a retry otherwise."""
+        if not outcome.settled:
+            self.ledger.failed(alert_id, sink, outcome.retry_after)
             return
         self.ledger.done(alert_id, sink)
         if self._journal is not None:
@@ -561,6 +565,7 @@ class WatchSession:
         """Checkpoint every ``SAVE_EVERY`` s while data flows (new alerts are saved at once, in ``handle``)."""
         with self._lock:
             self.sink.refresh(self)
+            self.gone_runs.prune(self.engines, time.monotonic())
             if self._dirty and time.monotonic() - self._last_save >= SAVE_EVERY:
                 self._save()
 
@@ -907,6 +912,8 @@ class RichSink(Sink):
         self.live.refresh()
         self.live.stop()
         self.emit(summary)
+        if getattr(self._out, "failing", False):  # the -o file is still full: the summary goes where notices go
+            _to_stderr(plain_line(summary))
 
     def release(self) -> None:
         if self._out is not sys.stdout:
@@ -917,7 +924,7 @@ def _make_sink(options: WatchOptions) -> Sink:
     """The sink for ``options.fmt`` on ``--output`` or stdout; ``UsageError`` if the output cannot be opened."""
     try:
         if options.fmt == "rich":
-            out = open(options.output, "a", encoding="utf-8", buffering=1) if options.output else sys.stdout
+            out = DashboardFile(options.output, _to_stderr) if options.output else sys.stdout
             return RichSink(out, Board(options.logdirs, _dashboard_signals(options.config)))
         stream = LineStream.open(options.output) if options.output else LineStream.stdout()
     except OSError as exc:

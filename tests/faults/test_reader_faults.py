@@ -56,9 +56,9 @@ def frame(payload: bytes) -> bytes:
     return header + struct.pack("<I", masked_crc(header)) + payload + struct.pack("<I", masked_crc(payload))
 
 
-def read_all(path: Path) -> tuple[dict[str, list[tuple[int, float]]], list]:
+def read_all(path: Path, *, check_crc: bool = True) -> tuple[dict[str, list[tuple[int, float]]], list]:
     """Every scalar point per tag, and every problem, of one file read to its end."""
-    reader = EventFileReader(path)
+    reader = EventFileReader(path, check_crc=check_crc)
     points: dict[str, list[tuple[int, float]]] = {}
     problems = []
     for _ in range(100):
@@ -180,19 +180,59 @@ def test_large_record_still_landing_is_waited_for_and_not_reported(tmp_path) -> 
     assert steps == [0, 2]
 
 
-def test_torn_small_record_inside_a_block_loses_no_appended_record(tmp_path) -> None:
-    """A scalar record cut in half, then a resumed writer's records: the tear's announced
-    length swallows the first appended record unless the tear is recognised."""
+def torn_small_then_resumed(tmp_path: Path) -> Path:
+    """A scalar record cut in half (steps 0-48 intact, 49 torn), then a resumed writer's records
+    (steps 50-99, NaN from step 60): the tear's announced length runs into the first of them."""
     source = write_scalars(tmp_path / "w1", {"loss": losses(50)})
     resumed = write_scalars(tmp_path / "w2", {"loss": losses(50, nan_at=10, start=0.7)}, first_step=50)
     data, tail = source.read_bytes(), resumed.read_bytes()
     last_at, last_size = records(data)[-1]
-    path = tmp_path / "run" / source.name
-    path.parent.mkdir()
+    path = tmp_path / "logs" / "run" / source.name
+    path.parent.mkdir(parents=True)
     path.write_bytes(data[: last_at + last_size // 2] + tail[records(tail)[1][0] :])
-    points, problems = read_all(path)
+    return path
+
+
+@pytest.mark.parametrize("check_crc", [True, False])
+def test_torn_small_record_inside_a_block_loses_no_appended_record(tmp_path, check_crc) -> None:
+    """The tear's announced length swallows the first appended record unless the tear is
+    recognised. With CRC checks off (``report --no-crc``) the torn record used to be decoded as
+    garbage (``bad_proto``) and the reader resynchronised after the swallowed record (step 50
+    lost, a ``bad_length_crc`` reported): the tear is now recognised there too, since what follows
+    the torn record does not frame."""
+    points, problems = read_all(torn_small_then_resumed(tmp_path), check_crc=check_crc)
     assert [s for s, _ in points["loss"]] == list(range(49)) + list(range(50, 100))
     assert [p.kind for p in problems] == ["torn_record"]
+
+
+def test_report_no_crc_reads_complete_records_and_reports_torn_and_cut_ones(tmp_path) -> None:
+    """``report --no-crc``: a structurally complete record with a wrong data CRC (a partial
+    overwrite of its payload) is still read, as CRC checks are off; a torn record followed by a
+    resumed writer is reported once with nothing after it lost; a last record cut midway is
+    reported as ``truncated``."""
+    torn = torn_small_then_resumed(tmp_path / "torn")
+    source = write_scalars(tmp_path / "src", {"loss": losses(50, nan_at=45)})
+    data = source.read_bytes()
+    overwritten = bytearray(data)
+    at, _ = records(data)[20]
+    overwritten[at + 12 + 5] ^= 0x01  # inside the payload of step 19's record: its data CRC is now wrong
+    cut_at, cut_size = records(data)[-1]
+    logdir = tmp_path / "logs"
+    for run, content in (("overwritten", bytes(overwritten)), ("cut", data[: cut_at + cut_size // 2])):
+        (logdir / run).mkdir(parents=True)
+        (logdir / run / source.name).write_bytes(content)
+    (logdir / "torn").mkdir()
+    torn.rename(logdir / "torn" / torn.name)
+    result = tbmon("report", logdir, "--no-crc", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    last = {r["run"]: r["last_step"] for r in report["runs"]}
+    assert last == {"overwritten": 49, "cut": 48, "torn": 99}
+    points = {r["run"]: r["points"] for r in report["runs"]}
+    assert points == {"overwritten": 50, "cut": 49, "torn": 99}  # 0 records lost
+    kinds = sorted((os.path.basename(os.path.dirname(p["path"])), p["kind"]) for p in report["read_problems"])
+    assert kinds == [("cut", "truncated"), ("torn", "torn_record")]
+    assert {a["run"] for a in report["alerts"] if a["kind"] == "divergence"} >= {"torn", "overwritten"}
 
 
 # -- item 11: one problem line per file, not one per bad record --------------------------------
