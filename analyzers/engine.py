@@ -30,7 +30,7 @@ from tbmon.analyzers.signals import SignalMatcher
 # 6: divergence judges spikes after they recover or not, not_learning, loss_plateau's start level (issue #10).
 # 5: overfitting's training level around its best. 4: loss_plateau keeps each tag's block size
 # (epoch-level tags). 3: overfitting remembers the minimum it reported; loss_plateau. 2: seq-based layer choices
-STATE_VERSION = 7
+STATE_VERSION = 8
 Series = ScalarSeries | HistogramSeries
 _SEQ_MIN, _SEQ_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
