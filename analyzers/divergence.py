@@ -83,6 +83,7 @@ from tbmon.analyzers.windows import (
     MAD_TO_SIGMA,
     Streak,
     running_min,
+    small_median,
     streak_update,
     trailing_median,
     trailing_window_stats,
@@ -634,9 +635,10 @@ class Divergence(BaseRule):
         if len(head) < w_head:
             head = head + fv[: w_head - len(head)].tolist()
             st["head"] = head
-        heads = np.array([np.median(head[: min(int(a) + 1, w_head)]) for a in absolute[: w_head]] , dtype=float)
-        ref = np.full(fv.size, float(np.median(head)))
-        ref[: heads.size] = heads
+        # Past its first ``w_head`` points a tag's untrained level is the median of the whole head.
+        heads = [small_median(head[: a + 1]) for a in absolute[:w_head].tolist() if a + 1 < w_head]
+        ref = np.full(fv.size, small_median(head))
+        ref[: len(heads)] = heads
         ref = np.maximum(ref, first)
         level = trailing_median(hist, fv, w)
         full = np.where(absolute >= w - 1, level, np.inf)

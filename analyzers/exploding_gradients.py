@@ -334,6 +334,8 @@ class ExplodingGradients(BaseRule):
             streak = Streak.from_json(st[field])
             run_len, first, _ = _continued_streak(start, cont, values, streak, steps, walls)
             st[field] = streak.to_json()
+            if streak.length == 0 and not run_len.any():  # no run in this batch (the usual case): nothing due
+                continue
             began = st.get(f"{field}_began", [-1, float("nan"), float("nan"), float("nan")])  # step, wall, value, aux
             due = _due(run_len, nan, patience)
             levels = np.maximum(levels, due.astype(int) * WARNING)

@@ -45,7 +45,7 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
-from tbmon.analyzers.windows import MAD_TO_SIGMA
+from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
 
 KIND = "overfitting"
 WARNING = 1
@@ -55,13 +55,6 @@ MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many po
 AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
 MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
 MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
-
-
-def _median(values: list[float]) -> float:
-    """``statistics.median`` (and ``np.median``: the same float) of a short list, without their overhead."""
-    ordered = sorted(values)
-    half = len(ordered) // 2
-    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 class _Train:
@@ -218,7 +211,7 @@ class Overfitting(BaseRule):
         since = bisect_right(steps, prev_step, 0, upto)
         if upto - since < MIN_TRAIN_POINTS:  # evaluations a few steps apart: a median of 2 points is noise
             since = max(0, upto - MIN_TRAIN_POINTS)
-        return _median(values[since:upto])
+        return small_median(values[since:upto])
 
     def _trim_train(self) -> None:
         """Drop training points no evaluation can need again (all validation tags judged past them)."""
@@ -284,7 +277,7 @@ class Overfitting(BaseRule):
             if len(evals) > MAX_EVALS:
                 del evals[0]
             window = evals[-width:]
-            smooth = _median([e[0] for e in window])
+            smooth = small_median([e[0] for e in window])
             best = st["best"]
             if len(window) == width and (best is None or smooth < best[0]):
                 low = min(window, key=lambda e: e[0])  # the window's lowest evaluation dates the minimum
@@ -339,13 +332,13 @@ class Overfitting(BaseRule):
         room = MAX_TRAIN_POINTS - len(around)  # bounded if logging gets denser
         around += [[float(s), v] for s, v in zip(steps[lo:hi][:max(0, room)], values[lo:hi][:max(0, room)])]
         if step >= st["best_until"]:
-            st["best"][1] = _median([v for _, v in around])
+            st["best"][1] = small_median([v for _, v in around])
             st["best_until"], st["around_best"] = None, []
 
     def _counts(self, st: dict[str, Any], value: float, level: float) -> bool:
         p = self.p
         best, best_train = st["best"][0], st["best"][1]
-        rise = _median([e[0] for e in st["evals"][-p["smooth_evals"] :]]) - best
+        rise = small_median([e[0] for e in st["evals"][-p["smooth_evals"] :]]) - best
         if not (rise > p["min_rise"] * abs(best)
                 and best_train - level > p["min_train_fall"] * abs(best_train)
                 and value - level > p["min_gap"] * abs(level)):
@@ -357,8 +350,8 @@ class Overfitting(BaseRule):
             diffs, scale = [b - a for a, b in zip(diffs, diffs[1:])], sqrt(6.0)  # var(e2 - 2 e1 + e0) = 6 σ²
         if len(diffs) < 4:
             return True
-        centre = _median(diffs)
-        noise = MAD_TO_SIGMA * _median([abs(d - centre) for d in diffs]) / scale
+        centre = small_median(diffs)
+        noise = MAD_TO_SIGMA * small_median([abs(d - centre) for d in diffs]) / scale
         return rise > p["noise_sigma"] * noise
 
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:
