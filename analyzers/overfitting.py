@@ -89,6 +89,8 @@ class Overfitting(BaseRule):
     def _forget(self) -> None:
         """Drop what is derived from ``self.tags`` (recomputed when next needed): tags came or went."""
         self._val_keys: list[str] | None = None  # sorted "val:" keys
+        self._pending_lists: list[list[list[Any]]] = []  # their waiting evaluations, in that order
+        self._train_keys: list[str] = []  # "train:" keys
         self._train_of: dict[str, str | None] = {}  # validation tag → its training tag
         self._trim_upto: float | None = None  # step every validation tag is judged past (None: none is)
         self._trim_known = False  # whether _trim_upto is up to date
@@ -156,9 +158,11 @@ class Overfitting(BaseRule):
 
     def _pendings(self) -> list[list[list[Any]]]:
         """Each validation tag's waiting evaluations, in tag order."""
-        if self._val_keys is None:
+        if self._val_keys is None:  # listed once per set of tags: this runs once or twice per evaluation
             self._val_keys = sorted(k for k in self.tags if k.startswith("val:"))
-        return [self.tags[key]["pending"] for key in self._val_keys]
+            self._pending_lists = [self.tags[key]["pending"] for key in self._val_keys]
+            self._train_keys = [k for k in self.tags if k.startswith("train:")]
+        return self._pending_lists
 
     def _judge_all(self) -> list[Alert]:
         alerts: list[Alert] = []
@@ -220,23 +224,25 @@ class Overfitting(BaseRule):
         upto = self._trim_upto
         if upto is None:
             return
-        for key, train in self.tags.items():
-            if key.startswith("train:"):
-                keep_from = bisect_right(train["steps"], upto) - MIN_TRAIN_POINTS
-                if keep_from > 0:
-                    del train["steps"][:keep_from], train["values"][:keep_from]
+        self._pendings()  # (lists the keys)
+        for key in self._train_keys:
+            train = self.tags[key]
+            keep_from = bisect_right(train["steps"], upto) - MIN_TRAIN_POINTS
+            if keep_from > 0:
+                del train["steps"][:keep_from], train["values"][:keep_from]
 
     def _judged_upto(self) -> float | None:
         """The step all validation tags are judged past (``None``: no tag, or one not judged yet)."""
         upto = None
         back = self.p["smooth_evals"] - 1  # evaluations that a later smoothing window still holds
-        for key, st in self.tags.items():
-            if key.startswith("val:"):
-                if st["prev_step"] is None:
-                    return None
-                evals = st["evals"]  # in step order, all at or before prev_step
-                judged = evals[max(0, len(evals) - back)][2] if evals and back else st["prev_step"]
-                upto = judged if upto is None else min(upto, judged)
+        self._pendings()  # (lists the keys)
+        for key in self._val_keys or []:
+            st = self.tags[key]
+            if st["prev_step"] is None:
+                return None
+            evals = st["evals"]  # in step order, all at or before prev_step
+            judged = evals[max(0, len(evals) - back)][2] if evals and back else st["prev_step"]
+            upto = judged if upto is None else min(upto, judged)
         return upto
 
     # --- validation side ----------------------------------------------------------------------
@@ -289,7 +295,7 @@ class Overfitting(BaseRule):
                 continue
             if st["best_until"] is not None:
                 self._settle_best(train, st, step)
-            counting = self._counts(st, value, level)
+            counting = self._counts(st, value, level, smooth)
             st["streak"] = st["streak"] + 1 if counting else 0
             # A flickering condition may close and reopen the episode; with the same validation
             # minimum it is the same overfitting, so it is reported once (kept across restarts too).
@@ -335,10 +341,11 @@ class Overfitting(BaseRule):
             st["best"][1] = small_median([v for _, v in around])
             st["best_until"], st["around_best"] = None, []
 
-    def _counts(self, st: dict[str, Any], value: float, level: float) -> bool:
+    def _counts(self, st: dict[str, Any], value: float, level: float, smooth: float) -> bool:
+        """Whether this evaluation counts towards the streak; ``smooth``: the median of the last ``smooth_evals``."""
         p = self.p
         best, best_train = st["best"][0], st["best"][1]
-        rise = small_median([e[0] for e in st["evals"][-p["smooth_evals"] :]]) - best
+        rise = smooth - best
         if not (rise > p["min_rise"] * abs(best)
                 and best_train - level > p["min_train_fall"] * abs(best_train)
                 and value - level > p["min_gap"] * abs(level)):
