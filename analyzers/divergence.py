@@ -69,6 +69,7 @@ Why these numbers: docs/analyzers.md (the tests/scenarios corpus and real CPU tr
 
 from __future__ import annotations
 
+from math import inf, sqrt
 from typing import Any, ClassVar
 
 import numpy as np
@@ -83,6 +84,7 @@ from tbmon.analyzers.windows import (
     MAD_TO_SIGMA,
     Streak,
     running_min,
+    small_median,
     streak_update,
     trailing_median,
     trailing_window_stats,
@@ -576,13 +578,19 @@ class Divergence(BaseRule):
         if st["best"] is None:
             st["best"] = initial
         sm, idx, noise = smooth, fidx, sigma
-        best_prev = running_min(st["best"], np.concatenate([[st["best"]], sm[:-1]]))
-        threshold = np.maximum(
-            p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial)),
-            p["blowup_noise_sigma"] * noise,
-        )
-        with np.errstate(invalid="ignore"):
-            cond = sm - best_prev > threshold  # False while the noise level is unknown (NaN)
+        if sm.size == 1:  # a live feed's usual chunk: the same test on Python floats
+            best, x, sd = float(st["best"]), float(sm[0]), float(noise[0])
+            best_prev = np.array([best])
+            grown = x - best > p["blowup_fraction"] * max(initial - best, p["blowup_floor"] * abs(initial))
+            cond = np.array([grown and x - best > p["blowup_noise_sigma"] * sd])  # False while sd is NaN
+        else:
+            best_prev = running_min(st["best"], np.concatenate([[st["best"]], sm[:-1]]))
+            threshold = np.maximum(
+                p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial)),
+                p["blowup_noise_sigma"] * noise,
+            )
+            with np.errstate(invalid="ignore"):
+                cond = sm - best_prev > threshold  # False while the noise level is unknown (NaN)
         streak = Streak.from_json(st["streak"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond, streak, s.step[idx], s.wall_time[idx], s.value[idx])
@@ -634,20 +642,31 @@ class Divergence(BaseRule):
         if len(head) < w_head:
             head = head + fv[: w_head - len(head)].tolist()
             st["head"] = head
-        heads = np.array([np.median(head[: min(int(a) + 1, w_head)]) for a in absolute[: w_head]] , dtype=float)
-        ref = np.full(fv.size, float(np.median(head)))
-        ref[: heads.size] = heads
-        ref = np.maximum(ref, first)
+        # Past its first ``w_head`` points a tag's untrained level is the median of the whole head.
+        heads = [small_median(head[: a + 1]) for a in absolute[:w_head].tolist() if a + 1 < w_head]
         level = trailing_median(hist, fv, w)
-        full = np.where(absolute >= w - 1, level, np.inf)
         seed = np.inf if st["undone_best"] is None else float(st["undone_best"])
-        best = running_min(seed, np.concatenate([[seed], full[:-1]]))
-        st["undone_best"] = float(min(best[-1], full[-1])) if np.isfinite(min(best[-1], full[-1])) else None
-        progress = ref - best
-        with np.errstate(invalid="ignore"):
-            real = (progress >= p["undone_progress"] * ref) & (
-                progress >= p["undone_noise_sigma"] * 1.2533 * noise / np.sqrt(w))
-            cond = real & (level - best >= p["undone_fraction"] * progress)
+        if fv.size == 1:  # a live feed's usual chunk: the same tests on Python floats
+            r = max(heads[0] if heads else small_median(head), first)
+            lv, b, sd = float(level[0]), seed, float(noise[0])
+            ref, best = np.array([r]), np.array([b])
+            low = min(b, lv if int(absolute[0]) >= w - 1 else inf)
+            progress = r - b
+            real = progress >= p["undone_progress"] * r and progress >= p["undone_noise_sigma"] * 1.2533 * sd / sqrt(w)
+            cond = np.array([real and lv - b >= p["undone_fraction"] * progress])  # False while sd is NaN
+        else:
+            ref = np.full(fv.size, small_median(head))
+            ref[: len(heads)] = heads
+            ref = np.maximum(ref, first)
+            full = np.where(absolute >= w - 1, level, np.inf)
+            best = running_min(seed, np.concatenate([[seed], full[:-1]]))
+            low = min(best[-1], full[-1])
+            progress = ref - best
+            with np.errstate(invalid="ignore"):
+                real = (progress >= p["undone_progress"] * ref) & (
+                    progress >= p["undone_noise_sigma"] * 1.2533 * noise / np.sqrt(w))
+                cond = real & (level - best >= p["undone_fraction"] * progress)
+        st["undone_best"] = float(low) if np.isfinite(low) else None
         streak = Streak.from_json(st["undone"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], s.value[fidx])

@@ -242,10 +242,14 @@ class ExplodingGradients(BaseRule):
         if not series:
             self._loss_seq, self._loss_val = np.zeros(0, dtype=np.int64), np.zeros(0)
             return []
-        q = np.concatenate([s.seq for s in series])
-        order = np.argsort(q, kind="stable")
-        st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
-        self._loss_seq, self._loss_val = q[order], v
+        if len(series) == 1:  # the usual case: one tag, already in seq order
+            q, st, wt, v = series[0].seq, series[0].step, series[0].wall_time, series[0].value
+        else:
+            q = np.concatenate([s.seq for s in series])
+            order = np.argsort(q, kind="stable")
+            st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
+            q = q[order]
+        self._loss_seq, self._loss_val = q, v
         if self.first_loss[0] < 0 and np.isfinite(v).any():
             k = int(np.argmax(np.isfinite(v)))
             self.first_loss = [int(self._loss_seq[k]), float(v[k])]
@@ -275,7 +279,7 @@ class ExplodingGradients(BaseRule):
 
     def _waiting_points(self) -> np.ndarray:
         rows = [r[4] for r in self.groups.pending] + [r[0] for r in self.groups.undecided]
-        return np.unique(np.asarray(rows, dtype=np.int64))
+        return np.unique(np.asarray(rows, dtype=np.int64)) if rows else np.zeros(0, dtype=np.int64)
 
     def _remember_waiting_loss(self) -> None:
         """Keep the loss as of each still-waiting gradient point (its group may close in a later batch),
@@ -334,6 +338,8 @@ class ExplodingGradients(BaseRule):
             streak = Streak.from_json(st[field])
             run_len, first, _ = _continued_streak(start, cont, values, streak, steps, walls)
             st[field] = streak.to_json()
+            if streak.length == 0 and not run_len.any():  # no run in this batch (the usual case): nothing due
+                continue
             began = st.get(f"{field}_began", [-1, float("nan"), float("nan"), float("nan")])  # step, wall, value, aux
             due = _due(run_len, nan, patience)
             levels = np.maximum(levels, due.astype(int) * WARNING)

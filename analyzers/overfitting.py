@@ -45,7 +45,7 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
-from tbmon.analyzers.windows import MAD_TO_SIGMA
+from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
 
 KIND = "overfitting"
 WARNING = 1
@@ -55,13 +55,6 @@ MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many po
 AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
 MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
 MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
-
-
-def _median(values: list[float]) -> float:
-    """``statistics.median`` (and ``np.median``: the same float) of a short list, without their overhead."""
-    ordered = sorted(values)
-    half = len(ordered) // 2
-    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 class _Train:
@@ -96,6 +89,8 @@ class Overfitting(BaseRule):
     def _forget(self) -> None:
         """Drop what is derived from ``self.tags`` (recomputed when next needed): tags came or went."""
         self._val_keys: list[str] | None = None  # sorted "val:" keys
+        self._pending_lists: list[list[list[Any]]] = []  # their waiting evaluations, in that order
+        self._train_keys: list[str] = []  # "train:" keys
         self._train_of: dict[str, str | None] = {}  # validation tag → its training tag
         self._trim_upto: float | None = None  # step every validation tag is judged past (None: none is)
         self._trim_known = False  # whether _trim_upto is up to date
@@ -163,9 +158,11 @@ class Overfitting(BaseRule):
 
     def _pendings(self) -> list[list[list[Any]]]:
         """Each validation tag's waiting evaluations, in tag order."""
-        if self._val_keys is None:
+        if self._val_keys is None:  # listed once per set of tags: this runs once or twice per evaluation
             self._val_keys = sorted(k for k in self.tags if k.startswith("val:"))
-        return [self.tags[key]["pending"] for key in self._val_keys]
+            self._pending_lists = [self.tags[key]["pending"] for key in self._val_keys]
+            self._train_keys = [k for k in self.tags if k.startswith("train:")]
+        return self._pending_lists
 
     def _judge_all(self) -> list[Alert]:
         alerts: list[Alert] = []
@@ -218,7 +215,7 @@ class Overfitting(BaseRule):
         since = bisect_right(steps, prev_step, 0, upto)
         if upto - since < MIN_TRAIN_POINTS:  # evaluations a few steps apart: a median of 2 points is noise
             since = max(0, upto - MIN_TRAIN_POINTS)
-        return _median(values[since:upto])
+        return small_median(values[since:upto])
 
     def _trim_train(self) -> None:
         """Drop training points no evaluation can need again (all validation tags judged past them)."""
@@ -227,23 +224,25 @@ class Overfitting(BaseRule):
         upto = self._trim_upto
         if upto is None:
             return
-        for key, train in self.tags.items():
-            if key.startswith("train:"):
-                keep_from = bisect_right(train["steps"], upto) - MIN_TRAIN_POINTS
-                if keep_from > 0:
-                    del train["steps"][:keep_from], train["values"][:keep_from]
+        self._pendings()  # (lists the keys)
+        for key in self._train_keys:
+            train = self.tags[key]
+            keep_from = bisect_right(train["steps"], upto) - MIN_TRAIN_POINTS
+            if keep_from > 0:
+                del train["steps"][:keep_from], train["values"][:keep_from]
 
     def _judged_upto(self) -> float | None:
         """The step all validation tags are judged past (``None``: no tag, or one not judged yet)."""
         upto = None
         back = self.p["smooth_evals"] - 1  # evaluations that a later smoothing window still holds
-        for key, st in self.tags.items():
-            if key.startswith("val:"):
-                if st["prev_step"] is None:
-                    return None
-                evals = st["evals"]  # in step order, all at or before prev_step
-                judged = evals[max(0, len(evals) - back)][2] if evals and back else st["prev_step"]
-                upto = judged if upto is None else min(upto, judged)
+        self._pendings()  # (lists the keys)
+        for key in self._val_keys or []:
+            st = self.tags[key]
+            if st["prev_step"] is None:
+                return None
+            evals = st["evals"]  # in step order, all at or before prev_step
+            judged = evals[max(0, len(evals) - back)][2] if evals and back else st["prev_step"]
+            upto = judged if upto is None else min(upto, judged)
         return upto
 
     # --- validation side ----------------------------------------------------------------------
@@ -284,7 +283,7 @@ class Overfitting(BaseRule):
             if len(evals) > MAX_EVALS:
                 del evals[0]
             window = evals[-width:]
-            smooth = _median([e[0] for e in window])
+            smooth = small_median([e[0] for e in window])
             best = st["best"]
             if len(window) == width and (best is None or smooth < best[0]):
                 low = min(window, key=lambda e: e[0])  # the window's lowest evaluation dates the minimum
@@ -296,7 +295,7 @@ class Overfitting(BaseRule):
                 continue
             if st["best_until"] is not None:
                 self._settle_best(train, st, step)
-            counting = self._counts(st, value, level)
+            counting = self._counts(st, value, level, smooth)
             st["streak"] = st["streak"] + 1 if counting else 0
             # A flickering condition may close and reopen the episode; with the same validation
             # minimum it is the same overfitting, so it is reported once (kept across restarts too).
@@ -339,13 +338,14 @@ class Overfitting(BaseRule):
         room = MAX_TRAIN_POINTS - len(around)  # bounded if logging gets denser
         around += [[float(s), v] for s, v in zip(steps[lo:hi][:max(0, room)], values[lo:hi][:max(0, room)])]
         if step >= st["best_until"]:
-            st["best"][1] = _median([v for _, v in around])
+            st["best"][1] = small_median([v for _, v in around])
             st["best_until"], st["around_best"] = None, []
 
-    def _counts(self, st: dict[str, Any], value: float, level: float) -> bool:
+    def _counts(self, st: dict[str, Any], value: float, level: float, smooth: float) -> bool:
+        """Whether this evaluation counts towards the streak; ``smooth``: the median of the last ``smooth_evals``."""
         p = self.p
         best, best_train = st["best"][0], st["best"][1]
-        rise = _median([e[0] for e in st["evals"][-p["smooth_evals"] :]]) - best
+        rise = smooth - best
         if not (rise > p["min_rise"] * abs(best)
                 and best_train - level > p["min_train_fall"] * abs(best_train)
                 and value - level > p["min_gap"] * abs(level)):
@@ -357,8 +357,8 @@ class Overfitting(BaseRule):
             diffs, scale = [b - a for a, b in zip(diffs, diffs[1:])], sqrt(6.0)  # var(e2 - 2 e1 + e0) = 6 σ²
         if len(diffs) < 4:
             return True
-        centre = _median(diffs)
-        noise = MAD_TO_SIGMA * _median([abs(d - centre) for d in diffs]) / scale
+        centre = small_median(diffs)
+        noise = MAD_TO_SIGMA * small_median([abs(d - centre) for d in diffs]) / scale
         return rise > p["noise_sigma"] * noise
 
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from tbmon.monitor import demo, export, report, watch
 from tbmon.monitor.entry import interrupted
 from tbmon.monitor.exit_codes import BAD_INPUT, FAIL_ON_CHOICES, UsageError
 from tbmon.monitor.sanitize import visible
@@ -30,7 +31,28 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="PATH", help="write the output to PATH instead of stdout")
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("watch", "report", "export", "demo")
+"""Each is a module of tbmon.monitor with HELP, DESCRIPTION, add_arguments and run."""
+
+
+def _command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"tbmon.monitor.{name}")
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, found without parsing: then only its module is imported (``watch``
+    pulls in the dashboard and pandas, ~0.3 s a ``tbmon report`` need not pay). None when it names none
+    (``tbmon --help``, a typo): the full parser, every subcommand, gives the help or the error."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``only``) the top level with just that subcommand's arguments."""
     parser = argparse.ArgumentParser(
         prog="tbmon",
         description=(
@@ -43,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tbmon {tbmon_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in (("watch", watch), ("report", report), ("export", export), ("demo", demo)):
+    for name in COMMANDS if only is None else (only,):
+        module = _command_module(name)
         sub_parser = sub.add_parser(
             name,
             help=module.HELP,
@@ -58,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

@@ -16,9 +16,20 @@ from hypothesis import strategies as st
 
 from tbmon.analyzers import Engine
 from tbmon.analyzers.base import ScalarContext, Tagged
+from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.series import RunBatch, ScalarSeries
 from tbmon.analyzers.signals import Match
-from tbmon.analyzers.windows import EpisodeState, Streak, episode_events, episode_point, streak_update
+from tbmon.analyzers.windows import (
+    EpisodeState,
+    Streak,
+    episode_events,
+    episode_point,
+    small_median,
+    streak_update,
+    trailing_median,
+    trailing_window_stats,
+)
+from tests.analyzers.streams import Stream, scalar_run
 
 VALUES = st.one_of(st.floats(-5, 5), st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0]))
 
@@ -133,3 +144,58 @@ def test_an_overfitting_state_saved_before_issue_14_still_loads() -> None:
     rule.load_state_dict({"tags": {"train:loss": {"points": [[0.0, 2.0], [1.0, 1.5]], "max_step": 1}},
                           "episodes": {}, "alerted_minimum": {}})
     assert rule.state_dict()["tags"]["train:loss"] == {"steps": [0, 1], "values": [2.0, 1.5], "max_step": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-1e6, 1e6), st.sampled_from([float("inf"), -float("inf"), 0.0, -0.0])),
+                       min_size=1, max_size=20))
+def test_small_median_is_numpys_median(values: list[float]) -> None:
+    with np.errstate(invalid="ignore"):  # inf and -inf in the middle: NaN either way
+        expected = float(np.median(values))
+    assert _numbers([small_median(values)]) == _numbers([expected])
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(-100, 100), min_size=1, max_size=60), window=st.integers(1, 12))
+def test_trailing_median_point_by_point_matches_one_batch(values: list[float], window: int) -> None:
+    data = np.asarray(values)
+    whole = trailing_median(data[:0], data, window)
+    single = [trailing_median(data[:i], data[i : i + 1], window)[0] for i in range(data.size)]
+    assert single == whole.tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(-100, 100), min_size=1, max_size=80), window=st.integers(4, 24))
+def test_trailing_window_stats_point_by_point_reuses_the_block(values: list[float], window: int) -> None:
+    data = np.asarray(values)
+    med, mad, _ = trailing_window_stats(data[:0], data, window, 3, offset=0, stride=8)
+    last: list[float] | None = None
+    got = []
+    for i in range(data.size):
+        m, d, last = trailing_window_stats(data[max(0, i - window - 8) : i], data[i : i + 1], window, 3, offset=i,
+                                           stride=8, last=last)
+        got.append((float(m[0]), float(d[0])))
+    assert _numbers(got) == _numbers(list(zip(med.tolist(), mad.tolist())))
+
+
+def _divergence_alerts(stream: Stream, cuts: range | tuple[int, ...]) -> tuple[list[tuple], dict]:
+    engine = Engine(AnalyzerConfig.from_mapping({"enable": ["divergence"]}))
+    alerts = [a for batch in stream.batches(cuts) for a in engine.feed(batch)]
+    rows = sorted((a.tag, a.step, a.severity, a.message, a.evidence.get("condition")) for a in alerts)
+    return rows, json.loads(json.dumps(engine.state_dict()["rules"]["run"]["divergence"], default=str))
+
+
+def test_divergence_blowup_and_undone_point_by_point_match_one_batch() -> None:
+    """The one-point paths of ``_blowup`` and ``_undone`` (a live feed) decide as the vectorised ones."""
+    rng = np.random.default_rng(4)
+    n = 400
+    undone = np.concatenate([np.linspace(2.3, 0.4, 150), np.linspace(0.4, 2.4, 60), np.full(190, 2.4)])
+    climb = np.linspace(1.0, 4.0, n)  # a loss that climbs from step 0: its best is its first value
+    for loss in (undone, climb):
+        stream = scalar_run({"train/loss": loss * (1 + 0.02 * rng.standard_normal(n)),
+                             "train/lr": np.full(n, 1e-3)}, n)
+        whole, whole_state = _divergence_alerts(stream, ())
+        single, single_state = _divergence_alerts(stream, range(1, len(stream)))
+        assert {"undone", "blowup"} & {row[-1] for row in whole}
+        assert single == whole
+        assert _numbers(single_state) == _numbers(whole_state)
