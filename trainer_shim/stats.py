@@ -232,11 +232,22 @@ def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
 
 
 _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
-# Bit pattern of +Inf per float dtype: |x|'s bits are >= it exactly for ±Inf and NaN.
-_INF_BITS = {f: int(torch.tensor(math.inf, dtype=f).view(i).item()) for f, i in _BITS.items()}
 
 
 CHUNK = 1 << 17  # entries per piece of a sampled tensor (512 KiB of float32): its passes stay in L2
+
+
+def _nonfinite_count(g: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """NaN and ±Inf entries of ``g``, given its exact ``aminmax``: no pass at all when both are finite.
+
+    ``aminmax`` propagates NaN and an infinity is its tensor's min or max, so both are finite
+    exactly when every entry is (unlike a sum or sum of squares, they cannot overflow). Reading
+    them costs nothing on CPU, where the entries are then counted only on the rare bad step; on
+    another device the read would wait for it, so there they are always counted (one pass).
+    """
+    if g.device.type == "cpu" and math.isfinite(low.item()) and math.isfinite(high.item()):
+        return torch.zeros((), dtype=torch.int64)
+    return torch.count_nonzero(torch.isfinite(g).logical_not_())
 
 
 def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -267,17 +278,16 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
             moments.extend((*torch.aminmax(g), g.sum(dtype=accumulate)))
             continue
         pieces: list[torch.Tensor] = []
-        below_inf = _INF_BITS[g.dtype] - 1
         for piece in g.split(CHUNK):
             bits = scratch[(_BITS[g.dtype], g.device)][: piece.numel()]
             torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
             pieces.extend((*torch.aminmax(piece), piece.sum(dtype=accumulate), torch.count_nonzero(bits)))
-            pieces.append(torch.count_nonzero(bits.clamp_(min=below_inf).sub_(below_inf)))
-        if len(pieces) == 5:
-            low, high, total, nonzero, nonfinite = pieces
+        if len(pieces) == 4:
+            low, high, total, nonzero = pieces
         else:
-            low, high, total, nonzero, nonfinite = (torch.stack(pieces[i::5]) for i in range(5))
-            low, high, total, nonzero, nonfinite = low.amin(), high.amax(), total.sum(), nonzero.sum(), nonfinite.sum()
+            low, high, total, nonzero = (torch.stack(pieces[i::4]) for i in range(4))
+            low, high, total, nonzero = low.amin(), high.amax(), total.sum(), nonzero.sum()
+        nonfinite = _nonfinite_count(g, low, high)
         moments.extend((low, high, total))
         sampled.append(p)
         exact.extend((g.numel() - nonzero, nonfinite))
