@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -138,12 +139,14 @@ def make_task(name: str) -> Task:
     return Task(name, model, step, torch.optim.AdamW(model.parameters(), lr=1e-4))
 
 
-def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[float, float]:
+def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[float, float, float, float]:
     """Train ``steps`` steps with one logging variant; amortized process CPU seconds per step.
 
     Second value, for the shim: its direct cost per step, i.e. CPU inside its calls on the
     training thread plus its writer thread's own CPU clock (steadier than a difference of
-    two noisy step times when the cost is a fraction of a percent).
+    two noisy step times when the cost is a fraction of a percent). Last two: the process's
+    system CPU seconds and minor page faults per step (``getrusage``), which show when a
+    difference between variants is the allocator's, not the logging's.
     """
     model = task.model
     direct = [0.0, 0.0]
@@ -187,6 +190,7 @@ def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[floa
             writer.add_scalar("train/learning_rate", 1e-3, step)
 
         close = writer.close
+    usage_start = resource.getrusage(resource.RUSAGE_SELF)
     cpu_start = time.process_time()
     for step in range(steps):
         task.optimizer.zero_grad()
@@ -195,41 +199,52 @@ def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[floa
         task.optimizer.step()
         log_scalars(step, loss)
     close()
-    return (time.process_time() - cpu_start) / steps, (direct[0] + direct[1]) / steps
+    cpu = (time.process_time() - cpu_start) / steps
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    system, faults = (usage.ru_stime - usage_start.ru_stime) / steps, (usage.ru_minflt - usage_start.ru_minflt) / steps
+    return cpu, (direct[0] + direct[1]) / steps, system, faults
 
 
-def bench(
-    task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Per-round CPU ms/step of every variant (shuffled order per round), and the shim's direct ms/step."""
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    direct: dict[str, list[float]] = {v: [] for v in VARIANTS if v.startswith("shim")}
+Series = dict[str, list[float]]
+
+
+def bench(task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random) -> tuple[Series, Series, Series, Series]:
+    """Per-round CPU ms/step of every variant (shuffled order per round), the shim's direct
+    ms/step, and every variant's system CPU ms and minor page faults per step."""
+    times: Series = {v: [] for v in VARIANTS}
+    direct: Series = {v: [] for v in VARIANTS if v.startswith("shim")}
+    system: Series = {v: [] for v in VARIANTS}
+    faults: Series = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         run_segment("none", task, 3, tmp)  # warm-up
         for r in range(rounds):
             order = VARIANTS[:]
             rng.shuffle(order)
             for v in order:
-                cpu, shim_cpu = run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}")
+                cpu, shim_cpu, sys_cpu, minflt = run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}")
                 times[v].append(1e3 * cpu)
+                system[v].append(1e3 * sys_cpu)
+                faults[v].append(minflt)
                 if v in direct:
                     direct[v].append(1e3 * shim_cpu)
             print(f"  {task.name} round {r + 1}/{rounds} (CPU ms/step): "
                   + ", ".join(f"{v} {times[v][-1]:.1f}" for v in VARIANTS), flush=True)
-    return times, direct
+    return times, direct, system, faults
 
 
-def report(task: Task, times: dict[str, list[float]], direct: dict[str, list[float]]) -> None:
+def report(task: Task, times: Series, direct: Series, system: Series, faults: Series) -> None:
     params = sum(p.numel() for p in task.model.parameters())
     tensors = len(list(task.model.parameters()))
     overhead = {v: [t - n for t, n in zip(times[v], times["none"])] for v in VARIANTS}
     none = statistics.median(times["none"])
     print(f"\n{task.name}: {params / 1e6:.2f}M params in {tensors} tensors; CPU time, medians of {len(times['none'])} rounds")
-    print(f"  {'variant':<15}{'ms/step':>10}{'[min-max]':>20}{'overhead ms':>13}{'overhead %':>12}")
+    print(f"  {'variant':<15}{'ms/step':>10}{'[min-max]':>20}{'overhead ms':>13}{'overhead %':>12}{'sys ms':>9}{'faults':>9}")
     for v in VARIANTS:
         med, ov = statistics.median(times[v]), statistics.median(overhead[v])
         span = f"[{min(times[v]):.1f}-{max(times[v]):.1f}]"
-        print(f"  {v:<15}{med:>10.2f}{span:>20}{ov:>13.2f}{100 * ov / none:>11.2f}%")
+        kernel = f"{statistics.median(system[v]):>9.1f}{statistics.median(faults[v]):>9.0f}"
+        print(f"  {v:<15}{med:>10.2f}{span:>20}{ov:>13.2f}{100 * ov / none:>11.2f}%{kernel}")
+    print("  (sys ms: the process's system CPU per step, part of ms/step; faults: minor page faults per step)")
     print(f"  shim at defaults: {100 * statistics.median(overhead['shim_default']) / none:+.2f}% of the step end to end")
     for v, costs in direct.items():
         med = statistics.median(costs)
@@ -254,8 +269,8 @@ def main() -> None:
     tasks = [make_task(name) for name in args.models.split(",")]
     results = [(task, bench(task, args.rounds, args.steps, args.slow_steps, rng)) for task in tasks]
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    for task, (times, direct) in results:
-        report(task, times, direct)
+    for task, series in results:
+        report(task, *series)
 
 
 if __name__ == "__main__":
