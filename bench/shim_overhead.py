@@ -266,8 +266,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = random.Random(0)
-    tasks = [make_task(name) for name in args.models.split(",")]
-    results = [(task, bench(task, args.rounds, args.steps, args.slow_steps, rng)) for task in tasks]
+    results = []
+    for name in args.models.split(","):
+        task = make_task(name)  # built just before its rounds: a later model does not shape the allocator's state for an earlier one
+        results.append((task, bench(task, args.rounds, args.steps, args.slow_steps, rng)))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for task, series in results:
         report(task, *series)
