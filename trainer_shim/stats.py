@@ -30,8 +30,8 @@ at every step) and are scaled by ``numel / HIST_SAMPLE``; smaller tensors are co
 The subsample only feeds the buckets: every other field above is exact over the whole tensor.
 
 Cost on CPU (issue 14): one fused norm pass, ``aminmax`` and ``sum`` per tensor; zero and
-non-finite counts come from the buckets for tensors bucketed whole and take two more passes
-only for sampled ones; all subsamples of a step are classified together (a table lookup on
+non-finite counts come from the buckets for tensors bucketed whole; for sampled ones the zero
+count takes two in-cache passes and the non-finite count none unless min or max is non-finite; all subsamples of a step are classified together (a table lookup on
 the float32 bits) and counted by one ``index_add_``.
 """
 
