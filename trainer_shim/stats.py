@@ -255,11 +255,11 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
 
     min/max propagate NaN (``aminmax``); sums accumulate in float32 at least (float64 would
     cost ~15x on CPU; half precision would overflow). Tensors bucketed whole already have
-    their counts in their slots. Sampled ones are counted on the integer view of their bits
-    (``count_nonzero`` costs half of the float one, and integers have no subnormal penalty):
-    ``|x|``'s bits (sign masked off) are 0 exactly for ±0 and at least +Inf's for ±Inf and
-    NaN. They are read in ``CHUNK`` pieces, all passes over a piece in a row, so that only
-    the first pass over each piece comes from main memory.
+    their counts in their slots. Sampled ones have their zeros counted on the integer view
+    of their bits (an integer ``count_nonzero`` costs a fraction of the float one, and
+    integers have no subnormal penalty): ``|x|``'s bits (sign masked off) are 0 exactly for
+    ±0; their NaN/Inf by ``_nonfinite_count``. They are read in ``CHUNK`` pieces, all passes
+    over a piece in a row, so that only the first pass over each piece comes from main memory.
     """
     counts = torch.stack(
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
