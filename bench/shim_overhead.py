@@ -12,9 +12,16 @@ Variants:
 
 * ``none``          no logging
 * ``shim_default``  TrainerShim defaults (loss+lr every step, norms every 10, histograms every 100)
-* ``shim_hist1``    TrainerShim(hist_every=1, norms_every=1): everything every step
+* ``shim_hist1``    TrainerShim(hist_every=1, norms_every=1): everything every step, weights
+                    included (weight norms and update ratios, ``log_weights=True``, the default)
+* ``shim_hist1_nw`` the same with ``log_weights=False``: gradient content only
 * ``tbx_hist1``     tensorboardX ``add_histogram`` of every gradient + loss/lr, every step
 * ``tut_hist1``     the same with ``torch.utils.tensorboard.SummaryWriter``
+* ``tbx_hist1_w``   tensorboardX ``add_histogram`` of every gradient AND every weight, every step
+* ``tut_hist1_w``   the same with ``torch.utils.tensorboard.SummaryWriter``
+
+Like is compared with like: gradient histograms against the shim without weights, gradient
+and weight histograms against the shim with weights; the cross pairs are printed too.
 
 Per round and variant: amortized CPU ms/step = process CPU time (all threads: the shim's
 writer thread and tensorboardX's are charged) of (loop + close) / steps. Overheads are per
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -42,8 +50,17 @@ from torch.utils.tensorboard import SummaryWriter as TorchWriter
 
 from tbmon.trainer_shim import TrainerShim
 
-VARIANTS = ["none", "shim_default", "shim_hist1", "tbx_hist1", "tut_hist1"]
-SLOW = ("tbx_hist1", "tut_hist1")  # ~0.2-0.8 s/step: fewer steps
+VARIANTS = ["none", "shim_default", "shim_hist1", "shim_hist1_nw", "tbx_hist1", "tut_hist1", "tbx_hist1_w", "tut_hist1_w"]
+SLOW = ("tbx_hist1", "tut_hist1", "tbx_hist1_w", "tut_hist1_w")  # ~0.2-0.8 s/step: fewer steps
+# (histogram practice, shim variant it is set against): like with like first, then the cross pairs
+PAIRS = [
+    ("tbx_hist1", "shim_hist1_nw"),
+    ("tut_hist1", "shim_hist1_nw"),
+    ("tbx_hist1_w", "shim_hist1"),
+    ("tut_hist1_w", "shim_hist1"),
+    ("tbx_hist1", "shim_hist1"),
+    ("tut_hist1", "shim_hist1"),
+]
 
 
 @dataclass(frozen=True)
@@ -122,12 +139,14 @@ def make_task(name: str) -> Task:
     return Task(name, model, step, torch.optim.AdamW(model.parameters(), lr=1e-4))
 
 
-def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[float, float]:
+def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[float, float, float, float]:
     """Train ``steps`` steps with one logging variant; amortized process CPU seconds per step.
 
     Second value, for the shim: its direct cost per step, i.e. CPU inside its calls on the
     training thread plus its writer thread's own CPU clock (steadier than a difference of
-    two noisy step times when the cost is a fraction of a percent).
+    two noisy step times when the cost is a fraction of a percent). Last two: the process's
+    system CPU seconds and minor page faults per step (``getrusage``), which show when a
+    difference between variants is the allocator's, not the logging's.
     """
     model = task.model
     direct = [0.0, 0.0]
@@ -135,7 +154,9 @@ def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[floa
     log_scalars: Callable[[int, torch.Tensor], None] = lambda step, loss: None
     close: Callable[[], None] = lambda: None
     if variant.startswith("shim"):
-        kwargs = {"hist_every": 1, "norms_every": 1} if variant == "shim_hist1" else {}
+        kwargs: dict[str, object] = {}
+        if variant != "shim_default":
+            kwargs = {"hist_every": 1, "norms_every": 1, "log_weights": variant == "shim_hist1"}
         shim = TrainerShim(logdir, model, **kwargs)
         writer_clock = time.pthread_getcpuclockid(shim._writer._thread.ident)  # bench-only peek
 
@@ -154,18 +175,22 @@ def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[floa
             direct[1] = time.clock_gettime(writer_clock)
             shim.close()
     elif variant in SLOW:
-        writer = (TbxWriter if variant == "tbx_hist1" else TorchWriter)(logdir)
+        writer = (TbxWriter if variant.startswith("tbx") else TorchWriter)(logdir)
         named = [(n, p) for n, p in model.named_parameters()]
+        with_weights = variant.endswith("_w")
 
         def log_grads(step: int) -> None:
             for n, p in named:
                 writer.add_histogram(f"grad/{n}", p.grad, step)
+                if with_weights:
+                    writer.add_histogram(f"weight/{n}", p.detach(), step)
 
         def log_scalars(step: int, loss: torch.Tensor) -> None:
             writer.add_scalar("train/loss", loss.item(), step)
             writer.add_scalar("train/learning_rate", 1e-3, step)
 
         close = writer.close
+    usage_start = resource.getrusage(resource.RUSAGE_SELF)
     cpu_start = time.process_time()
     for step in range(steps):
         task.optimizer.zero_grad()
@@ -174,51 +199,61 @@ def run_segment(variant: str, task: Task, steps: int, logdir: str) -> tuple[floa
         task.optimizer.step()
         log_scalars(step, loss)
     close()
-    return (time.process_time() - cpu_start) / steps, (direct[0] + direct[1]) / steps
+    cpu = (time.process_time() - cpu_start) / steps
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    system, faults = (usage.ru_stime - usage_start.ru_stime) / steps, (usage.ru_minflt - usage_start.ru_minflt) / steps
+    return cpu, (direct[0] + direct[1]) / steps, system, faults
 
 
-def bench(
-    task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Per-round CPU ms/step of every variant (shuffled order per round), and the shim's direct ms/step."""
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    direct: dict[str, list[float]] = {v: [] for v in VARIANTS if v.startswith("shim")}
+Series = dict[str, list[float]]
+
+
+def bench(task: Task, rounds: int, steps: int, slow_steps: int, rng: random.Random) -> tuple[Series, Series, Series, Series]:
+    """Per-round CPU ms/step of every variant (shuffled order per round), the shim's direct
+    ms/step, and every variant's system CPU ms and minor page faults per step."""
+    times: Series = {v: [] for v in VARIANTS}
+    direct: Series = {v: [] for v in VARIANTS if v.startswith("shim")}
+    system: Series = {v: [] for v in VARIANTS}
+    faults: Series = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         run_segment("none", task, 3, tmp)  # warm-up
         for r in range(rounds):
             order = VARIANTS[:]
             rng.shuffle(order)
             for v in order:
-                cpu, shim_cpu = run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}")
+                cpu, shim_cpu, sys_cpu, minflt = run_segment(v, task, slow_steps if v in SLOW else steps, f"{tmp}/r{r}_{v}")
                 times[v].append(1e3 * cpu)
+                system[v].append(1e3 * sys_cpu)
+                faults[v].append(minflt)
                 if v in direct:
                     direct[v].append(1e3 * shim_cpu)
             print(f"  {task.name} round {r + 1}/{rounds} (CPU ms/step): "
                   + ", ".join(f"{v} {times[v][-1]:.1f}" for v in VARIANTS), flush=True)
-    return times, direct
+    return times, direct, system, faults
 
 
-def report(task: Task, times: dict[str, list[float]], direct: dict[str, list[float]]) -> None:
+def report(task: Task, times: Series, direct: Series, system: Series, faults: Series) -> None:
     params = sum(p.numel() for p in task.model.parameters())
     tensors = len(list(task.model.parameters()))
     overhead = {v: [t - n for t, n in zip(times[v], times["none"])] for v in VARIANTS}
     none = statistics.median(times["none"])
     print(f"\n{task.name}: {params / 1e6:.2f}M params in {tensors} tensors; CPU time, medians of {len(times['none'])} rounds")
-    print(f"  {'variant':<14}{'ms/step':>10}{'[min-max]':>20}{'overhead ms':>13}{'overhead %':>12}")
+    print(f"  {'variant':<15}{'ms/step':>10}{'[min-max]':>20}{'overhead ms':>13}{'overhead %':>12}{'sys ms':>9}{'faults':>9}")
     for v in VARIANTS:
         med, ov = statistics.median(times[v]), statistics.median(overhead[v])
         span = f"[{min(times[v]):.1f}-{max(times[v]):.1f}]"
-        print(f"  {v:<14}{med:>10.2f}{span:>20}{ov:>13.2f}{100 * ov / none:>11.2f}%")
-    shim1 = statistics.median(overhead["shim_hist1"])
-    for v, label in (("tbx_hist1", "tensorboardX"), ("tut_hist1", "torch.utils.tensorboard")):
-        ratio = f"{statistics.median(overhead[v]) / shim1:.1f}x" if shim1 > 0 else "n/a (shim within noise)"
-        print(f"  {label} add_histogram every step / shim every step (overhead): {ratio} (target >= 10x)")
+        kernel = f"{statistics.median(system[v]):>9.1f}{statistics.median(faults[v]):>9.0f}"
+        print(f"  {v:<15}{med:>10.2f}{span:>20}{ov:>13.2f}{100 * ov / none:>11.2f}%{kernel}")
+    print("  (sys ms: the process's system CPU per step, part of ms/step; faults: minor page faults per step)")
     print(f"  shim at defaults: {100 * statistics.median(overhead['shim_default']) / none:+.2f}% of the step end to end")
     for v, costs in direct.items():
         med = statistics.median(costs)
         print(f"  {v} direct cost (its calls + its writer thread): {med:.3f} ms/step = {100 * med / none:.2f}% of the step")
-    tbx = statistics.median(overhead["tbx_hist1"])
-    print(f"  tensorboardX add_histogram every step / shim every step (direct cost): {tbx / statistics.median(direct['shim_hist1']):.1f}x")
+    print("  histogram practice / shim every step (target >= 10x):")
+    for practice, shim in PAIRS:
+        cost, shim_ov, shim_direct = (statistics.median(x) for x in (overhead[practice], overhead[shim], direct[shim]))
+        ratio = f"{cost / shim_ov:.1f}x" if shim_ov > 0 else "n/a (shim within noise)"
+        print(f"    {practice:<12} / {shim:<14} overhead {ratio:>6}, against the shim's direct cost {cost / shim_direct:.1f}x")
 
 
 def main() -> None:
@@ -231,11 +266,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = random.Random(0)
-    tasks = [make_task(name) for name in args.models.split(",")]
-    results = [(task, bench(task, args.rounds, args.steps, args.slow_steps, rng)) for task in tasks]
+    results = []
+    for name in args.models.split(","):
+        task = make_task(name)  # built just before its rounds: a later model does not shape the allocator's state for an earlier one
+        results.append((task, bench(task, args.rounds, args.steps, args.slow_steps, rng)))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    for task, (times, direct) in results:
-        report(task, times, direct)
+    for task, series in results:
+        report(task, *series)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 The anchor is ``tests/trainer_shim/legacy_stats.py`` (the old ``full_rows``, kept as the
 tests' reference), timed in the same process on the same gradients and weights of the two
 models of ``bench/shim_overhead.py`` (the MLP and the char-level GPT), after one backward
-pass. Per round, each function runs ``--reps`` times back to back, in alternating order; the
-table prints the median over rounds of CPU ms per call and the ratio. One torch thread.
+pass, with weights (``log_weights=True``, the default) and without. Per round, each function
+runs ``--reps`` times back to back, in alternating order; the table prints the median over rounds of CPU ms per call and the ratio. One torch thread.
 Usage (from the repository root)::
 
     nice -n 5 python bench/shim_stats.py --rounds 5
@@ -48,19 +48,19 @@ def main() -> None:
         task.step()
         grads = [p.grad for p in task.model.parameters()]
         weights = [p.detach() for p in task.model.parameters()]
-        variants = {"today": lambda: stats.full_rows(grads, weights), "legacy": lambda: legacy_full_rows(grads, weights)}
-        times: dict[str, list[float]] = {v: [] for v in variants}
-        for fn in variants.values():
-            fn()  # warm-up (and the sample-position cache)
-        for r in range(args.rounds):
-            for v in sorted(variants, reverse=r % 2 == 1):
-                times[v].append(cpu_ms(variants[v], args.reps))
-        today, legacy = (statistics.median(times[v]) for v in ("today", "legacy"))
-        params = sum(p.numel() for p in task.model.parameters())
-        print(f"  {name}: {params / 1e6:.2f}M params in {len(grads)} tensors: today {today:.2f} ms, "
-              f"legacy {legacy:.2f} ms, {legacy / today:.2f}x less CPU "
-              f"[today {min(times['today']):.1f}-{max(times['today']):.1f}, legacy {min(times['legacy']):.1f}-{max(times['legacy']):.1f}]")
-
+        for label, w in (("with weights", weights), ("gradients only", None)):
+            variants = {"today": lambda w=w: stats.full_rows(grads, w), "legacy": lambda w=w: legacy_full_rows(grads, w)}
+            times: dict[str, list[float]] = {v: [] for v in variants}
+            for fn in variants.values():
+                fn()  # warm-up (and the sample-position cache)
+            for r in range(args.rounds):
+                for v in sorted(variants, reverse=r % 2 == 1):
+                    times[v].append(cpu_ms(variants[v], args.reps))
+            today, legacy = (statistics.median(times[v]) for v in ("today", "legacy"))
+            params = sum(p.numel() for p in task.model.parameters())
+            print(f"  {name}, {label}: {params / 1e6:.2f}M params in {len(grads)} tensors: today {today:.2f} ms, "
+                  f"legacy {legacy:.2f} ms, {legacy / today:.2f}x less CPU "
+                  f"[today {min(times['today']):.1f}-{max(times['today']):.1f}, legacy {min(times['legacy']):.1f}-{max(times['legacy']):.1f}]")
 
 if __name__ == "__main__":
     main()

@@ -30,8 +30,8 @@ at every step) and are scaled by ``numel / HIST_SAMPLE``; smaller tensors are co
 The subsample only feeds the buckets: every other field above is exact over the whole tensor.
 
 Cost on CPU (issue 14): one fused norm pass, ``aminmax`` and ``sum`` per tensor; zero and
-non-finite counts come from the buckets for tensors bucketed whole and take two more passes
-only for sampled ones; all subsamples of a step are classified together (a table lookup on
+non-finite counts come from the buckets for tensors bucketed whole; for sampled ones the zero
+count takes two in-cache passes and the non-finite count none unless min or max is non-finite; all subsamples of a step are classified together (a table lookup on
 the float32 bits) and counted by one ``index_add_``.
 """
 
@@ -232,11 +232,22 @@ def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
 
 
 _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
-# Bit pattern of +Inf per float dtype: |x|'s bits are >= it exactly for ±Inf and NaN.
-_INF_BITS = {f: int(torch.tensor(math.inf, dtype=f).view(i).item()) for f, i in _BITS.items()}
 
 
 CHUNK = 1 << 17  # entries per piece of a sampled tensor (512 KiB of float32): its passes stay in L2
+
+
+def _nonfinite_count(g: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """NaN and ±Inf entries of ``g``, given its exact ``aminmax``: no pass at all when both are finite.
+
+    ``aminmax`` propagates NaN and an infinity is its tensor's min or max, so both are finite
+    exactly when every entry is (unlike a sum or sum of squares, they cannot overflow). Reading
+    them costs nothing on CPU, where the entries are then counted only on the rare bad step; on
+    another device the read would wait for it, so there they are always counted (one pass).
+    """
+    if g.device.type == "cpu" and math.isfinite(low.item()) and math.isfinite(high.item()):
+        return torch.zeros((), dtype=torch.int64)
+    return torch.count_nonzero(torch.isfinite(g).logical_not_())
 
 
 def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -244,11 +255,11 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
 
     min/max propagate NaN (``aminmax``); sums accumulate in float32 at least (float64 would
     cost ~15x on CPU; half precision would overflow). Tensors bucketed whole already have
-    their counts in their slots. Sampled ones are counted on the integer view of their bits
-    (``count_nonzero`` costs half of the float one, and integers have no subnormal penalty):
-    ``|x|``'s bits (sign masked off) are 0 exactly for ±0 and at least +Inf's for ±Inf and
-    NaN. They are read in ``CHUNK`` pieces, all passes over a piece in a row, so that only
-    the first pass over each piece comes from main memory.
+    their counts in their slots. Sampled ones have their zeros counted on the integer view
+    of their bits (an integer ``count_nonzero`` costs a fraction of the float one, and
+    integers have no subnormal penalty): ``|x|``'s bits (sign masked off) are 0 exactly for
+    ±0; their NaN/Inf by ``_nonfinite_count``. They are read in ``CHUNK`` pieces, all passes
+    over a piece in a row, so that only the first pass over each piece comes from main memory.
     """
     counts = torch.stack(
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
@@ -267,17 +278,16 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
             moments.extend((*torch.aminmax(g), g.sum(dtype=accumulate)))
             continue
         pieces: list[torch.Tensor] = []
-        below_inf = _INF_BITS[g.dtype] - 1
         for piece in g.split(CHUNK):
             bits = scratch[(_BITS[g.dtype], g.device)][: piece.numel()]
             torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
             pieces.extend((*torch.aminmax(piece), piece.sum(dtype=accumulate), torch.count_nonzero(bits)))
-            pieces.append(torch.count_nonzero(bits.clamp_(min=below_inf).sub_(below_inf)))
-        if len(pieces) == 5:
-            low, high, total, nonzero, nonfinite = pieces
+        if len(pieces) == 4:
+            low, high, total, nonzero = pieces
         else:
-            low, high, total, nonzero, nonfinite = (torch.stack(pieces[i::5]) for i in range(5))
-            low, high, total, nonzero, nonfinite = low.amin(), high.amax(), total.sum(), nonzero.sum(), nonfinite.sum()
+            low, high, total, nonzero = (torch.stack(pieces[i::4]) for i in range(4))
+            low, high, total, nonzero = low.amin(), high.amax(), total.sum(), nonzero.sum()
+        nonfinite = _nonfinite_count(g, low, high)
         moments.extend((low, high, total))
         sampled.append(p)
         exact.extend((g.numel() - nonzero, nonfinite))

@@ -10,6 +10,7 @@ must be identical; float fields equal up to float rounding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,57 @@ def test_the_shim_writes_the_same_event_values_as_with_the_legacy_rows(tmp_path:
             assert (ha.bucket_limit, ha.bucket, ha.num) == (hb.bucket_limit, hb.bucket, hb.num), tag
             np.testing.assert_allclose([ha.min, ha.max, ha.sum, ha.sum_squares], [hb.min, hb.max, hb.sum, hb.sum_squares], rtol=1e-6, equal_nan=True)
     assert [e.value for e in new.Scalars("grad_nonfinite/0.weight")] == [1.0, 1.0]
+
+
+def _isfinite_calls(fn: Callable[[], object]) -> int:
+    """How many ``aten::isfinite`` ops ``fn`` ran (torch.profiler, CPU)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.count for e in prof.key_averages() if e.key == "aten::isfinite")
+
+
+def test_sampled_nonfinite_count_is_exact_and_only_counted_on_a_bad_tensor() -> None:
+    """NaN/Inf in sampled tensors are counted only when min or max is non-finite, and exactly.
+
+    Finite values whose sum of squares overflows to Inf and whose sum comes out NaN (float32
+    near its max) still give 0 and no counting pass; a single NaN or Inf in the first, a middle or the last
+    ``CHUNK`` is counted exactly, as the legacy rows and a plain ``isfinite`` count do.
+    """
+    n = 3 * stats.CHUNK + 5
+    huge = torch.full((n,), 3e38)
+    huge[::4] = -3e38
+    huge[1::9] = 0.0
+    clean = torch.randn(n, generator=torch.Generator().manual_seed(3))
+    bad = []
+    for position, value in ((0, math.nan), (2 * stats.CHUNK - 1, math.inf), (n - 1, -math.inf)):
+        t = clean.clone()
+        t[position] = value
+        bad.append(t)
+    both = clean.clone()
+    both[7], both[stats.CHUNK + 7] = math.inf, math.nan
+    bad.append(both)
+
+    rows = stats.full_rows([huge, clean], None).numpy()
+    # the overflow happened: sum of squares Inf, and the sum of pieces +Inf + -Inf = NaN although no entry is
+    assert math.isinf(rows[0, stats.SUMSQ]) and not math.isfinite(rows[0, stats.SUM])
+    assert rows[:, stats.NONFINITE].tolist() == [0.0, 0.0]
+    assert rows[0, stats.ZEROS] == huge.eq(0).sum().item()
+    assert _isfinite_calls(lambda: stats.full_rows([huge, clean], None)) == 0  # no counting pass
+
+    rows = stats.full_rows(bad, None).numpy()
+    assert rows[:, stats.NONFINITE].tolist() == [1.0, 1.0, 1.0, 2.0]
+    assert _isfinite_calls(lambda: stats.full_rows([clean, *bad], None)) == len(bad)  # one pass per bad tensor
+    for grads in ([huge, clean], bad):
+        _assert_rows_match(stats.full_rows(grads, None).numpy(), legacy_full_rows(grads, None).numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_sampled_nonfinite_count_in_other_precisions(dtype: torch.dtype) -> None:
+    """The same rule in every gradient precision: finite extremes give 0, a NaN or an Inf counts."""
+    info = torch.finfo(dtype)
+    finite = torch.linspace(-1, 1, stats.CHUNK + 3).to(dtype) * info.max
+    bad = finite.clone()
+    bad[3], bad[-2] = math.nan, -math.inf
+    rows = stats.full_rows([finite, bad], None).numpy()
+    assert rows[:, stats.NONFINITE].tolist() == [0.0, 2.0]
+    _assert_rows_match(rows, legacy_full_rows([finite, bad], None).numpy())
