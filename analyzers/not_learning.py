@@ -48,7 +48,8 @@ The likely cause, from what the run logs (evidence as of the alerting point, by 
 leapt to ≥ ``leap`` × its start before falling back (lr far too high); the first weight layer's
 gradient below ``grad_ratio`` = 1e-2 × the last layer's (median of the last 5 logged steps; per-layer
 magnitudes from ``layers.py``: never-learning deep tanh/sigmoid nets 1e-14 to 1e-3 throughout; healthy
-and slow-starting runs ≥ 0.04 once they learn, one (16 tanh layers, Adam) 2.5e-4 at its start); a logged learning rate ≤ ``low_lr`` = 1e-5 (SGD at 1e-6 never
+and slow-starting runs ≥ 0.04 once they learn, one (16 tanh layers, Adam) 2.5e-4 at its start); a learning rate whose highest logged value so far is ≤ ``low_lr`` = 1e-5 (the set rate, not a
+schedule's annealed tail: a healthy warm-restart run annealed to 9e-6 was blamed on it; SGD at 1e-6 never
 moved; Adam at 1e-5 took 2,600 steps to gain 10 %); every logged gradient exactly zero; otherwise
 data, labels or a bug.
 
@@ -409,7 +410,7 @@ class NotLearning(BaseRule):
         """The likely cause as known at ``seq``: (hint, whether the logs show it, evidence); the hint
         is written only when ``text`` (the check runs at every candidate point, the text once)."""
         p, t = self.p, self.tracker
-        lr, _, _ = self.lr.at(seq)
+        lr, _, lr_peak = self.lr.at(seq)
         grads = self.grads.at(seq)
         ratios = [g[0] for g in grads if g[0] == g[0] and abs(g[0]) != float("inf")]
         ratio = float(median(ratios)) if ratios else float("nan")
@@ -417,7 +418,10 @@ class NotLearning(BaseRule):
         leapt = t.leapt or peak >= p["leap"] * t.start
         evidence: dict[str, Any] = {"grad_ratio": ratio, "learning_rate": lr, "leapt": leapt, "peak_level": peak}
         vanish = ratio < p["grad_ratio"]  # False for NaN
-        low = lr <= p["low_lr"]
+        # The rate the run was set to (its highest so far), not where a schedule has annealed it: a
+        # cosine or step decay ends below low_lr in healthy runs (s0874: 1.2e-4 annealed to 9e-6).
+        set_lr = lr_peak if lr_peak == lr_peak else lr
+        low = set_lr <= p["low_lr"]
         zero = bool(grads and grads[-1][1] == 0 and grads[-1][2] == 0)
         explained = leapt or vanish or low or zero
         if not text:
@@ -432,7 +436,8 @@ class NotLearning(BaseRule):
                     f"({fmt_number(first)} vs {fmt_number(last)}); use ReLU-family activations, residual connections, "
                     "normalisation or a better initialisation")
         elif low:
-            hint = f"the learning rate {fmt_number(lr)} is far too low to learn anything; raise it (1e-4 to 1e-1)"
+            hint = (f"the learning rate (at most {fmt_number(set_lr)} so far) is far too low to learn anything; "
+                    "raise it (1e-4 to 1e-1)")
         elif zero:
             hint = ("every logged gradient is exactly zero: the weights get no signal (dead ReLUs, a detached graph, "
                     "frozen parameters)")

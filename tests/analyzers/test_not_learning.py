@@ -125,6 +125,21 @@ def test_a_slow_starter_is_silent_or_only_noted() -> None:
     assert brief(alerts_of(scalar_run({"train/loss": late_start(4500, 3600)}, 4500))) == [("info", 0, 1000)]
 
 
+def test_an_annealed_learning_rate_is_not_blamed_as_far_too_low() -> None:
+    """A warm-restart run (sampled s0874: Adam at 1.2e-4, cosine to 9e-6) sat flat for ~370 steps, then learned
+    after the restart: the annealed tail is not the set rate, so no early warning blames it. The same curve at a
+    rate that never exceeded 1e-6 is blamed on it, as before."""
+    n = 1500
+    t = np.arange(n)
+    loss = noisy(np.where(t < 380, CHANCE, 0.2 + (CHANCE - 0.2) * np.exp(-(t - 380) / 120)))
+    cosine = 9e-6 + (1.2e-4 - 9e-6) * 0.5 * (1 + np.cos(np.pi * np.minimum(t, 375) / 375))
+    restarted = np.where(t < 375, cosine, 1.2e-4)
+    assert alerts_of(scalar_run({"train/loss": loss, "lr": restarted}, n)) == []
+    flat_run = scalar_run({"train/loss": flat(n), "lr": np.full(n, 1e-6)}, n)
+    (alert,) = alerts_of(flat_run)
+    assert alert.severity == "warning" and "far too low" in alert.message
+
+
 def test_warmup_that_starts_flat_is_silent() -> None:
     n = 3000
     lr = np.minimum(1.0, (np.arange(n) + 1) / 800) * 3e-4
