@@ -31,6 +31,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from tests.conftest import EventWriters
+from tests.monitor.pty_terminal import drain
 
 CLI = [sys.executable, "-m", "tbmon.monitor.cli"]
 NAN_LOSS = {"train/loss": [1.0, 5.0, float("nan")]}
@@ -331,16 +332,7 @@ def test_progress_bar_on_a_terminal_shows_a_markup_logdir_as_text(tmp_path: Path
                                 stderr=terminal, env={**os.environ, "TERM": "xterm"}, timeout=120, check=False)  # fmt: skip
     finally:
         os.close(terminal)
-    drawn = bytearray()
-    while select.select([controller], [], [], 1.0)[0]:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: the terminal side is closed and drained
-            break
-        if not chunk:
-            break
-        drawn.extend(chunk)
-    os.close(controller)
+    drawn = drain(controller)
     assert result.returncode == 1 and b"internal error" not in drawn
     assert b"reading " + str(logdir).encode() in CSI.sub(b"", drawn)
     assert json.loads(result.stdout)["alerts"][0]["run"] == "run"

@@ -24,6 +24,21 @@ import pyte
 CLI = [sys.executable, "-m", "tbmon.monitor.cli"]
 
 
+def drain(controller: int) -> bytes:
+    """Everything a finished process wrote to a pty whose terminal side is closed; closes ``controller``."""
+    drawn = bytearray()
+    while select.select([controller], [], [], 1.0)[0]:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal side is closed and drained
+            break
+        if not chunk:
+            break
+        drawn.extend(chunk)
+    os.close(controller)
+    return bytes(drawn)
+
+
 class Terminal:
     """``tbmon *args`` on a ``columns`` x ``lines`` pty; ``screen()`` is the text shown now."""
 

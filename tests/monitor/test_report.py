@@ -23,6 +23,7 @@ from tensorboardX.proto import event_pb2, summary_pb2
 
 from tbmon.monitor.cli import main
 from tests.conftest import EventWriters
+from tests.monitor.pty_terminal import drain
 
 CONTRACT_TOP_KEYS = {"tbmon_version", "logdir", "runs", "alerts"}
 CONTRACT_RUN_KEYS = {"run", "first_step", "last_step", "scalar_tags", "histogram_tags", "status"}
@@ -265,16 +266,7 @@ def test_progress_bar_is_drawn_on_a_terminal_stderr_only(logs, capsys) -> None:
         )  # fmt: skip
     finally:
         os.close(terminal)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: the terminal side is closed and drained
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(controller)
+    drawn = drain(controller)
     assert b"reading " in drawn and str(logs["mixed"]).encode() in drawn
     assert json.loads(result.stdout)["logdir"] == str(logs["mixed"])  # stdout stays clean JSON
     _, _, err = tbmon(capsys, logs["mixed"], "--format", "json")
