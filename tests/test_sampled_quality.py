@@ -120,6 +120,22 @@ def test_exploding_criterion_judges_absolute_magnitude() -> None:
     assert labels.exploding(_curves(train, grad=[1.0] * 100 + [500.0] * 100, params=10_000))[0] == 100  # growth
 
 
+def test_gradient_criteria_ask_for_persistence_not_one_log() -> None:
+    """A one-log gradient spike is not an explosion, a condition seen at the final log only has not persisted,
+    and a pathology from initialisation that the optimiser undoes is borderline, neither healthy nor labelled."""
+    train = [2.3] * 200
+    spike = [1.0] * 100 + [500.0] + [1.0] * 99
+    assert labels.exploding(_curves(train, grad=spike))[0] is None
+    assert "grad norm grew > 30x" in labels.exploding(_curves(train, grad=spike))[1]
+    assert labels.exploding(_curves(train, grad=[1.0] * 100 + [500.0, 40.0] + [1.0] * 98))[0] == 100  # still up
+    assert labels.exploding(_curves(train, grad=[1.0] * 6 + [500.0, math.inf]))[0] == 6  # eight logs in all
+    assert labels.persistent_onset(np.arange(10), np.arange(10) == 9) is None  # the final log alone
+    assert labels.persistent_onset(np.arange(10), np.arange(10) >= 7) == 7
+    assert labels.persistent_onset(np.arange(2), np.array([True, True])) == 0  # every log of a short run
+    recovers = [2e5] * 20 + [1.0] * 180  # RMS 2,000 per weight for 10 % of the run, then ordinary
+    assert labels.exploding(_curves(train, grad=recovers)) == (None, ["gradients far too large for a while, then recovered"])
+
+
 # --- tbmon against the floors --------------------------------------------------------------------------------
 
 def test_sampled_quality_holds_its_measured_floors(quality: SampledReport) -> None:
