@@ -44,8 +44,9 @@ import numpy as np
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
+from tbmon.analyzers.overfitting_batch import EvalPlan, plan_evaluations
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
-from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
+from tbmon.analyzers.windows import MAD_TO_SIGMA, EpisodeState, small_median
 
 KIND = "overfitting"
 WARNING = 1
@@ -54,6 +55,7 @@ MAX_TRAIN_POINTS = 2048  # training points kept per evaluation interval (median 
 MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points
 AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
 MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
+DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag is planned in numpy first
 MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
 
 
@@ -101,26 +103,129 @@ class Overfitting(BaseRule):
         Judging at that exact point (never later) means the bounded training buffer always holds
         the same points when an evaluation is judged, however the stream was chunked. The walk is
         plain Python over lists: with an evaluation every step, numpy's per-call overhead on
-        one-point arrays cost 160-220 µs a point (issue 14).
+        one-point arrays cost 160-220 µs a point (issue 14). A batch of many evaluations of one
+        validation tag is planned in numpy first (``overfitting_batch``), and the walk steps over
+        the stretches of quiet evaluations in one go.
         """
-        trains = [_Train(i.series) for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        train_series = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        trains = [_Train(s) for s in train_series]
+        vals = [i.series for i in view.signal(VAL_LOSS) if len(i.series)]
+        if len(vals) == 1 and len(vals[0]) >= DENSE_MIN_EVALS and (dense := self._dense(train_series, vals[0])) is not None:
+            return self._walk_planned(trains, *dense) + self._advance(trains, None)
         evals = []
-        for item in view.signal(VAL_LOSS):
-            s = item.series
+        for s in vals:
             evals += [(seq, s.tag, step, wall, value)  # non-finite: divergence's business
                       for seq, step, wall, value in zip(s.seq.tolist(), s.step.tolist(), s.wall_time.tolist(),
                                                         s.value.tolist()) if isfinite(value)]
         evals.sort(key=lambda e: e[0])
         alerts: list[Alert] = []
-        for seq, tag, step, wall, value in evals:
-            if trains:
-                alerts += self._advance(trains, seq)
-            pending = self._val_state(tag)["pending"]
-            pending.append([step, wall, value])
-            if len(pending) > MAX_PENDING:
-                del pending[0]
-            alerts += self._judge_all()
+        for evaluation in evals:
+            alerts += self._walk_one(trains, *evaluation)
         return alerts + self._advance(trains, None)
+
+    def _walk_one(self, trains: list[_Train], seq: int, tag: str, step: int, wall: float, value: float) -> list[Alert]:
+        """Add the training points before this evaluation (judging what they reach), then judge it if it can be."""
+        alerts = self._advance(trains, seq) if trains else []
+        pending = self._val_state(tag)["pending"]
+        pending.append([step, wall, value])
+        if len(pending) > MAX_PENDING:
+            del pending[0]
+        return alerts + self._judge_all()
+
+    def _dense(self, trains: list[Any], series: Any) -> tuple[Any, ...] | None:
+        """The plan of a batch of one validation tag's evaluations, and their columns; ``None`` when
+        the plan does not model the walk (several training tags or validation tags, evaluations
+        waiting from an earlier batch, non-finite training points): the plain walk then judges the batch."""
+        tag = series.tag
+        train_tags = {k[6:] for k in self.tags if k.startswith("train:")} | {t.tag for t in trains}
+        if len(train_tags) != 1 or any(k.startswith("val:") and k != f"val:{tag}" for k in self.tags):
+            return None
+        st = self.tags.get(f"val:{tag}")
+        if st is not None and st["pending"]:
+            return None
+        train = self.tags.get(f"train:{next(iter(train_tags))}", {"steps": [], "values": [], "max_step": None})
+        batch = trains[0] if trains else None
+        if batch is not None and not np.isfinite(batch.value).all():
+            return None
+        finite = np.isfinite(series.value)
+        seq, step, wall, value = (a[finite] for a in (series.seq, series.step, series.wall_time, series.value))
+        empty = np.zeros(0, dtype=np.int64)
+        plan = plan_evaluations(
+            buffer_steps=train["steps"], buffer_values=train["values"],
+            max_step=-inf if train["max_step"] is None else train["max_step"],
+            train_seq=empty if batch is None else batch.seq, train_step=empty if batch is None else batch.step,
+            train_value=np.zeros(0) if batch is None else batch.value,
+            eval_seq=seq, eval_step=step, eval_value=value,
+            prev_step=-inf if st is None or st["prev_step"] is None else st["prev_step"],
+            kept_values=[] if st is None else [e[0] for e in st["evals"]],
+            best=inf if st is None or st["best"] is None else st["best"][0],
+            params=self.p, min_points=MIN_TRAIN_POINTS, max_points=MAX_TRAIN_POINTS, max_kept=MAX_EVALS,
+            max_pending=MAX_PENDING,
+        )  # fmt: skip
+        return None if plan is None else (tag, plan, seq.tolist(), step.tolist(), wall.tolist(), value.tolist())
+
+    def _walk_planned(
+        self, trains: list[_Train], tag: str, plan: EvalPlan, seqs: list[int], steps: list[int], walls: list[float],
+        values: list[float],
+    ) -> list[Alert]:
+        """The walk of ``feed`` over one validation tag's evaluations, a quiet stretch at a time.
+
+        In a stretch of quiet evaluations only the last new best matters afterwards (a new best
+        replaces the best, its training level and the window that settles it), so the stretch up
+        to it is bookkeeping, that evaluation is judged as usual, and the rest is bookkeeping
+        again, settling that best's training level on the way.
+        """
+        loud = np.flatnonzero(~plan.quiet).tolist() + [len(seqs)]
+        new_best = np.flatnonzero(plan.new_best).tolist()
+        columns = (values, plan.level.tolist(), steps, walls)
+        alerts: list[Alert] = []
+        i, k = 0, 0  # k: the first loud evaluation at or after i
+        while i < len(seqs):
+            while loud[k] < i:
+                k += 1
+            st = self.tags.get(f"val:{tag}")
+            j = loud[k]
+            if j == i or st is None or st["pending"]:
+                alerts += self._walk_one(trains, seqs[i], tag, steps[i], walls[i], values[i])
+                i += 1
+                continue
+            last = bisect_left(new_best, j) - 1
+            if last >= 0 and new_best[last] >= i:  # judge the stretch's last new best on its own
+                b = new_best[last]
+                if b > i:
+                    self._skip_quiet(trains, tag, st, int(plan.arrived[b - 1]), [c[i:b] for c in columns], False)
+                alerts += self._walk_one(trains, seqs[b], tag, steps[b], walls[b], values[b])
+                i = b + 1
+            if i < j:
+                self._skip_quiet(trains, tag, st, int(plan.arrived[j - 1]), [c[i:j] for c in columns], True)
+            i = j
+        return alerts
+
+    def _skip_quiet(
+        self, trains: list[_Train], tag: str, st: dict[str, Any], arrived: int, columns: list[list[Any]], settle: bool
+    ) -> None:
+        """What judging these quiet evaluations (``columns``: value, level, step, wall) one by one leaves
+        behind: the training points before the last one added, the evaluations kept, the streak
+        broken, the episode quiet that many points longer, and (``settle``) the best's training
+        level settled as far as they reach. No new best among them (or a later one replaces it)."""
+        train_key = f"train:{self._train_tag(tag)}"
+        if trains and arrived > trains[0].cursor:
+            train = trains[0]
+            self._add_train(train.tag, train.step[train.cursor : arrived], train.value[train.cursor : arrived])
+            train.cursor = arrived
+        values, levels, steps, walls = (c[-MAX_EVALS:] for c in columns)
+        evals = st["evals"]
+        evals += [[v, level, s, w] for v, level, s, w in zip(values, levels, steps, walls)]
+        del evals[:-MAX_EVALS]
+        st["prev_step"], st["streak"] = steps[-1], 0
+        if settle and st["best_until"] is not None:
+            self._settle_best(self.tags[train_key], st, steps[-1])
+        episode = self._episodes.setdefault(f"{KIND}|{tag}", EpisodeState())
+        episode.quiet += len(columns[0])
+        if episode.quiet >= self.p["rearm"]:
+            episode.open = False
+        self._trim_known = False
+        self._trim_train()
 
     def _advance(self, trains: list[_Train], upto_seq: int | None) -> list[Alert]:
         """Add training points with seq below ``upto_seq``, pausing where one reaches a waiting evaluation."""

@@ -1,0 +1,132 @@
+"""The overfitting rule's per-evaluation figures for a whole batch at once, in numpy (issue 14).
+
+The rule judges each evaluation the moment training reaches its step, one at a time, so that
+its bounded training buffer holds the same points whatever the chunking. With ``val/loss``
+logged every step that walk cost ~7 µs per evaluation. Most of what it computes does not
+depend on the walk's outcome: each evaluation's training level (a median of the training
+points since the previous evaluation, at least the last ``min_points``), the smoothed
+validation loss (a median of the last ``width`` evaluations) and the running best (a prefix
+minimum of the smoothed loss). This module computes those for the batch, and marks the
+evaluations where nothing can happen but bookkeeping ("quiet": judged on arrival, the best
+unchanged, and the rise or the train/validation gap too small to count), so the rule steps
+one at a time only through the others. Pure: no state is changed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_BLOCK_CELLS = 1 << 20  # bounds the padded (rows x width) matrix of one median block to ~8 MB
+
+
+def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``median(values[s : s + n])`` for each ``(s, n)``, ``n >= 1``, without NaN in ``values``.
+
+    The same float as ``windows.small_median`` (the middle value, or ``(a + b) / 2`` of the middle
+    two). Windows are grouped by length rounded up to a power of two and padded with +inf, so a
+    batch of windows of mixed lengths costs a handful of sorts, not one numpy call per window.
+    """
+    out = np.empty(starts.shape[0])
+    if not starts.size:
+        return out
+    classes = np.left_shift(1, np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64))
+    last = values.shape[0] - 1
+    for width in np.unique(classes).tolist():
+        rows = np.flatnonzero(classes == width)
+        columns = np.arange(width)
+        for block in np.array_split(rows, max(1, rows.size * width // _BLOCK_CELLS)):
+            n = lengths[block]
+            cells = starts[block, None] + columns
+            padded = np.where(columns < n[:, None], values[np.minimum(cells, last)], np.inf)
+            padded.sort(axis=1)
+            picked = np.arange(block.size)
+            low, high = padded[picked, (n - 1) // 2], padded[picked, n // 2]
+            out[block] = np.where(n % 2 == 1, low, (low + high) / 2)
+    return out
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """Per evaluation of the batch (in ``seq`` order): what judging it would compute."""
+
+    arrived: np.ndarray  # batch training points added before it arrives
+    level: np.ndarray  # training level it is compared with (NaN: no training point at or before it)
+    quiet: np.ndarray  # bool: judged on arrival, after a full smoothing window, cannot count towards the streak
+    new_best: np.ndarray  # bool: its smoothed loss is a new best
+
+
+def plan_evaluations(
+    *,
+    buffer_steps: list[int],
+    buffer_values: list[float],
+    max_step: float,
+    train_seq: np.ndarray,
+    train_step: np.ndarray,
+    train_value: np.ndarray,
+    eval_seq: np.ndarray,
+    eval_step: np.ndarray,
+    eval_value: np.ndarray,
+    prev_step: float,
+    kept_values: list[float],
+    best: float,
+    params: dict,
+    min_points: int,
+    max_points: int,
+    max_kept: int,
+    max_pending: int,
+) -> EvalPlan | None:
+    """What the rule's walk computes for each evaluation, given the state it starts from.
+
+    ``buffer_*``: the rule's training buffer (finite points, step order); ``train_*``: the batch's
+    training points (all finite); ``kept_values``: validation values of the evaluations the rule
+    keeps (``evals``); ``best``: the smoothed best so far (+inf: none yet); ``prev_step``: the last
+    judged evaluation's step (-inf: none). Training points are indexed in the buffer followed by
+    the batch ("global"); the buffer the walk holds when it judges an evaluation is the last
+    ``max_points`` of those added so far (its trims only drop points no window reaches).
+    ``None`` when there is no training point yet, when training steps repeat (a point logged
+    after an evaluation at its step would reach the walk later than the plan assumes), or when
+    more than ``max_pending`` evaluations would wait for training (the walk then drops some).
+    """
+    width = params["smooth_evals"]
+    held = len(buffer_steps)
+    steps = np.concatenate([np.asarray(buffer_steps, dtype=np.int64), train_step])
+    values = np.concatenate([np.asarray(buffer_values, dtype=np.float64), train_value])
+    if not steps.size or (steps.size > 1 and not (np.diff(steps) > 0).all()):
+        return None
+    # Training points added before the evaluation arrives; the newest step among them.
+    arrived = held + np.searchsorted(train_seq, eval_seq, side="left")
+    newest = np.where(arrived > held, steps[np.maximum(arrived - 1, 0)], max_step)
+    immediate = np.maximum(newest, max_step) >= eval_step
+    # Otherwise it waits until the first training point at or past its step is added.
+    first_past = np.searchsorted(steps, eval_step, side="left")
+    judged = immediate | (first_past < steps.shape[0])
+    if np.count_nonzero(~immediate) > max_pending:  # the walk would drop waiting evaluations: not modelled
+        return None
+    cut = np.where(immediate, arrived, first_past + 1)
+    start = np.maximum(cut - max_points, 0)  # the buffer's first point then (MAX_TRAIN_POINTS)
+    upto = np.maximum(np.minimum(cut, np.searchsorted(steps, eval_step, side="right")) - start, 0)
+    previous = np.concatenate([[prev_step], eval_step[:-1]]).astype(np.float64)
+    since = np.minimum(np.maximum(np.searchsorted(steps, previous, side="right") - start, 0), upto)
+    short = upto - since < min_points
+    since = np.where(short, np.maximum(upto - min_points, 0), since)
+    level = np.full(eval_step.shape[0], np.nan)
+    has_level = judged & (upto > 0)
+    level[has_level] = window_medians(values, (start + since)[has_level], (upto - since)[has_level])
+
+    # The evaluations the rule keeps (judged, with a training level), after the ones it kept already.
+    kept = np.concatenate([np.asarray(kept_values, dtype=np.float64), eval_value[has_level]])
+    position = len(kept_values) + np.cumsum(has_level) - 1  # in ``kept`` (for the kept ones)
+    full = has_level & (np.minimum(position + 1, max_kept) >= width)
+    first = np.maximum(position - width + 1, 0)
+    smooth = np.full(eval_step.shape[0], np.inf)
+    smooth[full] = window_medians(kept, first[full], (position - first + 1)[full])
+    best_after = np.minimum.accumulate(np.concatenate([[best], smooth]))
+    new_best = full & (smooth < best_after[:-1])
+    best_after = best_after[1:]
+    with np.errstate(invalid="ignore"):
+        rise = smooth - best_after > params["min_rise"] * np.abs(best_after)
+        gap = eval_value - level > params["min_gap"] * np.abs(level)
+    quiet = immediate & full & ~(rise & gap)
+    return EvalPlan(arrived=arrived - held, level=level, quiet=quiet, new_best=new_best)
