@@ -45,6 +45,7 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.overfitting_batch import EvalPlan, plan_evaluations
+from tbmon.analyzers.series import seq_slice
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import MAD_TO_SIGMA, EpisodeState, small_median
 
@@ -135,7 +136,7 @@ class Overfitting(BaseRule):
     def _dense(self, trains: list[Any], series: Any) -> tuple[Any, ...] | None:
         """The plan of a batch of one validation tag's evaluations, and their columns; ``None`` when
         the plan does not model the walk (several training tags or validation tags, evaluations
-        waiting from an earlier batch, non-finite training points): the plain walk then judges the batch."""
+        waiting from an earlier batch): the plain walk then judges the batch."""
         tag = series.tag
         train_tags = {k[6:] for k in self.tags if k.startswith("train:")} | {t.tag for t in trains}
         if len(train_tags) != 1 or any(k.startswith("val:") and k != f"val:{tag}" for k in self.tags):
@@ -145,8 +146,11 @@ class Overfitting(BaseRule):
             return None
         train = self.tags.get(f"train:{next(iter(train_tags))}", {"steps": [], "values": [], "max_step": None})
         batch = trains[0] if trains else None
-        if batch is not None and not np.isfinite(batch.value).all():
-            return None
+        limit = inf  # the seq of the batch's first non-finite training point
+        if batch is not None and not (finite := np.isfinite(batch.value)).all():
+            first_bad = int(np.argmin(finite))
+            limit = int(batch.seq[first_bad])
+            batch = seq_slice(batch, int(batch.seq[0]), limit)
         finite = np.isfinite(series.value)
         seq, step, wall, value = (a[finite] for a in (series.seq, series.step, series.wall_time, series.value))
         empty = np.zeros(0, dtype=np.int64)
@@ -154,7 +158,7 @@ class Overfitting(BaseRule):
             buffer_steps=train["steps"], buffer_values=train["values"],
             max_step=-inf if train["max_step"] is None else train["max_step"],
             train_seq=empty if batch is None else batch.seq, train_step=empty if batch is None else batch.step,
-            train_value=np.zeros(0) if batch is None else batch.value,
+            train_value=np.zeros(0) if batch is None else batch.value, limit_seq=limit,
             eval_seq=seq, eval_step=step, eval_value=value,
             prev_step=-inf if st is None or st["prev_step"] is None else st["prev_step"],
             kept_values=[] if st is None else [e[0] for e in st["evals"]],
@@ -170,32 +174,44 @@ class Overfitting(BaseRule):
     ) -> list[Alert]:
         """The walk of ``feed`` over one validation tag's evaluations, a quiet stretch at a time.
 
-        In a stretch of quiet evaluations only the last new best matters afterwards (a new best
-        replaces the best, its training level and the window that settles it), so the stretch up
-        to it is bookkeeping, that evaluation is judged as usual, and the rest is bookkeeping
+        Quiet: judged on arrival and unable to count (too small a rise or train/validation gap;
+        or, once the best's training level is settled, a training loss that did not fall). In a
+        stretch of quiet evaluations only the last new best matters afterwards (a new best
+        replaces the best, its training level and the window that settles it), so the stretch
+        up to it is bookkeeping, that evaluation is judged as usual, and the rest is bookkeeping
         again, settling that best's training level on the way.
         """
-        loud = np.flatnonzero(~plan.quiet).tolist() + [len(seqs)]
-        new_best = np.flatnonzero(plan.new_best).tolist()
+        n = len(seqs)
+        loud = np.flatnonzero(~(plan.routine & ~plan.candidate)).tolist() + [n]
+        new_best = np.flatnonzero(plan.new_best).tolist() + [n]
         columns = (values, plan.level.tolist(), steps, walls)
         alerts: list[Alert] = []
-        i, k = 0, 0  # k: the first loud evaluation at or after i
-        while i < len(seqs):
-            while loud[k] < i:
-                k += 1
+        hot: tuple[Any, ...] = ()  # (best, its training level, first, end, loud ones in [first, end))
+        i = 0
+        while i < n:
             st = self.tags.get(f"val:{tag}")
-            j = loud[k]
+            j = loud[bisect_left(loud, i)]
+            if j == i and st is not None and st["best"] is not None and st["best_until"] is None:
+                # The best's training level is known until the next new best: a candidate whose
+                # training loss did not fall below it by enough cannot count either.
+                best = st["best"]
+                if not (hot and hot[0] is best and hot[1] == best[1] and hot[2] <= i < hot[3]):
+                    end = new_best[bisect_right(new_best, i)]
+                    fell = best[1] - plan.level[i:end] > self.p["min_train_fall"] * abs(best[1])
+                    counts = ~plan.routine[i:end] | (plan.candidate[i:end] & fell)
+                    hot = (best, best[1], i, end, (np.flatnonzero(counts) + i).tolist())
+                left = hot[4][bisect_left(hot[4], i):]
+                j = left[0] if left else loud[bisect_left(loud, hot[3])]
             if j == i or st is None or st["pending"]:
                 alerts += self._walk_one(trains, seqs[i], tag, steps[i], walls[i], values[i])
                 i += 1
                 continue
-            last = bisect_left(new_best, j) - 1
-            if last >= 0 and new_best[last] >= i:  # judge the stretch's last new best on its own
-                b = new_best[last]
-                if b > i:
-                    self._skip_quiet(trains, tag, st, int(plan.arrived[b - 1]), [c[i:b] for c in columns], False)
-                alerts += self._walk_one(trains, seqs[b], tag, steps[b], walls[b], values[b])
-                i = b + 1
+            last = new_best[bisect_left(new_best, j) - 1] if bisect_left(new_best, j) else -1
+            if last >= i:  # judge the stretch's last new best on its own
+                if last > i:
+                    self._skip_quiet(trains, tag, st, int(plan.arrived[last - 1]), [c[i:last] for c in columns], False)
+                alerts += self._walk_one(trains, seqs[last], tag, steps[last], walls[last], values[last])
+                i = last + 1
             if i < j:
                 self._skip_quiet(trains, tag, st, int(plan.arrived[j - 1]), [c[i:j] for c in columns], True)
             i = j

@@ -7,9 +7,9 @@ depend on the walk's outcome: each evaluation's training level (a median of the 
 points since the previous evaluation, at least the last ``min_points``), the smoothed
 validation loss (a median of the last ``width`` evaluations) and the running best (a prefix
 minimum of the smoothed loss). This module computes those for the batch, and marks the
-evaluations where nothing can happen but bookkeeping ("quiet": judged on arrival, the best
-unchanged, and the rise or the train/validation gap too small to count), so the rule steps
-one at a time only through the others. Pure: no state is changed here.
+evaluations where nothing can happen but bookkeeping (judged on arrival, and the rise or the
+train/validation gap too small to count), so the rule steps one at a time only through the
+others. Pure: no state is changed here.
 """
 
 from __future__ import annotations
@@ -19,27 +19,44 @@ from dataclasses import dataclass
 import numpy as np
 
 _BLOCK_CELLS = 1 << 20  # bounds the padded (rows x width) matrix of one median block to ~8 MB
+_EXACT_GROUPS = 16  # window lengths sorted apart up to this many distinct ones (else by power of two)
 
 
 def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``median(values[s : s + n])`` for each ``(s, n)``, ``n >= 1``, without NaN in ``values``.
 
     The same float as ``windows.small_median`` (the middle value, or ``(a + b) / 2`` of the middle
-    two). Windows are grouped by length rounded up to a power of two and padded with +inf, so a
-    batch of windows of mixed lengths costs a handful of sorts, not one numpy call per window.
+    two). Windows of one length are sorted together (windows of 3, the smoothing default, by
+    ``min``/``max``); with many lengths, windows are grouped by length rounded up to a power of two
+    and padded with +inf. Either way a batch costs a few sorts, not one numpy call per window.
     """
     out = np.empty(starts.shape[0])
-    if not starts.size:
-        return out
-    classes = np.left_shift(1, np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64))
+    exact = np.unique(lengths)
+    if exact.size > _EXACT_GROUPS:
+        return _padded_medians(values, starts, lengths, out)
+    for n in exact.tolist():
+        rows = np.flatnonzero(lengths == n) if exact.size > 1 else slice(None)
+        first = starts[rows]
+        if n == 3:
+            a, b, c = values[first], values[first + 1], values[first + 2]
+            out[rows] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+            continue
+        block = values[first[:, None] + np.arange(n)]
+        block.sort(axis=1)
+        out[rows] = block[:, n // 2] if n % 2 else (block[:, n // 2 - 1] + block[:, n // 2]) / 2
+    return out
+
+
+def _padded_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``window_medians`` for windows of many lengths: by power-of-two classes, padded with +inf."""
+    classes = np.left_shift(1, np.ceil(np.log2(lengths)).astype(np.int64))
     last = values.shape[0] - 1
-    for width in np.unique(classes).tolist():
-        rows = np.flatnonzero(classes == width)
-        columns = np.arange(width)
-        for block in np.array_split(rows, max(1, rows.size * width // _BLOCK_CELLS)):
+    for size in np.unique(classes).tolist():
+        rows = np.flatnonzero(classes == size)
+        columns = np.arange(size)
+        for block in np.array_split(rows, max(1, rows.size * size // _BLOCK_CELLS)):
             n = lengths[block]
-            cells = starts[block, None] + columns
-            padded = np.where(columns < n[:, None], values[np.minimum(cells, last)], np.inf)
+            padded = np.where(columns < n[:, None], values[np.minimum(starts[block, None] + columns, last)], np.inf)
             padded.sort(axis=1)
             picked = np.arange(block.size)
             low, high = padded[picked, (n - 1) // 2], padded[picked, n // 2]
@@ -53,7 +70,8 @@ class EvalPlan:
 
     arrived: np.ndarray  # batch training points added before it arrives
     level: np.ndarray  # training level it is compared with (NaN: no training point at or before it)
-    quiet: np.ndarray  # bool: judged on arrival, after a full smoothing window, cannot count towards the streak
+    routine: np.ndarray  # bool: judged on arrival, after a full smoothing window
+    candidate: np.ndarray  # bool: risen enough above the best and above the training level to count
     new_best: np.ndarray  # bool: its smoothed loss is a new best
 
 
@@ -65,6 +83,7 @@ def plan_evaluations(
     train_seq: np.ndarray,
     train_step: np.ndarray,
     train_value: np.ndarray,
+    limit_seq: float,
     eval_seq: np.ndarray,
     eval_step: np.ndarray,
     eval_value: np.ndarray,
@@ -80,7 +99,8 @@ def plan_evaluations(
     """What the rule's walk computes for each evaluation, given the state it starts from.
 
     ``buffer_*``: the rule's training buffer (finite points, step order); ``train_*``: the batch's
-    training points (all finite); ``kept_values``: validation values of the evaluations the rule
+    training points up to its first non-finite one, which arrives at ``limit_seq`` (+inf: none;
+    the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation values of the evaluations the rule
     keeps (``evals``); ``best``: the smoothed best so far (+inf: none yet); ``prev_step``: the last
     judged evaluation's step (-inf: none). Training points are indexed in the buffer followed by
     the batch ("global"); the buffer the walk holds when it judges an evaluation is the last
@@ -101,7 +121,8 @@ def plan_evaluations(
     immediate = np.maximum(newest, max_step) >= eval_step
     # Otherwise it waits until the first training point at or past its step is added.
     first_past = np.searchsorted(steps, eval_step, side="left")
-    judged = immediate | (first_past < steps.shape[0])
+    # Judged in this plan: before the batch's first non-finite training point (``limit_seq``) arrives.
+    judged = (immediate & (eval_seq < limit_seq)) | (~immediate & (first_past < steps.shape[0]))
     if np.count_nonzero(~immediate) > max_pending:  # the walk would drop waiting evaluations: not modelled
         return None
     cut = np.where(immediate, arrived, first_past + 1)
@@ -128,5 +149,5 @@ def plan_evaluations(
     with np.errstate(invalid="ignore"):
         rise = smooth - best_after > params["min_rise"] * np.abs(best_after)
         gap = eval_value - level > params["min_gap"] * np.abs(level)
-    quiet = immediate & full & ~(rise & gap)
-    return EvalPlan(arrived=arrived - held, level=level, quiet=quiet, new_best=new_best)
+    return EvalPlan(arrived=arrived - held, level=level, routine=immediate & full, candidate=rise & gap,
+                    new_best=new_best)
