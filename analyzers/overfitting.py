@@ -298,7 +298,7 @@ class Overfitting(BaseRule):
 
     def _add_train(self, tag: str, steps: list[int], values: list[float]) -> None:
         top = steps[-1]  # a tag's steps never go back
-        if not (isfinite(values[0]) if len(values) == 1 else all(isfinite(v) for v in values)):
+        if not (isfinite(values[0]) if len(values) == 1 else all(map(isfinite, values))):
             steps, values = [s for s, v in zip(steps, values) if isfinite(v)], [v for v in values if isfinite(v)]
             if not values:
                 return
