@@ -125,11 +125,13 @@ class ReadResult:
     runs: list[RunInfo]
     problems: list[ReadProblem]
     markers: dict[str, tuple[np.ndarray, np.ndarray]]
-    build_frames: Callable[[], tuple[pd.DataFrame, pd.DataFrame]] = field(repr=False, compare=False)
+    buckets: bool = True  # the batches hold histogram buckets (``histograms="full"``)
+    pivot: bool = False  # ``scalars`` is the wide frame
 
     @functools.cached_property
     def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return self.build_frames()
+        scalars, histograms = frames(self.batches, self.markers, buckets=self.buckets)
+        return (wide_scalars(scalars) if self.pivot else scalars), histograms
 
     @property
     def scalars(self) -> pd.DataFrame:
@@ -653,13 +655,8 @@ def read(
     if keep_tag is not None:
         infos = [replace(info, scalar_tags=[t for t in info.scalar_tags if keep_tag(t)],
                          histogram_tags=[t for t in info.histogram_tags if keep_tag(t)]) for info in infos]
-
-    def build_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-        scalars, hist_frame = frames(batches, markers, buckets=histogram_buckets(histograms))
-        return (wide_scalars(scalars) if pivot else scalars), hist_frame
-
     return ReadResult(logdir=root, batches=batches, runs=infos, problems=polled.problems, markers=markers,
-                      build_frames=build_frames)
+                      buckets=histogram_buckets(histograms), pivot=pivot)
 
 
 def _name_filter(pattern: str | None, what: str) -> Callable[[str], bool] | None:
