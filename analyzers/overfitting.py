@@ -44,7 +44,7 @@ import numpy as np
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
-from tbmon.analyzers.overfitting_batch import EvalPlan, plan_evaluations
+from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, plan_evaluations
 from tbmon.analyzers.series import seq_slice
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import MAD_TO_SIGMA, EpisodeState, small_median
@@ -156,11 +156,11 @@ class Overfitting(BaseRule):
         empty = np.zeros(0, dtype=np.int64)
         plan = plan_evaluations(
             buffer_steps=train["steps"], buffer_values=train["values"],
-            max_step=-inf if train["max_step"] is None else train["max_step"],
+            max_step=NO_STEP if train["max_step"] is None else train["max_step"],
             train_seq=empty if batch is None else batch.seq, train_step=empty if batch is None else batch.step,
             train_value=np.zeros(0) if batch is None else batch.value, limit_seq=limit,
             eval_seq=seq, eval_step=step, eval_value=value,
-            prev_step=-inf if st is None or st["prev_step"] is None else st["prev_step"],
+            prev_step=NO_STEP if st is None or st["prev_step"] is None else st["prev_step"],
             kept_values=[] if st is None else [e[0] for e in st["evals"]],
             best=inf if st is None or st["best"] is None else st["best"][0],
             params=self.p, min_points=MIN_TRAIN_POINTS, max_points=MAX_TRAIN_POINTS, max_kept=MAX_EVALS,

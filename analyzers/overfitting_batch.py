@@ -18,8 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tbmon.analyzers.windows import small_median
+
 _BLOCK_CELLS = 1 << 20  # bounds the padded (rows x width) matrix of one median block to ~8 MB
-_EXACT_GROUPS = 16  # window lengths sorted apart up to this many distinct ones (else by power of two)
+NO_STEP = int(np.iinfo(np.int64).min)  # ``max_step`` / ``prev_step`` when there is none yet
+_EXACT_GROUPS = 16
+_FEW_ROWS = 8  # windows of one length taken one by one in Python below this many  # window lengths sorted apart up to this many distinct ones (else by power of two)
 
 
 def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -31,12 +35,19 @@ def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) 
     and padded with +inf. Either way a batch costs a few sorts, not one numpy call per window.
     """
     out = np.empty(starts.shape[0])
-    exact = np.unique(lengths)
-    if exact.size > _EXACT_GROUPS:
+    if not lengths.size:
+        return out
+    low, high = int(lengths.min()), int(lengths.max())
+    exact = np.flatnonzero(np.bincount(lengths - low)) + low if high - low < 4 * _EXACT_GROUPS else None
+    if exact is None or exact.size > _EXACT_GROUPS:
         return _padded_medians(values, starts, lengths, out)
     for n in exact.tolist():
-        rows = np.flatnonzero(lengths == n) if exact.size > 1 else slice(None)
+        rows = np.flatnonzero(lengths == n) if exact.size > 1 else np.arange(lengths.size)
         first = starts[rows]
+        if rows.size < _FEW_ROWS:  # (a run's first evaluations): numpy's set-up would cost more
+            for row, start in zip(rows.tolist(), first.tolist()):
+                out[row] = small_median(values[start : start + n].tolist())
+            continue
         if n == 3:
             a, b, c = values[first], values[first + 1], values[first + 2]
             out[rows] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
@@ -79,7 +90,7 @@ def plan_evaluations(
     *,
     buffer_steps: list[int],
     buffer_values: list[float],
-    max_step: float,
+    max_step: int,
     train_seq: np.ndarray,
     train_step: np.ndarray,
     train_value: np.ndarray,
@@ -87,7 +98,7 @@ def plan_evaluations(
     eval_seq: np.ndarray,
     eval_step: np.ndarray,
     eval_value: np.ndarray,
-    prev_step: float,
+    prev_step: int,
     kept_values: list[float],
     best: float,
     params: dict,
@@ -102,7 +113,7 @@ def plan_evaluations(
     training points up to its first non-finite one, which arrives at ``limit_seq`` (+inf: none;
     the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation values of the evaluations the rule
     keeps (``evals``); ``best``: the smoothed best so far (+inf: none yet); ``prev_step``: the last
-    judged evaluation's step (-inf: none). Training points are indexed in the buffer followed by
+    judged evaluation's step, ``max_step`` the training tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer followed by
     the batch ("global"); the buffer the walk holds when it judges an evaluation is the last
     ``max_points`` of those added so far (its trims only drop points no window reaches).
     ``None`` when there is no training point yet, when training steps repeat (a point logged
@@ -128,7 +139,7 @@ def plan_evaluations(
     cut = np.where(immediate, arrived, first_past + 1)
     start = np.maximum(cut - max_points, 0)  # the buffer's first point then (MAX_TRAIN_POINTS)
     upto = np.maximum(np.minimum(cut, np.searchsorted(steps, eval_step, side="right")) - start, 0)
-    previous = np.concatenate([[prev_step], eval_step[:-1]]).astype(np.float64)
+    previous = np.concatenate([np.array([prev_step], dtype=np.int64), eval_step[:-1]])
     since = np.minimum(np.maximum(np.searchsorted(steps, previous, side="right") - start, 0), upto)
     short = upto - since < min_points
     since = np.where(short, np.maximum(upto - min_points, 0), since)
