@@ -44,7 +44,7 @@ import numpy as np
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
-from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, plan_evaluations
+from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, above_noise, plan_evaluations
 from tbmon.analyzers.series import seq_slice
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
 from tbmon.analyzers.windows import MAD_TO_SIGMA, EpisodeState, small_median
@@ -186,22 +186,29 @@ class Overfitting(BaseRule):
         new_best = np.flatnonzero(plan.new_best).tolist() + [n]
         columns = (values, plan.level.tolist(), steps, walls)
         alerts: list[Alert] = []
-        hot: tuple[Any, ...] = ()  # (best, its training level, first, end, loud ones in [first, end))
+        hot: tuple[Any, ...] = ()  # (best, its training level, first, end, may count, not routine) in [first, end)
         i = 0
         while i < n:
             st = self.tags.get(f"val:{tag}")
             j = loud[bisect_left(loud, i)]
-            if j == i and st is not None and st["best"] is not None and st["best_until"] is None:
+            if j == i and st is not None and st["best"] is not None and st["best_until"] is None and not st["pending"]:
                 # The best's training level is known until the next new best: a candidate whose
                 # training loss did not fall below it by enough cannot count either.
                 best = st["best"]
                 if not (hot and hot[0] is best and hot[1] == best[1] and hot[2] <= i < hot[3]):
                     end = new_best[bisect_right(new_best, i)]
                     fell = best[1] - plan.level[i:end] > self.p["min_train_fall"] * abs(best[1])
-                    counts = ~plan.routine[i:end] | (plan.candidate[i:end] & fell)
-                    hot = (best, best[1], i, end, (np.flatnonzero(counts) + i).tolist())
+                    odd = ~plan.routine[i:end]
+                    hot = (best, best[1], i, end, (np.flatnonzero(odd | (plan.candidate[i:end] & fell)) + i).tolist(),
+                           (np.flatnonzero(odd) + i).tolist())
                 left = hot[4][bisect_left(hot[4], i):]
                 j = left[0] if left else loud[bisect_left(loud, hot[3])]
+                if j == i and plan.routine[i] and plan.position[i] >= MAX_EVALS - 1:
+                    odd_left = hot[5][bisect_left(hot[5], i):]
+                    r = odd_left[0] if odd_left else hot[3]  # up to the next one judged late, or the next new best
+                    alerts += self._judge_stretch(trains, tag, st, plan, i, r, [c[i:r] for c in columns])
+                    i = r
+                    continue
             if j == i or st is None or st["pending"]:
                 alerts += self._walk_one(trains, seqs[i], tag, steps[i], walls[i], values[i])
                 i += 1
@@ -221,10 +228,48 @@ class Overfitting(BaseRule):
         self, trains: list[_Train], tag: str, st: dict[str, Any], arrived: int, columns: list[list[Any]], settle: bool
     ) -> None:
         """What judging these quiet evaluations (``columns``: value, level, step, wall) one by one leaves
-        behind: the training points before the last one added, the evaluations kept, the streak
-        broken, the episode quiet that many points longer, and (``settle``) the best's training
-        level settled as far as they reach. No new best among them (or a later one replaces it)."""
-        train_key = f"train:{self._train_tag(tag)}"
+        behind: ``_keep``'s, the streak broken, the episode quiet that many points longer, and
+        (``settle``) the best's training level settled as far as they reach. No new best among
+        them (or a later one replaces it)."""
+        episode = self._episodes.setdefault(f"{KIND}|{tag}", EpisodeState())
+        episode.quiet += len(columns[0])
+        if episode.quiet >= self.p["rearm"]:
+            episode.open = False
+        self._keep(trains, tag, st, arrived, columns, 0, settle)
+
+    def _judge_stretch(
+        self, trains: list[_Train], tag: str, st: dict[str, Any], plan: EvalPlan, i: int, r: int,
+        columns: list[list[Any]],
+    ) -> list[Alert]:
+        """Judge evaluations ``i`` to ``r - 1`` at once: each judged on arrival, none a new best, the best's
+        training level settled, a full window of kept evaluations for the noise. ``_counts``, the
+        streak and the episode as the walk would take them one by one."""
+        p, best = self.p, st["best"]
+        level = plan.level[i:r]
+        fell = best[1] - level > p["min_train_fall"] * abs(best[1])
+        maybe = np.flatnonzero(plan.candidate[i:r] & fell)
+        counting = np.zeros(r - i, dtype=bool)
+        counting[maybe] = above_noise(plan.kept, plan.position[i:r][maybe], plan.smooth[i:r][maybe] - best[0],
+                                      p["noise_sigma"], MAX_EVALS)
+        at = np.arange(r - i)
+        last_miss = np.maximum.accumulate(np.where(counting, -1, at))
+        streak = np.where(last_miss < 0, st["streak"] + at + 1, at - last_miss)
+        values, levels, steps, _ = columns
+        alerts = []
+        for k in self.events(KIND, tag, (streak >= p["patience"]).astype(np.int64), np.asarray(steps), p["rearm"]):
+            if self.alerted_minimum.get(tag) != best[2]:  # (as in ``_judge``)
+                self.alerted_minimum[tag] = best[2]
+                alerts.append(self._alert(tag, self._train_tag(tag), st, values[k], levels[k], steps[k]))
+        self._keep(trains, tag, st, int(plan.arrived[r - 1]), columns, int(streak[-1]), False)
+        return alerts
+
+    def _keep(
+        self, trains: list[_Train], tag: str, st: dict[str, Any], arrived: int, columns: list[list[Any]], streak: int,
+        settle: bool,
+    ) -> None:
+        """The bookkeeping of judging evaluations (``columns``: value, level, step, wall) one by one:
+        the training points before the last one added, the evaluations kept, the streak, (``settle``)
+        the best's training level settled as far as they reach, the buffer trimmed."""
         if trains and arrived > trains[0].cursor:
             train = trains[0]
             self._add_train(train.tag, train.step[train.cursor : arrived], train.value[train.cursor : arrived])
@@ -233,13 +278,9 @@ class Overfitting(BaseRule):
         evals = st["evals"]
         evals += [[v, level, s, w] for v, level, s, w in zip(values, levels, steps, walls)]
         del evals[:-MAX_EVALS]
-        st["prev_step"], st["streak"] = steps[-1], 0
+        st["prev_step"], st["streak"] = steps[-1], streak
         if settle and st["best_until"] is not None:
-            self._settle_best(self.tags[train_key], st, steps[-1])
-        episode = self._episodes.setdefault(f"{KIND}|{tag}", EpisodeState())
-        episode.quiet += len(columns[0])
-        if episode.quiet >= self.p["rearm"]:
-            episode.open = False
+            self._settle_best(self.tags[f"train:{self._train_tag(tag)}"], st, steps[-1])
         self._trim_known = False
         self._trim_train()
 

@@ -15,10 +15,11 @@ others. Pure: no state is changed here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import sqrt
 
 import numpy as np
 
-from tbmon.analyzers.windows import small_median
+from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
 
 _BLOCK_CELLS = 1 << 20  # bounds the padded (rows x width) matrix of one median block to ~8 MB
 NO_STEP = int(np.iinfo(np.int64).min)  # ``max_step`` / ``prev_step`` when there is none yet
@@ -84,6 +85,9 @@ class EvalPlan:
     routine: np.ndarray  # bool: judged on arrival, after a full smoothing window
     candidate: np.ndarray  # bool: risen enough above the best and above the training level to count
     new_best: np.ndarray  # bool: its smoothed loss is a new best
+    kept: np.ndarray  # validation values of the kept evaluations (the rule's ``evals``, then the batch's)
+    position: np.ndarray  # each evaluation's index in ``kept`` (where it is kept)
+    smooth: np.ndarray  # its smoothed validation loss (+inf: window not full yet)
 
 
 def plan_evaluations(
@@ -111,11 +115,12 @@ def plan_evaluations(
 
     ``buffer_*``: the rule's training buffer (finite points, step order); ``train_*``: the batch's
     training points up to its first non-finite one, which arrives at ``limit_seq`` (+inf: none;
-    the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation values of the evaluations the rule
-    keeps (``evals``); ``best``: the smoothed best so far (+inf: none yet); ``prev_step``: the last
-    judged evaluation's step, ``max_step`` the training tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer followed by
-    the batch ("global"); the buffer the walk holds when it judges an evaluation is the last
-    ``max_points`` of those added so far (its trims only drop points no window reaches).
+    the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation
+    values of the evaluations the rule keeps (``evals``); ``best``: the smoothed best so far
+    (+inf: none yet); ``prev_step``: the last judged evaluation's step, ``max_step`` the training
+    tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer
+    followed by the batch ("global"); the buffer the walk holds when it judges an evaluation is
+    the last ``max_points`` of those added so far (its trims only drop points no window reaches).
     ``None`` when there is no training point yet, when training steps repeat (a point logged
     after an evaluation at its step would reach the walk later than the plan assumes), or when
     more than ``max_pending`` evaluations would wait for training (the walk then drops some).
@@ -161,4 +166,21 @@ def plan_evaluations(
         rise = smooth - best_after > params["min_rise"] * np.abs(best_after)
         gap = eval_value - level > params["min_gap"] * np.abs(level)
     return EvalPlan(arrived=arrived - held, level=level, routine=immediate & full, candidate=rise & gap,
-                    new_best=new_best)
+                    new_best=new_best, kept=kept, position=position, smooth=smooth)
+
+
+def above_noise(kept: np.ndarray, position: np.ndarray, rise: np.ndarray, noise_sigma: float, window: int) -> np.ndarray:
+    """Whether each ``rise`` beats ``noise_sigma`` x the evaluation-to-evaluation noise of the ``window``
+    kept values ending at its ``position`` (all at least ``window - 1``): the robust σ of their second
+    differences, as ``Overfitting._counts`` finds it for a full window, float for float."""
+    second = np.diff(np.diff(kept))
+    width = window - 2
+    starts = position - (window - 1)
+    out = np.empty(position.shape[0], dtype=bool)
+    for block in np.array_split(np.arange(position.shape[0]), max(1, position.shape[0] * width // _BLOCK_CELLS)):
+        centre = window_medians(second, starts[block], np.full(block.size, width))
+        spread = np.abs(second[starts[block, None] + np.arange(width)] - centre[:, None])
+        spread.sort(axis=1)
+        mad = spread[:, width // 2] if width % 2 else (spread[:, width // 2 - 1] + spread[:, width // 2]) / 2
+        out[block] = rise[block] > noise_sigma * (MAD_TO_SIGMA * mad / sqrt(6.0))  # var(e2 - 2 e1 + e0) = 6 σ²
+    return out

@@ -24,7 +24,7 @@ def dense_stream(draw: st.DrawFn) -> Stream:
     """A run with validation every 1-3 steps (or at a random subset of steps), training every 1-3
     steps (some points NaN or repeated, sometimes), validation logged before or after training at a
     step, a loss that falls, then overfits, plateaus or rises with training (divergence)."""
-    n = draw(st.integers(150, 500))
+    n = draw(st.integers(150, 700))
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
     val_every, train_every = draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -62,29 +62,40 @@ def dense_stream(draw: st.DrawFn) -> Stream:
     return s
 
 
-def feed(stream: Stream, cuts: list[int], dense_min: int, monkeypatch, resume: bool = False) -> tuple[list, list]:
+def feed(
+    stream: Stream, cuts: list[int], dense_min: int, monkeypatch, resume: bool = False,
+    config: AnalyzerConfig = ONLY_OVERFITTING,
+) -> tuple[list, list]:
     """Alerts and the rule's saved state after every batch, walked planned (``dense_min``) or plain."""
     monkeypatch.setattr(overfitting, "DENSE_MIN_EVALS", dense_min)
-    engine, alerts, states = Engine(ONLY_OVERFITTING), [], []
+    engine, alerts, states = Engine(config), [], []
     for batch in stream.batches(cuts):
         if resume:
             saved = json.loads(json.dumps(engine.state_dict()))
-            engine = Engine(ONLY_OVERFITTING)
+            engine = Engine(config)
             engine.load_state_dict(saved)
         alerts += [a.to_dict() for a in engine.feed(batch)]
         states.append(json.dumps(engine.state_dict(), sort_keys=True))
     return alerts, states
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_planned_walk_decides_and_saves_exactly_as_the_plain_walk(data: st.DataObject, monkeypatch) -> None:
+    """Also with other parameters: an even or no smoothing window, no patience, a short rearm, any rise."""
     stream = dense_stream(data.draw)
     cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=4))
     resume = data.draw(st.booleans())
-    plain = feed(stream, cuts, PLAIN, monkeypatch, resume)
-    assert feed(stream, cuts, 1, monkeypatch, resume) == plain
-    assert feed(stream, cuts, 64, monkeypatch, resume) == plain
+    params = data.draw(st.fixed_dictionaries({}, optional={
+        "smooth_evals": st.sampled_from([1, 2, 4, 5]), "patience": st.sampled_from([1, 2]),
+        "rearm": st.sampled_from([1, 3]), "noise_sigma": st.sampled_from([0.5, 1.0]),
+        "min_rise": st.sampled_from([0.0, 0.02]), "min_train_fall": st.sampled_from([0.0, 0.3]),
+        "min_gap": st.sampled_from([0.0, 0.5]),
+    }))
+    config = AnalyzerConfig(enabled=("overfitting",), params={"overfitting": params})
+    plain = feed(stream, cuts, PLAIN, monkeypatch, resume, config)
+    assert feed(stream, cuts, 1, monkeypatch, resume, config) == plain
+    assert feed(stream, cuts, 64, monkeypatch, resume, config) == plain
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -169,3 +180,36 @@ def test_keras_siblings_with_dense_validation_take_either_walk_to_the_same_alert
         results.append([a.to_dict() for role in role_order for b in runs[role].batches() for a in engine.feed(b)])
     assert results[0] == results[1]
     assert [(a["run"], a["kind"]) for a in results[0]] == [("exp", "overfitting")]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("params", [{}, {"patience": 1, "rearm": 2, "noise_sigma": 1.0}, {"smooth_evals": 2, "min_rise": 0.05}])
+def test_a_rise_judged_a_stretch_at_a_time_counts_streaks_and_episodes_as_the_plain_walk(
+    seed: int, params: dict, monkeypatch
+) -> None:
+    """Validation every step rising (steadily, or flickering +30 % on and off) after a minimum, training
+    still falling: the evaluations that may count are judged a stretch at a time (noise, streak,
+    episode), with the plain walk's alerts, episode counts and saved state."""
+    n = 1500
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    train = (0.05 + 2.0 * np.exp(-t / 300)) * np.exp(0.05 * rng.standard_normal(n))
+    after = np.maximum(t - 500 - 100 * seed, 0)
+    val = 0.5 + 1.5 * np.exp(-t / 200)
+    val = val * (np.where((after > 0) & ((after // 9) % 4 == 0), 1.3, 1.0) if seed % 2 else 1 + 0.0004 * after)
+    val = val * np.exp(0.01 * rng.standard_normal(n))
+    stream = Stream()
+    for step in range(n):
+        stream.scalar("train/loss", step, train[step])
+        stream.scalar("val/loss", step, val[step])
+    config = AnalyzerConfig(enabled=("overfitting",), params={"overfitting": params})
+    judged = []
+    stretch = overfitting.Overfitting._judge_stretch
+    monkeypatch.setattr(overfitting.Overfitting, "_judge_stretch",
+                        lambda self, *a: judged.append(a[5] - a[4]) or stretch(self, *a))
+    cuts = [len(stream) // 3, len(stream) // 2]
+    for chunks in ([], cuts):
+        planned = feed(stream, chunks, 64, monkeypatch, config=config)
+        assert planned == feed(stream, chunks, PLAIN, monkeypatch, config=config)
+        assert any(a["kind"] == "overfitting" for a in planned[0]) or params  # (the defaults do warn)
+    assert sum(judged) >= 50  # the rise is hundreds of evaluations
