@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/dense_validation.py                 # 100 runs x 2,000 steps, 3 rounds
     .venv/bin/python bench/dense_validation.py --runs 20       # quicker, scaled down
+    .venv/bin/python bench/dense_validation.py --report-json bench/out/dense-report.json   # keep the alerts
 
 Issue 14: with ``val/loss`` every step the overfitting rule cost 160-220 µs of CPU per point and
 the report on 100 such runs took 40 s CPU against 1.25 s to read them. The logdir (cached under
@@ -15,6 +16,7 @@ prints their CPU time, peak memory, and the report/read ratio; the median of the
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import struct
 import sys
@@ -60,12 +62,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="steps per run (3 scalar events each)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--report-json", default=os.devnull, metavar="PATH",
+                        help="keep the report's JSON there (compare the alerts of two versions; default: discarded)")
     args = parser.parse_args()
     logdir = generate(args.runs, args.steps)
     print(f"logdir {logdir}: {args.runs} runs x {args.steps} steps, {3 * args.runs * args.steps:,} scalar events "
           f"(val/loss every step)")
     read = [sys.executable, str(ROOT / "bench" / "scale.py"), "--child", "tbmon_read", str(logdir)]
-    report = [*CLI, "report", str(logdir), "--fail-on", "never", "--format", "json", "-o", "/dev/null", "--jobs", "1"]
+    report = [*CLI, "report", str(logdir), "--fail-on", "never", "--format", "json", "-o", args.report_json, "--jobs", "1"]
     ratios = []
     for round_ in range(1, args.rounds + 1):
         r, t = measure(read, args.timeout), measure(report, args.timeout)
