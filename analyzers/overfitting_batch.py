@@ -23,8 +23,8 @@ from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
 
 _BLOCK_CELLS = 1 << 20  # bounds the padded (rows x width) matrix of one median block to ~8 MB
 NO_STEP = int(np.iinfo(np.int64).min)  # ``max_step`` / ``prev_step`` when there is none yet
-_EXACT_GROUPS = 16
-_FEW_ROWS = 8  # windows of one length taken one by one in Python below this many  # window lengths sorted apart up to this many distinct ones (else by power of two)
+_EXACT_GROUPS = 16  # window lengths sorted apart up to this many distinct ones (else by power of two)
+_FEW_ROWS = 8  # windows of one length taken one by one in Python below this many
 
 
 def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) 
     out = np.empty(starts.shape[0])
     if not lengths.size:
         return out
-    low, high = int(lengths.min()), int(lengths.max())
+    low, high = int(lengths.min()), int(lengths.max())  # (counted only over a short span of lengths)
     exact = np.flatnonzero(np.bincount(lengths - low)) + low if high - low < 4 * _EXACT_GROUPS else None
     if exact is None or exact.size > _EXACT_GROUPS:
         return _padded_medians(values, starts, lengths, out)
@@ -53,9 +53,10 @@ def window_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) 
             a, b, c = values[first], values[first + 1], values[first + 2]
             out[rows] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
             continue
-        block = values[first[:, None] + np.arange(n)]
-        block.sort(axis=1)
-        out[rows] = block[:, n // 2] if n % 2 else (block[:, n // 2 - 1] + block[:, n // 2]) / 2
+        for part in np.array_split(np.arange(rows.size), max(1, rows.size * n // _BLOCK_CELLS)):
+            block = values[first[part, None] + np.arange(n)]
+            block.sort(axis=1)
+            out[rows[part]] = block[:, n // 2] if n % 2 else (block[:, n // 2 - 1] + block[:, n // 2]) / 2
     return out
 
 
