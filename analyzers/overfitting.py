@@ -111,7 +111,8 @@ class Overfitting(BaseRule):
         train_series = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
         trains = [_Train(s) for s in train_series]
         vals = [i.series for i in view.signal(VAL_LOSS) if len(i.series)]
-        if len(vals) == 1 and len(vals[0]) >= DENSE_MIN_EVALS and (dense := self._dense(train_series, vals[0])) is not None:
+        dense = self._dense(train_series, vals[0]) if len(vals) == 1 and len(vals[0]) >= DENSE_MIN_EVALS else None
+        if dense is not None:
             return self._walk_planned(trains, *dense) + self._advance(trains, None)
         evals = []
         for s in vals:

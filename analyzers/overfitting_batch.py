@@ -170,7 +170,9 @@ def plan_evaluations(
                     new_best=new_best, kept=kept, position=position, smooth=smooth)
 
 
-def above_noise(kept: np.ndarray, position: np.ndarray, rise: np.ndarray, noise_sigma: float, window: int) -> np.ndarray:
+def above_noise(
+    kept: np.ndarray, position: np.ndarray, rise: np.ndarray, noise_sigma: float, window: int
+) -> np.ndarray:
     """Whether each ``rise`` beats ``noise_sigma`` x the evaluation-to-evaluation noise of the ``window``
     kept values ending at its ``position`` (all at least ``window - 1``): the robust σ of their second
     differences, as ``Overfitting._counts`` finds it for a full window, float for float."""

@@ -18,6 +18,7 @@ from tests.analyzers.streams import Stream
 
 ONLY_OVERFITTING = AnalyzerConfig(enabled=("overfitting",))
 PLAIN = 10**9  # DENSE_MIN_EVALS that no batch reaches: every evaluation walked one at a time
+SLOW_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]  # (every feed() sets what it patches)
 
 
 def dense_stream(draw: st.DrawFn) -> Stream:
@@ -47,7 +48,8 @@ def dense_stream(draw: st.DrawFn) -> Stream:
         val[rng.random(n) < 0.02] = np.nan
     if draw(st.booleans()):
         train[rng.random(n) < 0.01] = np.nan
-    val_steps = set(range(0, n, val_every)) if draw(st.booleans()) else set(np.flatnonzero(rng.random(n) < 0.6).tolist())
+    regular = draw(st.booleans())
+    val_steps = set(range(0, n, val_every)) if regular else set(np.flatnonzero(rng.random(n) < 0.6).tolist())
     repeat = draw(st.sampled_from([0.0, 0.0, 0.05]))  # training points logged twice at a step
     s = Stream()
     for step in range(n):
@@ -79,7 +81,7 @@ def feed(
     return alerts, states
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=SLOW_OK)
 @given(data=st.data())
 def test_planned_walk_decides_and_saves_exactly_as_the_plain_walk(data: st.DataObject, monkeypatch) -> None:
     """Also with other parameters: an even or no smoothing window, no patience, a short rearm, any rise."""
@@ -98,7 +100,7 @@ def test_planned_walk_decides_and_saves_exactly_as_the_plain_walk(data: st.DataO
     assert feed(stream, cuts, 64, monkeypatch, resume, config) == plain
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=SLOW_OK)
 @given(data=st.data())
 def test_planned_walk_is_chunk_invariant(data: st.DataObject, monkeypatch) -> None:
     """Batches of any size (each large one planned) raise the alerts of one batch."""
@@ -183,7 +185,9 @@ def test_keras_siblings_with_dense_validation_take_either_walk_to_the_same_alert
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("params", [{}, {"patience": 1, "rearm": 2, "noise_sigma": 1.0}, {"smooth_evals": 2, "min_rise": 0.05}])
+@pytest.mark.parametrize(
+    "params", [{}, {"patience": 1, "rearm": 2, "noise_sigma": 1.0}, {"smooth_evals": 2, "min_rise": 0.05}]
+)
 def test_a_rise_judged_a_stretch_at_a_time_counts_streaks_and_episodes_as_the_plain_walk(
     seed: int, params: dict, monkeypatch
 ) -> None:
