@@ -3,6 +3,7 @@
     .venv/bin/python bench/dense_validation.py                 # 100 runs x 2,000 steps, 3 rounds
     .venv/bin/python bench/dense_validation.py --runs 20       # quicker, scaled down
     .venv/bin/python bench/dense_validation.py --report-json bench/out/dense-report.json   # keep the alerts
+    .venv/bin/python bench/dense_validation.py --rounds 3 --by-rule  # and each rule's CPU alone, in-process
 
 Issue 14: with ``val/loss`` every step the overfitting rule cost 160-220 µs of CPU per point and
 the report on 100 such runs took 40 s CPU against 1.25 s to read them. The logdir (cached under
@@ -20,6 +21,7 @@ import os
 import statistics
 import struct
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="steps per run (3 scalar events each)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--by-rule", action="store_true", help="then time each rule alone on the runs read in-process")
     parser.add_argument("--report-json", default=os.devnull, metavar="PATH",
                         help="keep the report's JSON there (compare the alerts of two versions; default: discarded)")
     args = parser.parse_args()
@@ -81,6 +84,29 @@ def main() -> None:
               f"(peak {t['peak_mb']:,.0f} MB): report/read {ratios[-1]:.2f}x CPU, {t['peak_mb'] / r['peak_mb']:.2f}x memory")
     if ratios:
         print(f"median report/read CPU ratio over {len(ratios)} rounds: {statistics.median(ratios):.2f}x (target <= 2x)")
+    if args.by_rule:
+        by_rule(logdir, args.rounds)
+
+
+def by_rule(logdir: Path, rounds: int) -> None:
+    """CPU of each rule alone (``analyze`` with only it enabled, the engine included) over the runs read
+    once in this process: where the report's analysis time goes."""
+    from tbmon.analyzers import AnalyzerConfig, analyze
+    from tbmon.analyzers.registry import available_rules
+    from tbmon.monitor import read
+
+    results = [read(run, histograms="summary") for run in sorted(logdir.iterdir())]
+    evaluations = sum(len(s) for r in results for b in r.batches for s in b.scalars if s.tag == "val/loss")
+    for name in available_rules():
+        config = AnalyzerConfig(enabled=(name,))
+        times = []
+        for _ in range(rounds):
+            started = time.process_time()
+            for result in results:
+                analyze(result, config)
+            times.append(time.process_time() - started)
+        print(f"  {name:20s} alone: {min(times):.3f}-{max(times):.3f} s CPU over {rounds} rounds "
+              f"({min(times) / evaluations * 1e6:.2f} µs per val/loss point)")
 
 
 if __name__ == "__main__":
