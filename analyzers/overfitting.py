@@ -211,22 +211,34 @@ class Overfitting(BaseRule):
                     i = r
                     continue
             if j == i or st is None or st["pending"]:
-                alerts += self._walk_one(trains, seqs[i], tag, steps[i], walls[i], values[i])
+                alerts += self._walk_planned_one(trains, tag, plan, i, seqs, steps, walls, values)
                 i += 1
                 continue
             last = new_best[bisect_left(new_best, j) - 1] if bisect_left(new_best, j) else -1
             if last >= i:  # judge the stretch's last new best on its own
                 if last > i:
-                    self._skip_quiet(trains, tag, st, int(plan.arrived[last - 1]), [c[i:last] for c in columns], False)
-                alerts += self._walk_one(trains, seqs[last], tag, steps[last], walls[last], values[last])
+                    self._skip_quiet(trains, tag, st, int(plan.cut[last - 1]), [c[i:last] for c in columns], False)
+                alerts += self._walk_planned_one(trains, tag, plan, last, seqs, steps, walls, values)
                 i = last + 1
             if i < j:
-                self._skip_quiet(trains, tag, st, int(plan.arrived[j - 1]), [c[i:j] for c in columns], True)
+                self._skip_quiet(trains, tag, st, int(plan.cut[j - 1]), [c[i:j] for c in columns], True)
             i = j
         return alerts
 
+    def _walk_planned_one(
+        self, trains: list[_Train], tag: str, plan: EvalPlan, k: int, seqs: list[int], steps: list[int],
+        walls: list[float], values: list[float],
+    ) -> list[Alert]:
+        """``_walk_one`` of evaluation ``k``; one that waits for the next training point (logged before
+        its step's) is then judged by adding the training points up to that one, as the next
+        evaluation's walk would begin, so the next stretch starts with none waiting."""
+        alerts = self._walk_one(trains, seqs[k], tag, steps[k], walls[k], values[k])
+        if trains and plan.clean[k] and self.tags[f"val:{tag}"]["pending"]:
+            alerts += self._advance(trains, trains[0].seq[int(plan.cut[k]) - 1] + 1)
+        return alerts
+
     def _skip_quiet(
-        self, trains: list[_Train], tag: str, st: dict[str, Any], arrived: int, columns: list[list[Any]], settle: bool
+        self, trains: list[_Train], tag: str, st: dict[str, Any], added: int, columns: list[list[Any]], settle: bool
     ) -> None:
         """What judging these quiet evaluations (``columns``: value, level, step, wall) one by one leaves
         behind: ``_keep``'s, the streak broken, the episode quiet that many points longer, and
@@ -236,7 +248,7 @@ class Overfitting(BaseRule):
         episode.quiet += len(columns[0])
         if episode.quiet >= self.p["rearm"]:
             episode.open = False
-        self._keep(trains, tag, st, arrived, columns, 0, settle)
+        self._keep(trains, tag, st, added, columns, 0, settle)
 
     def _judge_stretch(
         self, trains: list[_Train], tag: str, st: dict[str, Any], plan: EvalPlan, i: int, r: int,
@@ -261,20 +273,20 @@ class Overfitting(BaseRule):
             if self.alerted_minimum.get(tag) != best[2]:  # (as in ``_judge``)
                 self.alerted_minimum[tag] = best[2]
                 alerts.append(self._alert(tag, self._train_tag(tag), st, values[k], levels[k], steps[k]))
-        self._keep(trains, tag, st, int(plan.arrived[r - 1]), columns, int(streak[-1]), False)
+        self._keep(trains, tag, st, int(plan.cut[r - 1]), columns, int(streak[-1]), False)
         return alerts
 
     def _keep(
-        self, trains: list[_Train], tag: str, st: dict[str, Any], arrived: int, columns: list[list[Any]], streak: int,
+        self, trains: list[_Train], tag: str, st: dict[str, Any], added: int, columns: list[list[Any]], streak: int,
         settle: bool,
     ) -> None:
         """The bookkeeping of judging evaluations (``columns``: value, level, step, wall) one by one:
-        the training points before the last one added, the evaluations kept, the streak, (``settle``)
-        the best's training level settled as far as they reach, the buffer trimmed."""
-        if trains and arrived > trains[0].cursor:
+        the batch's first ``added`` training points added, the evaluations kept, the streak,
+        (``settle``) the best's training level settled as far as they reach, the buffer trimmed."""
+        if trains and added > trains[0].cursor:
             train = trains[0]
-            self._add_train(train.tag, train.step[train.cursor : arrived], train.value[train.cursor : arrived])
-            train.cursor = arrived
+            self._add_train(train.tag, train.step[train.cursor : added], train.value[train.cursor : added])
+            train.cursor = added
         values, levels, steps, walls = (c[-MAX_EVALS:] for c in columns)
         evals = st["evals"]
         evals += [[v, level, s, w] for v, level, s, w in zip(values, levels, steps, walls)]

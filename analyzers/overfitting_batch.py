@@ -7,9 +7,9 @@ depend on the walk's outcome: each evaluation's training level (a median of the 
 points since the previous evaluation, at least the last ``min_points``), the smoothed
 validation loss (a median of the last ``width`` evaluations) and the running best (a prefix
 minimum of the smoothed loss). This module computes those for the batch, and marks the
-evaluations where nothing can happen but bookkeeping (judged on arrival, and the rise or the
-train/validation gap too small to count), so the rule steps one at a time only through the
-others. Pure: no state is changed here.
+evaluations where nothing can happen but bookkeeping (judged before the next one arrives, and
+the rise or the train/validation gap too small to count), so the rule steps one at a time only
+through the others. Pure: no state is changed here.
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ def _padded_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
 class EvalPlan:
     """Per evaluation of the batch (in ``seq`` order): what judging it would compute."""
 
-    arrived: np.ndarray  # batch training points added before it arrives
+    cut: np.ndarray  # batch training points added when it is judged
     level: np.ndarray  # training level it is compared with (NaN: no training point at or before it)
-    routine: np.ndarray  # bool: judged on arrival, after a full smoothing window
+    clean: np.ndarray  # bool: judged before the next evaluation arrives (on arrival, or by the next training point)
+    routine: np.ndarray  # bool: clean, after a full smoothing window
     candidate: np.ndarray  # bool: risen enough above the best and above the training level to count
     new_best: np.ndarray  # bool: its smoothed loss is a new best
     kept: np.ndarray  # validation values of the kept evaluations (the rule's ``evals``, then the batch's)
@@ -139,10 +140,14 @@ def plan_evaluations(
     # Otherwise it waits until the first training point at or past its step is added.
     first_past = np.searchsorted(steps, eval_step, side="left")
     # Judged in this plan: before the batch's first non-finite training point (``limit_seq``) arrives.
-    judged = (immediate & (eval_seq < limit_seq)) | (~immediate & (first_past < steps.shape[0]))
-    if np.count_nonzero(~immediate) > max_pending:  # the walk would drop waiting evaluations: not modelled
+    judged = (immediate & (eval_seq < limit_seq)) | (~immediate & (first_past < steps.shape[0]))  # (a prefix)
+    cut = np.where(immediate, arrived, first_past + 1)  # training points added when it is judged
+    # Evaluations waiting when one arrives (itself included): more than ``max_pending`` and the walk
+    # drops the oldest, which this plan does not model. Those it leaves out may all be waiting.
+    order = np.arange(eval_step.shape[0])
+    done = np.minimum(np.searchsorted(cut[judged], arrived, side="right"), order)
+    if np.count_nonzero(~judged) + int((order + 1 - done)[judged].max(initial=0)) > max_pending:
         return None
-    cut = np.where(immediate, arrived, first_past + 1)
     start = np.maximum(cut - max_points, 0)  # the buffer's first point then (MAX_TRAIN_POINTS)
     upto = np.maximum(np.minimum(cut, np.searchsorted(steps, eval_step, side="right")) - start, 0)
     previous = np.concatenate([np.array([prev_step], dtype=np.int64), eval_step[:-1]])
@@ -166,7 +171,10 @@ def plan_evaluations(
     with np.errstate(invalid="ignore"):
         rise = smooth - best_after > params["min_rise"] * np.abs(best_after)
         gap = eval_value - level > params["min_gap"] * np.abs(level)
-    return EvalPlan(arrived=arrived - held, level=level, routine=immediate & full, candidate=rise & gap,
+    # Judged before the next evaluation arrives (on arrival, or by the next training point): the walk
+    # never has two waiting, and can be taken up again right after it.
+    clean = judged & (cut <= np.append(arrived[1:], np.iinfo(np.int64).max))
+    return EvalPlan(cut=cut - held, level=level, clean=clean, routine=clean & full, candidate=rise & gap,
                     new_best=new_best, kept=kept, position=position, smooth=smooth)
 
 
