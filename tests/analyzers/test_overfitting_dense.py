@@ -109,25 +109,27 @@ def test_planned_walk_is_chunk_invariant(data: st.DataObject, monkeypatch) -> No
     assert feed(stream, cuts, 1, monkeypatch)[0] == feed(stream, [], 1, monkeypatch)[0]
 
 
-def _dense_overfitting_run(n: int = 2000) -> Stream:
+def _dense_overfitting_run(n: int = 2000, val_first: bool = False) -> Stream:
     t = np.arange(n)
     rng = np.random.default_rng(7)
     train = (0.05 + 2.0 * np.exp(-t / 400)) * np.exp(0.05 * rng.standard_normal(n))
     val = (0.5 + 1.5 * np.exp(-t / 300) + 0.0008 * np.maximum(t - 1200, 0)) * np.exp(0.01 * rng.standard_normal(n))
     s = Stream()
     for step in range(n):
-        s.scalar("train/loss", step, train[step])
-        s.scalar("val/loss", step, val[step])
+        for tag, curve in (("val/loss", val), ("train/loss", train))[:: 1 if val_first else -1]:
+            s.scalar(tag, step, curve[step])
     return s
 
 
-def test_a_dense_run_is_judged_one_evaluation_at_a_time_only_where_it_can_count(monkeypatch) -> None:
+@pytest.mark.parametrize("val_first", [False, True])
+def test_a_dense_run_is_judged_one_evaluation_at_a_time_only_where_it_can_count(val_first: bool, monkeypatch) -> None:
     """2,000 evaluations, the validation loss rising from step 1,200: the same warning as the plain walk,
-    while the evaluations before the rise, which cannot count, are stepped over in a few stretches."""
+    while the evaluations before the rise, which cannot count, are stepped over in a few stretches
+    (also when each evaluation is logged before its step's training point)."""
     walked: list[int] = []
     one = overfitting.Overfitting._walk_one
     monkeypatch.setattr(overfitting.Overfitting, "_walk_one", lambda self, *a: walked.append(a[3]) or one(self, *a))
-    stream = _dense_overfitting_run()
+    stream = _dense_overfitting_run(val_first=val_first)
     planned = feed(stream, [], 64, monkeypatch)
     before_rise = sum(step < 1200 for step in walked)
     assert planned == feed(stream, [], PLAIN, monkeypatch)
@@ -184,16 +186,18 @@ def test_keras_siblings_with_dense_validation_take_either_walk_to_the_same_alert
     assert [(a["run"], a["kind"]) for a in results[0]] == [("exp", "overfitting")]
 
 
+@pytest.mark.parametrize("val_first", [False, True])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
     "params", [{}, {"patience": 1, "rearm": 2, "noise_sigma": 1.0}, {"smooth_evals": 2, "min_rise": 0.05}]
 )
 def test_a_rise_judged_a_stretch_at_a_time_counts_streaks_and_episodes_as_the_plain_walk(
-    seed: int, params: dict, monkeypatch
+    seed: int, params: dict, val_first: bool, monkeypatch
 ) -> None:
     """Validation every step rising (steadily, or flickering +30 % on and off) after a minimum, training
     still falling: the evaluations that may count are judged a stretch at a time (noise, streak,
-    episode), with the plain walk's alerts, episode counts and saved state."""
+    episode), with the plain walk's alerts, episode counts and saved state; also when each step's
+    validation point is logged before its training point (judged when the next one arrives)."""
     n = 1500
     rng = np.random.default_rng(seed)
     t = np.arange(n)
@@ -204,8 +208,8 @@ def test_a_rise_judged_a_stretch_at_a_time_counts_streaks_and_episodes_as_the_pl
     val = val * np.exp(0.01 * rng.standard_normal(n))
     stream = Stream()
     for step in range(n):
-        stream.scalar("train/loss", step, train[step])
-        stream.scalar("val/loss", step, val[step])
+        for tag, curve in (("val/loss", val), ("train/loss", train))[:: 1 if val_first else -1]:
+            stream.scalar(tag, step, curve[step])
     config = AnalyzerConfig(enabled=("overfitting",), params={"overfitting": params})
     judged = []
     stretch = overfitting.Overfitting._judge_stretch
