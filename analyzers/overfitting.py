@@ -44,8 +44,10 @@ import numpy as np
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.numbers import fmt_number
+from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, above_noise, plan_evaluations
+from tbmon.analyzers.series import seq_slice
 from tbmon.analyzers.signals import TRAIN_LOSS, VAL_LOSS
-from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
+from tbmon.analyzers.windows import MAD_TO_SIGMA, EpisodeState, small_median
 
 KIND = "overfitting"
 WARNING = 1
@@ -54,6 +56,7 @@ MAX_TRAIN_POINTS = 2048  # training points kept per evaluation interval (median 
 MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points
 AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
 MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
+DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag is planned in numpy first
 MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
 
 
@@ -101,26 +104,198 @@ class Overfitting(BaseRule):
         Judging at that exact point (never later) means the bounded training buffer always holds
         the same points when an evaluation is judged, however the stream was chunked. The walk is
         plain Python over lists: with an evaluation every step, numpy's per-call overhead on
-        one-point arrays cost 160-220 µs a point (issue 14).
+        one-point arrays cost 160-220 µs a point (issue 14). A batch of many evaluations of one
+        validation tag is planned in numpy first (``overfitting_batch``), and the walk steps over
+        the stretches of quiet evaluations in one go.
         """
-        trains = [_Train(i.series) for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        train_series = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
+        trains = [_Train(s) for s in train_series]
+        vals = [i.series for i in view.signal(VAL_LOSS) if len(i.series)]
+        dense = self._dense(train_series, vals[0]) if len(vals) == 1 and len(vals[0]) >= DENSE_MIN_EVALS else None
+        if dense is not None:
+            return self._walk_planned(trains, *dense) + self._advance(trains, None)
         evals = []
-        for item in view.signal(VAL_LOSS):
-            s = item.series
+        for s in vals:
             evals += [(seq, s.tag, step, wall, value)  # non-finite: divergence's business
                       for seq, step, wall, value in zip(s.seq.tolist(), s.step.tolist(), s.wall_time.tolist(),
                                                         s.value.tolist()) if isfinite(value)]
         evals.sort(key=lambda e: e[0])
         alerts: list[Alert] = []
-        for seq, tag, step, wall, value in evals:
-            if trains:
-                alerts += self._advance(trains, seq)
-            pending = self._val_state(tag)["pending"]
-            pending.append([step, wall, value])
-            if len(pending) > MAX_PENDING:
-                del pending[0]
-            alerts += self._judge_all()
+        for evaluation in evals:
+            alerts += self._walk_one(trains, *evaluation)
         return alerts + self._advance(trains, None)
+
+    def _walk_one(self, trains: list[_Train], seq: int, tag: str, step: int, wall: float, value: float) -> list[Alert]:
+        """Add the training points before this evaluation (judging what they reach), then judge it if it can be."""
+        alerts = self._advance(trains, seq) if trains else []
+        pending = self._val_state(tag)["pending"]
+        pending.append([step, wall, value])
+        if len(pending) > MAX_PENDING:
+            del pending[0]
+        return alerts + self._judge_all()
+
+    def _dense(self, trains: list[Any], series: Any) -> tuple[Any, ...] | None:
+        """The plan of a batch of one validation tag's evaluations, and their columns; ``None`` when
+        the plan does not model the walk (several training tags or validation tags, evaluations
+        waiting from an earlier batch): the plain walk then judges the batch."""
+        tag = series.tag
+        train_tags = {k[6:] for k in self.tags if k.startswith("train:")} | {t.tag for t in trains}
+        if len(train_tags) != 1 or any(k.startswith("val:") and k != f"val:{tag}" for k in self.tags):
+            return None
+        st = self.tags.get(f"val:{tag}")
+        if st is not None and st["pending"]:
+            return None
+        train = self.tags.get(f"train:{next(iter(train_tags))}", {"steps": [], "values": [], "max_step": None})
+        batch = trains[0] if trains else None
+        limit = inf  # the seq of the batch's first non-finite training point
+        if batch is not None and not (finite := np.isfinite(batch.value)).all():
+            first_bad = int(np.argmin(finite))
+            limit = int(batch.seq[first_bad])
+            batch = seq_slice(batch, int(batch.seq[0]), limit)
+        finite = np.isfinite(series.value)
+        seq, step, wall, value = (a[finite] for a in (series.seq, series.step, series.wall_time, series.value))
+        empty = np.zeros(0, dtype=np.int64)
+        plan = plan_evaluations(
+            buffer_steps=train["steps"], buffer_values=train["values"],
+            max_step=NO_STEP if train["max_step"] is None else train["max_step"],
+            train_seq=empty if batch is None else batch.seq, train_step=empty if batch is None else batch.step,
+            train_value=np.zeros(0) if batch is None else batch.value, limit_seq=limit,
+            eval_seq=seq, eval_step=step, eval_value=value,
+            prev_step=NO_STEP if st is None or st["prev_step"] is None else st["prev_step"],
+            kept_values=[] if st is None else [e[0] for e in st["evals"]],
+            best=inf if st is None or st["best"] is None else st["best"][0],
+            params=self.p, min_points=MIN_TRAIN_POINTS, max_points=MAX_TRAIN_POINTS, max_kept=MAX_EVALS,
+            max_pending=MAX_PENDING,
+        )  # fmt: skip
+        return None if plan is None else (tag, plan, seq.tolist(), step.tolist(), wall.tolist(), value.tolist())
+
+    def _walk_planned(
+        self, trains: list[_Train], tag: str, plan: EvalPlan, seqs: list[int], steps: list[int], walls: list[float],
+        values: list[float],
+    ) -> list[Alert]:
+        """The walk of ``feed`` over one validation tag's evaluations, a quiet stretch at a time.
+
+        Quiet: judged on arrival and unable to count (too small a rise or train/validation gap;
+        or, once the best's training level is settled, a training loss that did not fall). In a
+        stretch of quiet evaluations only the last new best matters afterwards (a new best
+        replaces the best, its training level and the window that settles it), so the stretch
+        up to it is bookkeeping, that evaluation is judged as usual, and the rest is bookkeeping
+        again, settling that best's training level on the way.
+        """
+        n = len(seqs)
+        loud = np.flatnonzero(~(plan.routine & ~plan.candidate)).tolist() + [n]
+        new_best = np.flatnonzero(plan.new_best).tolist() + [n]
+        columns = (values, plan.level.tolist(), steps, walls)
+        alerts: list[Alert] = []
+        hot: tuple[Any, ...] = ()  # (best, its training level, first, end, may count, not routine) in [first, end)
+        i = 0
+        while i < n:
+            st = self.tags.get(f"val:{tag}")
+            j = loud[bisect_left(loud, i)]
+            if j == i and st is not None and st["best"] is not None and st["best_until"] is None and not st["pending"]:
+                # The best's training level is known until the next new best: a candidate whose
+                # training loss did not fall below it by enough cannot count either.
+                best = st["best"]
+                if not (hot and hot[0] is best and hot[1] == best[1] and hot[2] <= i < hot[3]):
+                    end = new_best[bisect_right(new_best, i)]
+                    fell = best[1] - plan.level[i:end] > self.p["min_train_fall"] * abs(best[1])
+                    odd = ~plan.routine[i:end]
+                    hot = (best, best[1], i, end, (np.flatnonzero(odd | (plan.candidate[i:end] & fell)) + i).tolist(),
+                           (np.flatnonzero(odd) + i).tolist())
+                left = hot[4][bisect_left(hot[4], i):]
+                j = left[0] if left else loud[bisect_left(loud, hot[3])]
+                if j == i and plan.routine[i] and plan.position[i] >= MAX_EVALS - 1:
+                    odd_left = hot[5][bisect_left(hot[5], i):]
+                    r = odd_left[0] if odd_left else hot[3]  # up to the next one judged late, or the next new best
+                    alerts += self._judge_stretch(trains, tag, st, plan, i, r, [c[i:r] for c in columns])
+                    i = r
+                    continue
+            if j == i or st is None or st["pending"]:
+                alerts += self._walk_planned_one(trains, tag, plan, i, seqs, steps, walls, values)
+                i += 1
+                continue
+            last = new_best[bisect_left(new_best, j) - 1] if bisect_left(new_best, j) else -1
+            if last >= i:  # judge the stretch's last new best on its own
+                if last > i:
+                    self._skip_quiet(trains, tag, st, int(plan.cut[last - 1]), [c[i:last] for c in columns], False)
+                alerts += self._walk_planned_one(trains, tag, plan, last, seqs, steps, walls, values)
+                i = last + 1
+            if i < j:
+                self._skip_quiet(trains, tag, st, int(plan.cut[j - 1]), [c[i:j] for c in columns], True)
+            i = j
+        return alerts
+
+    def _walk_planned_one(
+        self, trains: list[_Train], tag: str, plan: EvalPlan, k: int, seqs: list[int], steps: list[int],
+        walls: list[float], values: list[float],
+    ) -> list[Alert]:
+        """``_walk_one`` of evaluation ``k``; one that waits for the next training point (logged before
+        its step's) is then judged by adding the training points up to that one, as the next
+        evaluation's walk would begin, so the next stretch starts with none waiting."""
+        alerts = self._walk_one(trains, seqs[k], tag, steps[k], walls[k], values[k])
+        if trains and plan.clean[k] and self.tags[f"val:{tag}"]["pending"]:
+            alerts += self._advance(trains, trains[0].seq[int(plan.cut[k]) - 1] + 1)
+        return alerts
+
+    def _skip_quiet(
+        self, trains: list[_Train], tag: str, st: dict[str, Any], added: int, columns: list[list[Any]], settle: bool
+    ) -> None:
+        """What judging these quiet evaluations (``columns``: value, level, step, wall) one by one leaves
+        behind: ``_keep``'s, the streak broken, the episode quiet that many points longer, and
+        (``settle``) the best's training level settled as far as they reach. No new best among
+        them (or a later one replaces it)."""
+        episode = self._episodes.setdefault(f"{KIND}|{tag}", EpisodeState())
+        episode.quiet += len(columns[0])
+        if episode.quiet >= self.p["rearm"]:
+            episode.open = False
+        self._keep(trains, tag, st, added, columns, 0, settle)
+
+    def _judge_stretch(
+        self, trains: list[_Train], tag: str, st: dict[str, Any], plan: EvalPlan, i: int, r: int,
+        columns: list[list[Any]],
+    ) -> list[Alert]:
+        """Judge evaluations ``i`` to ``r - 1`` at once: each judged on arrival, none a new best, the best's
+        training level settled, a full window of kept evaluations for the noise. ``_counts``, the
+        streak and the episode as the walk would take them one by one."""
+        p, best = self.p, st["best"]
+        level = plan.level[i:r]
+        fell = best[1] - level > p["min_train_fall"] * abs(best[1])
+        maybe = np.flatnonzero(plan.candidate[i:r] & fell)
+        counting = np.zeros(r - i, dtype=bool)
+        counting[maybe] = above_noise(plan.kept, plan.position[i:r][maybe], plan.smooth[i:r][maybe] - best[0],
+                                      p["noise_sigma"], MAX_EVALS)
+        at = np.arange(r - i)
+        last_miss = np.maximum.accumulate(np.where(counting, -1, at))
+        streak = np.where(last_miss < 0, st["streak"] + at + 1, at - last_miss)
+        values, levels, steps, _ = columns
+        alerts = []
+        for k in self.events(KIND, tag, (streak >= p["patience"]).astype(np.int64), np.asarray(steps), p["rearm"]):
+            if self.alerted_minimum.get(tag) != best[2]:  # (as in ``_judge``)
+                self.alerted_minimum[tag] = best[2]
+                alerts.append(self._alert(tag, self._train_tag(tag), st, values[k], levels[k], steps[k]))
+        self._keep(trains, tag, st, int(plan.cut[r - 1]), columns, int(streak[-1]), False)
+        return alerts
+
+    def _keep(
+        self, trains: list[_Train], tag: str, st: dict[str, Any], added: int, columns: list[list[Any]], streak: int,
+        settle: bool,
+    ) -> None:
+        """The bookkeeping of judging evaluations (``columns``: value, level, step, wall) one by one:
+        the batch's first ``added`` training points added, the evaluations kept, the streak,
+        (``settle``) the best's training level settled as far as they reach, the buffer trimmed."""
+        if trains and added > trains[0].cursor:
+            train = trains[0]
+            self._add_train(train.tag, train.step[train.cursor : added], train.value[train.cursor : added])
+            train.cursor = added
+        values, levels, steps, walls = (c[-MAX_EVALS:] for c in columns)
+        evals = st["evals"]
+        evals += [[v, level, s, w] for v, level, s, w in zip(values, levels, steps, walls)]
+        del evals[:-MAX_EVALS]
+        st["prev_step"], st["streak"] = steps[-1], streak
+        if settle and st["best_until"] is not None:
+            self._settle_best(self.tags[f"train:{self._train_tag(tag)}"], st, steps[-1])
+        self._trim_known = False
+        self._trim_train()
 
     def _advance(self, trains: list[_Train], upto_seq: int | None) -> list[Alert]:
         """Add training points with seq below ``upto_seq``, pausing where one reaches a waiting evaluation."""
@@ -177,7 +352,7 @@ class Overfitting(BaseRule):
 
     def _add_train(self, tag: str, steps: list[int], values: list[float]) -> None:
         top = steps[-1]  # a tag's steps never go back
-        if not (isfinite(values[0]) if len(values) == 1 else all(isfinite(v) for v in values)):
+        if not (isfinite(values[0]) if len(values) == 1 else all(map(isfinite, values))):
             steps, values = [s for s, v in zip(steps, values) if isfinite(v)], [v for v in values if isfinite(v)]
             if not values:
                 return

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import tbmon.analyzers.overfitting as overfitting  # noqa: E402
 from tbmon.analyzers import analyze  # noqa: E402
 from tbmon.monitor import read  # noqa: E402
 from tests.scenarios.replay import replay  # noqa: E402
@@ -55,9 +56,14 @@ def main() -> int:
                         "(run N processes, then --combine their dumps)")
     parser.add_argument("--no-live", action="store_true", help="one-shot only: the step-at-a-time replay costs "
                         "~1 s CPU a run (check it on a --shard of the runs)")
+    parser.add_argument("--plan-every-batch", action="store_true", help="let overfitting plan every batch of "
+                        "evaluations in numpy (its dense-validation path, normally for 64+ evaluations at once): "
+                        "checks that path on every run of the corpora")
     parser.add_argument("--combine", nargs="+", type=Path, metavar="DUMP", help="write the union of these dumps to "
                         "--out instead of analysing (then --compare as usual)")
     args = parser.parse_args()
+    if args.plan_every_batch:
+        overfitting.DENSE_MIN_EVALS = 1
     dump: dict[str, list[list[object]]] = {}
     if args.combine:
         for part in args.combine:

@@ -183,7 +183,7 @@ class Processes(Backend):
         import multiprocessing
 
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "tbmon.analyzers", "pandas"])
+        context.set_forkserver_preload([__name__, "tbmon.analyzers"])  # (a report needs no pandas)
         self.jobs = jobs
         self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
 

@@ -59,25 +59,8 @@ def frames(
     """
     import pandas as pd
 
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
-    scalar_pieces: dict[tuple[str, str], list[ScalarSeries]] = {}
-    hist_pieces: dict[tuple[str, str], list[HistogramSeries]] = {}
-    for batch in batches:
-        for s in batch.scalars:
-            scalar_pieces.setdefault((batch.run, s.tag), []).append(s)
-        for h in batch.histograms:
-            hist_pieces.setdefault((batch.run, h.tag), []).append(h)
-
-    def kept(pieces: dict, join: Callable) -> list[tuple[str, str, np.ndarray, Any]]:
-        parts = []
-        for (run, tag) in sorted(pieces):
-            series = join(pieces.pop((run, tag)))
-            m_seq, m_step = markers.get(run, empty)
-            parts.append((run, tag, kept_mask(series.seq, series.step, m_seq, m_step), series))
-        return parts
-
-    s_parts = kept(scalar_pieces, join_scalars)
-    h_parts = kept(hist_pieces, join_histograms)
+    s_parts = kept_parts(batches, markers, "scalars")
+    h_parts = kept_parts(batches, markers, "histograms")
 
     def keys(parts: list) -> dict[str, Any]:
         runs = sorted({p[0] for p in parts})
@@ -120,6 +103,25 @@ def frames(
     return scalars, histograms
 
 
+def kept_parts(
+    batches: list[RunBatch], markers: dict[str, tuple[np.ndarray, np.ndarray]], kind: str
+) -> list[tuple[str, str, np.ndarray, Any]]:
+    """``(run, tag, kept mask, joined series)`` of every (run, tag) of ``kind`` (``"scalars"`` or
+    ``"histograms"``), sorted by run and tag: the frames' rows, before any frame is built."""
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    join: Callable = join_scalars if kind == "scalars" else join_histograms
+    pieces: dict[tuple[str, str], list[Any]] = {}
+    for batch in batches:
+        for s in getattr(batch, kind):
+            pieces.setdefault((batch.run, s.tag), []).append(s)
+    parts = []
+    for run, tag in sorted(pieces):
+        series = join(pieces.pop((run, tag)))
+        m_seq, m_step = markers.get(run, empty)
+        parts.append((run, tag, kept_mask(series.seq, series.step, m_seq, m_step), series))
+    return parts
+
+
 def _categorical(codes: np.ndarray, names: list[str]) -> pd.Categorical:
     """Codes over ``names``. A name that is not UTF-8 (a directory's bytes, surrogate-escaped) cannot
     be an Arrow string, pandas' default text type once pyarrow is installed: such names stay Python objects."""
@@ -154,7 +156,7 @@ def join_histograms(parts: list[HistogramSeries]) -> HistogramSeries:
     )
 
 
-__all__ = ["SCALAR_COLUMNS", "frames", "join_histograms", "join_scalars", "kept_mask"]
+__all__ = ["SCALAR_COLUMNS", "frames", "join_histograms", "join_scalars", "kept_mask", "kept_parts"]
 
 
 def wide_scalars(scalars: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 :class:`LogdirReader` is incremental: every :meth:`LogdirReader.poll` returns only what is new,
 as one :class:`~tbmon.analyzers.series.RunBatch` per run whose ``seq`` numbers continue where
 the previous poll stopped. :func:`read` is a single full poll of a fresh reader plus the pandas
-frames, so `tbmon report` and `tbmon watch` feed the analyzers the very same stream.
+frames (built when first used), so `tbmon report` and `tbmon watch` feed the analyzers the very same stream.
 
 Every event file of a run is read (in file-name order, which is creation-time order), not only
 the newest as TensorBoard's default loader does.
@@ -20,6 +20,7 @@ run went back, whatever the cause.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -112,14 +113,33 @@ class PollResult:
 
 @dataclass
 class ReadResult:
-    """Everything under a logdir, read once (superseded points: :mod:`tbmon.monitor.frames`)."""
+    """Everything under a logdir, read once (superseded points: :mod:`tbmon.monitor.frames`).
+
+    ``scalars`` and ``histograms`` are the pandas frames, built (and pandas imported) when first
+    asked for: `tbmon report` summarises from ``batches`` and never needs them (issue 14).
+    ``markers``: per run, ``(seq, step)`` of the session starts that supersede earlier points.
+    """
 
     logdir: str
-    scalars: pd.DataFrame
-    histograms: pd.DataFrame
     batches: list[RunBatch]
     runs: list[RunInfo]
     problems: list[ReadProblem]
+    markers: dict[str, tuple[np.ndarray, np.ndarray]]
+    buckets: bool = True  # the batches hold histogram buckets (``histograms="full"``)
+    pivot: bool = False  # ``scalars`` is the wide frame
+
+    @functools.cached_property
+    def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        scalars, histograms = frames(self.batches, self.markers, buckets=self.buckets)
+        return (wide_scalars(scalars) if self.pivot else scalars), histograms
+
+    @property
+    def scalars(self) -> pd.DataFrame:
+        return self._frames[0]
+
+    @property
+    def histograms(self) -> pd.DataFrame:
+        return self._frames[1]
 
 
 class _TagState:
@@ -631,19 +651,12 @@ def read(
         polled.problems += [p for f in run.files.values() if (p := f.unread_tail()) is not None]
     batches = polled.batches if keep_tag is None else [_only_tags(b, keep_tag) for b in polled.batches]
     markers = {name: run.purge_markers() for name, run in chosen.items()}
-    scalars, hist_frame = frames(batches, markers, buckets=histogram_buckets(histograms))
     infos = [run.info() for _, run in sorted(chosen.items())]
     if keep_tag is not None:
         infos = [replace(info, scalar_tags=[t for t in info.scalar_tags if keep_tag(t)],
                          histogram_tags=[t for t in info.histogram_tags if keep_tag(t)]) for info in infos]
-    return ReadResult(
-        logdir=root,
-        scalars=wide_scalars(scalars) if pivot else scalars,
-        histograms=hist_frame,
-        batches=batches,
-        runs=infos,
-        problems=polled.problems,
-    )
+    return ReadResult(logdir=root, batches=batches, runs=infos, problems=polled.problems, markers=markers,
+                      buckets=histogram_buckets(histograms), pivot=pivot)
 
 
 def _name_filter(pattern: str | None, what: str) -> Callable[[str], bool] | None:

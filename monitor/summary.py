@@ -15,11 +15,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tbmon.analyzers.alerts import Alert, json_safe, severity_rank
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.incidents import AlertKey, Assignment, Incident, group_alerts
+from tbmon.monitor.frames import kept_parts
 from tbmon.monitor.wording import plural
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, HISTOGRAM_SIGNALS, TRAIN_LOSS, VAL_LOSS, SignalMatcher
 from tbmon.monitor.sparkline import sparkline
@@ -182,7 +182,7 @@ def summarize_runs(
     An alert reported on a Keras experiment directory (it needs both siblings) counts for
     both its ``train`` and ``validation`` runs.
     """
-    index = ScalarIndex(result.scalars) if index is None else index
+    index = ScalarIndex.of(result) if index is None else index
     alerts_by_run: dict[str, list[Alert]] = {}
     for alert in alerts:
         alerts_by_run.setdefault(alert.run, []).append(alert)
@@ -218,22 +218,26 @@ def summarize_runs(
 
 
 class ScalarIndex:
-    """Row positions of every (run, tag) in the scalars frame, computed once (one groupby)."""
+    """Every (run, tag)'s points as the scalars frame holds them (superseded points dropped, in
+    arrival order), taken from the batches: a report never builds the pandas frames (issue 14)."""
 
-    def __init__(self, scalars: pd.DataFrame) -> None:
-        self.steps = scalars["step"].to_numpy(dtype=np.int64)
-        self.values = scalars["value"].to_numpy(dtype=np.float64)
-        self.positions: dict[tuple[str, str], np.ndarray] = (
-            scalars.groupby(["run", "tag"], sort=False, observed=True).indices if len(scalars) else {}
-        )
+    def __init__(self, series: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> None:
+        self._series = series
+
+    @classmethod
+    def of(cls, result: ReadResult) -> ScalarIndex:
+        parts = kept_parts(result.batches, result.markers, "scalars")
+        return cls({(run, tag): (s.step[keep], s.value[keep]) for run, tag, keep, s in parts})
 
     def count(self, run: str, tag: str) -> int:
-        return len(self.positions.get((run, tag), ()))
+        return len(self._series.get((run, tag), _NO_POINTS)[0])
 
     def series(self, run: str, tag: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of one tag in arrival order (superseded points already dropped by the reader)."""
-        rows = self.positions.get((run, tag), np.empty(0, dtype=np.int64))
-        return self.steps[rows], self.values[rows]
+        return self._series.get((run, tag), _NO_POINTS)
+
+
+_NO_POINTS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
 def _loss(index: ScalarIndex, matcher: SignalMatcher, signal: str, info: RunInfo) -> LossSummary | None:
@@ -400,7 +404,7 @@ def alert_order(alert: Alert) -> tuple:
 def build_report(result: ReadResult, alerts: Sequence[Alert], config: AnalyzerConfig) -> LogdirReport:
     """Summaries of ``result``; alerts sorted worst first, then by run and step."""
     ordered = tuple(sorted(alerts, key=alert_order))
-    index = ScalarIndex(result.scalars)
+    index = ScalarIndex.of(result)
     matcher = SignalMatcher(config.patterns)
     runs = summarize_runs(result, ordered, matcher, index)
     return LogdirReport(

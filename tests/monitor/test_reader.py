@@ -554,3 +554,23 @@ def test_a_damaged_end_is_reported_by_read_and_waited_for_by_a_watcher(tmp_path:
 def test_an_intact_file_has_no_damaged_end(tmp_path: Path, tb) -> None:
     tb.scalars(tmp_path / "run", {"loss": [float(s) for s in range(50)]})
     assert read(tmp_path).problems == []
+
+
+def test_frames_are_built_when_first_used_and_a_result_pickles(tmp_path: Path) -> None:
+    """`read()` leaves the pandas frames to the first ``.scalars``/``.histograms`` (a report never
+    asks, issue 14); asked for, they are the same, and a result still travels between processes."""
+    import pickle
+
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "run")) as writer:
+        for step in range(30):
+            writer.add_scalar("loss", 1.0 / (step + 1), step)
+            writer.add_histogram("w", np.arange(5.0) + step, step)
+    result = read(tmp_path)
+    assert "_frames" not in vars(result)
+    copy = pickle.loads(pickle.dumps(result))
+    assert len(result.scalars) == 30 and len(result.histograms) == 30 and "_frames" in vars(result)
+    assert copy.scalars.equals(result.scalars)
+    assert copy.histograms["bucket_counts"].map(len).tolist() == result.histograms["bucket_counts"].map(len).tolist()
+    assert read(tmp_path, pivot=True).scalars.columns.tolist() == ["run", "step", "loss"]
