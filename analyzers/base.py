@@ -139,6 +139,9 @@ class BaseRule:
         ``parts`` holds ``(seq, step, level)`` arrays per tag; returns ``(which part, which point)``
         for each alert due.
         """
+        if all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, judged in seq order
+            order = sorted(range(len(parts)), key=lambda k: int(parts[k][0][0]))
+            return [(k, 0) for k in order if self.event(kind, tag, int(parts[k][2][0]), int(parts[k][1][0]), rearm)]
         order = np.argsort(np.concatenate([seq for seq, _, _ in parts]), kind="stable")
         steps = np.concatenate([step for _, step, _ in parts])[order]
         levels = np.concatenate([level for _, _, level in parts])[order]

@@ -8,7 +8,9 @@ chunk. That is what makes the rules chunk-invariant without a per-point Python l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from math import isfinite
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -89,6 +91,33 @@ def trailing_window_stats(
     return blk_med[inverse], blk_mad[inverse], [int(starts[-1]), float(blk_med[-1]), float(blk_mad[-1])]
 
 
+def window_stats_point(
+    history: Callable[[], list[float]], window: int, min_history: int, *, offset: int, stride: int,
+    last: list[float] | None,
+) -> list[float]:
+    """``trailing_window_stats`` for ONE value (absolute index ``offset``) in plain Python: its
+    block's ``[start, median, MAD]``, the ``last`` to keep. ``last`` itself when the value lies in
+    that block (7 values of 8 at stride 8); else ``history()`` (the values before it, at least the last
+    ``window + stride``, all of them while fewer) gives the window: sorting 128 floats in Python costs
+    less than numpy's two medians of one row. Same floats (``small_median``); a window holding a
+    non-finite value goes through numpy, whose NaN handling differs."""
+    start = offset - offset % stride
+    if last and last[0] == start:
+        return last
+    values = history()
+    end = len(values) - (offset - start)  # the block's start in ``values``
+    if start < min_history:
+        return [start, float("nan"), float("nan")]
+    win = values[end - window : end] if start >= window else values[:end]
+    med = small_median(win)
+    mad = small_median([abs(v - med) for v in win])
+    if not (isfinite(med) and isfinite(mad)):
+        # (the new value itself is in no window of its block: any stands in for it)
+        return trailing_window_stats(np.asarray(values, dtype=float), np.zeros(1), window, min_history,
+                                     offset=offset, stride=stride)[2]
+    return [start, med, mad]
+
+
 def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
     """Median of each new value together with up to ``window - 1`` values before it (no NaN among them)."""
     n = values.shape[0]
@@ -166,14 +195,26 @@ def _streak_one(
     holds: bool, streak: Streak, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """``streak_update`` for one point."""
+    state = streak.to_json()
+    length, carried = streak_point(holds, state, int(steps[0]), float(walls[0]), float(values[0]))
+    streak.length, streak.start_step, streak.start_wall, streak.start_value = state
     if not holds:
-        streak.start_step, streak.length = -1, 0
         return np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
-    carried = streak.length > 0
+    return np.array([length], dtype=np.int64), np.array([-1 if carried else 0], dtype=np.int64)
+
+
+def streak_point(holds: bool, state: list[float], step: int, wall: float, value: float) -> tuple[int, bool]:
+    """One point of a streak kept as its JSON list (``Streak.to_json()``), updated in place, in plain
+    Python: a live feed's point without a dataclass or an array. Returns the run's length at this
+    point and whether it began in an earlier point (its start is then the one ``state`` already held)."""
+    if not holds:
+        state[0], state[1] = 0, -1
+        return 0, False
+    carried = state[0] > 0
     if not carried:
-        streak.start_step, streak.start_wall, streak.start_value = int(steps[0]), float(walls[0]), float(values[0])
-    streak.length += 1
-    return np.array([streak.length], dtype=np.int64), np.array([-1 if carried else 0], dtype=np.int64)
+        state[1], state[2], state[3] = step, wall, value
+    state[0] = int(state[0]) + 1
+    return state[0], carried
 
 
 @dataclass(slots=True)
