@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from math import isfinite
+from math import inf, isfinite
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from tbmon.analyzers.alerts import SEVERITIES, Alert
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
 from tbmon.analyzers.signals import Match
-from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point
+from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point, episode_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +139,15 @@ class BaseRule:
         ``parts`` holds ``(seq, step, level)`` arrays per tag; returns ``(which part, which point)``
         for each alert due.
         """
-        if all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, judged in seq order
+        if all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, in Python
+            levels = [int(level[0]) for _, _, level in parts]
+            episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
+            if max(levels) <= 0:  # nothing holds (nearly always): only the quiet count moves
+                episode_points(levels, [], episode, rearm)
+                return []
             order = sorted(range(len(parts)), key=lambda k: int(parts[k][0][0]))
-            return [(k, 0) for k in order if self.event(kind, tag, int(parts[k][2][0]), int(parts[k][1][0]), rearm)]
+            due = episode_points([levels[k] for k in order], [int(parts[k][1][0]) for k in order], episode, rearm)
+            return [(order[j], 0) for j in due]
         order = np.argsort(np.concatenate([seq for seq, _, _ in parts]), kind="stable")
         steps = np.concatenate([step for _, step, _ in parts])[order]
         levels = np.concatenate([level for _, _, level in parts])[order]
@@ -173,6 +179,10 @@ class BaseRule:
         )
 
 
+_NO_SEQ, _NO_VALUES = np.zeros(0, dtype=np.int64), np.zeros(0)  # no batch arrays (shared: never written)
+_NO_SEQ.flags.writeable = _NO_VALUES.flags.writeable = False
+
+
 class ScalarContext:
     """The latest value of one context signal (e.g. learning rate) as of any point of the run.
 
@@ -197,7 +207,7 @@ class ScalarContext:
         """Take this batch's points of the signal; call before ``at``."""
         self._prev = (self.last, self.last_step, self.peak)
         self._prev_rises = (self.rises, self.last_rise_step)
-        self._seq = np.zeros(0, dtype=np.int64)
+        self._seq, self._one = _NO_SEQ, None
         for item in items:
             if self.tag is None:
                 self.tag = item.tag
@@ -207,8 +217,9 @@ class ScalarContext:
             self._seq, self._steps = s.seq, s.step
             self._values = s.value
             if len(s) == 1:  # a live feed's usual chunk: the same figures without numpy's set-up
-                self._take_one(float(s.value[0]), int(s.step[0]))
+                self._take_one(int(s.seq[0]), float(s.value[0]), int(s.step[0]))
                 continue
+            self._one = None
             seed = -np.inf if np.isnan(self.peak) else self.peak
             self._peaks = np.fmax.accumulate(np.concatenate([[seed], np.where(np.isfinite(s.value), s.value, -np.inf)]))[1:]
             rose = s.value > np.concatenate([[self.last], s.value[:-1]])  # NaN compares False
@@ -220,23 +231,24 @@ class ScalarContext:
             self.last, self.last_step = float(s.value[-1]), int(s.step[-1])
             self.peak = float(self._peaks[-1]) if np.isfinite(self._peaks[-1]) else self.peak
 
-    def _take_one(self, value: float, step: int) -> None:
-        """``update`` for a one-point series (same results as its vectorised path)."""
-        seed = -np.inf if np.isnan(self.peak) else self.peak
+    def _take_one(self, seq: int, value: float, step: int) -> None:
+        """``update`` for a one-point series (same results as its vectorised path), kept as Python
+        numbers for ``at``: ``(seq, value, step, peak, rises, rise step)``."""
+        seed = -inf if self.peak != self.peak else self.peak  # (NaN: none yet)
         peak = max(seed, value) if isfinite(value) else seed
         rose = value > self.last  # NaN compares False
         if rose:
             self.rises, self.last_rise_step = self.rises + 1, step
-        self._peaks = np.array([peak])
-        self._rises = np.array([self.rises], dtype=np.int64)
-        self._rise_steps = np.array([self.last_rise_step], dtype=np.int64)
-        if np.isnan(self.first):
+        self._one = (seq, value, step, peak if isfinite(peak) else float("nan"), self.rises, self.last_rise_step)
+        if self.first != self.first:
             self.first = value
         self.last, self.last_step = value, step
         self.peak = peak if isfinite(peak) else self.peak
 
     def at(self, seq: int) -> tuple[float, int, float]:
         """``(value, step, peak so far)`` of the latest point with ``seq`` at or before ``seq``."""
+        if self._one is not None:
+            return self._one[1:4] if seq >= self._one[0] else self._prev
         i = int(np.searchsorted(self._seq, seq, side="right")) - 1
         if i < 0:
             return self._prev
@@ -245,15 +257,17 @@ class ScalarContext:
 
     def rises_at(self, seq: int) -> tuple[int, int]:
         """``(rises so far, step of the latest rise)`` as of ``seq``: how the value got to its peak."""
+        if self._one is not None:
+            return self._one[4:6] if seq >= self._one[0] else self._prev_rises
         i = int(np.searchsorted(self._seq, seq, side="right")) - 1
         return self._prev_rises if i < 0 else (int(self._rises[i]), int(self._rise_steps[i]))
 
     def release(self) -> None:
         """Drop this batch's arrays (kept only for ``at`` lookups during the batch): an idle run's
         context is then a few numbers, not a copy of its last batch (a catch-up batch is its whole history)."""
-        self._seq = self._steps = self._rise_steps = np.zeros(0, dtype=np.int64)
-        self._values = self._peaks = np.zeros(0)
-        self._rises = np.zeros(0, dtype=np.int64)
+        self._seq = self._steps = self._rise_steps = self._rises = _NO_SEQ
+        self._values = self._peaks = _NO_VALUES
+        self._one: tuple[int, float, int, float, int, int] | None = None
 
     def state(self) -> list[Any]:
         return [self.tag, self.last, self.last_step, self.peak, self.first, self.rises, self.last_rise_step]

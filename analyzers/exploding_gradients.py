@@ -119,6 +119,7 @@ gradients grow ~30× in all.
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import isfinite
 from typing import Any, ClassVar
 
 import numpy as np
@@ -614,15 +615,16 @@ class ExplodingGradients(BaseRule):
             parts.append((s, bad, s.max))
         for item in view.signal(GRAD_NONFINITE):
             s = item.series
-            parts.append((s, ~(s.value == 0), s.value))
+            parts.append((s, [s.value[0] != 0] if len(s) == 1 else ~(s.value == 0), s.value))
         for item in view.signal(GRAD_NORM):  # per-layer and total norms: a NaN/Inf norm is a NaN/Inf gradient
-            s = item.series
-            parts.append((s, ~np.isfinite(s.value), s.value))
+            s = item.series  # (one point, a live feed's: its test without numpy's set-up)
+            parts.append((s, [not isfinite(s.value[0])] if len(s) == 1 else ~np.isfinite(s.value), s.value))
         parts = [p for p in parts if len(p[0])]
         if not parts:
             return []
         alerts = []
-        merged = [(s.seq, s.step, bad.astype(int) * CRITICAL) for s, bad, _ in parts]
+        merged = [(s.seq, s.step, [CRITICAL * bad[0]] if len(s) == 1 else bad.astype(int) * CRITICAL)
+                  for s, bad, _ in parts]
         for k, i in self.merged_events(KIND, "*nonfinite", merged, self.p["rearm"]):
             s, _, shown = parts[k]
             self.nonfinite_tag = s.tag

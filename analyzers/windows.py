@@ -253,9 +253,7 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
         return np.zeros(1 if due else 0, dtype=np.int64)
     hits = np.flatnonzero(levels > 0)
     if hits.size == 0:
-        episode.quiet += n
-        if episode.quiet >= rearm:
-            episode.open = False
+        _quiet(episode, n, rearm)
         return hits
     gaps = np.empty(hits.size, dtype=np.int64)
     gaps[0] = episode.quiet + hits[0]
@@ -295,9 +293,7 @@ def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> b
     exactly as ``episode_events`` would.
     """
     if level <= 0:
-        episode.quiet += 1
-        if episode.quiet >= rearm:
-            episode.open = False
+        _quiet(episode, 1, rearm)
         return False
     new = episode.quiet >= rearm or not episode.open
     due = new or level > episode.level
@@ -310,3 +306,30 @@ def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> b
     if rearm <= 0:
         episode.open = False
     return due
+
+
+def episode_points(levels: list[int], steps: list[int], episode: EpisodeState, rearm: int) -> list[int]:
+    """``episode_events`` over a few points in plain Python (``episode_point`` per point that holds;
+    the quiet ones between only add to the quiet count): the indices due an alert. ``steps`` is read
+    only where a level holds."""
+    due: list[int] = []
+    quiet = 0
+    for i, level in enumerate(levels):
+        if level <= 0:
+            quiet += 1
+            continue
+        if quiet:
+            _quiet(episode, quiet, rearm)
+            quiet = 0
+        if episode_point(level, steps[i], episode, rearm):
+            due.append(i)
+    if quiet:
+        _quiet(episode, quiet, rearm)
+    return due
+
+
+def _quiet(episode: EpisodeState, points: int, rearm: int) -> None:
+    """``points`` points without the condition: the episode closes once ``rearm`` in a row passed."""
+    episode.quiet += points
+    if episode.quiet >= rearm:
+        episode.open = False
