@@ -319,6 +319,8 @@ class ExplodingGradients(BaseRule):
         p = self.p
         st = self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
                                                    "loss_streak": Streak().to_json()})
+        if values.size == 1 and self._quiet_total(st, float(values[0]), float(loss[0])):
+            return np.zeros(1, dtype=int), {}
         base, counted = _early_levels(st, values, p["baseline_points"], p["min_baseline_points"],
                                      (p["growth"], p["growth_first"]))
         factor = np.where(counted >= p["min_baseline_points"], p["growth"], p["growth_first"])
@@ -370,6 +372,22 @@ class ExplodingGradients(BaseRule):
                 k = int(first[-1])
                 st[f"{field}_began"] = [int(steps[k]), float(walls[k]), float(values[k]), float(aux[k])]
         return levels, info
+
+    def _quiet_total(self, st: dict[str, Any], value: float, loss: float) -> bool:
+        """``_total_conditions`` for one point where nothing can happen (a live feed's usual point): the
+        early level is settled, no streak runs, and neither growth nor the loss scale begins here. Then
+        only the peak moves, on Python floats; False (nothing changed) sends the point the vectorised way."""
+        p = self.p
+        level = st.get("level")
+        if level is None or not isfinite(value) or st["streak"][0] or st["loss_streak"][0]:
+            return False
+        factor = p["growth"] if len(st["base"]) >= p["min_baseline_points"] else p["growth_first"]
+        if value > factor * level or (loss == loss and value / max(1.0, abs(loss)) > p["loss_ratio"]):
+            return False
+        st["peak"] = max(st.get("peak", 0.0), value)
+        for field in ("streak", "loss_streak"):
+            st[field] = [0, -1, float(st[field][2]), float(st[field][3])]
+        return True
 
     # --- per-layer groups: layer ratio, backward growth, and the stand-in total -------------------
 
