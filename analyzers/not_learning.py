@@ -59,6 +59,7 @@ not learned (same start and level, ``Tracker`` below), so a run never gets both 
 
 from __future__ import annotations
 
+from math import isfinite
 from statistics import median
 from typing import Any, ClassVar
 
@@ -344,6 +345,12 @@ class NotLearning(BaseRule):
 
     def _judge(self, s: ScalarSeries) -> list[Alert]:
         p, t = self.p, self.tracker
+        if len(s) == 1 and t.learned and t.gap is not None:  # learned for good (a healthy run's live feed):
+            if isfinite(s.value[0]):  # only the point count and the quiet episode move, as below
+                t.count += 1
+                if t.judgeable():
+                    self.event(KIND, s.tag, 0, int(s.step[0]), NEVER)
+            return []
         r = t.update(s)
         if r["index"].size == 0 or not t.judgeable():
             return []
