@@ -106,7 +106,7 @@ def window_stats_point(
         return last
     values = history()
     end = len(values) - (offset - start)  # the block's start in ``values``
-    if start < min_history:
+    if start < min(window, min_history):  # (a full window counts whatever ``min_history`` says)
         return [start, float("nan"), float("nan")]
     win = values[end - window : end] if start >= window else values[:end]
     med = small_median(win)
