@@ -19,7 +19,7 @@ import numpy as np
 from tbmon.analyzers.alerts import SEVERITIES, Alert
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
 from tbmon.analyzers.signals import Match
-from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point, episode_points
+from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point, episode_points, episode_quiet
 
 
 class Tagged(NamedTuple):
@@ -130,6 +130,10 @@ class BaseRule:
             episode = self._episodes[key] = EpisodeState()
         return episode_point(level, step, episode, rearm)
 
+    def quiet(self, kind: str, tag: str, points: int, rearm: int) -> None:
+        """``points`` points of this (kind, tag) where nothing holds: ``events`` on all-zero levels."""
+        episode_quiet(self._episodes.setdefault(f"{kind}|{tag}", EpisodeState()), points, rearm)
+
     def merged_events(
         self, kind: str, tag: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rearm: int
     ) -> list[tuple[int, int]]:
@@ -143,7 +147,7 @@ class BaseRule:
             levels = [int(level[0]) for _, _, level in parts]
             episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
             if max(levels) <= 0:  # nothing holds (nearly always): only the quiet count moves
-                episode_points(levels, [], episode, rearm)
+                episode_quiet(episode, len(levels), rearm)
                 return []
             order = sorted(range(len(parts)), key=lambda k: int(parts[k][0][0]))
             due = episode_points([levels[k] for k in order], [int(parts[k][1][0]) for k in order], episode, rearm)

@@ -625,24 +625,23 @@ class ExplodingGradients(BaseRule):
         return alerts
 
     def _nonfinite(self, view: RunView) -> list[Alert]:
+        hists = [i.series for i in view.signal(GRAD_HISTOGRAM) if len(i.series)]
+        counts = [i.series for i in view.signal(GRAD_NONFINITE) if len(i.series)]
+        norms = [i.series for i in view.signal(GRAD_NORM) if len(i.series)]  # per-layer and total norms
+        if not hists and all(len(s) == 1 for s in counts + norms) and not any(s.value[0] != 0 for s in counts) \
+                and all(isfinite(s.value[0]) for s in norms):  # a live feed's usual points: all finite
+            if counts or norms:
+                self.quiet(KIND, "*nonfinite", len(counts) + len(norms), self.p["rearm"])
+            return []
         parts = []
-        for item in view.signal(GRAD_HISTOGRAM):
-            s = item.series
+        for s in hists:
             assert isinstance(s, HistogramSeries)
             bad = ~(np.isfinite(s.min) & np.isfinite(s.max) & np.isfinite(s.sum) & np.isfinite(s.sum_squares))
             parts.append((s, bad, s.max))
-        for item in view.signal(GRAD_NONFINITE):
-            s = item.series
-            parts.append((s, [s.value[0] != 0] if len(s) == 1 else ~(s.value == 0), s.value))
-        for item in view.signal(GRAD_NORM):  # per-layer and total norms: a NaN/Inf norm is a NaN/Inf gradient
-            s = item.series  # (one point, a live feed's: its test without numpy's set-up)
-            parts.append((s, [not isfinite(s.value[0])] if len(s) == 1 else ~np.isfinite(s.value), s.value))
-        parts = [p for p in parts if len(p[0])]
-        if not parts:
-            return []
+        parts += [(s, ~(s.value == 0), s.value) for s in counts]
+        parts += [(s, ~np.isfinite(s.value), s.value) for s in norms]  # a NaN/Inf norm is a NaN/Inf gradient
         alerts = []
-        merged = [(s.seq, s.step, [CRITICAL * bad[0]] if len(s) == 1 else bad.astype(int) * CRITICAL)
-                  for s, bad, _ in parts]
+        merged = [(s.seq, s.step, bad.astype(int) * CRITICAL) for s, bad, _ in parts]
         for k, i in self.merged_events(KIND, "*nonfinite", merged, self.p["rearm"]):
             s, _, shown = parts[k]
             self.nonfinite_tag = s.tag

@@ -253,7 +253,7 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
         return np.zeros(1 if due else 0, dtype=np.int64)
     hits = np.flatnonzero(levels > 0)
     if hits.size == 0:
-        _quiet(episode, n, rearm)
+        episode_quiet(episode, n, rearm)
         return hits
     gaps = np.empty(hits.size, dtype=np.int64)
     gaps[0] = episode.quiet + hits[0]
@@ -293,7 +293,7 @@ def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> b
     exactly as ``episode_events`` would.
     """
     if level <= 0:
-        _quiet(episode, 1, rearm)
+        episode_quiet(episode, 1, rearm)
         return False
     new = episode.quiet >= rearm or not episode.open
     due = new or level > episode.level
@@ -319,17 +319,18 @@ def episode_points(levels: list[int], steps: list[int], episode: EpisodeState, r
             quiet += 1
             continue
         if quiet:
-            _quiet(episode, quiet, rearm)
+            episode_quiet(episode, quiet, rearm)
             quiet = 0
         if episode_point(level, steps[i], episode, rearm):
             due.append(i)
     if quiet:
-        _quiet(episode, quiet, rearm)
+        episode_quiet(episode, quiet, rearm)
     return due
 
 
-def _quiet(episode: EpisodeState, points: int, rearm: int) -> None:
-    """``points`` points without the condition: the episode closes once ``rearm`` in a row passed."""
+def episode_quiet(episode: EpisodeState, points: int, rearm: int) -> None:
+    """``points`` points without the condition (``episode_events`` on all-zero levels): the episode
+    closes once ``rearm`` of them in a row have passed."""
     episode.quiet += points
     if episode.quiet >= rearm:
         episode.open = False
