@@ -347,8 +347,8 @@ class Divergence(BaseRule):
         window, min_history = p["spike_window"], p["spike_min_history"]
         st["spike_block"] = _, med, mad = window_stats_point(lambda: hist, window, min_history, offset=n, stride=STRIDE,
                                                              last=st.get("spike_block"))
-        rise = x - med
-        if rise > p["spike_sigma"] * MAD_TO_SIGMA * mad and rise > p["spike_min_rise"] * abs(med):
+        rise, sigma = x - med, MAD_TO_SIGMA * mad  # (in ``_spikes``' order: the same float thresholds)
+        if rise > p["spike_sigma"] * sigma and rise > p["spike_min_rise"] * abs(med):
             return None
         # Committed: no spike here, none pending.
         if hist:  # the point-to-point noise before it (``_noise``): robust sigma of first differences / sqrt 2
