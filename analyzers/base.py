@@ -143,7 +143,7 @@ class BaseRule:
         ``parts`` holds ``(seq, step, level)`` arrays per tag; returns ``(which part, which point)``
         for each alert due.
         """
-        if all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, in Python
+        if parts and all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, in Python
             levels = [int(level[0]) for _, _, level in parts]
             episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
             if max(levels) <= 0:  # nothing holds (nearly always): only the quiet count moves

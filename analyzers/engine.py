@@ -36,6 +36,7 @@ Series = ScalarSeries | HistogramSeries
 _SEQ_MIN, _SEQ_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _TAG = operator.attrgetter("tag")
 _ROUTES_KEPT = 4096  # distinct tag sets remembered (a few per run's logging pattern)
+Route = tuple[tuple[tuple[int, Match], ...], tuple[tuple[int, Match], ...]]  # (scalars, histograms): position, match
 
 
 class HasBatches(Protocol):
@@ -52,7 +53,7 @@ class Engine:
         self._rule_classes = [(name, rules[name]) for name in self.config.rule_names()]
         self._rules: dict[str, dict[str, Rule]] = {}  # owner (run or experiment) → name → rule
         self._last_step: dict[str, dict[str, int]] = {}  # run → tag → last step seen
-        self._routes: dict[tuple[Any, ...], tuple[tuple[int, Match, bool], ...]] = {}  # see ``_route``
+        self._routes: dict[tuple[Any, ...], Route] = {}  # see ``_route``
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -115,30 +116,31 @@ class Engine:
         return out
 
     def _view(self, owner: str, batch: RunBatch, series: list[Series], prefix: str | None) -> RunView:
-        scalars, histograms = [], []
-        for i, match, is_hist in self._route(batch.role, series):
-            s = series[i]
-            if prefix:
-                s = dataclasses.replace(s, tag=prefix + s.tag)
-            (histograms if is_hist else scalars).append(Tagged(match, s))
-        return RunView(run=owner, scalars=tuple(scalars), histograms=tuple(histograms))
+        scalars, histograms = self._route(batch.role, series)
+        if prefix:
+            return RunView(run=owner, scalars=tuple(
+                Tagged(m, dataclasses.replace(series[i], tag=prefix + series[i].tag)) for i, m in scalars),
+                histograms=tuple(Tagged(m, dataclasses.replace(series[i], tag=prefix + series[i].tag))
+                                 for i, m in histograms))
+        return RunView(run=owner, scalars=tuple([Tagged(m, series[i]) for i, m in scalars]),
+                       histograms=tuple([Tagged(m, series[i]) for i, m in histograms]))
 
-    def _route(self, role: str | None, series: list[Series]) -> tuple[tuple[int, Match, bool], ...]:
-        """``(position, match, is a histogram)`` of each series some signal matches, remembered per set of
-        tags: a live feed brings the same tags step after step, and classifying each of them on every
-        feed was a fair share of its cost (issue 14)."""
+    def _route(self, role: str | None, series: list[Series]) -> Route:
+        """``(position, match)`` of each scalar and each histogram series some signal matches, remembered
+        per set of tags: a live feed brings the same tags step after step, and classifying each of them on
+        every feed was a fair share of its cost (issue 14)."""
         key = (role, tuple(map(_TAG, series)), tuple(map(type, series)))
         route = self._routes.get(key)
         if route is None:
-            found = []
+            found: tuple[list[tuple[int, Match]], list[tuple[int, Match]]] = ([], [])
             for i, s in enumerate(series):
                 is_hist = isinstance(s, HistogramSeries)
                 match = self.matcher.classify(s.tag, histogram=is_hist, role=role)
                 if match is not None:
-                    found.append((i, match, is_hist))
+                    found[is_hist].append((i, match))
             if len(self._routes) >= _ROUTES_KEPT:  # chunks that cut steps anywhere make many sets: start over
                 self._routes.clear()
-            route = self._routes[key] = tuple(found)
+            route = self._routes[key] = (tuple(found[0]), tuple(found[1]))
         return route
 
     def _segments(self, run: str, series: list[Series]) -> list[tuple[int, int, tuple[str, ...]]]:

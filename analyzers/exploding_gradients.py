@@ -251,6 +251,11 @@ class ExplodingGradients(BaseRule):
             st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
             q = q[order]
         self._loss_seq, self._loss_val = q, v
+        if v.size == 1:  # a live feed's point: the same answers without numpy's set-up
+            finite = isfinite(v[0])
+            if self.first_loss[0] < 0 and finite:
+                self.first_loss = [int(q[0]), float(v[0])]
+            return [] if finite else [[int(q[0]), int(st[0]), float(wt[0])]]
         if self.first_loss[0] < 0 and np.isfinite(v).any():
             k = int(np.argmax(np.isfinite(v)))
             self.first_loss = [int(self._loss_seq[k]), float(v[k])]
@@ -277,6 +282,15 @@ class ExplodingGradients(BaseRule):
             prev = self.loss_last[1] if self.loss_last[0] >= 0 else float("nan")
             out[~found] = [stored.get(int(q), prev) for q in seqs[~found]]
         return out
+
+    def _loss_at_one(self, seq: int) -> float:
+        """``_loss_at`` of one seq, in plain Python (a live feed's total-norm point)."""
+        if self._loss_seq.size and self._loss_seq[0] <= seq:
+            return float(self._loss_val[int(np.searchsorted(self._loss_seq, seq, side="right")) - 1])
+        for q, v in self.waiting_loss:
+            if int(q) == seq:
+                return float(v)
+        return self.loss_last[1] if self.loss_last[0] >= 0 else float("nan")
 
     def _waiting_points(self) -> np.ndarray:
         rows = [r[4] for r in self.groups.pending] + [r[0] for r in self.groups.undecided]
@@ -311,16 +325,20 @@ class ExplodingGradients(BaseRule):
         q, st, wt, v, virtual = _merge_losses(seq, steps, walls, values, bad_loss, run["run"])
         if virtual.size:
             run["run"] = bool(virtual[-1])
+        if q.size == 1 and self._quiet_total(self._total_state(tag), float(v[0]), self._loss_at_one(int(q[0]))):
+            self.quiet(KIND, tag, 1, self.p["rearm"])
+            return []
         levels, info = self._total_conditions(tag, q, st, wt, v, self._loss_at(q))
         return self._emit(tag, levels, st, info)
+
+    def _total_state(self, key: str) -> dict[str, Any]:
+        return self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
+                                                     "loss_streak": Streak().to_json()})
 
     def _total_conditions(self, key: str, seqs: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
                           loss: np.ndarray) -> tuple[np.ndarray, Info]:
         p = self.p
-        st = self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
-                                                   "loss_streak": Streak().to_json()})
-        if values.size == 1 and self._quiet_total(st, float(values[0]), float(loss[0])):
-            return np.zeros(1, dtype=int), {}
+        st = self._total_state(key)
         base, counted = _early_levels(st, values, p["baseline_points"], p["min_baseline_points"],
                                      (p["growth"], p["growth_first"]))
         factor = np.where(counted >= p["min_baseline_points"], p["growth"], p["growth_first"])
@@ -628,11 +646,12 @@ class ExplodingGradients(BaseRule):
         hists = [i.series for i in view.signal(GRAD_HISTOGRAM) if len(i.series)]
         counts = [i.series for i in view.signal(GRAD_NONFINITE) if len(i.series)]
         norms = [i.series for i in view.signal(GRAD_NORM) if len(i.series)]  # per-layer and total norms
-        if not hists and all(len(s) == 1 for s in counts + norms) and not any(s.value[0] != 0 for s in counts) \
-                and all(isfinite(s.value[0]) for s in norms):  # a live feed's usual points: all finite
-            if counts or norms:
-                self.quiet(KIND, "*nonfinite", len(counts) + len(norms), self.p["rearm"])
-            return []
+        if not hists and (counts or norms):  # a live feed's usual points: all finite, only the quiet count moves
+            count_values = np.concatenate([s.value for s in counts]) if counts else np.zeros(0)
+            norm_values = np.concatenate([s.value for s in norms]) if norms else np.zeros(0)
+            if not count_values.any() and np.isfinite(norm_values).all():
+                self.quiet(KIND, "*nonfinite", count_values.size + norm_values.size, self.p["rearm"])
+                return []
         parts = []
         for s in hists:
             assert isinstance(s, HistogramSeries)
@@ -640,6 +659,8 @@ class ExplodingGradients(BaseRule):
             parts.append((s, bad, s.max))
         parts += [(s, ~(s.value == 0), s.value) for s in counts]
         parts += [(s, ~np.isfinite(s.value), s.value) for s in norms]  # a NaN/Inf norm is a NaN/Inf gradient
+        if not parts:
+            return []
         alerts = []
         merged = [(s.seq, s.step, bad.astype(int) * CRITICAL) for s, bad, _ in parts]
         for k, i in self.merged_events(KIND, "*nonfinite", merged, self.p["rearm"]):
