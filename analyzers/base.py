@@ -11,20 +11,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from math import isfinite
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from math import inf, isfinite
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from tbmon.analyzers.alerts import SEVERITIES, Alert
 from tbmon.analyzers.series import HistogramSeries, ScalarSeries
 from tbmon.analyzers.signals import Match
-from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point
+from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point, episode_points, episode_quiet
 
 
-@dataclass(frozen=True, slots=True)
-class Tagged:
-    """One tag's new points with the meaning the signal matcher gave the tag."""
+class Tagged(NamedTuple):
+    """One tag's new points with the meaning the signal matcher gave the tag (a tuple: the engine
+    builds one per tag and feed, and a frozen dataclass cost ~4x more to build on a live feed)."""
 
     match: Match
     series: ScalarSeries | HistogramSeries
@@ -130,6 +130,10 @@ class BaseRule:
             episode = self._episodes[key] = EpisodeState()
         return episode_point(level, step, episode, rearm)
 
+    def quiet(self, kind: str, tag: str, points: int, rearm: int) -> None:
+        """``points`` points of this (kind, tag) where nothing holds: ``events`` on all-zero levels."""
+        episode_quiet(self._episodes.setdefault(f"{kind}|{tag}", EpisodeState()), points, rearm)
+
     def merged_events(
         self, kind: str, tag: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rearm: int
     ) -> list[tuple[int, int]]:
@@ -139,6 +143,15 @@ class BaseRule:
         ``parts`` holds ``(seq, step, level)`` arrays per tag; returns ``(which part, which point)``
         for each alert due.
         """
+        if parts and all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, in Python
+            levels = [int(level[0]) for _, _, level in parts]
+            episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
+            if max(levels) <= 0:  # nothing holds (nearly always): only the quiet count moves
+                episode_quiet(episode, len(levels), rearm)
+                return []
+            order = sorted(range(len(parts)), key=lambda k: int(parts[k][0][0]))
+            due = episode_points([levels[k] for k in order], [int(parts[k][1][0]) for k in order], episode, rearm)
+            return [(order[j], 0) for j in due]
         order = np.argsort(np.concatenate([seq for seq, _, _ in parts]), kind="stable")
         steps = np.concatenate([step for _, step, _ in parts])[order]
         levels = np.concatenate([level for _, _, level in parts])[order]
@@ -170,6 +183,10 @@ class BaseRule:
         )
 
 
+_NO_SEQ, _NO_VALUES = np.zeros(0, dtype=np.int64), np.zeros(0)  # no batch arrays (shared: never written)
+_NO_SEQ.flags.writeable = _NO_VALUES.flags.writeable = False
+
+
 class ScalarContext:
     """The latest value of one context signal (e.g. learning rate) as of any point of the run.
 
@@ -194,7 +211,7 @@ class ScalarContext:
         """Take this batch's points of the signal; call before ``at``."""
         self._prev = (self.last, self.last_step, self.peak)
         self._prev_rises = (self.rises, self.last_rise_step)
-        self._seq = np.zeros(0, dtype=np.int64)
+        self._seq, self._one = _NO_SEQ, None
         for item in items:
             if self.tag is None:
                 self.tag = item.tag
@@ -204,8 +221,9 @@ class ScalarContext:
             self._seq, self._steps = s.seq, s.step
             self._values = s.value
             if len(s) == 1:  # a live feed's usual chunk: the same figures without numpy's set-up
-                self._take_one(float(s.value[0]), int(s.step[0]))
+                self._take_one(int(s.seq[0]), float(s.value[0]), int(s.step[0]))
                 continue
+            self._one = None
             seed = -np.inf if np.isnan(self.peak) else self.peak
             self._peaks = np.fmax.accumulate(np.concatenate([[seed], np.where(np.isfinite(s.value), s.value, -np.inf)]))[1:]
             rose = s.value > np.concatenate([[self.last], s.value[:-1]])  # NaN compares False
@@ -217,23 +235,24 @@ class ScalarContext:
             self.last, self.last_step = float(s.value[-1]), int(s.step[-1])
             self.peak = float(self._peaks[-1]) if np.isfinite(self._peaks[-1]) else self.peak
 
-    def _take_one(self, value: float, step: int) -> None:
-        """``update`` for a one-point series (same results as its vectorised path)."""
-        seed = -np.inf if np.isnan(self.peak) else self.peak
+    def _take_one(self, seq: int, value: float, step: int) -> None:
+        """``update`` for a one-point series (same results as its vectorised path), kept as Python
+        numbers for ``at``: ``(seq, value, step, peak, rises, rise step)``."""
+        seed = -inf if self.peak != self.peak else self.peak  # (NaN: none yet)
         peak = max(seed, value) if isfinite(value) else seed
         rose = value > self.last  # NaN compares False
         if rose:
             self.rises, self.last_rise_step = self.rises + 1, step
-        self._peaks = np.array([peak])
-        self._rises = np.array([self.rises], dtype=np.int64)
-        self._rise_steps = np.array([self.last_rise_step], dtype=np.int64)
-        if np.isnan(self.first):
+        self._one = (seq, value, step, peak if isfinite(peak) else float("nan"), self.rises, self.last_rise_step)
+        if self.first != self.first:
             self.first = value
         self.last, self.last_step = value, step
         self.peak = peak if isfinite(peak) else self.peak
 
     def at(self, seq: int) -> tuple[float, int, float]:
         """``(value, step, peak so far)`` of the latest point with ``seq`` at or before ``seq``."""
+        if self._one is not None:
+            return self._one[1:4] if seq >= self._one[0] else self._prev
         i = int(np.searchsorted(self._seq, seq, side="right")) - 1
         if i < 0:
             return self._prev
@@ -242,15 +261,17 @@ class ScalarContext:
 
     def rises_at(self, seq: int) -> tuple[int, int]:
         """``(rises so far, step of the latest rise)`` as of ``seq``: how the value got to its peak."""
+        if self._one is not None:
+            return self._one[4:6] if seq >= self._one[0] else self._prev_rises
         i = int(np.searchsorted(self._seq, seq, side="right")) - 1
         return self._prev_rises if i < 0 else (int(self._rises[i]), int(self._rise_steps[i]))
 
     def release(self) -> None:
         """Drop this batch's arrays (kept only for ``at`` lookups during the batch): an idle run's
         context is then a few numbers, not a copy of its last batch (a catch-up batch is its whole history)."""
-        self._seq = self._steps = self._rise_steps = np.zeros(0, dtype=np.int64)
-        self._values = self._peaks = np.zeros(0)
-        self._rises = np.zeros(0, dtype=np.int64)
+        self._seq = self._steps = self._rise_steps = self._rises = _NO_SEQ
+        self._values = self._peaks = _NO_VALUES
+        self._one: tuple[int, float, int, float, int, int] | None = None
 
     def state(self) -> list[Any]:
         return [self.tag, self.last, self.last_step, self.peak, self.first, self.rises, self.last_rise_step]

@@ -69,7 +69,7 @@ Why these numbers: docs/analyzers.md (the tests/scenarios corpus and real CPU tr
 
 from __future__ import annotations
 
-from math import inf, sqrt
+from math import inf, isfinite, sqrt
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,14 +85,19 @@ from tbmon.analyzers.windows import (
     Streak,
     running_min,
     small_median,
+    streak_point,
     streak_update,
     trailing_median,
     trailing_window_stats,
+    window_stats_point,
 )
 
 KIND = "divergence"
 STRIDE = 8  # window statistics are refreshed every 8 values (one median per block: 8x cheaper)
+SMALL_CHUNK = 12  # a chunk of up to this many points per tag is judged a point at a time (break-even ~16)
 INFO, WARNING, CRITICAL = 1, 2, 3  # episode levels; the alert's severity index is level - 1
+
+_FIRST = np.zeros(1, dtype=np.int64)  # a one-point chunk's finite points: its first
 
 # A pending spike, carried in the tag state until it is judged (at most ``recover_points`` later).
 (_P_STEP, _P_WALL, _P_VALUE, _P_MED, _P_SIGMA, _P_PRE, _P_RECOVER, _P_EXPLODE, _P_EXPLOSION, _P_RECURRING,
@@ -122,6 +127,28 @@ def _mark(levels: np.ndarray, info: dict[int, dict[str, Any]], i: int, level: in
     if level > levels[i]:
         levels[i] = level
         info[i] = evidence
+
+
+_TRAIN_FRESH = (("best", None), ("streak", Streak().to_json()), ("far", Streak().to_json()), ("spikes", 0),
+                ("recur", []), ("pending", []), ("recent", []), ("head", []), ("undone_best", None),
+                ("undone", Streak().to_json()), ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json()))
+
+
+def _train_state(st: dict[str, Any]) -> None:
+    """A training-loss tag's state beyond its window: the keys it lacks, fresh (copies: lists change)."""
+    for key, fresh in _TRAIN_FRESH:
+        if key not in st:
+            st[key] = list(fresh) if isinstance(fresh, list) else fresh
+
+
+def _median_with(history: list[float], value: float, window: int) -> float:
+    """``trailing_median`` of one new value: the median of it and up to ``window - 1`` values before."""
+    return small_median((history[-(window - 1) :] if window > 1 else []) + [value])
+
+
+def _streak_start(streak: list[float]) -> dict[str, Any]:
+    """Where a running streak (its JSON list) began: the evidence that dates an alert there."""
+    return {"start_step": int(streak[1]), "start_wall": float(streak[2]), "start_value": float(streak[3])}
 
 
 class Divergence(BaseRule):
@@ -260,6 +287,14 @@ class Divergence(BaseRule):
         assert isinstance(s, ScalarSeries)
         p = self.p
         st = self.tags.setdefault(s.tag, {"hist": [], "n": 0})
+        if train:
+            _train_state(st)
+        if len(s) == 1:
+            one = self._one_point(s, st, train)
+            if one is not None:
+                return one
+        elif len(s) <= SMALL_CHUNK:
+            return self._point_by_point(item, train)
         levels = np.where(np.isfinite(s.value), 0, CRITICAL)
         info: dict[int, dict[str, Any]] = {}
         fidx = np.flatnonzero(levels == 0)
@@ -267,11 +302,6 @@ class Divergence(BaseRule):
         hist = np.asarray(st["hist"], dtype=float)
         counts = None
         if train:
-            for key, fresh in (("best", None), ("streak", Streak().to_json()), ("far", Streak().to_json()),
-                               ("spikes", 0), ("recur", []), ("pending", []), ("recent", []),
-                               ("head", []), ("undone_best", None), ("undone", Streak().to_json()),
-                               ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json())):
-                st.setdefault(key, fresh)
             if st.get("first") is None and fv.size:
                 st["first"] = float(fv[0])
             first = float("nan") if st.get("first") is None else float(st["first"])
@@ -292,6 +322,120 @@ class Divergence(BaseRule):
         st["hist"] = np.concatenate([hist, fv])[-(p["spike_window"] + STRIDE + 1) :].tolist()
         st["n"] += int(fv.size)
         return s, levels, info, counts
+
+    def _point_by_point(
+        self, item: Tagged, train: bool
+    ) -> tuple[ScalarSeries, list[int], dict[int, dict[str, Any]], list[int] | None]:
+        """``_levels`` of a small chunk as one-point chunks in a row: the same answers (the rule does
+        not depend on how a stream is cut), without the vectorised set-up that a few points cannot
+        pay back (a watcher polling a fast writer)."""
+        s = item.series
+        start = int(self.tags[s.tag].get("spikes", 0))
+        levels: list[int] = []
+        info: dict[int, dict[str, Any]] = {}
+        counts: list[int] = []
+        for i in range(len(s)):
+            point = ScalarSeries(s.tag, s.seq[i : i + 1], s.step[i : i + 1], s.wall_time[i : i + 1], s.value[i : i + 1])
+            _, lv, evidence, count = self._levels(Tagged(item.match, point), train=train)
+            levels.append(int(lv[0]))
+            if 0 in evidence:
+                info[i] = evidence[0]
+            if count is not None:
+                counts.append(int(count[0]))
+        if train:
+            self._chunk_start[s.tag] = start  # the spike count before the chunk, as ``_spikes`` leaves it
+        return s, levels, info, counts if train else None
+
+    def _one_point(
+        self, s: ScalarSeries, st: dict[str, Any], train: bool
+    ) -> tuple[ScalarSeries, list[int], dict[int, dict[str, Any]], list[int] | None] | None:
+        """``_levels`` of a one-point chunk (a live feed's) in plain Python: the same levels, evidence
+        and state, without numpy's set-up per sub-rule. It takes a finite point of a per-step tag where
+        no spike is found or pending and nothing is far above the first value (nearly every point);
+        otherwise it returns None before changing the state (but the window caches, which the
+        vectorised path then reuses) and the vectorised path judges the point."""
+        p = self.p
+        x = float(s.value[0])
+        hist = st["hist"]
+        cap = p["spike_window"] + STRIDE + 1
+        if not train:
+            if not isfinite(x):
+                return s, [CRITICAL], {}, None
+            st["hist"], st["n"] = (hist + [x])[-cap:], st["n"] + 1
+            return s, [0], {}, None
+        if not isfinite(x) or st["pending"] or "epoch" in s.tag.lower():
+            return None
+        first = x if st.get("first") is None else float(st["first"])
+        smooth = _median_with(hist, x, p["smooth_window"])
+        if first > 0 and (smooth >= p["first_factor"] * first or st["far"][0]):
+            return None
+        n = st["n"]
+        window, min_history = p["spike_window"], p["spike_min_history"]
+        st["spike_block"] = _, med, mad = window_stats_point(lambda: hist, window, min_history, offset=n, stride=STRIDE,
+                                                             last=st.get("spike_block"))
+        rise, sigma = x - med, MAD_TO_SIGMA * mad  # (in ``_spikes``' order: the same float thresholds)
+        if rise > p["spike_sigma"] * sigma and rise > p["spike_min_rise"] * abs(med):
+            return None
+        # Committed: no spike here, none pending.
+        if hist:  # the point-to-point noise before it (``_noise``): robust sigma of first differences / sqrt 2
+            st["noise_block"] = _, _, mad = window_stats_point(
+                lambda: [b - a for a, b in zip(hist[:-1], hist[1:])], window, min_history, offset=n - 1,
+                stride=STRIDE, last=st.get("noise_block"))
+            noise = MAD_TO_SIGMA * mad / sqrt(2.0)
+        else:
+            noise, st["noise_block"] = float("nan"), st.get("noise_block") or []
+        st["first"] = first
+        self._chunk_start[s.tag] = int(st["spikes"])
+        levels, info = [0], {}
+        step, wall = int(s.step[0]), float(s.wall_time[0])
+        if self.pretrain[0] is not None and s.tag == self.loss.tag:
+            self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
+        self._blowup_one(st, (step, wall, x), first, smooth, noise, levels, info)
+        self._undone_one(st, (step, wall, x), first, noise, levels, info)
+        keep = p["smooth_window"] - 1
+        st["recent"] = (st["recent"] + [[step, wall]])[-keep:] if keep > 0 else []
+        st["hist"], st["n"] = (hist + [x])[-cap:], n + 1
+        return s, levels, info, [int(st["spikes"])]
+
+    def _blowup_one(self, st: dict[str, Any], point: tuple[int, float, float], initial: float, smooth: float,
+                    noise: float, levels: list[int], info: dict[int, dict[str, Any]]) -> None:
+        """``_blowup`` for one point (``point`` = its step, wall time, value) on Python floats."""
+        p = self.p
+        best = initial if st["best"] is None else float(st["best"])
+        grown = smooth - best > p["blowup_fraction"] * max(initial - best, p["blowup_floor"] * abs(initial))
+        holds = grown and smooth - best > p["blowup_noise_sigma"] * noise  # False while the noise is NaN
+        streak = list(st["streak"])
+        length, _ = streak_point(holds, streak, *point)
+        st["streak"], st["best"] = streak, float(min(best, smooth))
+        if length >= p["blowup_patience"]:
+            _mark(levels, info, 0, CRITICAL, {"condition": "blowup", "best": best, "smoothed": smooth,
+                                              **_streak_start(streak)})
+
+    def _undone_one(self, st: dict[str, Any], point: tuple[int, float, float], first: float, noise: float,
+                    levels: list[int], info: dict[int, dict[str, Any]]) -> None:
+        """``_undone`` for one point on Python floats (its docstring says why)."""
+        p = self.p
+        if not first > 0:
+            return
+        x, a = point[2], st["n"]
+        w_head, w = p["smooth_window"], p["undone_window"]
+        head = st["head"]
+        if len(head) < w_head:
+            head = st["head"] = head + [x]
+        untrained = max(small_median(head[: a + 1] if a + 1 < w_head else head), first)
+        level = _median_with(st["hist"], x, w)
+        best = inf if st["undone_best"] is None else float(st["undone_best"])
+        low = min(best, level if a >= w - 1 else inf)
+        progress = untrained - best
+        real = progress >= p["undone_progress"] * untrained and progress >= (
+            p["undone_noise_sigma"] * 1.2533 * noise / sqrt(w))  # False while the noise is NaN
+        st["undone_best"] = float(low) if isfinite(low) else None
+        streak = list(st["undone"])
+        length, _ = streak_point(real and level - best >= p["undone_fraction"] * progress, streak, *point)
+        st["undone"] = streak
+        if length >= p["undone_patience"]:
+            _mark(levels, info, 0, WARNING, {"condition": "undone", "untrained": untrained, "best": best,
+                                             "smoothed": level, **_streak_start(streak)})
 
     def _spikes(
         self,
@@ -578,19 +722,13 @@ class Divergence(BaseRule):
         if st["best"] is None:
             st["best"] = initial
         sm, idx, noise = smooth, fidx, sigma
-        if sm.size == 1:  # a live feed's usual chunk: the same test on Python floats
-            best, x, sd = float(st["best"]), float(sm[0]), float(noise[0])
-            best_prev = np.array([best])
-            grown = x - best > p["blowup_fraction"] * max(initial - best, p["blowup_floor"] * abs(initial))
-            cond = np.array([grown and x - best > p["blowup_noise_sigma"] * sd])  # False while sd is NaN
-        else:
-            best_prev = running_min(st["best"], np.concatenate([[st["best"]], sm[:-1]]))
-            threshold = np.maximum(
-                p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial)),
-                p["blowup_noise_sigma"] * noise,
-            )
-            with np.errstate(invalid="ignore"):
-                cond = sm - best_prev > threshold  # False while the noise level is unknown (NaN)
+        best_prev = running_min(st["best"], np.concatenate([[st["best"]], sm[:-1]]))
+        threshold = np.maximum(
+            p["blowup_fraction"] * np.maximum(initial - best_prev, p["blowup_floor"] * abs(initial)),
+            p["blowup_noise_sigma"] * noise,
+        )
+        with np.errstate(invalid="ignore"):
+            cond = sm - best_prev > threshold  # False while the noise level is unknown (NaN)
         streak = Streak.from_json(st["streak"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond, streak, s.step[idx], s.wall_time[idx], s.value[idx])
@@ -646,26 +784,17 @@ class Divergence(BaseRule):
         heads = [small_median(head[: a + 1]) for a in absolute[:w_head].tolist() if a + 1 < w_head]
         level = trailing_median(hist, fv, w)
         seed = np.inf if st["undone_best"] is None else float(st["undone_best"])
-        if fv.size == 1:  # a live feed's usual chunk: the same tests on Python floats
-            r = max(heads[0] if heads else small_median(head), first)
-            lv, b, sd = float(level[0]), seed, float(noise[0])
-            ref, best = np.array([r]), np.array([b])
-            low = min(b, lv if int(absolute[0]) >= w - 1 else inf)
-            progress = r - b
-            real = progress >= p["undone_progress"] * r and progress >= p["undone_noise_sigma"] * 1.2533 * sd / sqrt(w)
-            cond = np.array([real and lv - b >= p["undone_fraction"] * progress])  # False while sd is NaN
-        else:
-            ref = np.full(fv.size, small_median(head))
-            ref[: len(heads)] = heads
-            ref = np.maximum(ref, first)
-            full = np.where(absolute >= w - 1, level, np.inf)
-            best = running_min(seed, np.concatenate([[seed], full[:-1]]))
-            low = min(best[-1], full[-1])
-            progress = ref - best
-            with np.errstate(invalid="ignore"):
-                real = (progress >= p["undone_progress"] * ref) & (
-                    progress >= p["undone_noise_sigma"] * 1.2533 * noise / np.sqrt(w))
-                cond = real & (level - best >= p["undone_fraction"] * progress)
+        ref = np.full(fv.size, small_median(head))
+        ref[: len(heads)] = heads
+        ref = np.maximum(ref, first)
+        full = np.where(absolute >= w - 1, level, np.inf)
+        best = running_min(seed, np.concatenate([[seed], full[:-1]]))
+        low = min(best[-1], full[-1])
+        progress = ref - best
+        with np.errstate(invalid="ignore"):
+            real = (progress >= p["undone_progress"] * ref) & (
+                progress >= p["undone_noise_sigma"] * 1.2533 * noise / np.sqrt(w))
+            cond = real & (level - best >= p["undone_fraction"] * progress)
         st["undone_best"] = float(low) if np.isfinite(low) else None
         streak = Streak.from_json(st["undone"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)

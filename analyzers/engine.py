@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ from tbmon.analyzers.base import Rule, RunView, Tagged
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.registry import available_rules
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries, seq_slice
-from tbmon.analyzers.signals import SignalMatcher
+from tbmon.analyzers.signals import Match, SignalMatcher
 
 # 6: divergence judges spikes after they recover or not, not_learning, loss_plateau's start level (issue #10).
 # 5: overfitting's training level around its best. 4: loss_plateau keeps each tag's block size
@@ -33,6 +34,9 @@ from tbmon.analyzers.signals import SignalMatcher
 STATE_VERSION = 8
 Series = ScalarSeries | HistogramSeries
 _SEQ_MIN, _SEQ_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+_TAG = operator.attrgetter("tag")
+_ROUTES_KEPT = 4096  # distinct tag sets remembered (a few per run's logging pattern)
+Route = tuple[tuple[tuple[int, Match], ...], tuple[tuple[int, Match], ...]]  # (scalars, histograms): position, match
 
 
 class HasBatches(Protocol):
@@ -49,6 +53,7 @@ class Engine:
         self._rule_classes = [(name, rules[name]) for name in self.config.rule_names()]
         self._rules: dict[str, dict[str, Rule]] = {}  # owner (run or experiment) → name → rule
         self._last_step: dict[str, dict[str, int]] = {}  # run → tag → last step seen
+        self._routes: dict[tuple[Any, ...], Route] = {}  # see ``_route``
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -111,16 +116,32 @@ class Engine:
         return out
 
     def _view(self, owner: str, batch: RunBatch, series: list[Series], prefix: str | None) -> RunView:
-        scalars, histograms = [], []
-        for s in series:
-            is_hist = isinstance(s, HistogramSeries)
-            match = self.matcher.classify(s.tag, histogram=is_hist, role=batch.role)
-            if match is None:
-                continue
-            if prefix:
-                s = dataclasses.replace(s, tag=prefix + s.tag)
-            (histograms if is_hist else scalars).append(Tagged(match, s))
-        return RunView(run=owner, scalars=tuple(scalars), histograms=tuple(histograms))
+        scalars, histograms = self._route(batch.role, series)
+        if prefix:
+            return RunView(run=owner, scalars=tuple(
+                Tagged(m, dataclasses.replace(series[i], tag=prefix + series[i].tag)) for i, m in scalars),
+                histograms=tuple(Tagged(m, dataclasses.replace(series[i], tag=prefix + series[i].tag))
+                                 for i, m in histograms))
+        return RunView(run=owner, scalars=tuple([Tagged(m, series[i]) for i, m in scalars]),
+                       histograms=tuple([Tagged(m, series[i]) for i, m in histograms]))
+
+    def _route(self, role: str | None, series: list[Series]) -> Route:
+        """``(position, match)`` of each scalar and each histogram series some signal matches, remembered
+        per set of tags: a live feed brings the same tags step after step, and classifying each of them on
+        every feed was a fair share of its cost (issue 14)."""
+        key = (role, tuple(map(_TAG, series)), tuple(map(type, series)))
+        route = self._routes.get(key)
+        if route is None:
+            found: tuple[list[tuple[int, Match]], list[tuple[int, Match]]] = ([], [])
+            for i, s in enumerate(series):
+                is_hist = isinstance(s, HistogramSeries)
+                match = self.matcher.classify(s.tag, histogram=is_hist, role=role)
+                if match is not None:
+                    found[is_hist].append((i, match))
+            if len(self._routes) >= _ROUTES_KEPT:  # chunks that cut steps anywhere make many sets: start over
+                self._routes.clear()
+            route = self._routes[key] = (tuple(found[0]), tuple(found[1]))
+        return route
 
     def _segments(self, run: str, series: list[Series]) -> list[tuple[int, int, tuple[str, ...]]]:
         """Cut the batch (by seq) where a tag's step goes back; say which tags restart where."""
@@ -129,7 +150,7 @@ class Engine:
         for s in series:
             prev = last.get(s.tag)
             steps = s.step
-            first, final = int(steps[0]), int(steps[-1])
+            first, final = (steps.item(),) * 2 if len(steps) == 1 else (int(steps[0]), int(steps[-1]))
             if prev is not None and first < prev:
                 cuts.setdefault(int(s.seq[0]), []).append(s.tag)
             if len(steps) > 1 and not (len(steps) == 2 and final >= first):  # (one or two points: no diff)

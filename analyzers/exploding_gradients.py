@@ -119,6 +119,7 @@ gradients grow ~30× in all.
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import isfinite
 from typing import Any, ClassVar
 
 import numpy as np
@@ -250,6 +251,11 @@ class ExplodingGradients(BaseRule):
             st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
             q = q[order]
         self._loss_seq, self._loss_val = q, v
+        if v.size == 1:  # a live feed's point: the same answers without numpy's set-up
+            finite = isfinite(v[0])
+            if self.first_loss[0] < 0 and finite:
+                self.first_loss = [int(q[0]), float(v[0])]
+            return [] if finite else [[int(q[0]), int(st[0]), float(wt[0])]]
         if self.first_loss[0] < 0 and np.isfinite(v).any():
             k = int(np.argmax(np.isfinite(v)))
             self.first_loss = [int(self._loss_seq[k]), float(v[k])]
@@ -276,6 +282,15 @@ class ExplodingGradients(BaseRule):
             prev = self.loss_last[1] if self.loss_last[0] >= 0 else float("nan")
             out[~found] = [stored.get(int(q), prev) for q in seqs[~found]]
         return out
+
+    def _loss_at_one(self, seq: int) -> float:
+        """``_loss_at`` of one seq, in plain Python (a live feed's total-norm point)."""
+        if self._loss_seq.size and self._loss_seq[0] <= seq:
+            return float(self._loss_val[int(np.searchsorted(self._loss_seq, seq, side="right")) - 1])
+        for q, v in self.waiting_loss:
+            if int(q) == seq:
+                return float(v)
+        return self.loss_last[1] if self.loss_last[0] >= 0 else float("nan")
 
     def _waiting_points(self) -> np.ndarray:
         rows = [r[4] for r in self.groups.pending] + [r[0] for r in self.groups.undecided]
@@ -310,14 +325,20 @@ class ExplodingGradients(BaseRule):
         q, st, wt, v, virtual = _merge_losses(seq, steps, walls, values, bad_loss, run["run"])
         if virtual.size:
             run["run"] = bool(virtual[-1])
+        if q.size == 1 and self._quiet_total(self._total_state(tag), float(v[0]), self._loss_at_one(int(q[0]))):
+            self.quiet(KIND, tag, 1, self.p["rearm"])
+            return []
         levels, info = self._total_conditions(tag, q, st, wt, v, self._loss_at(q))
         return self._emit(tag, levels, st, info)
+
+    def _total_state(self, key: str) -> dict[str, Any]:
+        return self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
+                                                     "loss_streak": Streak().to_json()})
 
     def _total_conditions(self, key: str, seqs: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
                           loss: np.ndarray) -> tuple[np.ndarray, Info]:
         p = self.p
-        st = self.tags.setdefault(f"total:{key}", {"base": [], "streak": Streak().to_json(),
-                                                   "loss_streak": Streak().to_json()})
+        st = self._total_state(key)
         base, counted = _early_levels(st, values, p["baseline_points"], p["min_baseline_points"],
                                      (p["growth"], p["growth_first"]))
         factor = np.where(counted >= p["min_baseline_points"], p["growth"], p["growth_first"])
@@ -369,6 +390,22 @@ class ExplodingGradients(BaseRule):
                 k = int(first[-1])
                 st[f"{field}_began"] = [int(steps[k]), float(walls[k]), float(values[k]), float(aux[k])]
         return levels, info
+
+    def _quiet_total(self, st: dict[str, Any], value: float, loss: float) -> bool:
+        """``_total_conditions`` for one point where nothing can happen (a live feed's usual point): the
+        early level is settled, no streak runs, and neither growth nor the loss scale begins here. Then
+        only the peak moves, on Python floats; False (nothing changed) sends the point the vectorised way."""
+        p = self.p
+        level = st.get("level")
+        if level is None or not isfinite(value) or st["streak"][0] or st["loss_streak"][0]:
+            return False
+        factor = p["growth"] if len(st["base"]) >= p["min_baseline_points"] else p["growth_first"]
+        if value > factor * level or (loss == loss and value / max(1.0, abs(loss)) > p["loss_ratio"]):
+            return False
+        st["peak"] = max(st.get("peak", 0.0), value)
+        for field in ("streak", "loss_streak"):
+            st[field] = [0, -1, float(st[field][2]), float(st[field][3])]
+        return True
 
     # --- per-layer groups: layer ratio, backward growth, and the stand-in total -------------------
 
@@ -606,19 +643,22 @@ class ExplodingGradients(BaseRule):
         return alerts
 
     def _nonfinite(self, view: RunView) -> list[Alert]:
+        hists = [i.series for i in view.signal(GRAD_HISTOGRAM) if len(i.series)]
+        counts = [i.series for i in view.signal(GRAD_NONFINITE) if len(i.series)]
+        norms = [i.series for i in view.signal(GRAD_NORM) if len(i.series)]  # per-layer and total norms
+        if not hists and (counts or norms):  # a live feed's usual points: all finite, only the quiet count moves
+            count_values = np.concatenate([s.value for s in counts]) if counts else np.zeros(0)
+            norm_values = np.concatenate([s.value for s in norms]) if norms else np.zeros(0)
+            if not count_values.any() and np.isfinite(norm_values).all():
+                self.quiet(KIND, "*nonfinite", count_values.size + norm_values.size, self.p["rearm"])
+                return []
         parts = []
-        for item in view.signal(GRAD_HISTOGRAM):
-            s = item.series
+        for s in hists:
             assert isinstance(s, HistogramSeries)
             bad = ~(np.isfinite(s.min) & np.isfinite(s.max) & np.isfinite(s.sum) & np.isfinite(s.sum_squares))
             parts.append((s, bad, s.max))
-        for item in view.signal(GRAD_NONFINITE):
-            s = item.series
-            parts.append((s, ~(s.value == 0), s.value))
-        for item in view.signal(GRAD_NORM):  # per-layer and total norms: a NaN/Inf norm is a NaN/Inf gradient
-            s = item.series
-            parts.append((s, ~np.isfinite(s.value), s.value))
-        parts = [p for p in parts if len(p[0])]
+        parts += [(s, ~(s.value == 0), s.value) for s in counts]
+        parts += [(s, ~np.isfinite(s.value), s.value) for s in norms]  # a NaN/Inf norm is a NaN/Inf gradient
         if not parts:
             return []
         alerts = []

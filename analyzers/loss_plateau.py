@@ -29,6 +29,7 @@ little left to give; an unchanged rate may need lowering.
 
 from __future__ import annotations
 
+from math import isfinite
 from statistics import median
 from typing import Any, ClassVar
 
@@ -92,11 +93,19 @@ class LossPlateau(BaseRule):
 
     def _judge(self, s: ScalarSeries) -> list[Alert]:
         p = self.p
-        st = self.tags.setdefault(s.tag, {
-            "pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None,
-            "block": p["epoch_block"] if "epoch" in s.tag.lower() else p["block"]})
+        st = self.tags.get(s.tag)
+        if st is None:
+            st = self.tags[s.tag] = {
+                "pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None,
+                "block": p["epoch_block"] if "epoch" in s.tag.lower() else p["block"]}
         size = st["block"]
-        start = self.start.update(s)
+        inside = len(s) == 1 and len(st["pending"]) + 1 < size  # a live feed's point inside a block
+        if not (inside and self.start.count_one(float(s.value[0]))):
+            start = self.start.update(s)
+        if inside:  # kept until its block is complete, nothing more
+            if isfinite(s.value[0]):
+                st["pending"] = st["pending"] + [float(s.value[0])]
+            return []
         ok = np.flatnonzero(np.isfinite(s.value))
         values = np.concatenate([np.asarray(st["pending"], dtype=float), s.value[ok]])
         n_blocks = values.size // size

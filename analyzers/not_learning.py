@@ -59,6 +59,7 @@ not learned (same start and level, ``Tracker`` below), so a run never gets both 
 
 from __future__ import annotations
 
+from math import isfinite
 from statistics import median
 from typing import Any, ClassVar
 
@@ -121,6 +122,14 @@ class Tracker:
     def judgeable(self) -> bool:
         """The start is known, positive, and the log begins at the start of training."""
         return bool(self.origin()) and self.start is not None and self.start > 0
+
+    def count_one(self, value: float) -> bool:
+        """``update`` for one point (a live feed's) once the run has learned for good, where it only
+        counts finite points: whether that applied (False: call ``update``)."""
+        if not (self.learned and self.gap is not None):
+            return False
+        self.count += isfinite(value)
+        return True
 
     def update(self, s: ScalarSeries) -> dict[str, Any]:
         """Per finite point of ``s``: ``index`` (position in ``s``), ``level``, ``count``, ``unlearned``
@@ -344,6 +353,10 @@ class NotLearning(BaseRule):
 
     def _judge(self, s: ScalarSeries) -> list[Alert]:
         p, t = self.p, self.tracker
+        if len(s) == 1 and t.count_one(float(s.value[0])):  # learned for good (a healthy run's live feed):
+            if isfinite(s.value[0]) and t.judgeable():  # only the count and the quiet episode move, as below
+                self.quiet(KIND, s.tag, 1, NEVER)
+            return []
         r = t.update(s)
         if r["index"].size == 0 or not t.judgeable():
             return []

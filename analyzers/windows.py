@@ -8,7 +8,9 @@ chunk. That is what makes the rules chunk-invariant without a per-point Python l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from math import isfinite
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -89,6 +91,33 @@ def trailing_window_stats(
     return blk_med[inverse], blk_mad[inverse], [int(starts[-1]), float(blk_med[-1]), float(blk_mad[-1])]
 
 
+def window_stats_point(
+    history: Callable[[], list[float]], window: int, min_history: int, *, offset: int, stride: int,
+    last: list[float] | None,
+) -> list[float]:
+    """``trailing_window_stats`` for ONE value (absolute index ``offset``) in plain Python: its
+    block's ``[start, median, MAD]``, the ``last`` to keep. ``last`` itself when the value lies in
+    that block (7 values of 8 at stride 8); else ``history()`` (the values before it, at least the last
+    ``window + stride``, all of them while fewer) gives the window: sorting 128 floats in Python costs
+    less than numpy's two medians of one row. Same floats (``small_median``); a window holding a
+    non-finite value goes through numpy, whose NaN handling differs."""
+    start = offset - offset % stride
+    if last and last[0] == start:
+        return last
+    values = history()
+    end = len(values) - (offset - start)  # the block's start in ``values``
+    if start < min(window, min_history):  # (a full window counts whatever ``min_history`` says)
+        return [start, float("nan"), float("nan")]
+    win = values[end - window : end] if start >= window else values[:end]
+    med = small_median(win)
+    mad = small_median([abs(v - med) for v in win])
+    if not (isfinite(med) and isfinite(mad)):
+        # (the new value itself is in no window of its block: any stands in for it)
+        return trailing_window_stats(np.asarray(values, dtype=float), np.zeros(1), window, min_history,
+                                     offset=offset, stride=stride)[2]
+    return [start, med, mad]
+
+
 def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.ndarray:
     """Median of each new value together with up to ``window - 1`` values before it (no NaN among them)."""
     n = values.shape[0]
@@ -166,14 +195,26 @@ def _streak_one(
     holds: bool, streak: Streak, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """``streak_update`` for one point."""
+    state = streak.to_json()
+    length, carried = streak_point(holds, state, int(steps[0]), float(walls[0]), float(values[0]))
+    streak.length, streak.start_step, streak.start_wall, streak.start_value = state
     if not holds:
-        streak.start_step, streak.length = -1, 0
         return np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
-    carried = streak.length > 0
+    return np.array([length], dtype=np.int64), np.array([-1 if carried else 0], dtype=np.int64)
+
+
+def streak_point(holds: bool, state: list[float], step: int, wall: float, value: float) -> tuple[int, bool]:
+    """One point of a streak kept as its JSON list (``Streak.to_json()``), updated in place, in plain
+    Python: a live feed's point without a dataclass or an array. Returns the run's length at this
+    point and whether it began in an earlier point (its start is then the one ``state`` already held)."""
+    if not holds:
+        state[0], state[1] = 0, -1
+        return 0, False
+    carried = state[0] > 0
     if not carried:
-        streak.start_step, streak.start_wall, streak.start_value = int(steps[0]), float(walls[0]), float(values[0])
-    streak.length += 1
-    return np.array([streak.length], dtype=np.int64), np.array([-1 if carried else 0], dtype=np.int64)
+        state[1], state[2], state[3] = step, wall, value
+    state[0] = int(state[0]) + 1
+    return state[0], carried
 
 
 @dataclass(slots=True)
@@ -212,9 +253,7 @@ def episode_events(levels: np.ndarray, steps: np.ndarray, episode: EpisodeState,
         return np.zeros(1 if due else 0, dtype=np.int64)
     hits = np.flatnonzero(levels > 0)
     if hits.size == 0:
-        episode.quiet += n
-        if episode.quiet >= rearm:
-            episode.open = False
+        episode_quiet(episode, n, rearm)
         return hits
     gaps = np.empty(hits.size, dtype=np.int64)
     gaps[0] = episode.quiet + hits[0]
@@ -254,9 +293,7 @@ def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> b
     exactly as ``episode_events`` would.
     """
     if level <= 0:
-        episode.quiet += 1
-        if episode.quiet >= rearm:
-            episode.open = False
+        episode_quiet(episode, 1, rearm)
         return False
     new = episode.quiet >= rearm or not episode.open
     due = new or level > episode.level
@@ -269,3 +306,31 @@ def episode_point(level: int, step: int, episode: EpisodeState, rearm: int) -> b
     if rearm <= 0:
         episode.open = False
     return due
+
+
+def episode_points(levels: list[int], steps: list[int], episode: EpisodeState, rearm: int) -> list[int]:
+    """``episode_events`` over a few points in plain Python (``episode_point`` per point that holds;
+    the quiet ones between only add to the quiet count): the indices due an alert. ``steps`` is read
+    only where a level holds."""
+    due: list[int] = []
+    quiet = 0
+    for i, level in enumerate(levels):
+        if level <= 0:
+            quiet += 1
+            continue
+        if quiet:
+            episode_quiet(episode, quiet, rearm)
+            quiet = 0
+        if episode_point(level, steps[i], episode, rearm):
+            due.append(i)
+    if quiet:
+        episode_quiet(episode, quiet, rearm)
+    return due
+
+
+def episode_quiet(episode: EpisodeState, points: int, rearm: int) -> None:
+    """``points`` points without the condition (``episode_events`` on all-zero levels): the episode
+    closes once ``rearm`` of them in a row have passed."""
+    episode.quiet += points
+    if episode.quiet >= rearm:
+        episode.open = False

@@ -4,6 +4,7 @@
     .venv/bin/python bench/analyzers.py --events 1000000   # quicker, scaled down
     .venv/bin/python bench/analyzers.py --steps-only       # the live feed alone (a step at a time vs one batch)
     .venv/bin/python bench/analyzers.py --steps-only --by-rule --step-events 20000  # and each rule's share
+    .venv/bin/python bench/analyzers.py --steps-only --tags-per-step 0   # only the 3-point feed
 
 Issue 3 makes rules take numpy chunks per tag "so a 10-million-event report stays fast", and
 requires that one batch and many small chunks give the same alerts. This measures both.
@@ -15,6 +16,11 @@ gradient norm; a validation loss every ``EVAL_EVERY`` steps; gradient histograms
 55 % of the run, the loss and gradients grow until they overflow to NaN, and it keeps logging
 NaN), one overfits (validation loss turns up while training loss keeps falling); the rest are
 healthy.
+
+The live feed is timed on that shape (~3 points a step) and on a wider one, ``--tags-per-step``
+scalars a step (default 20: the same three plus per-layer gradient norms ``grad_norm/<layer>``, as a
+run that logs 20 scalars every step; the validation loss at its cadence on top): issue 14's "per
+20-point feed" measured as one feed of 20 points, not extrapolated from 3.
 
 Feeds, each into a fresh ``Engine()`` in its own child process:
 
@@ -82,8 +88,9 @@ def _bucket_profile() -> np.ndarray:
     return counts / counts.sum()
 
 
-def run_batch(name: str, steps: int, kind: str, rng: np.random.Generator) -> RunBatch:
-    """One run's whole stream: ``kind`` is "healthy", "diverges" or "overfits"."""
+def run_batch(name: str, steps: int, kind: str, rng: np.random.Generator, tags_per_step: int = 3) -> RunBatch:
+    """One run's whole stream: ``kind`` is "healthy", "diverges" or "overfits"; ``tags_per_step - 3``
+    per-layer gradient norms are logged beside the loss, learning rate and total norm."""
     step = np.arange(steps, dtype=np.int64)
     t = step / steps
     decay = (1.0 + 2000.0 * t) ** -0.5  # power law: fast at first, slow for most of the run
@@ -107,16 +114,23 @@ def run_batch(name: str, steps: int, kind: str, rng: np.random.Generator) -> Run
     is_eval = np.zeros(steps, dtype=np.int64)
     is_eval[evals] = 1
     is_hist = (step % HIST_EVERY == 0).astype(np.int64)
-    per_step = 3 + is_eval + len(LAYERS) * is_hist  # loss, lr, grad norm, [val], [histograms]
+    layers = max(tags_per_step - 3, 0)
+    per_step = 3 + layers + is_eval + len(LAYERS) * is_hist  # loss, lr, grad norm, [layer norms], [val], [hists]
     base = np.cumsum(per_step) - per_step  # seq of each step's first point: arrival order
     wall = 1_763_900_000.0 + 0.12 * step
 
     def scalar(tag: str, at: np.ndarray, offset: np.ndarray | int, value: np.ndarray) -> ScalarSeries:
         return ScalarSeries(tag, base[at] + offset, step[at], wall[at], value)
 
+    # Per-layer norms: a fixed share of the total each (squares summing to about its square), jittered.
+    shares = np.sqrt(rng.dirichlet(np.ones(layers))) if layers else np.zeros(0)
+    per_layer = tuple(
+        scalar(f"grad_norm/layers.{k}.weight", step, 3 + k, share * gnorm * rng.lognormal(0.0, 0.1, steps))
+        for k, share in enumerate(shares)
+    )
     scalars = (
         scalar("train/loss", step, 0, loss), scalar("train/learning_rate", step, 1, lr),
-        scalar("train/grad_norm", step, 2, gnorm), scalar("val/loss", evals, 3, val),
+        scalar("train/grad_norm", step, 2, gnorm), *per_layer, scalar("val/loss", evals, 3 + layers, val),
     )
     at = step[is_hist == 1]
     profile = _bucket_profile()
@@ -126,7 +140,7 @@ def run_batch(name: str, steps: int, kind: str, rng: np.random.Generator) -> Run
         limits = rms[:, None] * BUCKETS[None, :]
         counts = np.broadcast_to(profile * size, limits.shape)
         histograms.append(HistogramSeries(
-            tag=f"grad/{param}", seq=base[at] + 3 + is_eval[at] + k, step=at, wall_time=wall[at],
+            tag=f"grad/{param}", seq=base[at] + 3 + layers + is_eval[at] + k, step=at, wall_time=wall[at],
             min=-4.5 * rms, max=4.5 * rms, num=np.full(at.size, float(size)),
             sum=size * rms * rng.normal(0.0, 1e-3, at.size), sum_squares=size * rms**2,
             bucket_limits=tuple(limits), bucket_counts=tuple(counts),
@@ -134,13 +148,14 @@ def run_batch(name: str, steps: int, kind: str, rng: np.random.Generator) -> Run
     return RunBatch(run=name, scalars=scalars, histograms=tuple(histograms))
 
 
-def workload(events: int, seed: int = 0) -> list[RunBatch]:
-    """``RUNS`` runs holding about ``events`` scalar events together."""
+def workload(events: int, seed: int = 0, tags_per_step: int = 3) -> list[RunBatch]:
+    """``RUNS`` runs holding about ``events`` scalar events together at 3 tags a step (a wider
+    ``tags_per_step`` keeps the same steps: more points per step, not fewer steps)."""
     steps = max(round(events / RUNS / (3 + 1 / EVAL_EVERY)), 2 * HIST_EVERY)
     rng = np.random.default_rng(seed)
     kinds = ["healthy"] * RUNS
     kinds[1], kinds[2] = "diverges", "overfits"
-    return [run_batch(f"sweep/run{k}_{kind}", steps, kind, rng) for k, kind in enumerate(kinds)]
+    return [run_batch(f"sweep/run{k}_{kind}", steps, kind, rng, tags_per_step) for k, kind in enumerate(kinds)]
 
 
 def points(batches: Iterable[RunBatch]) -> tuple[int, int]:
@@ -220,7 +235,7 @@ def anchor_log(read_events: int) -> Path:
     return logdir
 
 
-def child(case: str, events: int, chunk: int) -> dict[str, Any]:
+def child(case: str, events: int, chunk: int, tags_per_step: int = 3) -> dict[str, Any]:
     """One measurement: ``case`` is batch / chunks / steps (over ``workload(events)``) or anchor."""
     if case == "anchor":
         from tbmon.monitor import read
@@ -231,7 +246,7 @@ def child(case: str, events: int, chunk: int) -> dict[str, Any]:
             alerts = analyze(result)
         return {"read": r.figures(), "analyze": a.figures(), "points": sum(points(result.batches)),
                 "alerts": len(alerts)}
-    runs = workload(events)
+    runs = workload(events, tags_per_step=tags_per_step)
     scalars, hists = points(runs)
     case, _, rule = case.partition(":")  # "steps:divergence": that rule alone
     bounds = {"batch": None, "chunks": every_n_points(chunk), "steps": step_bounds}[case]
@@ -240,8 +255,8 @@ def child(case: str, events: int, chunk: int) -> dict[str, Any]:
                         "histogram points"}
 
 
-def run_child(case: str, events: int, chunk: int = 0) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", case, str(events), str(chunk)],
+def run_child(case: str, events: int, chunk: int = 0, tags_per_step: int = 3) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", case, str(events), str(chunk), str(tags_per_step)],
                          stdout=subprocess.PIPE, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -258,11 +273,11 @@ def show(label: str, r: dict[str, Any]) -> None:
     )
 
 
-def compare(events: int, cases: list[tuple[str, str]], chunk: int) -> list[dict[str, Any]]:
+def compare(events: int, cases: list[tuple[str, str]], chunk: int, tags_per_step: int = 3) -> list[dict[str, Any]]:
     """Feed ``workload(events)`` each way; assert the alerts agree. Returns each feed's figures."""
     results = []
     for label, case in cases:
-        results.append((label, run_child(case, events, chunk)))
+        results.append((label, run_child(case, events, chunk, tags_per_step)))
         if len(results) == 1:
             print(f"workload: {results[0][1]['workload']}")
         show(*results[-1])
@@ -298,17 +313,22 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the anchor read + analyze (median kept)")
     ap.add_argument("--steps-only", action="store_true", help="only the step-at-a-time feed against one batch (quick)")
     ap.add_argument("--by-rule", action="store_true", help="also a step at a time with each rule alone: CPU per feed")
-    ap.add_argument("--child", nargs=3, metavar=("CASE", "EVENTS", "CHUNK"), help=argparse.SUPPRESS)
+    ap.add_argument("--tags-per-step", type=int, default=20, help="the live feed again with this many scalars a "
+                    "step (the loss, lr, total norm and per-layer grad norms; 0 or 3: only the 3-tag shape)")
+    ap.add_argument("--child", nargs=4, metavar=("CASE", "EVENTS", "CHUNK", "TAGS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]))))
+        print(json.dumps(child(args.child[0], int(args.child[1]), int(args.child[2]), int(args.child[3]))))
         return
     print(f"rules: {', '.join(available_rules())}")
-    live_figures(*compare(args.step_events, [("one batch per run", "batch"), ("a step at a time", "steps")], args.chunk))
-    if args.by_rule:
-        for rule in available_rules():
-            r = run_child(f"steps:{rule}", args.step_events)
-            print(f"    {rule:20s} alone (with the engine): {r['cpu'] / r['feeds'] * 1e6:5.0f} us CPU per feed")
+    for tags in [3] + ([args.tags_per_step] if args.tags_per_step > 3 else []):
+        print(f"live feed, {tags} scalar tags a step:")
+        live_figures(*compare(args.step_events, [("one batch per run", "batch"), ("a step at a time", "steps")],
+                              args.chunk, tags))
+        if args.by_rule:
+            for rule in available_rules():
+                r = run_child(f"steps:{rule}", args.step_events, tags_per_step=tags)
+                print(f"    {rule:20s} alone (with the engine): {r['cpu'] / r['feeds'] * 1e6:5.0f} us CPU per feed")
     if args.steps_only:
         return
     whole = compare(args.events, [("one batch per run", "batch"), (f"{args.chunk:,}-point chunks", "chunks")],
