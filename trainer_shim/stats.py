@@ -236,37 +236,105 @@ _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: 
 
 CHUNK = 1 << 17  # entries per piece of a sampled tensor (512 KiB of float32): its passes stay in L2
 
+# A min or max: a 0-d tensor, or a numpy scalar when numpy read it on the CPU.
+Extreme = torch.Tensor | np.floating
 
-def _nonfinite_count(g: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """NaN and ±Inf entries of ``g``, given its exact ``aminmax``: no pass at all when both are finite.
 
-    ``aminmax`` propagates NaN and an infinity is its tensor's min or max, so both are finite
-    exactly when every entry is (unlike a sum or sum of squares, they cannot overflow). Reading
-    them costs nothing on CPU, where the entries are then counted only on the rare bad step; on
-    another device the read would wait for it, so there they are always counted (one pass).
+def _nonfinite_count(g: torch.Tensor, low: Extreme, high: Extreme) -> torch.Tensor:
+    """NaN and ±Inf entries of ``g``, given its exact min and max: no pass at all when both are finite.
+
+    ``aminmax`` (and numpy's ``min``/``max``) propagate NaN and an infinity is its tensor's
+    min or max, so both are finite exactly when every entry is (unlike a sum or sum of
+    squares, they cannot overflow). Reading them costs nothing on CPU, where the entries are
+    then counted only on the rare bad step; on another device the read would wait for it, so
+    there they are always counted (one pass).
     """
     if g.device.type == "cpu" and math.isfinite(low.item()) and math.isfinite(high.item()):
         return torch.zeros((), dtype=torch.int64)
     return torch.count_nonzero(torch.isfinite(g).logical_not_())
 
 
+def _combine(piece_values: list[Extreme], reduce: str) -> Extreme:
+    """A tensor's min (``"amin"``) or max (``"amax"``) from its pieces', bit for bit what
+    ``torch.stack(...).amin()`` gives: plain ``min``/``max`` when numpy found every piece's
+    value (never ±0 or NaN there, so the value has one bit pattern), that torch call otherwise."""
+    if len(piece_values) == 1:
+        return piece_values[0]
+    if all(isinstance(v, np.floating) for v in piece_values):
+        return (min if reduce == "amin" else max)(piece_values)
+    return getattr(torch.stack([torch.as_tensor(v) for v in piece_values]), reduce)()
+
+
+def _sum_of_pieces(sums: list[torch.Tensor]) -> torch.Tensor:
+    return sums[0] if len(sums) == 1 else torch.stack(sums).sum()
+
+
+def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> tuple[Extreme, Extreme, torch.Tensor, int]:
+    """min, max, sum and zero count of a flat CPU float32/float64 tensor, ``CHUNK`` by ``CHUNK``.
+
+    numpy's SIMD ``min``, ``max`` and ``== 0`` plus a count of the booleans cost about half
+    of torch's ``aminmax``, ``bitwise_and`` and integer ``count_nonzero`` on the CPU. A
+    nonzero, non-NaN extreme is the same value whoever finds it; when a piece's min or max
+    is ±0 or NaN (which zero or which NaN comes back is the implementation's choice), torch's
+    ``aminmax`` picks it, as before. A piece whose min is above 0 or max below 0 holds no
+    zero: no count. Sums stay torch's (same pieces, same order: the same bits).
+    """
+    values = g.numpy()
+    is_zero = np.empty(min(values.size, CHUNK), dtype=np.bool_)
+    lows: list[Extreme] = []
+    highs: list[Extreme] = []
+    sums: list[torch.Tensor] = []
+    zeros = 0
+    for start, piece in zip(range(0, values.size, CHUNK), g.split(CHUNK)):
+        host = values[start : start + CHUNK]
+        low, high = host.min(), host.max()
+        if not (low > 0 or high < 0):
+            zeros += int(np.count_nonzero(np.equal(host, 0, out=is_zero[: host.size])))
+            if not (low < 0 < high):  # an extreme is ±0 or NaN
+                low, high = torch.aminmax(piece)
+        lows.append(low)
+        highs.append(high)
+        sums.append(piece.sum(dtype=accumulate))
+    return _combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), zeros
+
+
+def _scan_in_torch(g: torch.Tensor, accumulate: torch.dtype, scratch: torch.Tensor) -> tuple[Extreme, Extreme, torch.Tensor, torch.Tensor]:
+    """The same as ``_scan_in_numpy`` with torch ops only (any device and dtype), zeros counted
+    on the integer view of the bits: ``|x|``'s bits (sign masked off into ``scratch``) are 0
+    exactly for ±0; an integer ``count_nonzero`` costs a fraction of the float one, and
+    integers have no subnormal penalty."""
+    lows, highs, sums, nonzeros = [], [], [], []
+    for piece in g.split(CHUNK):
+        bits = scratch[: piece.numel()]
+        torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
+        low, high = torch.aminmax(piece)
+        lows.append(low)
+        highs.append(high)
+        sums.append(piece.sum(dtype=accumulate))
+        nonzeros.append(torch.count_nonzero(bits))
+    nonzero = _sum_of_pieces(nonzeros)
+    return _combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), g.numel() - nonzero
+
+
+def _numpy_reads(g: torch.Tensor) -> bool:
+    return g.device.type == "cpu" and g.dtype in (torch.float32, torch.float64) and not g.is_neg()
+
+
 def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Exact min, max, sum, zero and ±Inf/NaN counts per tensor, float64 ``[P, 5]``.
 
-    min/max propagate NaN (``aminmax``); sums accumulate in float32 at least (float64 would
-    cost ~15x on CPU; half precision would overflow). Tensors bucketed whole already have
-    their counts in their slots. Sampled ones have their zeros counted on the integer view
-    of their bits (an integer ``count_nonzero`` costs a fraction of the float one, and
-    integers have no subnormal penalty): ``|x|``'s bits (sign masked off) are 0 exactly for
-    ±0; their NaN/Inf by ``_nonfinite_count``. They are read in ``CHUNK`` pieces, all passes
-    over a piece in a row, so that only the first pass over each piece comes from main memory.
+    min/max propagate NaN; sums accumulate in float32 at least (float64 would cost ~15x on
+    CPU; half precision would overflow). Tensors bucketed whole already have their counts in
+    their slots. Sampled ones are scanned in ``CHUNK`` pieces, all passes over a piece in a
+    row, so that only the first pass over each piece comes from main memory (numpy on the
+    CPU for float32/float64, torch elsewhere); their NaN/Inf by ``_nonfinite_count``.
     """
     counts = torch.stack(
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
     )
     largest: dict[tuple[torch.dtype, torch.device], int] = {}
     for t, k in zip(tensors, sizes):
-        if t.numel() > k:
+        if t.numel() > k and not _numpy_reads(t):
             key = (_BITS[t.dtype], t.device)
             largest[key] = max(largest.get(key, 0), min(t.numel(), CHUNK))
     scratch = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in largest.items()}
@@ -277,20 +345,14 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
         if g.numel() <= k:
             moments.extend((*torch.aminmax(g), g.sum(dtype=accumulate)))
             continue
-        pieces: list[torch.Tensor] = []
-        for piece in g.split(CHUNK):
-            bits = scratch[(_BITS[g.dtype], g.device)][: piece.numel()]
-            torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
-            pieces.extend((*torch.aminmax(piece), piece.sum(dtype=accumulate), torch.count_nonzero(bits)))
-        if len(pieces) == 4:
-            low, high, total, nonzero = pieces
+        if _numpy_reads(g):
+            low, high, total, zeros = _scan_in_numpy(g, accumulate)
         else:
-            low, high, total, nonzero = (torch.stack(pieces[i::4]) for i in range(4))
-            low, high, total, nonzero = low.amin(), high.amax(), total.sum(), nonzero.sum()
+            low, high, total, zeros = _scan_in_torch(g, accumulate, scratch[(_BITS[g.dtype], g.device)])
         nonfinite = _nonfinite_count(g, low, high)
-        moments.extend((low, high, total))
+        moments.extend((torch.as_tensor(low), torch.as_tensor(high), total))
         sampled.append(p)
-        exact.extend((g.numel() - nonzero, nonfinite))
+        exact.extend((torch.as_tensor(zeros), nonfinite))
     if sampled:
         index = torch.tensor(sampled, device=counts.device)
         counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
