@@ -37,6 +37,7 @@ the float32 bits) and counted by one ``index_add_``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -100,6 +101,16 @@ def sample_indices(numel: int, k: int, device: torch.device) -> torch.Tensor | N
 # POSITIONS_CACHED x HIST_SAMPLE x 8 bytes (16 MiB) per device, held between logging steps.
 POSITIONS_CACHED = 128
 _positions: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
+@functools.lru_cache(maxsize=POSITIONS_CACHED)  # k x 4 bytes each: at most 8 MiB
+def _positions_by_piece(numel: int, k: int) -> tuple[np.ndarray, ...]:
+    """The CPU sample positions split by ``CHUNK`` piece, relative to each piece's start (int32):
+    a piece's sample is gathered while the piece is in cache for its other passes."""
+    positions = sample_indices(numel, k, torch.device("cpu")).numpy()  # type: ignore[union-attr]
+    starts = np.arange(0, numel, CHUNK)
+    bounds = np.searchsorted(positions, np.append(starts, numel))
+    return tuple((positions[b:e] - s).astype(np.int32) for s, b, e in zip(starts, bounds[:-1], bounds[1:]))
 
 
 def _slot_edges(dtype: torch.dtype) -> list[float]:
@@ -204,28 +215,35 @@ def _public_buckets(slots: torch.Tensor) -> torch.Tensor:
     return buckets
 
 
-def _subsamples(tensors: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-    """Each tensor flattened, or its fixed subsample of ``k`` entries when it is larger."""
+def _subsamples(tensors: list[torch.Tensor], k: int, gathered: dict[int, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Each tensor flattened, or its fixed subsample of ``k`` entries when it is larger
+    (``gathered[p]`` when the scan of tensor ``p`` already took it)."""
     out = []
-    for t in tensors:
-        flat = t.detach().reshape(-1)
-        idx = sample_indices(flat.numel(), k, flat.device)
-        out.append(flat if idx is None else flat.index_select(0, idx))
+    for p, t in enumerate(tensors):
+        sample = gathered.get(p) if gathered else None
+        if sample is None:
+            flat = t.detach().reshape(-1)
+            idx = sample_indices(flat.numel(), k, flat.device)
+            sample = flat if idx is None else flat.index_select(0, idx)
+        out.append(sample)
     return out
 
 
-def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+def _slot_counts(tensors: list[torch.Tensor], gathered: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """Per-tensor slot counts ``[P, _SLOTS]`` (float64) of the fixed subsamples, and their sizes.
 
-    All subsamples of a step are classified together and counted by one ``index_add_``.
+    All subsamples of a step are classified together and counted at once: ``bincount`` on
+    the CPU (a quarter less than ``index_add_``), ``index_add_`` elsewhere (``bincount``
+    reads the largest index back to the host on CUDA).
     """
     device = tensors[0].device
-    samples = _subsamples(tensors, HIST_SAMPLE)
+    samples = _subsamples(tensors, HIST_SAMPLE, gathered)
     sizes = [s.numel() for s in samples]
     slots = _bucket_slots(torch.cat(samples))
     offsets = torch.arange(0, len(samples) * _SLOTS, _SLOTS, device=device, dtype=torch.int32)
     slots += torch.repeat_interleave(offsets, torch.tensor(sizes, device=device), output_size=slots.numel())
-    # index_add_ rather than bincount, which reads the largest index back to the host on CUDA
+    if device.type == "cpu":
+        return torch.bincount(slots, minlength=len(samples) * _SLOTS).double().view(len(samples), _SLOTS), sizes
     counts = torch.zeros(len(samples) * _SLOTS, dtype=torch.float64, device=device)
     counts.index_add_(0, slots, torch.ones(1, dtype=torch.float64, device=device).expand(slots.numel()))
     return counts.view(len(samples), _SLOTS), sizes
@@ -269,25 +287,43 @@ def _sum_of_pieces(sums: list[torch.Tensor]) -> torch.Tensor:
     return sums[0] if len(sums) == 1 else torch.stack(sums).sum()
 
 
-def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> tuple[Extreme, Extreme, torch.Tensor, int]:
-    """min, max, sum and zero count of a flat CPU float32/float64 tensor, ``CHUNK`` by ``CHUNK``.
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """What one read of a sampled tensor gives (see ``_scan_in_numpy``)."""
+
+    low: Extreme
+    high: Extreme
+    total: torch.Tensor
+    zeros: int | torch.Tensor
+    sample: torch.Tensor | None = None  # its bucket subsample, when taken during the read
+
+
+def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> _Scan:
+    """min, max, sum, zero count and bucket subsample of a flat CPU float32/float64 tensor,
+    ``CHUNK`` by ``CHUNK``.
 
     numpy's SIMD ``min``, ``max`` and ``== 0`` plus a count of the booleans cost about half
     of torch's ``aminmax``, ``bitwise_and`` and integer ``count_nonzero`` on the CPU. A
     nonzero, non-NaN extreme is the same value whoever finds it; when a piece's min or max
     is ±0 or NaN (which zero or which NaN comes back is the implementation's choice), torch's
     ``aminmax`` picks it, as before. A piece whose min is above 0 or max below 0 holds no
-    zero: no count. Sums stay torch's (same pieces, same order: the same bits).
+    zero: no count. Sums stay torch's (same pieces, same order: the same bits). The subsample
+    is gathered piece by piece while each piece is in cache (the same entries, in the same
+    order, as ``index_select`` with the sorted positions).
     """
     values = g.numpy()
     is_zero = np.empty(min(values.size, CHUNK), dtype=np.bool_)
+    sample = np.empty(HIST_SAMPLE, dtype=values.dtype)
+    taken = 0
     lows: list[Extreme] = []
     highs: list[Extreme] = []
     sums: list[torch.Tensor] = []
     zeros = 0
-    for start, piece in zip(range(0, values.size, CHUNK), g.split(CHUNK)):
+    for start, piece, positions in zip(range(0, values.size, CHUNK), g.split(CHUNK), _positions_by_piece(values.size, HIST_SAMPLE)):
         host = values[start : start + CHUNK]
-        low, high = host.min(), host.max()
+        low, high = host.min(), host.max()  # the first read brings the piece into cache
+        np.take(host, positions, out=sample[taken : taken + positions.size], mode="clip")  # positions < CHUNK
+        taken += positions.size
         if not (low > 0 or high < 0):
             zeros += int(np.count_nonzero(np.equal(host, 0, out=is_zero[: host.size])))
             if not (low < 0 < high):  # an extreme is ±0 or NaN
@@ -295,10 +331,10 @@ def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> tuple[Extreme, E
         lows.append(low)
         highs.append(high)
         sums.append(piece.sum(dtype=accumulate))
-    return _combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), zeros
+    return _Scan(_combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), zeros, torch.from_numpy(sample))
 
 
-def _scan_in_torch(g: torch.Tensor, accumulate: torch.dtype, scratch: torch.Tensor) -> tuple[Extreme, Extreme, torch.Tensor, torch.Tensor]:
+def _scan_in_torch(g: torch.Tensor, accumulate: torch.dtype, scratch: torch.Tensor) -> _Scan:
     """The same as ``_scan_in_numpy`` with torch ops only (any device and dtype), zeros counted
     on the integer view of the bits: ``|x|``'s bits (sign masked off into ``scratch``) are 0
     exactly for ±0; an integer ``count_nonzero`` costs a fraction of the float one, and
@@ -313,14 +349,24 @@ def _scan_in_torch(g: torch.Tensor, accumulate: torch.dtype, scratch: torch.Tens
         sums.append(piece.sum(dtype=accumulate))
         nonzeros.append(torch.count_nonzero(bits))
     nonzero = _sum_of_pieces(nonzeros)
-    return _combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), g.numel() - nonzero
+    return _Scan(_combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), g.numel() - nonzero)
 
 
 def _numpy_reads(g: torch.Tensor) -> bool:
     return g.device.type == "cpu" and g.dtype in (torch.float32, torch.float64) and not g.is_neg()
 
 
-def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def _numpy_scans(tensors: list[torch.Tensor]) -> dict[int, _Scan]:
+    """``_scan_in_numpy`` of every sampled CPU float32/float64 tensor, by position."""
+    scans = {}
+    for p, t in enumerate(tensors):
+        if t.numel() > HIST_SAMPLE and _numpy_reads(t):
+            g = t.detach().reshape(-1)
+            scans[p] = _scan_in_numpy(g, torch.promote_types(g.dtype, torch.float32))
+    return scans
+
+
+def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int], scans: dict[int, _Scan]) -> torch.Tensor:
     """Exact min, max, sum, zero and ±Inf/NaN counts per tensor, float64 ``[P, 5]``.
 
     min/max propagate NaN; sums accumulate in float32 at least (float64 would cost ~15x on
@@ -333,8 +379,8 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
     )
     largest: dict[tuple[torch.dtype, torch.device], int] = {}
-    for t, k in zip(tensors, sizes):
-        if t.numel() > k and not _numpy_reads(t):
+    for p, (t, k) in enumerate(zip(tensors, sizes)):
+        if t.numel() > k and p not in scans:
             key = (_BITS[t.dtype], t.device)
             largest[key] = max(largest.get(key, 0), min(t.numel(), CHUNK))
     scratch = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in largest.items()}
@@ -345,14 +391,11 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
         if g.numel() <= k:
             moments.extend((*torch.aminmax(g), g.sum(dtype=accumulate)))
             continue
-        if _numpy_reads(g):
-            low, high, total, zeros = _scan_in_numpy(g, accumulate)
-        else:
-            low, high, total, zeros = _scan_in_torch(g, accumulate, scratch[(_BITS[g.dtype], g.device)])
-        nonfinite = _nonfinite_count(g, low, high)
-        moments.extend((torch.as_tensor(low), torch.as_tensor(high), total))
+        scan = scans.get(p) or _scan_in_torch(g, accumulate, scratch[(_BITS[g.dtype], g.device)])
+        nonfinite = _nonfinite_count(g, scan.low, scan.high)
+        moments.extend((torch.as_tensor(scan.low), torch.as_tensor(scan.high), scan.total))
         sampled.append(p)
-        exact.extend((torch.as_tensor(zeros), nonfinite))
+        exact.extend((torch.as_tensor(scan.zeros), nonfinite))
     if sampled:
         index = torch.tensor(sampled, device=counts.device)
         counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
@@ -377,8 +420,9 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
     device = grads[0].device
     count = len(grads)
     sumsq = norm_rows(grads)
-    slots, sizes = _slot_counts(grads)
-    exact = _exact_columns(grads, slots, sizes)
+    scans = _numpy_scans(grads)  # first: they gather the subsamples _slot_counts buckets
+    slots, sizes = _slot_counts(grads, {p: s.sample for p, s in scans.items()})
+    exact = _exact_columns(grads, slots, sizes, scans)
     numel_t = torch.tensor([g.numel() for g in grads], dtype=torch.float64, device=device)
 
     if weights is None:
