@@ -296,11 +296,14 @@ class _Scan:
     total: torch.Tensor
     zeros: int | torch.Tensor
     sample: torch.Tensor | None = None  # its bucket subsample, when taken during the read
+    norm: torch.Tensor | None = None  # its L2 norm (``norm_rows``' value), when taken during the read
 
 
-def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> _Scan:
-    """min, max, sum, zero count and bucket subsample of a flat CPU float32/float64 tensor,
-    ``CHUNK`` by ``CHUNK``.
+def _scan_in_numpy(t: torch.Tensor, accumulate: torch.dtype) -> _Scan:
+    """L2 norm, min, max, sum, zero count and bucket subsample of a CPU float32/float64 tensor:
+    the norm over the tensor as it is laid out (``norm_rows``' call: a transposed gradient's
+    norm sums in its own order), then its flat view ``CHUNK`` by ``CHUNK`` from the last
+    piece back, so the pieces the norm read last are still in cache.
 
     numpy's SIMD ``min``, ``max`` and ``== 0`` plus a count of the booleans cost about half
     of torch's ``aminmax``, ``bitwise_and`` and integer ``count_nonzero`` on the CPU. A
@@ -311,19 +314,22 @@ def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> _Scan:
     is gathered piece by piece while each piece is in cache (the same entries, in the same
     order, as ``index_select`` with the sorted positions).
     """
+    norm = torch.linalg.vector_norm(t, dtype=accumulate)
+    g = t.detach().reshape(-1)
     values = g.numpy()
     is_zero = np.empty(min(values.size, CHUNK), dtype=np.bool_)
     sample = np.empty(HIST_SAMPLE, dtype=values.dtype)
-    taken = 0
+    end = HIST_SAMPLE
     lows: list[Extreme] = []
     highs: list[Extreme] = []
     sums: list[torch.Tensor] = []
     zeros = 0
-    for start, piece, positions in zip(range(0, values.size, CHUNK), g.split(CHUNK), _positions_by_piece(values.size, HIST_SAMPLE)):
+    pieces = zip(range(0, values.size, CHUNK), g.split(CHUNK), _positions_by_piece(values.size, HIST_SAMPLE))
+    for start, piece, positions in reversed(list(pieces)):
         host = values[start : start + CHUNK]
-        low, high = host.min(), host.max()  # the first read brings the piece into cache
-        np.take(host, positions, out=sample[taken : taken + positions.size], mode="clip")  # positions < CHUNK
-        taken += positions.size
+        low, high = host.min(), host.max()  # a piece not in cache comes in here
+        np.take(host, positions, out=sample[end - positions.size : end], mode="clip")  # positions < CHUNK
+        end -= positions.size
         if not (low > 0 or high < 0):
             zeros += int(np.count_nonzero(np.equal(host, 0, out=is_zero[: host.size])))
             if not (low < 0 < high):  # an extreme is ±0 or NaN
@@ -331,7 +337,9 @@ def _scan_in_numpy(g: torch.Tensor, accumulate: torch.dtype) -> _Scan:
         lows.append(low)
         highs.append(high)
         sums.append(piece.sum(dtype=accumulate))
-    return _Scan(_combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), zeros, torch.from_numpy(sample))
+    for in_order in (lows, highs, sums):
+        in_order.reverse()
+    return _Scan(_combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), zeros, torch.from_numpy(sample), norm)
 
 
 def _scan_in_torch(g: torch.Tensor, accumulate: torch.dtype, scratch: torch.Tensor) -> _Scan:
@@ -361,8 +369,7 @@ def _numpy_scans(tensors: list[torch.Tensor]) -> dict[int, _Scan]:
     scans = {}
     for p, t in enumerate(tensors):
         if t.numel() > HIST_SAMPLE and _numpy_reads(t):
-            g = t.detach().reshape(-1)
-            scans[p] = _scan_in_numpy(g, torch.promote_types(g.dtype, torch.float32))
+            scans[p] = _scan_in_numpy(t, torch.promote_types(t.dtype, torch.float32))
     return scans
 
 
@@ -402,16 +409,22 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
     return torch.cat([torch.stack(moments).double().view(-1, 3), counts], dim=1)
 
 
-def norm_rows(grads: list[torch.Tensor]) -> torch.Tensor:
+def norm_rows(grads: list[torch.Tensor], taken: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Per-parameter squared L2 norm of the gradients, float64 ``[P]`` (one fused pass).
 
     Accumulated in float32, or float64 for float64 tensors (``_foreach_norm`` refuses to
     narrow them, so a model with any float64 parameter takes one call per tensor).
+    ``taken[p]``: tensor ``p``'s norm, already computed by ``_scan_in_numpy`` (CPU only,
+    where ``_foreach_norm`` is that same ``vector_norm`` call per tensor: the same bits).
     """
-    if all(g.dtype != torch.float64 for g in grads):
+    if not taken and all(g.dtype != torch.float64 for g in grads):
         norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
     else:
-        norms = [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32)) for g in grads]
+        taken = taken or {}
+        norms = [
+            taken[p] if p in taken else torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))
+            for p, g in enumerate(grads)
+        ]
     return torch.stack(norms).double().square_()
 
 
@@ -419,8 +432,8 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
     """All statistics of every parameter as one float64 ``[P, BLOCK]`` tensor, on the device."""
     device = grads[0].device
     count = len(grads)
-    sumsq = norm_rows(grads)
-    scans = _numpy_scans(grads)  # first: they gather the subsamples _slot_counts buckets
+    scans = _numpy_scans(grads)  # first: they take the norms and the subsamples of what they read
+    sumsq = norm_rows(grads, {p: s.norm for p, s in scans.items()})  # type: ignore[misc]
     slots, sizes = _slot_counts(grads, {p: s.sample for p, s in scans.items()})
     exact = _exact_columns(grads, slots, sizes, scans)
     numel_t = torch.tensor([g.numel() for g in grads], dtype=torch.float64, device=device)
