@@ -29,10 +29,14 @@ sequence over the flat index: evenly spread, never aligned with rows or columns,
 at every step) and are scaled by ``numel / HIST_SAMPLE``; smaller tensors are counted exactly.
 The subsample only feeds the buckets: every other field above is exact over the whole tensor.
 
-Cost on CPU (issue 14): one fused norm pass, ``aminmax`` and ``sum`` per tensor; zero and
-non-finite counts come from the buckets for tensors bucketed whole; for sampled ones the zero
-count takes two in-cache passes and the non-finite count none unless min or max is non-finite; all subsamples of a step are classified together (a table lookup on
-the float32 bits) and counted by one ``index_add_``.
+Cost on CPU (issue 14): tensors bucketed whole take ``aminmax`` and ``sum``, their zero and
+non-finite counts come from the buckets. A sampled float32/float64 tensor is read once from
+memory: its norm, then ``CHUNK`` pieces last-first, each piece's numpy ``min``/``max``,
+subsample gather, ``== 0`` count and torch ``sum`` while it is in cache; its non-finite count
+takes no pass unless min or max is non-finite. All subsamples of a step are classified
+together (a table lookup on the float32 bits) and counted by one ``bincount`` (``index_add_``
+off the CPU). Every value is the one torch's own ops give (``_scan_in_torch``, the path on
+other devices and for half precision): same bits, which ``test_stats_numpy_scan`` checks.
 """
 
 from __future__ import annotations
