@@ -29,14 +29,19 @@ sequence over the flat index: evenly spread, never aligned with rows or columns,
 at every step) and are scaled by ``numel / HIST_SAMPLE``; smaller tensors are counted exactly.
 The subsample only feeds the buckets: every other field above is exact over the whole tensor.
 
-Cost on CPU (issue 14): one fused norm pass, ``aminmax`` and ``sum`` per tensor; zero and
-non-finite counts come from the buckets for tensors bucketed whole; for sampled ones the zero
-count takes two in-cache passes and the non-finite count none unless min or max is non-finite; all subsamples of a step are classified together (a table lookup on
-the float32 bits) and counted by one ``index_add_``.
+Cost on CPU (issue 14): tensors bucketed whole take ``aminmax`` and ``sum``, their zero and
+non-finite counts come from the buckets. A sampled float32/float64 tensor is read once from
+memory: its norm, then ``CHUNK`` pieces last-first, each piece's numpy ``min``/``max``,
+subsample gather, ``== 0`` count and torch ``sum`` while it is in cache; its non-finite count
+takes no pass unless min or max is non-finite. All subsamples of a step are classified
+together (a table lookup on the float32 bits) and counted by one ``bincount`` (``index_add_``
+off the CPU). Every value is the one torch's own ops give (``_scan_in_torch``, the path on
+other devices and for half precision): same bits, which ``test_stats_numpy_scan`` checks.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -100,6 +105,16 @@ def sample_indices(numel: int, k: int, device: torch.device) -> torch.Tensor | N
 # POSITIONS_CACHED x HIST_SAMPLE x 8 bytes (16 MiB) per device, held between logging steps.
 POSITIONS_CACHED = 128
 _positions: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
+@functools.lru_cache(maxsize=POSITIONS_CACHED)  # k x 4 bytes each: at most 8 MiB
+def _positions_by_piece(numel: int, k: int) -> tuple[np.ndarray, ...]:
+    """The CPU sample positions split by ``CHUNK`` piece, relative to each piece's start (int32):
+    a piece's sample is gathered while the piece is in cache for its other passes."""
+    positions = sample_indices(numel, k, torch.device("cpu")).numpy()  # type: ignore[union-attr]
+    starts = np.arange(0, numel, CHUNK)
+    bounds = np.searchsorted(positions, np.append(starts, numel))
+    return tuple((positions[b:e] - s).astype(np.int32) for s, b, e in zip(starts, bounds[:-1], bounds[1:]))
 
 
 def _slot_edges(dtype: torch.dtype) -> list[float]:
@@ -204,28 +219,35 @@ def _public_buckets(slots: torch.Tensor) -> torch.Tensor:
     return buckets
 
 
-def _subsamples(tensors: list[torch.Tensor], k: int) -> list[torch.Tensor]:
-    """Each tensor flattened, or its fixed subsample of ``k`` entries when it is larger."""
+def _subsamples(tensors: list[torch.Tensor], k: int, gathered: dict[int, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Each tensor flattened, or its fixed subsample of ``k`` entries when it is larger
+    (``gathered[p]`` when the scan of tensor ``p`` already took it)."""
     out = []
-    for t in tensors:
-        flat = t.detach().reshape(-1)
-        idx = sample_indices(flat.numel(), k, flat.device)
-        out.append(flat if idx is None else flat.index_select(0, idx))
+    for p, t in enumerate(tensors):
+        sample = gathered.get(p) if gathered else None
+        if sample is None:
+            flat = t.detach().reshape(-1)
+            idx = sample_indices(flat.numel(), k, flat.device)
+            sample = flat if idx is None else flat.index_select(0, idx)
+        out.append(sample)
     return out
 
 
-def _slot_counts(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+def _slot_counts(tensors: list[torch.Tensor], gathered: dict[int, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
     """Per-tensor slot counts ``[P, _SLOTS]`` (float64) of the fixed subsamples, and their sizes.
 
-    All subsamples of a step are classified together and counted by one ``index_add_``.
+    All subsamples of a step are classified together and counted at once: ``bincount`` on
+    the CPU (a quarter less than ``index_add_``), ``index_add_`` elsewhere (``bincount``
+    reads the largest index back to the host on CUDA).
     """
     device = tensors[0].device
-    samples = _subsamples(tensors, HIST_SAMPLE)
+    samples = _subsamples(tensors, HIST_SAMPLE, gathered)
     sizes = [s.numel() for s in samples]
     slots = _bucket_slots(torch.cat(samples))
     offsets = torch.arange(0, len(samples) * _SLOTS, _SLOTS, device=device, dtype=torch.int32)
     slots += torch.repeat_interleave(offsets, torch.tensor(sizes, device=device), output_size=slots.numel())
-    # index_add_ rather than bincount, which reads the largest index back to the host on CUDA
+    if device.type == "cpu":
+        return torch.bincount(slots, minlength=len(samples) * _SLOTS).double().view(len(samples), _SLOTS), sizes
     counts = torch.zeros(len(samples) * _SLOTS, dtype=torch.float64, device=device)
     counts.index_add_(0, slots, torch.ones(1, dtype=torch.float64, device=device).expand(slots.numel()))
     return counts.view(len(samples), _SLOTS), sizes
@@ -236,37 +258,140 @@ _BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: 
 
 CHUNK = 1 << 17  # entries per piece of a sampled tensor (512 KiB of float32): its passes stay in L2
 
+# A min or max: a 0-d tensor, or a numpy scalar when numpy read it on the CPU.
+Extreme = torch.Tensor | np.floating
 
-def _nonfinite_count(g: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """NaN and ±Inf entries of ``g``, given its exact ``aminmax``: no pass at all when both are finite.
 
-    ``aminmax`` propagates NaN and an infinity is its tensor's min or max, so both are finite
-    exactly when every entry is (unlike a sum or sum of squares, they cannot overflow). Reading
-    them costs nothing on CPU, where the entries are then counted only on the rare bad step; on
-    another device the read would wait for it, so there they are always counted (one pass).
+def _nonfinite_count(g: torch.Tensor, low: Extreme, high: Extreme) -> torch.Tensor:
+    """NaN and ±Inf entries of ``g``, given its exact min and max: no pass at all when both are finite.
+
+    ``aminmax`` (and numpy's ``min``/``max``) propagate NaN and an infinity is its tensor's
+    min or max, so both are finite exactly when every entry is (unlike a sum or sum of
+    squares, they cannot overflow). Reading them costs nothing on CPU, where the entries are
+    then counted only on the rare bad step; on another device the read would wait for it, so
+    there they are always counted (one pass).
     """
     if g.device.type == "cpu" and math.isfinite(low.item()) and math.isfinite(high.item()):
         return torch.zeros((), dtype=torch.int64)
     return torch.count_nonzero(torch.isfinite(g).logical_not_())
 
 
-def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+def _combine(piece_values: list[Extreme], reduce: str) -> Extreme:
+    """A tensor's min (``"amin"``) or max (``"amax"``) from its pieces', bit for bit what
+    ``torch.stack(...).amin()`` gives: plain ``min``/``max`` when numpy found every piece's
+    value (never ±0 or NaN there, so the value has one bit pattern), that torch call otherwise."""
+    if len(piece_values) == 1:
+        return piece_values[0]
+    if all(isinstance(v, np.floating) for v in piece_values):
+        return (min if reduce == "amin" else max)(piece_values)
+    return getattr(torch.stack([torch.as_tensor(v) for v in piece_values]), reduce)()
+
+
+def _sum_of_pieces(sums: list[torch.Tensor]) -> torch.Tensor:
+    return sums[0] if len(sums) == 1 else torch.stack(sums).sum()
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """What one read of a sampled tensor gives (see ``_scan_in_numpy``)."""
+
+    low: Extreme
+    high: Extreme
+    total: torch.Tensor
+    zeros: int | torch.Tensor
+    sample: torch.Tensor | None = None  # its bucket subsample, when taken during the read
+    norm: torch.Tensor | None = None  # its L2 norm (``norm_rows``' value), when taken during the read
+
+
+def _scan_in_numpy(t: torch.Tensor, accumulate: torch.dtype) -> _Scan:
+    """L2 norm, min, max, sum, zero count and bucket subsample of a CPU float32/float64 tensor:
+    the norm over the tensor as it is laid out (``norm_rows``' call: a transposed gradient's
+    norm sums in its own order), then its flat view ``CHUNK`` by ``CHUNK`` from the last
+    piece back, so the pieces the norm read last are still in cache.
+
+    numpy's SIMD ``min``, ``max`` and ``== 0`` plus a count of the booleans cost about half
+    of torch's ``aminmax``, ``bitwise_and`` and integer ``count_nonzero`` on the CPU. A
+    nonzero, non-NaN extreme is the same value whoever finds it; when a piece's min or max
+    is ±0 or NaN (which zero or which NaN comes back is the implementation's choice), torch's
+    ``aminmax`` picks it, as before. A piece whose min is above 0 or max below 0 holds no
+    zero: no count. Sums stay torch's (same pieces, same order: the same bits). The subsample
+    is gathered piece by piece while each piece is in cache (the same entries, in the same
+    order, as ``index_select`` with the sorted positions).
+    """
+    norm = torch.linalg.vector_norm(t, dtype=accumulate)
+    g = t.detach().reshape(-1)
+    values = g.numpy()
+    is_zero = np.empty(min(values.size, CHUNK), dtype=np.bool_)
+    sample = np.empty(HIST_SAMPLE, dtype=values.dtype)
+    end = HIST_SAMPLE
+    lows: list[Extreme] = []
+    highs: list[Extreme] = []
+    sums: list[torch.Tensor] = []
+    zeros = 0
+    pieces = zip(range(0, values.size, CHUNK), g.split(CHUNK), _positions_by_piece(values.size, HIST_SAMPLE))
+    for start, piece, positions in reversed(list(pieces)):
+        host = values[start : start + CHUNK]
+        low, high = host.min(), host.max()  # a piece not in cache comes in here
+        np.take(host, positions, out=sample[end - positions.size : end], mode="clip")  # positions < CHUNK
+        end -= positions.size
+        if not (low > 0 or high < 0):
+            zeros += int(np.count_nonzero(np.equal(host, 0, out=is_zero[: host.size])))
+            if not (low < 0 < high):  # an extreme is ±0 or NaN
+                low, high = torch.aminmax(piece)
+        lows.append(low)
+        highs.append(high)
+        sums.append(piece.sum(dtype=accumulate))
+    for in_order in (lows, highs, sums):
+        in_order.reverse()
+    return _Scan(_combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), zeros, torch.from_numpy(sample), norm)
+
+
+def _scan_in_torch(g: torch.Tensor, accumulate: torch.dtype, scratch: torch.Tensor) -> _Scan:
+    """The same as ``_scan_in_numpy`` with torch ops only (any device and dtype), zeros counted
+    on the integer view of the bits: ``|x|``'s bits (sign masked off into ``scratch``) are 0
+    exactly for ±0; an integer ``count_nonzero`` costs a fraction of the float one, and
+    integers have no subnormal penalty."""
+    lows, highs, sums, nonzeros = [], [], [], []
+    for piece in g.split(CHUNK):
+        bits = scratch[: piece.numel()]
+        torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
+        low, high = torch.aminmax(piece)
+        lows.append(low)
+        highs.append(high)
+        sums.append(piece.sum(dtype=accumulate))
+        nonzeros.append(torch.count_nonzero(bits))
+    nonzero = _sum_of_pieces(nonzeros)
+    return _Scan(_combine(lows, "amin"), _combine(highs, "amax"), _sum_of_pieces(sums), g.numel() - nonzero)
+
+
+def _numpy_reads(g: torch.Tensor) -> bool:
+    return g.device.type == "cpu" and g.dtype in (torch.float32, torch.float64) and not g.is_neg()
+
+
+def _numpy_scans(tensors: list[torch.Tensor]) -> dict[int, _Scan]:
+    """``_scan_in_numpy`` of every sampled CPU float32/float64 tensor, by position."""
+    scans = {}
+    for p, t in enumerate(tensors):
+        if t.numel() > HIST_SAMPLE and _numpy_reads(t):
+            scans[p] = _scan_in_numpy(t, torch.promote_types(t.dtype, torch.float32))
+    return scans
+
+
+def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list[int], scans: dict[int, _Scan]) -> torch.Tensor:
     """Exact min, max, sum, zero and ±Inf/NaN counts per tensor, float64 ``[P, 5]``.
 
-    min/max propagate NaN (``aminmax``); sums accumulate in float32 at least (float64 would
-    cost ~15x on CPU; half precision would overflow). Tensors bucketed whole already have
-    their counts in their slots. Sampled ones have their zeros counted on the integer view
-    of their bits (an integer ``count_nonzero`` costs a fraction of the float one, and
-    integers have no subnormal penalty): ``|x|``'s bits (sign masked off) are 0 exactly for
-    ±0; their NaN/Inf by ``_nonfinite_count``. They are read in ``CHUNK`` pieces, all passes
-    over a piece in a row, so that only the first pass over each piece comes from main memory.
+    min/max propagate NaN; sums accumulate in float32 at least (float64 would cost ~15x on
+    CPU; half precision would overflow). Tensors bucketed whole already have their counts in
+    their slots. Sampled ones are scanned in ``CHUNK`` pieces, all passes over a piece in a
+    row, so that only the first pass over each piece comes from main memory (numpy on the
+    CPU for float32/float64, torch elsewhere); their NaN/Inf by ``_nonfinite_count``.
     """
     counts = torch.stack(
         [slots[:, _ZERO_SLOT], slots[:, _NEG_INF_SLOT] + slots[:, _POS_INF_SLOT] + slots[:, _NAN_SLOT]], dim=1
     )
     largest: dict[tuple[torch.dtype, torch.device], int] = {}
-    for t, k in zip(tensors, sizes):
-        if t.numel() > k:
+    for p, (t, k) in enumerate(zip(tensors, sizes)):
+        if t.numel() > k and p not in scans:
             key = (_BITS[t.dtype], t.device)
             largest[key] = max(largest.get(key, 0), min(t.numel(), CHUNK))
     scratch = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in largest.items()}
@@ -277,36 +402,33 @@ def _exact_columns(tensors: list[torch.Tensor], slots: torch.Tensor, sizes: list
         if g.numel() <= k:
             moments.extend((*torch.aminmax(g), g.sum(dtype=accumulate)))
             continue
-        pieces: list[torch.Tensor] = []
-        for piece in g.split(CHUNK):
-            bits = scratch[(_BITS[g.dtype], g.device)][: piece.numel()]
-            torch.bitwise_and(piece.view(bits.dtype), torch.iinfo(bits.dtype).max, out=bits)  # |x|
-            pieces.extend((*torch.aminmax(piece), piece.sum(dtype=accumulate), torch.count_nonzero(bits)))
-        if len(pieces) == 4:
-            low, high, total, nonzero = pieces
-        else:
-            low, high, total, nonzero = (torch.stack(pieces[i::4]) for i in range(4))
-            low, high, total, nonzero = low.amin(), high.amax(), total.sum(), nonzero.sum()
-        nonfinite = _nonfinite_count(g, low, high)
-        moments.extend((low, high, total))
+        scan = scans.get(p) or _scan_in_torch(g, accumulate, scratch[(_BITS[g.dtype], g.device)])
+        nonfinite = _nonfinite_count(g, scan.low, scan.high)
+        moments.extend((torch.as_tensor(scan.low), torch.as_tensor(scan.high), scan.total))
         sampled.append(p)
-        exact.extend((g.numel() - nonzero, nonfinite))
+        exact.extend((torch.as_tensor(scan.zeros), nonfinite))
     if sampled:
         index = torch.tensor(sampled, device=counts.device)
         counts.index_copy_(0, index, torch.stack(exact).double().view(-1, 2))
     return torch.cat([torch.stack(moments).double().view(-1, 3), counts], dim=1)
 
 
-def norm_rows(grads: list[torch.Tensor]) -> torch.Tensor:
+def norm_rows(grads: list[torch.Tensor], taken: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Per-parameter squared L2 norm of the gradients, float64 ``[P]`` (one fused pass).
 
     Accumulated in float32, or float64 for float64 tensors (``_foreach_norm`` refuses to
     narrow them, so a model with any float64 parameter takes one call per tensor).
+    ``taken[p]``: tensor ``p``'s norm, already computed by ``_scan_in_numpy`` (CPU only,
+    where ``_foreach_norm`` is that same ``vector_norm`` call per tensor: the same bits).
     """
-    if all(g.dtype != torch.float64 for g in grads):
+    if not taken and all(g.dtype != torch.float64 for g in grads):
         norms = torch._foreach_norm(grads, 2, dtype=torch.float32)
     else:
-        norms = [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32)) for g in grads]
+        taken = taken or {}
+        norms = [
+            taken[p] if p in taken else torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))
+            for p, g in enumerate(grads)
+        ]
     return torch.stack(norms).double().square_()
 
 
@@ -314,9 +436,10 @@ def full_rows(grads: list[torch.Tensor], weights: list[torch.Tensor] | None) -> 
     """All statistics of every parameter as one float64 ``[P, BLOCK]`` tensor, on the device."""
     device = grads[0].device
     count = len(grads)
-    sumsq = norm_rows(grads)
-    slots, sizes = _slot_counts(grads)
-    exact = _exact_columns(grads, slots, sizes)
+    scans = _numpy_scans(grads)  # first: they take the norms and the subsamples of what they read
+    sumsq = norm_rows(grads, {p: s.norm for p, s in scans.items()})  # type: ignore[misc]
+    slots, sizes = _slot_counts(grads, {p: s.sample for p, s in scans.items()})
+    exact = _exact_columns(grads, slots, sizes, scans)
     numel_t = torch.tensor([g.numel() for g in grads], dtype=torch.float64, device=device)
 
     if weights is None:
