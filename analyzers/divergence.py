@@ -58,6 +58,9 @@ spikes the training loss has had so far.
   for ``undone_patience`` points, after real progress (see ``_undone``; s0432, s0478, s0056).
 * an epoch-level loss at >= ``epoch_first_factor`` x its first epoch for ``epoch_first_patience``
   epochs → warning (``_epoch_above_first``; s0490).
+* an epoch-level loss ``epoch_jump`` x the epoch before, with the next epoch still
+  ``epoch_jump_confirm`` x it → warning, dated at the jump (``_epoch_jumps``; one bad epoch that is
+  back at the next, s1296, is silent).
 * the smoothed loss at >= ``pretrain_factor`` x a validation loss evaluated before training →
   warning (``_above_pretrain``; s0596: the first logged mean already held the blow-up).
 * A jump whose loss is still coming down (lowest point since the spike halfway back and among
@@ -131,7 +134,8 @@ def _mark(levels: np.ndarray, info: dict[int, dict[str, Any]], i: int, level: in
 
 _TRAIN_FRESH = (("best", None), ("streak", Streak().to_json()), ("far", Streak().to_json()), ("spikes", 0),
                 ("recur", []), ("pending", []), ("recent", []), ("head", []), ("undone_best", None),
-                ("undone", Streak().to_json()), ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json()))
+                ("undone", Streak().to_json()), ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json()),
+                ("epoch_jump", None))
 
 
 def _train_state(st: dict[str, Any]) -> None:
@@ -168,6 +172,7 @@ class Divergence(BaseRule):
         "first_factor": 10.0,
         "first_patience": 3,
         "epoch_jump": 10.0,
+        "epoch_jump_confirm": 5.0,
         "epoch_first_factor": 2.0,
         "epoch_first_patience": 2,
         "pretrain_factor": 3.0,
@@ -310,7 +315,7 @@ class Divergence(BaseRule):
             counts = self._spikes(st, s, fidx, fv, hist, first, smooth, noise, levels, info)
             self._far_above_first(st, s, fidx, fv, hist, first, smooth, levels, info)
             if "epoch" in s.tag.lower():
-                self._epoch_jumps(hist, fidx, fv, levels, info)
+                self._epoch_jumps(st, s, fidx, fv, hist, levels, info)
                 self._epoch_above_first(st, s, fidx, fv, first, levels, info)
             if self.pretrain[0] is not None and s.tag == self.loss.tag:
                 self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
@@ -625,18 +630,32 @@ class Divergence(BaseRule):
                 "condition": "far_above_first", "first": first, "smoothed": float(smooth[j]),
                 "start_step": start_step, "start_wall": start_wall, "start_value": start_value})
 
-    def _epoch_jumps(self, hist: np.ndarray, fidx: np.ndarray, fv: np.ndarray, levels: np.ndarray,
-                     info: dict[int, dict[str, Any]]) -> None:
+    def _epoch_jumps(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, fv: np.ndarray, hist: np.ndarray,
+                     levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
         """An epoch-level loss (Keras ``epoch_loss``, Lightning ``*_epoch``) is a mean over a whole epoch,
-        so a rise of ``epoch_jump`` x in one epoch is no bad batch: warning. It catches an lr far too high
+        so a rise of ``epoch_jump`` x in one epoch is no ordinary noise. It catches an lr far too high
         whose first epoch already averages the blow-up (the first value is no untrained level then).
         Sampled development runs in the Keras layout: healthy and overfitting runs rise at most 1.28x
-        from one epoch to the next, a transient lr jump 3.0x, lr far too high 45-60x."""
-        prev = np.concatenate([hist[-1:] if hist.size else [np.nan], fv[:-1]])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            jumped = (prev > 0) & (fv >= self.p["epoch_jump"] * prev)
-        for j in np.flatnonzero(jumped):
-            _mark(levels, info, int(fidx[j]), WARNING, {"condition": "epoch_jump", "previous": float(prev[j])})
+        from one epoch to the next, a transient lr jump 3.0x, lr far too high 45-60x. But one corrupted
+        batch in a converged run can dominate an epoch's mean (s1296: 0.00036 -> 0.124, 348x, then
+        0.0013), so a jump waits one epoch for its verdict: warning, dated at the jump, if the next epoch
+        still averages >= ``epoch_jump_confirm`` x the epoch before the jump. The epochs after a jump on
+        the diverging development runs: 10x (s0166, whose earlier jump fell back), 15x (s1214), 34x
+        (s0496), 44x (s0386), 61x (s0636), 25,000x (s1212); after s1296's one bad epoch, 3.6x."""
+        pending = st["epoch_jump"]  # [step, wall, value, previous] of a jump awaiting the next epoch
+        previous = float(hist[-1]) if hist.size else float("nan")
+        for j in range(fv.size):
+            value = float(fv[j])
+            if pending is not None:
+                if value >= self.p["epoch_jump_confirm"] * pending[3]:
+                    _mark(levels, info, int(fidx[j]), WARNING, {
+                        "condition": "epoch_jump", "previous": pending[3], "next": value,
+                        "start_step": pending[0], "start_wall": pending[1], "start_value": pending[2]})
+                pending = None
+            if previous > 0 and value >= self.p["epoch_jump"] * previous:
+                pending = [int(s.step[fidx[j]]), float(s.wall_time[fidx[j]]), value, previous]
+            previous = value
+        st["epoch_jump"] = pending
 
     def _epoch_above_first(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, fv: np.ndarray, first: float,
                            levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
@@ -864,8 +883,9 @@ class Divergence(BaseRule):
         elif condition == "epoch_jump":
             message = (
                 f"{tag} rose {fmt_number(value / evidence['previous'])}x in one epoch at step {step} "
-                f"({fmt_number(evidence['previous'])} -> {fmt_number(value)}): a whole epoch averaged an order of "
-                f"magnitude worse than the one before ({advice})"
+                f"({fmt_number(evidence['previous'])} -> {fmt_number(value)}) and the next epoch was still "
+                f"{fmt_number(evidence['next'] / evidence['previous'])}x: whole epochs averaged an order of magnitude "
+                f"worse than the one before ({advice})"
             )
         elif condition == "far_above_first":
             message = (
