@@ -31,6 +31,18 @@ def test_fires_at_the_first_of_two_dead_logs_and_names_the_layer() -> None:
     assert "2.weight" in alerts[0].message and alerts[0].evidence["noticed_step"] == 41
 
 
+def test_a_layer_dead_without_a_break_is_said_once_while_other_layers_re_arm_the_episode() -> None:
+    """Development run s1316: a 31-layer net whose quiet layers re-armed the run's episode between two logs
+    of one dead layer, which was then alerted 16 times, each dated at its streak's first step."""
+    fracs = {"0.weight": lambda s: 0.3, "4.weight": lambda s: 0.9}  # 4.weight dead from the first log on
+    fracs.update({f"{k}.weight": (lambda s: 0.2) for k in range(6, 40, 2)})  # 17 healthy layers
+    fracs["2.weight"] = lambda s: 0.9 if 30 <= s < 60 else 0.2  # a second layer dies for a while
+    stream = zero_frac_run(fracs, 100)
+    alerts = alerts_of(stream)
+    assert [(a.step, a.tag) for a in alerts] == [(0, "grad_zero_frac/4.weight"), (30, "grad_zero_frac/2.weight")]
+    assert _fed(stream, cuts=range(1, len(stream))) == _fed(stream)  # a step at a time: the same
+
+
 def test_silent_on_sparse_first_layer_embeddings_biases_and_one_zero_batch() -> None:
     stream = zero_frac_run({
         "0.weight": lambda s: 0.95,  # first layer: sparse inputs (bag of words, blank pixels)
