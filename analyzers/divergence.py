@@ -86,6 +86,7 @@ from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LO
 from tbmon.analyzers.windows import (
     MAD_TO_SIGMA,
     Streak,
+    median_with,
     running_min,
     small_median,
     streak_point,
@@ -143,11 +144,6 @@ def _train_state(st: dict[str, Any]) -> None:
     for key, fresh in _TRAIN_FRESH:
         if key not in st:
             st[key] = list(fresh) if isinstance(fresh, list) else fresh
-
-
-def _median_with(history: list[float], value: float, window: int) -> float:
-    """``trailing_median`` of one new value: the median of it and up to ``window - 1`` values before."""
-    return small_median((history[-(window - 1) :] if window > 1 else []) + [value])
 
 
 def _streak_start(streak: list[float]) -> dict[str, Any]:
@@ -371,7 +367,7 @@ class Divergence(BaseRule):
         if not isfinite(x) or st["pending"] or "epoch" in s.tag.lower():
             return None
         first = x if st.get("first") is None else float(st["first"])
-        smooth = _median_with(hist, x, p["smooth_window"])
+        smooth = median_with(hist, x, p["smooth_window"])
         if first > 0 and (smooth >= p["first_factor"] * first or st["far"][0]):
             return None
         n = st["n"]
@@ -428,7 +424,7 @@ class Divergence(BaseRule):
         if len(head) < w_head:
             head = st["head"] = head + [x]
         untrained = max(small_median(head[: a + 1] if a + 1 < w_head else head), first)
-        level = _median_with(st["hist"], x, w)
+        level = median_with(st["hist"], x, w)
         best = inf if st["undone_best"] is None else float(st["undone_best"])
         low = min(best, level if a >= w - 1 else inf)
         progress = untrained - best

@@ -29,6 +29,12 @@ def small_median(values: list[float]) -> float:
     return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
+def median_with(history: list[float], value: float, window: int) -> float:
+    """``trailing_median`` of ONE new value in plain Python: the median of it and up to ``window - 1``
+    values before it (no NaN among them)."""
+    return small_median((history[-(window - 1) :] if window > 1 else []) + [value])
+
+
 def trailing_window_stats(
     history: np.ndarray,
     values: np.ndarray,
@@ -124,7 +130,7 @@ def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.
     if n == 0:
         return np.empty(0)
     if n == 1:  # a live feed's usual chunk: its one window, in plain Python (values hold no NaN)
-        return np.array([small_median((history[-(window - 1) :].tolist() if window > 1 else []) + [float(values[0])])])
+        return np.array([median_with(history[-(window - 1) :].tolist() if window > 1 else [], float(values[0]), window)])
     data = np.concatenate([history[-(window - 1) :] if window > 1 else history[:0], values])
     offset = data.shape[0] - n
     out = np.empty(n)
