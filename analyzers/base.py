@@ -119,20 +119,23 @@ class BaseRule:
 
     def events(self, kind: str, tag: str, levels: np.ndarray, steps: np.ndarray, rearm: int) -> np.ndarray:
         """Indices where an alert is due for this (kind, tag) (see ``windows.episode_events``)."""
-        episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
-        return episode_events(levels, steps, episode, rearm)
+        return episode_events(levels, steps, self._episode(kind, tag), rearm)
 
     def event(self, kind: str, tag: str, level: int, step: int, rearm: int) -> bool:
         """Whether one point is due an alert: ``events`` for a rule that judges a point at a time."""
+        return episode_point(level, step, self._episode(kind, tag), rearm)
+
+    def quiet(self, kind: str, tag: str, points: int, rearm: int) -> None:
+        """``points`` points of this (kind, tag) where nothing holds: ``events`` on all-zero levels."""
+        episode_quiet(self._episode(kind, tag), points, rearm)
+
+    def _episode(self, kind: str, tag: str) -> EpisodeState:
+        """This (kind, tag)'s episode, made on first use (not built per call: a live feed asks often)."""
         key = f"{kind}|{tag}"
         episode = self._episodes.get(key)
         if episode is None:
             episode = self._episodes[key] = EpisodeState()
-        return episode_point(level, step, episode, rearm)
-
-    def quiet(self, kind: str, tag: str, points: int, rearm: int) -> None:
-        """``points`` points of this (kind, tag) where nothing holds: ``events`` on all-zero levels."""
-        episode_quiet(self._episodes.setdefault(f"{kind}|{tag}", EpisodeState()), points, rearm)
+        return episode
 
     def merged_events(
         self, kind: str, tag: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rearm: int
@@ -145,7 +148,7 @@ class BaseRule:
         """
         if parts and all(len(seq) == 1 for seq, _, _ in parts):  # a live feed: one point per tag, in Python
             levels = [int(level[0]) for _, _, level in parts]
-            episode = self._episodes.setdefault(f"{kind}|{tag}", EpisodeState())
+            episode = self._episode(kind, tag)
             if max(levels) <= 0:  # nothing holds (nearly always): only the quiet count moves
                 episode_quiet(episode, len(levels), rearm)
                 return []
