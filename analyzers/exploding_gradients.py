@@ -58,7 +58,9 @@ that grow from the output back to the input, or gradients far too large for the 
 A non-finite training loss (or norm) logged after a point where a condition held completes its
 streak (never starts one): a job often logs one huge value and then overflows, and a writer that
 dies on the overflow (tensorboardX's ``add_histogram`` raises on values it cannot bin) leaves only
-the loss to show it; the condition held until the run broke.
+the loss to show it; the condition held until the run broke. Which non-finite losses count, and
+where among the groups, is ``overflow.Overflow``'s (``vanishing_gradients`` completes its streak the
+same way).
 
 Recovery: the layer ratio, backward growth and loss scale do not hold at a point where the optimiser
 is undoing an explosion from initialisation: the gradient size (median weight RMS, or total norm) is
@@ -128,9 +130,10 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.layers import HIST, Groups, LayerGroups, bias_order, compared_layers
 from tbmon.analyzers.numbers import fmt_number
+from tbmon.analyzers.overflow import Loss, Overflow, nonfinite_losses, train_loss
 from tbmon.analyzers.series import HistogramSeries
-from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM, TRAIN_LOSS
-from tbmon.analyzers.windows import Streak, streak_update
+from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NONFINITE, GRAD_NORM
+from tbmon.analyzers.windows import Streak, continued_streak, due_starts, streak_due
 
 KIND = "exploding_gradients"
 WARNING, CRITICAL = 1, 2
@@ -170,13 +173,12 @@ class ExplodingGradients(BaseRule):
         self.total_step = -1  # step of the run's first total-norm point (-1: none yet)
         self.total_tags: list[str] = []  # logged total-norm tags, in order of appearance
         self.group_tag = ""  # the tag the per-layer conditions alert under (first compared layer)
-        self.nan_run = False  # the per-layer item sequence ended in a non-finite loss
+        self.overflow = Overflow()  # non-finite training losses among the groups (state: nan_run, deferred)
         self.overflow_prev: list[Any] = []  # last item, if large: [step, wall, size, what, gate]
         self.first_loss = [-1, float("nan")]  # the run's first finite training loss: [seq, value]
         self.size_peak = 0.0  # the largest per-group gradient size so far
         self.loss_last = [-1, float("nan")]  # the training loss's last point before this batch: [seq, value]
         self.waiting_loss: list[list[float]] = []  # [seq, loss then] of each gradient point still waiting in a group
-        self.deferred: list[list[float]] = []  # non-finite losses behind waiting gradient points: [seq, step, wall]
         self._loss_seq = np.zeros(0, dtype=np.int64)
         self._loss_val = np.zeros(0)
 
@@ -184,9 +186,9 @@ class ExplodingGradients(BaseRule):
         return {**super().state_dict(), "groups": self.groups.state(),
                 "streaks": {k: v.to_json() for k, v in self.streaks.items()}, "starts": self.starts,
                 "nonfinite_tag": self.nonfinite_tag, "total_step": self.total_step, "total_tags": self.total_tags,
-                "group_tag": self.group_tag, "nan_run": self.nan_run, "overflow_prev": self.overflow_prev,
+                "group_tag": self.group_tag, "overflow_prev": self.overflow_prev,
                 "first_loss": self.first_loss, "size_peak": self.size_peak, "loss_last": self.loss_last,
-                "waiting_loss": self.waiting_loss, "deferred": self.deferred}
+                "waiting_loss": self.waiting_loss, **self.overflow.state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -195,13 +197,12 @@ class ExplodingGradients(BaseRule):
         self.starts = {k: dict(v) for k, v in state["starts"].items()}
         self.nonfinite_tag, self.total_step = state["nonfinite_tag"], int(state["total_step"])
         self.total_tags, self.group_tag = list(state["total_tags"]), str(state["group_tag"])
-        self.nan_run = bool(state["nan_run"])
         self.overflow_prev = list(state.get("overflow_prev", []))
         self.first_loss = [int(state.get("first_loss", [-1])[0]), float(state.get("first_loss", [-1, "nan"])[1])]
         self.size_peak = float(state.get("size_peak", 0.0))
         self.loss_last = [int(state["loss_last"][0]), float(state["loss_last"][1])]
         self.waiting_loss = [list(r) for r in state["waiting_loss"]]
-        self.deferred = [list(r) for r in state["deferred"]]
+        self.overflow.load(state)
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.nonfinite_tag} if e["tag"] == "*nonfinite" else e for e in super().episodes()]
@@ -223,12 +224,7 @@ class ExplodingGradients(BaseRule):
                 none = np.zeros(0, dtype=np.int64)
                 alerts += self._total_series(tag, none, none, np.zeros(0), np.zeros(0), bad_loss)
         groups = self.groups.update(view)
-        # A non-finite loss takes its place among the groups only once no gradient point before it is
-        # still waiting for its group to close (a later batch could otherwise order them differently).
-        settled = self.groups.waiting_seq()
-        losses = self.deferred + bad_loss
-        ready = [row for row in losses if row[0] < settled]
-        self.deferred = self._collapse([row for row in losses if row[0] >= settled])
+        ready = self.overflow.ready(bad_loss, self.groups)
         if groups or ready:
             alerts += self._judge_groups(groups, ready)
         self._remember_waiting_loss()
@@ -236,35 +232,18 @@ class ExplodingGradients(BaseRule):
 
     # --- the training loss ----------------------------------------------------------------------
 
-    def _take_loss(self, view: RunView) -> list[list[float]]:
+    def _take_loss(self, view: RunView) -> list[Loss]:
         """This batch's training-loss points (every train-loss tag, merged by seq), for ``_loss_at``;
-        returns the non-finite ones as ``[seq, step, wall]``."""
-        series = [item.series for item in view.signal(TRAIN_LOSS) if len(item.series)]
-        if not series:
-            self._loss_seq, self._loss_val = np.zeros(0, dtype=np.int64), np.zeros(0)
-            return []
-        if len(series) == 1:  # the usual case: one tag, already in seq order
-            q, st, wt, v = series[0].seq, series[0].step, series[0].wall_time, series[0].value
-        else:
-            q = np.concatenate([s.seq for s in series])
-            order = np.argsort(q, kind="stable")
-            st, wt, v = (np.concatenate([getattr(s, f) for s in series])[order] for f in ("step", "wall_time", "value"))
-            q = q[order]
+        returns the non-finite ones as ``[seq, step, wall]`` (``overflow.nonfinite_losses``)."""
+        q, st, wt, v = train_loss(view)
         self._loss_seq, self._loss_val = q, v
         if v.size == 1:  # a live feed's point: the same answers without numpy's set-up
-            finite = isfinite(v[0])
-            if self.first_loss[0] < 0 and finite:
+            if self.first_loss[0] < 0 and isfinite(v[0]):
                 self.first_loss = [int(q[0]), float(v[0])]
-            return [] if finite else [[int(q[0]), int(st[0]), float(wt[0])]]
-        if self.first_loss[0] < 0 and np.isfinite(v).any():
+        elif self.first_loss[0] < 0 and np.isfinite(v).any():
             k = int(np.argmax(np.isfinite(v)))
-            self.first_loss = [int(self._loss_seq[k]), float(v[k])]
-        bad = np.flatnonzero(~np.isfinite(v))
-        if bad.size > 1:  # a run of them between two gradient points acts once: keep each run's first
-            grads = [i.series.seq for i in (*view.signal(GRAD_NORM), *view.signal(GRAD_HISTOGRAM)) if len(i.series)]
-            gap = np.searchsorted(np.sort(np.concatenate(grads)), self._loss_seq[bad]) if grads else np.zeros(bad.size)
-            bad = bad[np.concatenate([[True], gap[1:] != gap[:-1]])]
-        return [[int(self._loss_seq[i]), int(st[i]), float(wt[i])] for i in bad]
+            self.first_loss = [int(q[k]), float(v[k])]
+        return nonfinite_losses(view, q, st, wt, v)
 
     def _loss_at(self, seqs: np.ndarray) -> np.ndarray:
         """The latest training loss at or before each seq (NaN: none logged yet). A seq before this
@@ -292,34 +271,20 @@ class ExplodingGradients(BaseRule):
                 return float(v)
         return self.loss_last[1] if self.loss_last[0] >= 0 else float("nan")
 
-    def _waiting_points(self) -> np.ndarray:
-        rows = [r[4] for r in self.groups.pending] + [r[0] for r in self.groups.undecided]
-        return np.unique(np.asarray(rows, dtype=np.int64)) if rows else np.zeros(0, dtype=np.int64)
-
     def _remember_waiting_loss(self) -> None:
         """Keep the loss as of each still-waiting gradient point (its group may close in a later batch),
         and the batch's last loss point."""
-        waiting = self._waiting_points()
+        waiting = self.groups.waiting_points()
         self.waiting_loss = [[int(q), float(v)] for q, v in zip(waiting, self._loss_at(waiting))] if waiting.size else []
         if self._loss_seq.size:
             self.loss_last = [int(self._loss_seq[-1]), float(self._loss_val[-1])]
         # The batch's loss arrays served the lookups above; an idle run keeps only the numbers saved here.
         self._loss_seq, self._loss_val = np.zeros(0, dtype=np.int64), np.zeros(0)
 
-    def _collapse(self, rows: list[list[float]]) -> list[list[float]]:
-        """Waiting non-finite losses, one per gap between waiting gradient points (a run of them
-        continues a streak once, however long): the state stays bounded while the loss is NaN and the
-        gradient writer is silent."""
-        if not rows:
-            return []
-        rows = sorted(rows)
-        gap = np.searchsorted(self._waiting_points(), [r[0] for r in rows])
-        return [rows[0]] + [r for k, r in enumerate(rows[1:], 1) if gap[k] != gap[k - 1]]
-
     # --- the total norm: growth and loss scale ---------------------------------------------------
 
     def _total_series(self, tag: str, seq: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,
-                      bad_loss: list[list[float]]) -> list[Alert]:
+                      bad_loss: list[Loss]) -> list[Alert]:
         """A logged total norm, with this batch's non-finite losses merged in by seq as NaN points."""
         run = self.tags.setdefault(f"nan:{tag}", {"run": False})
         q, st, wt, v, virtual = _merge_losses(seq, steps, walls, values, bad_loss, run["run"])
@@ -357,14 +322,14 @@ class ExplodingGradients(BaseRule):
                 ("growth", grown_start, grown_cont, "streak", base, p["growth_patience"]),
                 ("loss_scale", loud, loud | nan, "loss_streak", loss, p["ratio_patience"])):
             streak = Streak.from_json(st[field])
-            run_len, first, _ = _continued_streak(start, cont, values, streak, steps, walls)
+            run_len, first, _ = continued_streak(start, cont, values, streak, steps, walls)
             st[field] = streak.to_json()
             if streak.length == 0 and not run_len.any():  # no run in this batch (the usual case): nothing due
                 continue
             began = st.get(f"{field}_began", [-1, float("nan"), float("nan"), float("nan")])  # step, wall, value, aux
-            due = _due(run_len, nan, patience)
+            due = streak_due(run_len, nan, patience)
             levels = np.maximum(levels, due.astype(int) * WARNING)
-            for i in _due_starts(due):
+            for i in due_starts(due):
                 k = int(first[i])
                 step, wall, value, ref = (int(began[0]), float(began[1]), float(began[2]), float(began[3])) if k < 0 \
                     else (int(steps[k]), float(walls[k]), float(values[k]), float(aux[k]))
@@ -409,33 +374,16 @@ class ExplodingGradients(BaseRule):
 
     # --- per-layer groups: layer ratio, backward growth, and the stand-in total -------------------
 
-    def _judge_groups(self, groups: list[Groups], ready: list[list[float]]) -> list[Alert]:
+    def _judge_groups(self, groups: list[Groups], ready: list[Loss]) -> list[Alert]:
         """Layer ratio, backward growth and the stand-in total over one sequence of items in seq order:
         each group at its last point, and the non-finite losses (a run of them with no group in between
         once; none before the run's first group), which continue a streak begun at a group but never
         start one. They share one episode per run under the first compared layer's tag: a blown-up
         first layer shows in the ratio and in the total alike."""
-        raw: list[tuple[int, Groups | None, int, list[float] | None]] = [
-            (int(q), g, j, None) for g in groups for j, q in enumerate(g.seqs)]
-        raw += [(int(r[0]), None, -1, r) for r in ready]
-        raw.sort(key=lambda t: t[0])
-        items, seen, nan_run = [], bool(self.group_tag), self.nan_run
-        for item in raw:
-            if item[1] is not None:
-                items.append(item)
-                seen, nan_run = True, False
-            elif seen and not nan_run:
-                items.append(item)
-                nan_run = True
-        self.nan_run = nan_run
-        if not items:
+        m = self.overflow.merge(groups, ready, seen=bool(self.group_tag))
+        if not len(m):
             return []
-        n = len(items)
-        steps = np.array([int(g.steps[j]) if g is not None else int(r[1]) for _, g, j, r in items], dtype=np.int64)
-        walls = np.array([float(g.walls[j]) if g is not None else float(r[2]) for _, g, j, r in items])
-        seqs = np.array([q for q, _, _, _ in items], dtype=np.int64)
-        virtual = np.array([g is None for _, g, _, _ in items])
-        where = {id(g): np.flatnonzero([h is g for _, h, _, _ in items]) for g in groups}
+        n, steps, walls, seqs, virtual, where = len(m), m.steps, m.walls, m.seqs, m.virtual, m.where
         for g in groups:
             self.group_tag = g.tags[compared_layers(g)[0]]
         levels = np.zeros(n, dtype=int)
@@ -483,11 +431,11 @@ class ExplodingGradients(BaseRule):
                          walls: np.ndarray, detail: dict[int, tuple[Callable[[int], dict[str, Any]], int]]
                          ) -> tuple[np.ndarray, Info]:
         streak = self.streaks[name]
-        run_len, first, carried = _continued_streak(cond, cond | virtual, value, streak, steps, walls)
-        due = _due(run_len, virtual, self.p["ratio_patience"])
+        run_len, first, carried = continued_streak(cond, cond | virtual, value, streak, steps, walls)
+        due = streak_due(run_len, virtual, self.p["ratio_patience"])
         levels = due.astype(int) * WARNING
         info: Info = {}
-        for i in _due_starts(due):
+        for i in due_starts(due):
             k = int(first[i])
             step, wall, _ = carried if k < 0 else (int(steps[k]), float(walls[k]), 0.0)
             fn_j = detail.get(int(i)) or detail.get(k)  # the noticing group's details, or where the run began
@@ -715,40 +663,6 @@ def _early_levels(st: dict[str, Any], values: np.ndarray, full: int, least: int,
     count[i:] = len(base)
     st["base"] = base
     return out, count
-
-
-def _due(run_len: np.ndarray, overflow: np.ndarray, patience: int) -> np.ndarray:
-    """Where a streak is long enough to alert: ``patience`` points, or a condition point followed by an
-    overflow (a non-finite loss or norm: the run broke while the condition held, so it held to the end)."""
-    return (run_len >= patience) | (overflow & (run_len >= 2))
-
-
-def _due_starts(due: np.ndarray) -> np.ndarray:
-    """The points where ``due`` turns on within this chunk (a streak due since an earlier chunk has had its alert)."""
-    return np.flatnonzero(due & ~np.concatenate([[False], due[:-1]]))
-
-
-def _continued_streak(start: np.ndarray, cont: np.ndarray, values: np.ndarray, streak: Streak, steps: np.ndarray,
-                      walls: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, float, float]]:
-    """Runs that ``start`` begins and ``cont`` (a weaker condition, or a NaN) continues but never begins.
-
-    Returns ``(run_len, first, carried)`` like ``streak_update``: the run's length at each point, the
-    chunk index where it began (-1: in an earlier chunk, whose step, wall time and value are ``carried``).
-    Updates ``streak`` in place."""
-    n = start.size
-    carried = (streak.start_step, streak.start_wall, streak.start_value)
-    cont = cont | start
-    if not cont.any() or (streak.length == 0 and not start.any()):  # nothing begins or goes on (the usual case)
-        if n:
-            streak.length, streak.start_step = 0, -1
-        return np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64), carried
-    idx = np.arange(n)
-    last_break = np.maximum.accumulate(np.where(~cont, idx, -1))
-    last_start = np.maximum.accumulate(np.where(start, idx, -1))
-    ongoing = (last_break < 0) & (streak.length > 0)
-    eff = start | (cont & ((last_start > last_break) | ongoing))
-    run_len, first = streak_update(eff, streak, steps, walls, values)
-    return run_len, first, carried
 
 
 def _merge_losses(seq: np.ndarray, steps: np.ndarray, walls: np.ndarray, values: np.ndarray,

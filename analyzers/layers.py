@@ -109,6 +109,11 @@ class LayerGroups:
         rows = [r[4] for r in self.pending] + [r[0] for r in self.undecided]
         return float(min(rows)) if rows else float("inf")
 
+    def waiting_points(self) -> np.ndarray:
+        """The sorted distinct seqs of the gradient points not yet in a returned group."""
+        rows = [r[4] for r in self.pending] + [r[0] for r in self.undecided]
+        return np.unique(np.asarray(rows, dtype=np.int64)) if rows else np.zeros(0, dtype=np.int64)
+
     def update(self, view: RunView) -> list[Groups]:
         """The groups this view completed, split where the layer set grew: each ``Groups`` holds
         only the layers that had appeared by its points (by seq), so a layer that shows up late

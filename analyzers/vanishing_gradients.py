@@ -17,6 +17,17 @@ Measured on the sampled development corpus (400 runs, first/last weight-gradient
 ratio at every gradient log): no healthy-labelled run goes below 0.023 at two consecutive
 logs (0.0061 at one), 23× above ``ratio``, so the relative test alone does not fire on them;
 vanishing-labelled runs sit at 1e-19–5.4e-4.
+
+A non-finite training loss logged after a group where the condition held completes its streak
+(never starts one; ``overflow.py``): the streak is due at once, dated at its first group, and the
+message says the run overflowed by the loss's step. A run can vanish and blow up at once: a 30-layer
+ReLU MLP at default init under AdamW at lr 0.64 (the sampled corpus' s0500) has 25 of its 31 weight
+layers below 1e-3x the head's gradient at its only gradient log (histograms every 171 steps, at step
+0; first layer RMS 3.4e-13 vs 0.23, a ratio of 1.5e-12); its loss is NaN from step 2 on, and
+tensorboardX writes no more histograms. Waiting for a second log, the rule never
+saw it, though the condition held until the run broke (the corpus labeller, which for runs with fewer
+than three gradient logs asks for a ratio below 1e-3 at every one, calls it vanishing). A finite loss
+after that one log, or a NaN loss before any group where the condition held, completes nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
-from tbmon.analyzers.windows import Streak, streak_update
+from tbmon.analyzers.overflow import Loss, Overflow, nonfinite_losses, train_loss
+from tbmon.analyzers.windows import Streak, continued_streak, streak_due, streak_update
 
 KIND = "vanishing_gradients"
 WARNING = 1
@@ -43,26 +55,43 @@ class VanishingGradients(BaseRule):
         super().__init__(run, params)
         self.groups = LayerGroups()
         self.streak = Streak()
+        self.overflow = Overflow()  # non-finite training losses among the groups
+        # What the alert says of the last judged group when the condition held there ({} otherwise): a
+        # non-finite loss in a later batch completes that streak and reports this group's layers.
+        self.last_held: dict[str, Any] = {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "groups": self.groups.state(), "streak": self.streak.to_json()}
+        return {**super().state_dict(), "groups": self.groups.state(), "streak": self.streak.to_json(),
+                "overflow": self.overflow.state(), "last_held": self.last_held}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.groups.load(state["groups"])
         self.streak = Streak.from_json(state["streak"])
+        self.overflow.load(state.get("overflow", {}))  # a state saved before the overflow completion: none waits
+        self.last_held = dict(state.get("last_held", {}))
 
     def feed(self, view: RunView) -> list[Alert]:
-        return [a for g in self.groups.update(view) for a in self._judge(g)]
-
-    def _judge(self, g: Groups) -> list[Alert]:
-        idx = compared_layers(g)
-        if len(idx) < 2:
+        bad = nonfinite_losses(view, *train_loss(view))
+        groups = [g for g in self.groups.update(view) if len(compared_layers(g)) >= 2]
+        ready = self.overflow.ready(bad, self.groups)
+        if not groups and not ready:
             return []
+        if not ready:  # the usual case: no non-finite loss, the groups one after the other
+            self.overflow.saw_groups()
+            return [a for g in groups for a in self._judge(g)]
+        return self._judge_overflow(groups, ready)
+
+    def _condition(self, g: Groups) -> tuple[list[int], np.ndarray, np.ndarray]:
+        idx = compared_layers(g)
         first, last = g.values[:, idx[0]], g.values[:, idx[-1]]
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = first / last
             cond = (ratio < self.p["ratio"]) & (first < self.p["absolute"])
+        return idx, ratio, cond
+
+    def _judge(self, g: Groups) -> list[Alert]:
+        idx, ratio, cond = self._condition(g)
         carried = (self.streak.start_step, self.streak.start_wall)
         run_len, start = streak_update(cond, self.streak, g.steps, g.walls, ratio)
         levels = (run_len >= self.p["patience"]).astype(int) * WARNING
@@ -70,25 +99,87 @@ class VanishingGradients(BaseRule):
         for i in self.events(KIND, g.tags[idx[0]], levels, g.steps, self.p["rearm"]):
             k = int(start[i])
             step, wall = carried if k < 0 else (int(g.steps[k]), float(g.walls[k]))
-            alerts.append(self._alert(g, idx, int(i), step, wall))
+            alerts.append(self._alert(self._held(g, idx, int(i)), step, wall, int(g.steps[i])))
+        self.last_held = self._held(g, idx, len(cond) - 1) if len(cond) and cond[-1] else {}
         return alerts
 
-    def _alert(self, g: Groups, idx: list[int], i: int, step: int, wall: float) -> Alert:
+    def _judge_overflow(self, groups: list[Groups], ready: list[Loss]) -> list[Alert]:
+        """Groups and non-finite training losses in seq order (``overflow.Overflow``): a loss right after a
+        group where the condition held continues its streak and makes it due (one group and an overflow,
+        ``windows.streak_due``), never begins one. Each group keeps its episode tag as in ``_judge``; a
+        loss point joins the episode of the group before it only where it is due (a NaN loss is no quiet
+        gradient log: it does not count toward re-arming)."""
+        # (``seen``: a loss before the run's first group can continue no streak here, so none is dropped.)
+        m = self.overflow.merge(groups, ready, seen=True)
+        n = len(m)
+        if not n:  # a loss in a run of them already counted
+            return []
+        cond, ratio = np.zeros(n, dtype=bool), np.full(n, np.nan)
+        rows: dict[int, tuple[Groups, list[int], int]] = {}  # merged index of a group -> (groups, layers, row)
+        for g in groups:
+            at = m.where[id(g)]
+            idx, ratio[at], cond[at] = self._condition(g)
+            rows.update({int(k): (g, idx, j) for j, k in enumerate(at)})
+        real = np.flatnonzero(~m.virtual)
+        # A loss before this batch's first group follows the previous batch's last one: it continues the
+        # streak only if the condition held there (``last_held``; a state saved before it existed has none).
+        lead = m.virtual & (np.arange(n) < (real[0] if real.size else n))
+        cont = cond | (m.virtual & ~(lead & (not self.last_held)))
+        carried = (self.streak.start_step, self.streak.start_wall)
+        run_len, first, _ = continued_streak(cond, cont, ratio, self.streak, m.steps, m.walls)
+        levels = streak_due(run_len, m.virtual, self.p["patience"]).astype(int) * WARNING
+        segments: list[tuple[str, list[int]]] = []  # (episode tag, merged indices): a group, its due losses after it
+        owner: Groups | None = None
+        for i in range(n):
+            if not m.virtual[i]:
+                g, idx, _ = rows[i]
+                if g is not owner:
+                    segments.append((g.tags[idx[0]], []))
+                    owner = g
+                segments[-1][1].append(i)
+            elif levels[i]:
+                if not segments:
+                    segments.append((str(self.last_held["tag"]), []))
+                segments[-1][1].append(i)
+        alerts = []
+        for tag, at in segments:
+            sel = np.asarray(at, dtype=np.int64)
+            for e in self.events(KIND, tag, levels[sel], m.steps[sel], self.p["rearm"]):
+                i = int(sel[e])
+                k = int(first[i])
+                step, wall = carried if k < 0 else (int(m.steps[k]), float(m.walls[k]))
+                if m.virtual[i]:  # what the condition group before it showed
+                    held = self._held(*rows[i - 1]) if i > 0 else self.last_held
+                    alerts.append(self._alert(held, step, wall, int(m.steps[i]), overflow=True))
+                else:
+                    alerts.append(self._alert(self._held(*rows[i]), step, wall, int(m.steps[i])))
+        self.last_held = self._held(*rows[n - 1]) if cond[n - 1] else {}
+        return alerts
+
+    def _held(self, g: Groups, idx: list[int], i: int) -> dict[str, Any]:
+        """What an alert says of group row ``i`` (JSON-ready: kept for a streak a later overflow completes)."""
         row = g.values[i]
         last = row[idx[-1]]
         with np.errstate(invalid="ignore", divide="ignore"):
             small = [g.layers[k] for k in idx[:-1] if row[k] / last < self.p["ratio"]]
-        unit = "RMS" if g.source == "histogram_rms" else "norm"
+        return {"tag": g.tags[idx[0]], "first_layer": g.layers[idx[0]], "last_layer": g.layers[idx[-1]],
+                "first": float(row[idx[0]]), "last": float(last), "layers_below_ratio": small, "source": g.source,
+                "compared": len(idx)}
+
+    def _alert(self, held: dict[str, Any], step: int, wall: float, noticed: int, overflow: bool = False) -> Alert:
+        small = held["layers_below_ratio"]
+        unit = "RMS" if held["source"] == "histogram_rms" else "norm"
         named = ", ".join(small[:4]) + (f" and {len(small) - 4} more" if len(small) > 4 else "")
+        broke = f", and the run overflowed (non-finite loss) by step {noticed}" if overflow else ""
         message = (
-            f"vanishing gradients since step {step}: {len(small)} of {len(idx)} layers get < "
-            f"{fmt_number(self.p['ratio'])}x the gradient of the last layer {g.layers[idx[-1]]} ({named}; first layer "
-            f"{unit} {fmt_number(row[idx[0]])} vs {fmt_number(last)}); use ReLU-family activations, residual connections, "
-            "normalisation or a better initialisation"
+            f"vanishing gradients since step {step}: {len(small)} of {held['compared']} layers get < "
+            f"{fmt_number(self.p['ratio'])}x the gradient of the last layer {held['last_layer']} ({named}; first layer "
+            f"{unit} {fmt_number(held['first'])} vs {fmt_number(held['last'])}){broke}; use ReLU-family activations, "
+            "residual connections, normalisation or a better initialisation"
         )
-        return self.alert(
-            kind=KIND, level=WARNING, step=step, wall_time=wall, tag=g.tags[idx[0]], message=message,
-            evidence={"first_layer": g.layers[idx[0]], "last_layer": g.layers[idx[-1]], "first": float(row[idx[0]]),
-                      "last": float(last), "layers_below_ratio": small, "source": g.source,
-                      "noticed_step": int(g.steps[i])},
-        )
+        evidence = {k: held[k] for k in ("first_layer", "last_layer", "first", "last", "layers_below_ratio", "source")}
+        evidence["noticed_step"] = noticed
+        if overflow:
+            evidence["overflow_step"] = noticed
+        return self.alert(kind=KIND, level=WARNING, step=step, wall_time=wall, tag=held["tag"], message=message,
+                          evidence=evidence)

@@ -197,6 +197,40 @@ def streak_update(
     return run_len, start
 
 
+def continued_streak(start: np.ndarray, cont: np.ndarray, values: np.ndarray, streak: Streak, steps: np.ndarray,
+                     walls: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, float, float]]:
+    """Runs that ``start`` begins and ``cont`` (a weaker condition, or a non-finite loss) continues but never begins.
+
+    Returns ``(run_len, first, carried)`` like ``streak_update``: the run's length at each point, the
+    chunk index where it began (-1: in an earlier chunk, whose step, wall time and value are ``carried``).
+    Updates ``streak`` in place. With ``cont`` equal to ``start`` it is ``streak_update``."""
+    n = start.size
+    carried = (streak.start_step, streak.start_wall, streak.start_value)
+    cont = cont | start
+    if not cont.any() or (streak.length == 0 and not start.any()):  # nothing begins or goes on (the usual case)
+        if n:
+            streak.length, streak.start_step = 0, -1
+        return np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64), carried
+    idx = np.arange(n)
+    last_break = np.maximum.accumulate(np.where(~cont, idx, -1))
+    last_start = np.maximum.accumulate(np.where(start, idx, -1))
+    ongoing = (last_break < 0) & (streak.length > 0)
+    eff = start | (cont & ((last_start > last_break) | ongoing))
+    run_len, first = streak_update(eff, streak, steps, walls, values)
+    return run_len, first, carried
+
+
+def streak_due(run_len: np.ndarray, overflow: np.ndarray, patience: int) -> np.ndarray:
+    """Where a streak is long enough to alert: ``patience`` points, or a condition point followed by an
+    overflow (a non-finite loss or norm: the run broke while the condition held, so it held to the end)."""
+    return (run_len >= patience) | (overflow & (run_len >= 2))
+
+
+def due_starts(due: np.ndarray) -> np.ndarray:
+    """The points where ``due`` turns on within this chunk (a streak due since an earlier chunk has had its alert)."""
+    return np.flatnonzero(due & ~np.concatenate([[False], due[:-1]]))
+
+
 def _streak_one(
     holds: bool, streak: Streak, steps: np.ndarray, walls: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
