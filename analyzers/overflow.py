@@ -70,6 +70,16 @@ def nonfinite_losses(view: RunView, seq: np.ndarray, step: np.ndarray, wall: np.
     return [[int(seq[i]), int(step[i]), float(wall[i])] for i in bad]
 
 
+def nonfinite_train_losses(view: RunView) -> list[Loss]:
+    """``nonfinite_losses`` of ``train_loss(view)``, for a rule that needs no more of the loss."""
+    items = tuple(view.signal(TRAIN_LOSS))
+    if not items:
+        return []
+    if len(items) == 1 and len(s := items[0].series) == 1:  # a live feed's point, in plain Python
+        return [] if isfinite(s.value[0]) else [[int(s.seq[0]), int(s.step[0]), float(s.wall_time[0])]]
+    return nonfinite_losses(view, *train_loss(view))
+
+
 @dataclass(frozen=True, slots=True)
 class Merged:
     """One batch's groups (each at its last point) and ready non-finite losses, in seq order."""
@@ -101,10 +111,13 @@ class Overflow:
     def ready(self, bad: list[Loss], layers: LayerGroups) -> list[Loss]:
         """Of the deferred and this batch's non-finite losses (call after ``layers.update``), those no
         waiting gradient point precedes; the others are deferred, one per gap between waiting points."""
-        settled = layers.waiting_seq()
         losses = self.deferred + bad
+        if not losses:  # the usual case: a finite loss, nothing deferred
+            return []
+        settled = layers.waiting_seq()
         ready = [row for row in losses if row[0] < settled]
-        self.deferred = _collapse([row for row in losses if row[0] >= settled], layers.waiting_points())
+        later = [row for row in losses if row[0] >= settled]
+        self.deferred = _collapse(later, layers.waiting_points()) if later else []
         return ready
 
     def saw_groups(self) -> None:
@@ -138,8 +151,6 @@ class Overflow:
 def _collapse(rows: list[Loss], waiting: np.ndarray) -> list[Loss]:
     """Waiting non-finite losses, one per gap between waiting gradient points (a run of them continues
     a streak once, however long)."""
-    if not rows:
-        return []
     rows = sorted(rows)
     gap = np.searchsorted(waiting, [r[0] for r in rows])
     return [rows[0]] + [r for k, r in enumerate(rows[1:], 1) if gap[k] != gap[k - 1]]

@@ -40,7 +40,7 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
 from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
-from tbmon.analyzers.overflow import Loss, Overflow, nonfinite_losses, train_loss
+from tbmon.analyzers.overflow import Loss, Overflow, nonfinite_train_losses
 from tbmon.analyzers.windows import Streak, continued_streak, streak_due, streak_update
 
 KIND = "vanishing_gradients"
@@ -72,7 +72,7 @@ class VanishingGradients(BaseRule):
         self.last_held = dict(state.get("last_held", {}))
 
     def feed(self, view: RunView) -> list[Alert]:
-        bad = nonfinite_losses(view, *train_loss(view))
+        bad = nonfinite_train_losses(view)
         groups = [g for g in self.groups.update(view) if len(compared_layers(g)) >= 2]
         ready = self.overflow.ready(bad, self.groups)
         if not groups and not ready:
