@@ -118,3 +118,49 @@ def scalar_run(columns: Mapping[str, np.ndarray | Mapping[int, float]], n: int, 
             elif step < len(col):
                 s.scalar(tag, step, col[step])
     return s
+
+
+def canon(alerts: list, *, kind: str) -> list[str]:
+    """One rule's alerts as sorted JSON: equal lists mean the same decisions, however they were fed."""
+    import json
+
+    return sorted(json.dumps(a.to_dict(), sort_keys=True) for a in alerts if a.kind == kind)
+
+
+def feed(stream: Stream, cuts: Sequence[int] = (), roundtrip: bool = False, *, kind: str) -> list:
+    """``kind``'s alerts from one engine fed ``stream`` in the batches ``cuts`` makes (``roundtrip``: the
+    engine's state goes through JSON into a fresh engine before each batch, as a restarted watcher's)."""
+    import json
+
+    from tbmon.analyzers import Engine
+
+    engine, out = Engine(), []
+    for batch in stream.batches(cuts):
+        if roundtrip:
+            state = json.loads(json.dumps(engine.state_dict()))
+            engine = Engine()
+            engine.load_state_dict(state)
+        out += engine.feed(batch)
+    return [a for a in out if a.kind == kind]
+
+
+def step_cuts(stream: Stream) -> list[int]:
+    """Cuts between every two logged steps: the stream fed a step at a time."""
+    steps = [(stream.points[i][1] if kind == "s" else stream.hists[i][1]) for kind, i in stream._order]
+    return [q for q in range(1, len(steps)) if steps[q] != steps[q - 1]]
+
+
+def any_chunking_test(synthetic: Mapping[str, Stream], whole: Mapping[str, list[str]], kind: str):
+    """A hypothesis test: each stream of ``synthetic``, cut anywhere (with or without a JSON state round trip
+    between batches), gives ``kind``'s alerts ``whole[name]`` (``canon`` of the one-batch feed)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(name=st.sampled_from(sorted(synthetic)), data=st.data())
+    def test(name: str, data: st.DataObject) -> None:
+        stream = synthetic[name]
+        cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=12))
+        assert canon(feed(stream, cuts, roundtrip=data.draw(st.booleans()), kind=kind), kind=kind) == whole[name]
+
+    return test

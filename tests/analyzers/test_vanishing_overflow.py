@@ -11,37 +11,22 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tbmon.analyzers import Engine
 from tbmon.analyzers.alerts import Alert
+from tests.analyzers import streams
 from tests.analyzers.streams import Stream, hist_fields
 
 KIND = "vanishing_gradients"
 DEPTH = 8  # weight layers net.0 … net.14 (with their biases), input side first
 
 
-def canon(alerts: list[Alert]) -> list[str]:
-    return sorted(json.dumps(a.to_dict(), sort_keys=True) for a in alerts if a.kind == KIND)
-
-
-def feed(stream: Stream, cuts=(), roundtrip: bool = False) -> list[Alert]:
-    engine, out = Engine(), []
-    for batch in stream.batches(cuts):
-        if roundtrip:
-            state = json.loads(json.dumps(engine.state_dict()))
-            engine = Engine()
-            engine.load_state_dict(state)
-        out += engine.feed(batch)
-    return [a for a in out if a.kind == KIND]
-
-
-def step_cuts(stream: Stream) -> list[int]:
-    steps = [(stream.points[i][1] if kind == "s" else stream.hists[i][1]) for kind, i in stream._order]
-    return [q for q in range(1, len(steps)) if steps[q] != steps[q - 1]]
+canon = partial(streams.canon, kind=KIND)
+feed = partial(streams.feed, kind=KIND)
+step_cuts = streams.step_cuts
 
 
 def same_whatever_the_chunking(stream: Stream) -> list[Alert]:
@@ -195,9 +180,4 @@ def test_the_synthetic_streams_alert() -> None:
     assert steps == {"s0500": [(0, 2)], "late": [(0, 10)], "between": [(20, 22)]}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(sorted(SYNTHETIC)), data=st.data())
-def test_any_chunking_and_state_round_trip_gives_the_same_alerts(name: str, data: st.DataObject) -> None:
-    stream = SYNTHETIC[name]
-    cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=12))
-    assert canon(feed(stream, cuts, roundtrip=data.draw(st.booleans()))) == WHOLE[name]
+test_any_chunking_and_state_round_trip_gives_the_same_alerts = streams.any_chunking_test(SYNTHETIC, WHOLE, KIND)
