@@ -28,6 +28,10 @@ tensorboardX writes no more histograms. Waiting for a second log, the rule never
 saw it, though the condition held until the run broke (the corpus labeller, which for runs with fewer
 than three gradient logs asks for a ratio below 1e-3 at every one, calls it vanishing). A finite loss
 after that one log, or a NaN loss before any group where the condition held, completes nothing.
+Nor does an overflow after a group whose *last* layer's gradient is itself above exploding_gradients'
+gates (per-weight RMS ``exploding_rms`` = 1, a norm ``exploding_norm`` = 100): the input side's zero
+gradient is then ReLUs killed by the blow-up (the demo's diverging run: first layer 0, head RMS 4e12 at
+its last log before the NaN), which exploding_gradients reports; s0500's head was at 0.23.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.layers import Groups, LayerGroups, compared_layers
+from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.overflow import Loss, Overflow, nonfinite_train_losses
 from tbmon.analyzers.windows import Streak, continued_streak, streak_due, streak_update
@@ -49,7 +53,8 @@ WARNING = 1
 
 class VanishingGradients(BaseRule):
     name: ClassVar[str] = "vanishing_gradients"
-    defaults: ClassVar[dict[str, Any]] = {"ratio": 1e-3, "absolute": float("inf"), "patience": 2, "rearm": 10}
+    defaults: ClassVar[dict[str, Any]] = {"ratio": 1e-3, "absolute": float("inf"), "patience": 2, "rearm": 10,
+                                          "exploding_rms": 1.0, "exploding_norm": 100.0}
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
@@ -120,11 +125,15 @@ class VanishingGradients(BaseRule):
             at = m.where[id(g)]
             idx, ratio[at], cond[at] = self._condition(g)
             rows.update({int(k): (g, idx, j) for j, k in enumerate(at)})
-        real = np.flatnonzero(~m.virtual)
-        # A loss before this batch's first group follows the previous batch's last one: it continues the
-        # streak only if the condition held there (``last_held``; a state saved before it existed has none).
-        lead = m.virtual & (np.arange(n) < (real[0] if real.size else n))
-        cont = cond | (m.virtual & ~(lead & (not self.last_held)))
+        # A loss continues the streak only if the condition held at the group just before it (for a loss
+        # before this batch's first group: the previous batch's last one, ``last_held``; a state saved before
+        # it existed has none), and only if the head's gradient there was not exploding itself: then the
+        # input side's zero is ReLUs killed by the blow-up, which exploding_gradients reports.
+        calm = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(m.virtual):
+            before = self.last_held if i == 0 else (self._held(*rows[i - 1]) if not m.virtual[i - 1] else {})
+            calm[i] = bool(before) and self._calm(before)
+        cont = cond | (m.virtual & calm)
         carried = (self.streak.start_step, self.streak.start_wall)
         run_len, first, _ = continued_streak(cond, cont, ratio, self.streak, m.steps, m.walls)
         levels = streak_due(run_len, m.virtual, self.p["patience"]).astype(int) * WARNING
@@ -155,6 +164,13 @@ class VanishingGradients(BaseRule):
                     alerts.append(self._alert(self._held(*rows[i]), step, wall, int(m.steps[i])))
         self.last_held = self._held(*rows[n - 1]) if cond[n - 1] else {}
         return alerts
+
+    def _calm(self, held: dict[str, Any]) -> bool:
+        """Whether the last layer's gradient in ``held`` is below exploding_gradients' gates (per-weight RMS
+        ``exploding_rms`` = 1, a norm ``exploding_norm`` = 100): an overflow completes a vanishing streak only
+        then."""
+        gate = self.p["exploding_rms"] if held["source"] == HIST else self.p["exploding_norm"]
+        return bool(held["last"] <= gate)
 
     def _held(self, g: Groups, idx: list[int], i: int) -> dict[str, Any]:
         """What an alert says of group row ``i`` (JSON-ready: kept for a streak a later overflow completes)."""

@@ -102,6 +102,16 @@ def test_a_finite_loss_after_one_vanishing_log_completes_nothing() -> None:
     assert same_whatever_the_chunking(broken) == []
 
 
+def test_an_overflow_after_a_log_whose_head_gradient_is_exploding_completes_nothing() -> None:
+    """The demo's diverging run: at its last gradient log before the NaN, the first layer's gradient is 0
+    and the head's RMS 4e12 — ReLUs killed by the blow-up, which exploding_gradients reports; vanishing
+    stays silent (head RMS above 1, exploding_gradients' per-weight gate; s0500's head was at 0.23)."""
+    blowup = run({0: healthy, 10: vanishing(first=0.0, last=4e12)}, {s: 2.0 for s in range(0, 12)} | {12: math.nan})
+    assert same_whatever_the_chunking(blowup) == []
+    calm_head = run({0: healthy, 10: vanishing(first=1e-13, last=0.5)}, {s: 2.0 for s in range(0, 12)} | {12: math.nan})
+    assert [a.step for a in same_whatever_the_chunking(calm_head)] == [10]
+
+
 def test_a_nan_loss_before_any_vanishing_log_starts_no_streak() -> None:
     # Before the run's first gradient log.
     first = run({10: vanishing(), 20: healthy}, {0: 2.0, 5: math.nan, 10: 2.0, 15: 2.0, 20: 2.0, 25: 2.0})
