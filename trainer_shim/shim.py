@@ -201,7 +201,7 @@ class TrainerShim:
                 return
             host = stats.to_host(gathered)
             builder = self._full_builder(names, host) if do_hist else self._norm_builder(names, host)
-            self._submit(step, builder)
+            self._submit(step, builder, bulky=True)
         except Exception as exc:  # noqa: BLE001 - never break training
             self._fail("log_gradients", exc)
 
@@ -229,9 +229,9 @@ class TrainerShim:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _submit(self, step: int, build: Any, *, urgent: bool = False) -> None:
+    def _submit(self, step: int, build: Any, *, urgent: bool = False, bulky: bool = False) -> None:
         assert self._writer is not None
-        self._writer.submit(Record(int(step), time.time(), build), urgent=urgent)
+        self._writer.submit(Record(int(step), time.time(), build, bulky), urgent=urgent)
         self._check_writer()
 
     def _start_guard(self, config: AnalyzerConfig | None, on_alert: Callable[[Alert], None] | None) -> Guard | None:
@@ -331,7 +331,9 @@ class TrainerShim:
             error = self._guard.error
             self._report("guard", f"tbmon shim guard stopped: {type(error).__name__}: {error}; logging continues")
         if writer.dropped:
-            self._report("dropped", f"tbmon shim writer fell behind; dropped {writer.dropped} record(s) so far")
+            self._report(
+                "dropped", f"tbmon shim writer fell behind; dropped {writer.dropped} record(s) so far (gradient statistics first)"
+            )
 
     def _fail(self, where: str, exc: Exception) -> None:
         if self._writer is not None and self._writer.error is None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
 import pytest
 
 from tbmon.trainer_shim import ShimWarning, TrainerShim
+from tbmon.trainer_shim.writer import Record
 from tests.trainer_shim.training import load, mlp, train
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -72,6 +74,46 @@ def test_a_full_queue_drops_records_instead_of_blocking(tmp_path: Path) -> None:
     dropped = [w for w in caught if "dropped" in str(w.message)]
     assert len(dropped) == 1 and shim._writer.dropped > 0  # type: ignore[union-attr]
     assert 0 < len(load(tmp_path).Scalars("train/loss")) < 2000
+
+
+def test_a_writer_behind_on_gradient_statistics_drops_them_and_keeps_every_scalar(tmp_path: Path) -> None:
+    """The writer thread is held inside a histogram record (a slow disk); the loop goes on logging gradient
+    statistics and losses. Only gradient records are dropped: the loss curve and validation points (rare,
+    and what the overfitting rule reads) are whole. Before the separate bounds, one queue dropped both."""
+    shim = TrainerShim(tmp_path, mlp(), hist_every=1, max_queue=5)  # scalars: 50
+    writer = shim._writer
+    assert writer is not None
+    entered, release = threading.Event(), threading.Event()
+
+    def stalled() -> tuple[list, bool]:
+        entered.set()
+        release.wait(10)
+        return [], False
+
+    writer.submit(Record(0, 0.0, stalled, bulky=True))
+    assert entered.wait(5)
+    with pytest.warns(ShimWarning, match="dropped"):
+        train(shim, shim.model, 40)
+        for step in range(0, 40, 10):
+            shim.log_scalars(step, val_loss=1.0)
+    release.set()
+    shim.close()
+    events = load(tmp_path)
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(40))
+    assert [e.step for e in events.Scalars("val/loss")] == [0, 10, 20, 30]
+    gradient_steps = {e.step for tag in events.Tags()["histograms"] for e in events.Histograms(tag)}
+    assert 0 < len(gradient_steps) <= 5 and writer.dropped == 40 - len(gradient_steps)
+
+
+def test_a_fast_loop_wakes_the_writer_before_its_queue_is_full(tmp_path: Path) -> None:
+    """flush_secs=60: the writer would sleep through the whole run. Half a bound queued wakes it, so a real
+    training loop that logs a loss every step loses nothing (it kept the first 120 of 1,000 when only time woke it)."""
+    shim = TrainerShim(tmp_path, mlp(), flush_secs=60, max_queue=120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShimWarning)
+        train(shim, shim.model, 1000)
+    shim.close()
+    assert [e.step for e in load(tmp_path).Scalars("train/loss")] == list(range(1000))
 
 
 def test_a_bad_value_is_skipped_with_one_warning_and_logging_goes_on(tmp_path: Path) -> None:
