@@ -42,6 +42,7 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
+from tbmon.analyzers.exploding_gradients import ExplodingGradients
 from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.overflow import Loss, Overflow, nonfinite_train_losses
@@ -54,7 +55,9 @@ WARNING = 1
 class VanishingGradients(BaseRule):
     name: ClassVar[str] = "vanishing_gradients"
     defaults: ClassVar[dict[str, Any]] = {"ratio": 1e-3, "absolute": float("inf"), "patience": 2, "rearm": 10,
-                                          "exploding_rms": 1.0, "exploding_norm": 100.0}
+                                          # exploding_gradients' magnitude gates, so the two cannot drift apart
+                                          "exploding_rms": ExplodingGradients.defaults["min_rms"],
+                                          "exploding_norm": ExplodingGradients.defaults["min_norm"]}
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
@@ -130,9 +133,10 @@ class VanishingGradients(BaseRule):
         # it existed has none), and only if the head's gradient there was not exploding itself: then the
         # input side's zero is ReLUs killed by the blow-up, which exploding_gradients reports.
         calm = np.zeros(n, dtype=bool)
+        held_before: dict[int, dict[str, Any]] = {}  # a loss's index -> what the group before it showed
         for i in np.flatnonzero(m.virtual):
             before = self.last_held if i == 0 else (self._held(*rows[i - 1]) if not m.virtual[i - 1] else {})
-            calm[i] = bool(before) and self._calm(before)
+            held_before[int(i)], calm[i] = before, bool(before) and self._calm(before)
         cont = cond | (m.virtual & calm)
         carried = (self.streak.start_step, self.streak.start_wall)
         run_len, first, _ = continued_streak(cond, cont, ratio, self.streak, m.steps, m.walls)
@@ -157,9 +161,8 @@ class VanishingGradients(BaseRule):
                 i = int(sel[e])
                 k = int(first[i])
                 step, wall = carried if k < 0 else (int(m.steps[k]), float(m.walls[k]))
-                if m.virtual[i]:  # what the condition group before it showed
-                    held = self._held(*rows[i - 1]) if i > 0 else self.last_held
-                    alerts.append(self._alert(held, step, wall, int(m.steps[i]), overflow=True))
+                if m.virtual[i]:
+                    alerts.append(self._alert(held_before[i], step, wall, int(m.steps[i]), overflow=True))
                 else:
                     alerts.append(self._alert(self._held(*rows[i]), step, wall, int(m.steps[i])))
         self.last_held = self._held(*rows[n - 1]) if cond[n - 1] else {}
