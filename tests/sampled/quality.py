@@ -117,7 +117,7 @@ class SampledReport:
 
 def timing_free(samples: list[Sample]) -> list[Sample]:
     """The runs whose files do not depend on timing: all but those whose shim writer dropped records."""
-    return [s for s in samples if not writer_dropped_records(s.config, curves(s.config, s.path).train)]
+    return [s for s in samples if not writer_dropped_records(s.config, curves(s.config, s.path))]
 
 
 def score_samples(root: Path, samples: list[Sample], runs: str | None = None) -> SampledReport:
