@@ -16,7 +16,12 @@ evaluation *counts* when all hold:
   evaluation-to-evaluation noise (robust σ of the differences; of the second differences once
   there are ``MIN_CURVATURE_EVALS`` evaluations, so the steps of the descent before the minimum
   do not count as noise: on s0586 they made 3 σ 0.04 against a 30 % rise of 0.05 after a flat
-  minimum, and the rule never fired), so a plateau or a noisy validation loss does not count;
+  minimum, and the rule never fired), so a plateau or a noisy validation loss does not count.
+  ``MIN_CURVATURE_EVALS`` is 9: 7 second differences, so the 3 that one jump spoils are a minority
+  of the MAD's sample (it was 16, and a shim run with 12 evaluations, s0186, rising steadily from
+  0.50 to 0.74 after its minimum while the training loss fell to 0.005, counted its descent as
+  noise: 3 σ 0.18 against a 26 % rise of 0.13, one evaluation short of ``patience``). On the
+  775-run development part, any value from 6 to 9 finds s0186 and warns no healthy run;
 * the training loss is below its level at the best evaluation (a median of the points within
   half an evaluation interval on both sides of it, at least as far as its last 5 points before
   it reach, once training has gone past it: the same scale as the level it is compared with;
@@ -57,7 +62,7 @@ MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many po
 AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
 MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
 DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag is planned in numpy first
-MIN_CURVATURE_EVALS = 16  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
+MIN_CURVATURE_EVALS = 9  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
 
 
 class _Train:
