@@ -41,7 +41,8 @@ from tensorboardX.record_writer import masked_crc32c
 Built = tuple[list[Summary.Value], bool]
 _file_counter = itertools.count()  # per process: unique names for writers in the same second
 # Measured (4-tensor MLP, CPU): a scalar record holds ~0.6 kB and takes 5 us to write; a gradient record
-# ~4.7 kB and ~33 us per parameter tensor. Ten times as many scalars still hold less than the gradient bound.
+# ~4.7 kB and ~33 us per parameter tensor. Ten times as many scalars hold less than the gradient bound of any
+# net with two or more parameter tensors.
 SCALAR_BOUND_FACTOR = 10
 
 
@@ -78,11 +79,12 @@ def _frame(data: bytes) -> bytes:
 class EventWriter:
     """Owns one event file and the daemon thread that writes it.
 
-    The training thread appends to a deque (atomic, no lock, no wake-up); the writer thread
-    wakes every ``flush_secs``, writes everything pending and flushes. Waking the writer per
-    record cost more CPU than the record itself. ``flush()``/``close()``, urgent records
-    (a non-finite Python float) and a queue half full wake it at once. ``max_queue`` bounds
-    the bulky records; the others have their own bound, ``SCALAR_BOUND_FACTOR`` times larger. ``after_sync(urgent)`` (the guard) runs on
+    The training thread appends to a deque (atomic, no lock); the writer thread wakes every
+    ``flush_secs``, writes everything pending and flushes. Waking the writer per record cost
+    more CPU than the record itself. ``flush()``/``close()``, urgent records (a non-finite
+    Python float) and ``max_queue / 2`` records waiting wake it at once. ``max_queue`` bounds
+    the bulky records; the others have their own bound, ``SCALAR_BOUND_FACTOR`` times larger.
+    ``after_sync(urgent)`` (the guard) runs on
     this thread each time written data has reached the file, before a ``flush()`` returns;
     ``urgent`` is True for a non-finite value, ``flush()`` and ``close()``. It must not raise.
     """
