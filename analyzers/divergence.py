@@ -63,6 +63,8 @@ spikes the training loss has had so far.
   back at the next, s1296, is silent).
 * the smoothed loss at >= ``pretrain_factor`` x a validation loss evaluated before training →
   warning (``_above_pretrain``; s0596: the first logged mean already held the blow-up).
+* the smoothed loss at >= ``eval_factor`` x the latest validation loss logged before it → warning
+  (``_above_eval``; s1716: the model blows up in train mode only).
 * A jump whose loss is still coming down (lowest point since the spike halfway back and among
   the last ``recover_points``) is judged once it stops falling, at most ``recover_max`` points
   later (``_judge``; s0766_healthy).
@@ -136,7 +138,7 @@ def _mark(levels: np.ndarray, info: dict[int, dict[str, Any]], i: int, level: in
 _TRAIN_FRESH = (("best", None), ("streak", Streak().to_json()), ("far", Streak().to_json()), ("spikes", 0),
                 ("recur", []), ("pending", []), ("recent", []), ("head", []), ("undone_best", None),
                 ("undone", Streak().to_json()), ("epoch_far", Streak().to_json()), ("pre_far", Streak().to_json()),
-                ("epoch_jump", None))
+                ("eval_far", Streak().to_json()), ("epoch_jump", None))
 
 
 def _train_state(st: dict[str, Any]) -> None:
@@ -172,6 +174,7 @@ class Divergence(BaseRule):
         "epoch_first_factor": 2.0,
         "epoch_first_patience": 2,
         "pretrain_factor": 3.0,
+        "eval_factor": 20.0,
         "smooth_window": 9,
         "blowup_fraction": 0.5,
         "blowup_floor": 1.0,
@@ -194,6 +197,10 @@ class Divergence(BaseRule):
         # The validation loss evaluated before the first training point (HF evaluates at step 0):
         # [value, step, decided]; decided once the training loss has begun.
         self.pretrain: list[Any] = [None, -1, False]
+        # The latest finite, positive validation loss of the run's validation tag, as of the end of the
+        # last feed, and this feed's: the reference ``_above_eval`` compares each training point with.
+        self.evaluation: dict[str, Any] = {"tag": None, "value": None}
+        self._evals: tuple[np.ndarray, np.ndarray] = (np.zeros(0, dtype=np.int64), np.zeros(0))
 
     def reset(self, tag: str) -> None:
         """A resume forgets the tag's windows and streaks but not the run's first value (its
@@ -205,7 +212,7 @@ class Divergence(BaseRule):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag,
-                "pretrain": list(self.pretrain)}
+                "pretrain": list(self.pretrain), "evaluation": dict(self.evaluation)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -213,12 +220,14 @@ class Divergence(BaseRule):
         self.loss.load(state["loss"])
         self.alerted_tag = state["alerted"]
         self.pretrain = list(state.get("pretrain", [None, -1, False]))
+        self.evaluation = dict(state.get("evaluation", {"tag": None, "value": None}))
 
     @releases_contexts
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.loss.update(view.signal(TRAIN_LOSS))
         self._find_pretrain(view)
+        self._find_evaluations(view)
         self._chunk_start = {}
         parts: list[tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None]] = []
         for item in view.scalars:
@@ -226,6 +235,8 @@ class Divergence(BaseRule):
             watched = signal in (TRAIN_LOSS, VAL_LOSS) or (signal == GRAD_NORM and item.match.param is None)
             if watched and len(item.series):
                 parts.append(self._levels(item, train=signal == TRAIN_LOSS))
+        if self._evals[1].size:
+            self.evaluation["value"] = float(self._evals[1][-1])
         if not parts:
             return []
         spikes = self._spike_lookup(parts)
@@ -258,6 +269,25 @@ class Divergence(BaseRule):
             if self.pretrain[0] is not None and not self.pretrain[1] < int(train[0].step[0]):
                 self.pretrain[:2] = [None, -1]
             self.pretrain[2] = True
+
+    def _find_evaluations(self, view: RunView) -> None:
+        """This feed's finite, positive points of the run's validation tag (the first one seen), by seq."""
+        seq, value = np.zeros(0, dtype=np.int64), np.zeros(0)
+        for item in view.signal(VAL_LOSS):
+            v = item.series
+            if self.evaluation["tag"] is None and len(v):
+                self.evaluation["tag"] = v.tag
+            if v.tag == self.evaluation["tag"]:
+                keep = np.isfinite(v.value) & (v.value > 0)
+                seq, value = v.seq[keep], v.value[keep]
+        self._evals = (seq, value)
+
+    def _evaluation_before(self, seq: np.ndarray) -> np.ndarray:
+        """The latest validation loss logged before each of these seqs (NaN where there is none yet)."""
+        eval_seq, eval_value = self._evals
+        before = np.searchsorted(eval_seq, seq) - 1
+        carried = np.nan if self.evaluation["value"] is None else float(self.evaluation["value"])
+        return np.where(before >= 0, eval_value[np.maximum(before, 0)] if eval_value.size else carried, carried)
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.alerted_tag} for e in super().episodes()]
@@ -313,8 +343,10 @@ class Divergence(BaseRule):
             if "epoch" in s.tag.lower():
                 self._epoch_jumps(st, s, fidx, fv, hist, levels, info)
                 self._epoch_above_first(st, s, fidx, fv, first, levels, info)
-            if self.pretrain[0] is not None and s.tag == self.loss.tag:
-                self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
+            if s.tag == self.loss.tag:
+                if self.pretrain[0] is not None:
+                    self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
+                self._above_eval(st, s, fidx, smooth, self._evaluation_before(s.seq[fidx]), levels, info)
             self._blowup(st, s, fidx, fv, first, smooth, noise, levels, info)
             self._undone(st, s, fidx, fv, hist, first, noise, levels, info)
             keep = p["smooth_window"] - 1  # (step, wall time) of the last points, to date far_above_first
@@ -389,8 +421,10 @@ class Divergence(BaseRule):
         self._chunk_start[s.tag] = int(st["spikes"])
         levels, info = [0], {}
         step, wall = int(s.step[0]), float(s.wall_time[0])
-        if self.pretrain[0] is not None and s.tag == self.loss.tag:
-            self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
+        if s.tag == self.loss.tag:
+            if self.pretrain[0] is not None:
+                self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
+            self._above_eval(st, s, _FIRST, np.array([smooth]), self._evaluation_before(s.seq[:1]), levels, info)
         self._blowup_one(st, (step, wall, x), first, smooth, noise, levels, info)
         self._undone_one(st, (step, wall, x), first, noise, levels, info)
         keep = p["smooth_window"] - 1
@@ -686,19 +720,44 @@ class Divergence(BaseRule):
         untrained), so ``far_above_first`` has no untrained level. Sampled development runs with such
         an evaluation (33): without divergence the smoothed loss stays at <= 1.44x it for 3 points
         (healthy runs <= 1.00x); s0596 6.8x."""
-        if not smooth.size or not pretrain > 0:
+        if not pretrain > 0:
             return
-        cond = smooth >= self.p["pretrain_factor"] * pretrain
-        streak = Streak.from_json(st["pre_far"])
+        self._above_reference(st, "pre_far", s, fidx, smooth, np.full(smooth.size, pretrain), levels, info,
+                              self.p["pretrain_factor"], "above_pretrain", "pretrain")
+
+    def _above_eval(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, smooth: np.ndarray,
+                    evaluation: np.ndarray, levels: np.ndarray, info: dict[int, dict[str, Any]]) -> None:
+        """The smoothed training loss at >= ``eval_factor`` x the latest validation loss logged before
+        it for ``first_patience`` points: warning, dated at the first. The same model scores an order of
+        magnitude better in evaluation than in training: it blows up in train mode (dropout compounding
+        a large init: s1716, an 18-layer ReLU MLP at 1.75x He with dropout 0.48, trains at 2.3e7 -> 3.3e4
+        while it evaluates at 2.0, with only a total gradient norm logged), which no rule that reads the
+        training loss alone can see: it never rises and has no sane first value. Measured on the 775
+        sampled development runs (largest ratio held for 3 training points in a row): healthy runs at
+        most 5.7x (n = 260, 99th percentile 3.5x), borderline ones up to 21x, labelled runs up to 1e17x;
+        20x keeps a 3.5x margin over the healthy runs."""
+        self._above_reference(st, "eval_far", s, fidx, smooth, evaluation, levels, info,
+                              self.p["eval_factor"], "above_eval", "evaluation")
+
+    def _above_reference(self, st: dict[str, Any], key: str, s: ScalarSeries, fidx: np.ndarray, smooth: np.ndarray,
+                         reference: np.ndarray, levels: np.ndarray, info: dict[int, dict[str, Any]], factor: float,
+                         condition: str, name: str) -> None:
+        """The streak (``st[key]``) of the smoothed training loss at >= ``factor`` x ``reference`` (per
+        point; NaN never holds) for ``first_patience`` points: warning, dated at the first."""
+        if not smooth.size:
+            return
+        with np.errstate(invalid="ignore"):
+            cond = smooth >= factor * reference
+        streak = Streak.from_json(st[key])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], s.value[fidx])
-        st["pre_far"] = streak.to_json()
+        st[key] = streak.to_json()
         for j in np.flatnonzero(run_len >= self.p["first_patience"]):
             k = int(start[j])
             start_step, start_wall, start_value = carried if k < 0 else (
                 int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(s.value[fidx[k]]))
             _mark(levels, info, int(fidx[j]), WARNING, {
-                "condition": "above_pretrain", "pretrain": pretrain, "smoothed": float(smooth[j]),
+                "condition": condition, name: float(reference[j]), "smoothed": float(smooth[j]),
                 "start_step": start_step, "start_wall": start_wall, "start_value": start_value})
 
     def _noise(self, st: dict[str, Any], hist: np.ndarray, fv: np.ndarray) -> np.ndarray:
@@ -862,6 +921,13 @@ class Divergence(BaseRule):
                 f"{tag} has stayed at {fmt_number(p['pretrain_factor'])}x or more the validation loss evaluated before "
                 f"training ({fmt_number(evidence['pretrain'])}, the untrained model's) since step {step} (smoothed: "
                 f"{fmt_number(evidence['smoothed'])}): training made it far worse than untrained ({advice})"
+            )
+        elif condition == "above_eval":
+            message = (
+                f"{tag} has stayed at {fmt_number(p['eval_factor'])}x or more the latest validation loss "
+                f"({fmt_number(evidence['evaluation'])}) since step {step} (smoothed: {fmt_number(evidence['smoothed'])}): "
+                "the model does far worse in training than in evaluation, so training mode blows it up: dropout or "
+                f"batch norm on a large initialisation, or the learning rate ({advice})"
             )
         elif condition == "epoch_above_first":
             message = (

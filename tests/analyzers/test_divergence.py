@@ -227,7 +227,17 @@ def _streams() -> dict[str, tuple[dict, int]]:
             "undone_noisy": ({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS)),
             "epochs_far": ({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS)),
             "pretrain": ({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000),
+            "train_mode": (_train_mode_blowup(), 600),
             "undoing": ({"train_loss": np.concatenate([2.33 - 0.35 * np.arange(240) / 240, S0766_LOSS])}, 320)}
+
+
+def _train_mode_blowup() -> dict:
+    """s1716's shape: an 18-layer ReLU MLP at 1.75x He with dropout 0.48 trains at 2.3e7 falling to ~3e4 (train
+    mode: the dropout masks compound the large init) while the same model evaluates at 5e4 falling to 2."""
+    t = np.arange(600)
+    noise = np.exp(0.2 * np.random.default_rng(5).standard_normal(600))
+    evals = {int(k): 1e5 * np.exp(-k / 20) + 2.0 for k in range(13, 600, 27)}
+    return {"loss": (2.3e7 * np.exp(-t / 40) + 3e4) * noise, "eval_loss": evals}
 
 
 def _erratic_epochs() -> np.ndarray:
@@ -441,6 +451,20 @@ def test_an_epoch_level_loss_at_twice_its_first_epoch_two_epochs_running_is_a_wa
     assert [(a.step, a.severity, a.evidence["condition"]) for a in warned][:1] == [(33, "warning", "epoch_above_first")]
     assert "its first epoch" in warned[0].message
     assert run_alerts({"train_loss_epoch": np.array(S0490_EPOCHS[:33])}, 33) == []
+
+
+def test_a_training_loss_far_above_the_models_own_evaluation_loss_is_a_warning() -> None:
+    """s1716: the training loss only falls and its first value is no sane level, so only the evaluation
+    loss shows that training mode blows the model up. Healthy dropout (training 1.3x evaluation) is silent."""
+    warned = [a for a in run_alerts(_train_mode_blowup(), 600) if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(14, "warning", "above_eval")]
+    assert "far worse in training than in evaluation" in warned[0].message
+    assert warned[0].evidence["evaluation"] == pytest.approx(1e5 * np.exp(-13 / 20) + 2.0)
+    t = np.arange(600)
+    level = 2.3 * np.exp(-t / 100) + 0.3
+    train = level * 1.3 * np.exp(0.1 * np.random.default_rng(6).standard_normal(600))
+    dropout = {"loss": train, "eval_loss": {int(k): float(level[k]) for k in range(13, 600, 27)}}
+    assert [a for a in run_alerts(dropout, 600) if a.severity != "info"] == []
 
 
 def test_a_loss_far_above_the_evaluation_before_training_is_a_warning() -> None:
