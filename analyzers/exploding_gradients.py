@@ -336,6 +336,8 @@ class ExplodingGradients(BaseRule):
                 d: dict[str, Any] = {"step": step, "wall": wall, "noticed_step": int(steps[i]), "value": value,
                                      "noticed_value": float(values[i])}
                 now = f"overflowed (NaN) by step {int(steps[i])}" if nan[i] else None
+                if not isfinite(float(values[i])):  # an infinite norm continues the streak: say so, not "infx"
+                    now = now or f"was {fmt_number(float(values[i]))} at step {int(steps[i])}"
                 if name == "growth":
                     now = now or f"was still {fmt_number(float(values[i]) / ref)}x it at step {int(steps[i])}"
                     d.update({"condition": "growth", "baseline": ref, "message": (

@@ -120,6 +120,16 @@ def test_exploding_growth_of_the_total_norm_when_the_job_overflows_right_after()
         [(125, "grad_norm"), (130, "grad_norm")]
 
 
+def test_a_growth_that_ends_in_an_infinite_norm_says_so() -> None:
+    """``tbmon demo``'s diverging run: 0.69 early, 1.3e4, then inf. The message said "was still infx it"."""
+    def total(step: int) -> float:
+        return 1.0 if step < 120 else {120: 44.0, 130: np.inf}.get(step, 8.4e7)
+
+    growth = [a for a in alerts_of(grad_run(healthy, steps=range(0, 135, 5), total=total), "exploding_gradients")
+              if a.evidence["condition"] == "growth"]
+    assert len(growth) == 1 and "and was inf at step 130;" in growth[0].message and "infx" not in growth[0].message
+
+
 def test_exploding_growth_is_not_started_by_nan_norms() -> None:
     """NaN total norms at a healthy level (e.g. skipped fp16 overflow steps) are not growth."""
     run = grad_run(healthy, total=lambda s: np.nan if s in (150, 160, 170) else 1.0)
