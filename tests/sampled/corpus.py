@@ -41,36 +41,17 @@ LOCKED = tuple(s for s in SEEDS if s % 2 == 1)
 # The development part grew once (seeds 400-798, even) after the first locked score, to find misses
 # without reading the locked part; the locked part never grows.
 _FIRST_DEVELOPMENT = tuple(s for s in range(800) if s % 2 == 0)
-# A third batch (issue 10, third round), weighted to the kinds whose development gains did not carry over
-# to the locked part: the even seeds from 800 up whose *drawn* class (decided before training, never the
-# outcome) is one of these, until there are 120 of them, plus every healthy-class even seed of the same
-# range, because a false alarm weighs as much as a miss. Drawn, not picked: no seed is chosen by its data.
-_WEAK_CLASSES = ("explode_init", "rnn_gain", "lr_ramp", "never_learns")
 
 
-def _third_batch(first: int = 800, wanted: int = 120) -> tuple[int, ...]:
-    seeds, weak, seed = [], 0, first
+def _drawn_batch(first: int, classes: tuple[str, ...], wanted: int, healthy: float) -> tuple[int, ...]:
+    """The even seeds from ``first`` on whose *drawn* class (decided before training, never the outcome) is
+    one of ``classes``, until there are ``wanted`` of them, and the first ``healthy`` healthy-class seeds
+    of the same range (a false alarm weighs as much as a miss). Drawn, not picked: no seed is chosen by its
+    data."""
+    seeds, weak, calm, seed = [], 0, 0, first
     while weak < wanted:
         cls = draw(seed).cls
-        if cls in _WEAK_CLASSES:
-            weak += 1
-        if cls in _WEAK_CLASSES or cls == "healthy":
-            seeds.append(seed)
-        seed += 2
-    return tuple(seeds)
-
-
-# A fourth batch (issue 10, fifth round), drawn the same way after the third: an out-of-sample check of the
-# fourth-round rules on the drawn classes whose locked-part misses the development part no longer showed
-# (explode_init, lr_too_high, never_learns), 60 of them, and the first 30 healthy-class seeds of that range.
-_FOURTH_WEAK = ("explode_init", "lr_too_high", "never_learns")
-
-
-def _fourth_batch(after: int, wanted: int = 60, healthy: int = 30) -> tuple[int, ...]:
-    seeds, weak, calm, seed = [], 0, 0, after + 2
-    while weak < wanted:
-        cls = draw(seed).cls
-        if cls in _FOURTH_WEAK:
+        if cls in classes:
             weak += 1
             seeds.append(seed)
         elif cls == "healthy" and calm < healthy:
@@ -80,8 +61,15 @@ def _fourth_batch(after: int, wanted: int = 60, healthy: int = 30) -> tuple[int,
     return tuple(seeds)
 
 
-_THIRD = _third_batch()
-DEVELOPMENT = _FIRST_DEVELOPMENT + _THIRD + _fourth_batch(_THIRD[-1])
+# A third batch (issue 10, third round), weighted to the kinds whose development gains did not carry over
+# to the locked part: 120 drawn explode_init / rnn_gain / lr_ramp / never_learns seeds from 800 up, and
+# every healthy-class seed of that range.
+_THIRD = _drawn_batch(800, ("explode_init", "rnn_gain", "lr_ramp", "never_learns"), 120, healthy=float("inf"))
+# A fourth batch (issue 10, fifth round), drawn the same way after the third: an out-of-sample check of the
+# fourth-round rules on the drawn classes whose locked-part misses the development part no longer showed,
+# 60 of them, and the first 30 healthy-class seeds of that range.
+_FOURTH = _drawn_batch(_THIRD[-1] + 2, ("explode_init", "lr_too_high", "never_learns"), 60, healthy=30)
+DEVELOPMENT = _FIRST_DEVELOPMENT + _THIRD + _FOURTH
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
 
