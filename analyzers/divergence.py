@@ -65,6 +65,9 @@ spikes the training loss has had so far.
   warning (``_above_pretrain``; s0596: the first logged mean already held the blow-up).
 * the smoothed loss at >= ``eval_factor`` x the latest validation loss logged before it → warning
   (``_above_eval``; s1716: the model blows up in train mode only).
+* the validation loss at >= ``val_pretrain_factor`` x its evaluation before training while the
+  training loss is back above its first value → warning (``_val_above_pretrain``; s2626: a loss
+  logged too sparsely for the training-loss rules).
 * A jump whose loss is still coming down (lowest point since the spike halfway back and among
   the last ``recover_points``) is judged once it stops falling, at most ``recover_max`` points
   later (``_judge``; s0766_healthy).
@@ -100,6 +103,7 @@ from tbmon.analyzers.windows import (
 
 KIND = "divergence"
 STRIDE = 8  # window statistics are refreshed every 8 values (one median per block: 8x cheaper)
+TRAIN_RECENT = 3  # training points whose median is the training loss's recent level (``_val_above_pretrain``)
 SMALL_CHUNK = 12  # a chunk of up to this many points per tag is judged a point at a time (break-even ~16)
 INFO, WARNING, CRITICAL = 1, 2, 3  # episode levels; the alert's severity index is level - 1
 
@@ -175,6 +179,7 @@ class Divergence(BaseRule):
         "epoch_first_patience": 2,
         "pretrain_factor": 3.0,
         "eval_factor": 20.0,
+        "val_pretrain_factor": 2.0,
         "smooth_window": 9,
         "blowup_fraction": 0.5,
         "blowup_floor": 1.0,
@@ -201,6 +206,10 @@ class Divergence(BaseRule):
         # last feed, and this feed's: the reference ``_above_eval`` compares each training point with.
         self.evaluation: dict[str, Any] = {"tag": None, "value": None}
         self._evals: tuple[np.ndarray, np.ndarray] = (np.zeros(0, dtype=np.int64), np.zeros(0))
+        # The run's training loss as ``_val_above_pretrain`` reads it: its first finite value, its last
+        # TRAIN_RECENT - 1 finite values and their level as of the end of the last feed; this feed's levels.
+        self.train_level: dict[str, Any] = {"first": None, "recent": [], "level": None}
+        self._train_levels: tuple[np.ndarray, np.ndarray, float] = (np.zeros(0, dtype=np.int64), np.zeros(0), np.nan)
 
     def reset(self, tag: str) -> None:
         """A resume forgets the tag's windows and streaks but not the run's first value (its
@@ -212,7 +221,8 @@ class Divergence(BaseRule):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag,
-                "pretrain": list(self.pretrain), "evaluation": dict(self.evaluation)}
+                "pretrain": list(self.pretrain), "evaluation": dict(self.evaluation),
+                "train_level": {**self.train_level, "recent": list(self.train_level["recent"])}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -221,6 +231,8 @@ class Divergence(BaseRule):
         self.alerted_tag = state["alerted"]
         self.pretrain = list(state.get("pretrain", [None, -1, False]))
         self.evaluation = dict(state.get("evaluation", {"tag": None, "value": None}))
+        saved = state.get("train_level", {"first": None, "recent": [], "level": None})
+        self.train_level = {**saved, "recent": list(saved["recent"])}
 
     @releases_contexts
     def feed(self, view: RunView) -> list[Alert]:
@@ -228,6 +240,7 @@ class Divergence(BaseRule):
         self.loss.update(view.signal(TRAIN_LOSS))
         self._find_pretrain(view)
         self._find_evaluations(view)
+        self._find_train_levels(view)
         self._chunk_start = {}
         parts: list[tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None]] = []
         for item in view.scalars:
@@ -251,9 +264,9 @@ class Divergence(BaseRule):
         return alerts
 
     def _find_pretrain(self, view: RunView) -> None:
-        """Keep the first validation loss when it was logged (by arrival and by step) before the
-        training loss began: an evaluation of the untrained model, the reference ``_above_pretrain``
-        needs when the first training point already averages a blow-up."""
+        """Keep the first validation loss when it was logged before the training loss began (by
+        arrival; by step, at or before its first step): an evaluation of the untrained model, the
+        reference ``_above_pretrain`` needs when the first training point already averages a blow-up."""
         if self.pretrain[2]:
             return
         train = [t.series for t in view.signal(TRAIN_LOSS) if len(t.series) and t.tag == self.loss.tag]
@@ -266,7 +279,7 @@ class Divergence(BaseRule):
                         self.pretrain[:2] = [float(v.value[0]), int(v.step[0])]
                     break
         if train:
-            if self.pretrain[0] is not None and not self.pretrain[1] < int(train[0].step[0]):
+            if self.pretrain[0] is not None and not self.pretrain[1] <= int(train[0].step[0]):
                 self.pretrain[:2] = [None, -1]
             self.pretrain[2] = True
 
@@ -281,6 +294,31 @@ class Divergence(BaseRule):
                 keep = np.isfinite(v.value) & (v.value > 0)
                 seq, value = v.seq[keep], v.value[keep]
         self._evals = (seq, value)
+
+    def _find_train_levels(self, view: RunView) -> None:
+        """This feed's recent training level by seq: the median of the run's training loss's last
+        ``TRAIN_RECENT`` finite points (one minibatch never decides it), carried across feeds."""
+        carried = np.nan if self.train_level["level"] is None else float(self.train_level["level"])
+        seq, level = np.zeros(0, dtype=np.int64), np.zeros(0)
+        for item in view.signal(TRAIN_LOSS):
+            t = item.series
+            if t.tag == self.loss.tag and len(t):
+                finite = np.isfinite(t.value)
+                seq, values = t.seq[finite], t.value[finite]
+                recent = self.train_level["recent"]
+                level = trailing_median(np.asarray(recent, dtype=float), values, TRAIN_RECENT)
+                if values.size:
+                    if self.train_level["first"] is None:
+                        self.train_level["first"] = float(values[0])
+                    self.train_level["recent"] = (recent + values[-(TRAIN_RECENT - 1):].tolist())[-(TRAIN_RECENT - 1):]
+                    self.train_level["level"] = float(level[-1])
+        self._train_levels = (seq, level, carried)
+
+    def _train_level_before(self, seq: np.ndarray) -> np.ndarray:
+        """The recent training level as of the latest training point logged before each of these seqs."""
+        train_seq, level, carried = self._train_levels
+        before = np.searchsorted(train_seq, seq) - 1
+        return np.where(before >= 0, level[np.maximum(before, 0)] if level.size else carried, carried)
 
     def _evaluation_before(self, seq: np.ndarray) -> np.ndarray:
         """The latest validation loss logged before each of these seqs (NaN where there is none yet)."""
@@ -352,6 +390,8 @@ class Divergence(BaseRule):
             keep = p["smooth_window"] - 1  # (step, wall time) of the last points, to date far_above_first
             recent = st["recent"] + [[int(s.step[i]), float(s.wall_time[i])] for i in fidx[-keep:]] if keep > 0 else []
             st["recent"] = recent[-keep:] if keep > 0 else []
+        elif s.tag == self.evaluation["tag"]:
+            self._val_above_pretrain(st, s, fidx, levels, info)
         st["hist"] = np.concatenate([hist, fv])[-(p["spike_window"] + STRIDE + 1) :].tolist()
         st["n"] += int(fv.size)
         return s, levels, info, counts
@@ -395,7 +435,11 @@ class Divergence(BaseRule):
             if not isfinite(x):
                 return s, [CRITICAL], {}, None
             st["hist"], st["n"] = (hist + [x])[-cap:], st["n"] + 1
-            return s, [0], {}, None
+            one: list[int] = [0]
+            evidence: dict[int, dict[str, Any]] = {}
+            if s.tag == self.evaluation["tag"]:
+                self._val_above_pretrain(st, s, _FIRST, one, evidence)
+            return s, one, evidence, None
         if not isfinite(x) or st["pending"] or "epoch" in s.tag.lower():
             return None
         first = x if st.get("first") is None else float(st["first"])
@@ -719,7 +763,9 @@ class Divergence(BaseRule):
         the mean of 50 steps: s0596_lr_too_high, AdamW at lr 0.84, logs 32.2 first against 3.35
         untrained), so ``far_above_first`` has no untrained level. Sampled development runs with such
         an evaluation (33): without divergence the smoothed loss stays at <= 1.44x it for 3 points
-        (healthy runs <= 1.00x); s0596 6.8x."""
+        (healthy runs <= 1.00x); s0596 6.8x. An evaluation at the first training step logged before
+        that step's loss counts too (the shim's order; s2108, 3.6x): healthy runs of the 935 then stay
+        under 2x."""
         if not pretrain > 0:
             return
         self._above_reference(st, "pre_far", s, fidx, smooth, np.full(smooth.size, pretrain), levels, info,
@@ -738,6 +784,27 @@ class Divergence(BaseRule):
         20x keeps a 3.5x margin over the healthy runs."""
         self._above_reference(st, "eval_far", s, fidx, smooth, evaluation, levels, info,
                               self.p["eval_factor"], "above_eval", "evaluation")
+
+    def _val_above_pretrain(self, st: dict[str, Any], s: ScalarSeries, fidx: np.ndarray, levels: Any,
+                            info: dict[int, dict[str, Any]]) -> None:
+        """The validation loss at >= ``val_pretrain_factor`` x its evaluation before training (the
+        untrained model's) for ``first_patience`` evaluations, while the training loss's recent level is
+        at or above its first value: warning, dated at the first. Worse than untrained on both sides is
+        divergence, whatever the training loss's own rules saw: a loss logged every 50 steps (HF,
+        s2626: 0.87 -> 6.2 -> 110 -> 51 -> 40 in the last 4 of 15 points) is too short for a spike
+        window and a 9-point median, and a batch-5 GRU's loss (s2108: 0.02-3 from one step to the next)
+        hides a validation loss that went from 0.17 to 2-4 against 0.72 untrained. Measured on the 935
+        sampled development runs (largest value held for 3 evaluations, over the first): unlabelled runs
+        at most 1.08x (healthy 1.00x, n = 293); overfitting runs up to 4.2x, but their training loss is
+        far below its first value, which is what the second condition is for."""
+        if self.pretrain[0] is None or self.train_level["first"] is None:
+            return
+        st.setdefault("val_far", Streak().to_json())
+        values = s.value[fidx]
+        back_up = self._train_level_before(s.seq[fidx]) >= float(self.train_level["first"])
+        self._above_reference(st, "val_far", s, fidx, np.where(back_up, values, np.nan),
+                              np.full(values.size, float(self.pretrain[0])), levels, info,
+                              self.p["val_pretrain_factor"], "val_above_pretrain", "pretrain")
 
     def _above_reference(self, st: dict[str, Any], key: str, s: ScalarSeries, fidx: np.ndarray, smooth: np.ndarray,
                          reference: np.ndarray, levels: np.ndarray, info: dict[int, dict[str, Any]], factor: float,
@@ -928,6 +995,13 @@ class Divergence(BaseRule):
                 f"({fmt_number(evidence['evaluation'])}) since step {step} (smoothed: {fmt_number(evidence['smoothed'])}): "
                 "the model does far worse in training than in evaluation, so training mode blows it up: dropout or "
                 f"batch norm on a large initialisation, or the learning rate ({advice})"
+            )
+        elif condition == "val_above_pretrain":
+            message = (
+                f"{tag} has stayed at {fmt_number(p['val_pretrain_factor'])}x or more its evaluation before training "
+                f"({fmt_number(evidence['pretrain'])}, the untrained model's) since step {step}, "
+                f"{p['first_patience']} evaluations in a row, while {self.loss.tag} is back above its first value: "
+                f"the model is worse than untrained ({advice})"
             )
         elif condition == "epoch_above_first":
             message = (

@@ -227,7 +227,7 @@ def _streams() -> dict[str, tuple[dict, int]]:
             "undone_noisy": ({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS)),
             "epochs_far": ({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS)),
             "pretrain": ({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000),
-            "train_mode": (_train_mode_blowup(), 600),
+            "train_mode": (_train_mode_blowup(), 600), "sparse_blowup": _sparse_blowup(),
             "undoing": ({"train_loss": np.concatenate([2.33 - 0.35 * np.arange(240) / 240, S0766_LOSS])}, 320)}
 
 
@@ -238,6 +238,13 @@ def _train_mode_blowup() -> dict:
     noise = np.exp(0.2 * np.random.default_rng(5).standard_normal(600))
     evals = {int(k): 1e5 * np.exp(-k / 20) + 2.0 for k in range(13, 600, 27)}
     return {"loss": (2.3e7 * np.exp(-t / 40) + 3e4) * noise, "eval_loss": evals}
+
+
+def _sparse_blowup() -> tuple[dict, int]:
+    """s2626's points (HF layout): the evaluation every 66 steps from step 0, the loss every 50."""
+    evals = [2.47, 1.27, 0.69, 0.531, 0.464, 0.433, 0.408, 0.396, 0.369, 5.26, 49.8, 23.8, 37.2]
+    loss = [2.01, 1.41, 1.17, 1.07, 1.02, 1.0, 0.967, 0.958, 0.926, 0.901, 0.869, 6.16, 110, 51.3, 40]
+    return {"eval_loss": dict(zip(range(0, 793, 66), evals)), "loss": dict(zip(range(49, 750, 50), loss))}, 793
 
 
 def _erratic_epochs() -> np.ndarray:
@@ -377,8 +384,9 @@ def test_real_trainings_batch8_sgd_gets_notes_only_and_adam_at_lr_1_is_critical_
         train(recipe, "slash", "tensorboardX", tmp_path / name)
     alerts = [a for a in analyze(tmp_path) if a.kind == "divergence"]
     assert {a.severity for a in alerts if a.run == "bs8"} == {"info"}
-    [far] = [a for a in alerts if a.run == "adam_lr1"]
-    assert (far.severity, far.evidence["condition"]) == ("critical", "far_above_first") and far.step <= 3
+    # The evaluation at step 0 came before training: 3x it is a warning, 10x the first loss escalates it.
+    adam = [(a.severity, a.evidence["condition"], a.step <= 3) for a in alerts if a.run == "adam_lr1"]
+    assert adam == [("warning", "above_pretrain", True), ("critical", "far_above_first", True)]
 
 
 def test_a_resume_keeps_the_runs_first_value() -> None:
@@ -477,9 +485,30 @@ def test_a_loss_far_above_the_evaluation_before_training_is_a_warning() -> None:
     # An evaluation that came after the training loss began is no untrained level.
     late = {k + 50: v for k, v in S0596_EVAL.items()}
     assert [a for a in run_alerts({"eval_loss": late, "loss": S0596_LOSS}, 1000) if a.severity != "info"] == []
+    # An evaluation at the first training step counts when it was logged before that step's loss (the
+    # shim evaluates, then trains); logged after it, the model had one update first.
+    from_zero = dict(zip(range(0, 1450, 50), S0596_LOSS.values()))
+    first = run_alerts({"eval_loss": S0596_EVAL, "loss": from_zero}, 1000)
+    assert [(a.step, a.evidence["condition"]) for a in first if a.severity != "info"] == [(0, "above_pretrain")]
+    after = run_alerts({"loss": from_zero, "eval_loss": S0596_EVAL}, 1000)
+    assert "above_pretrain" not in {a.evidence["condition"] for a in after}
     # Healthy: the first mean is below the untrained evaluation, and the loss falls.
     healthy = {k: 3.0 * np.exp(-k / 400) + 0.2 for k in S0596_LOSS}
     assert [a for a in run_alerts({"eval_loss": S0596_EVAL, "loss": healthy}, 1000) if a.severity != "info"] == []
+
+
+def test_a_validation_loss_at_twice_the_untrained_one_while_training_is_back_up_is_a_warning() -> None:
+    """s2626 (HF layout, a loss logged every 50 steps): an lr raised 200x at step 592 takes the loss
+    0.87 -> 6.2 -> 110 -> 51 -> 40, the last 4 of 15 points, too few for a spike window or a 9-point
+    median; the evaluation goes 0.37 -> 5.3 -> 50 against 2.47 untrained. Overfitting (the evaluation
+    at 3x the untrained one while the training loss keeps falling) is not divergence."""
+    warned = [a for a in run_alerts(*_sparse_blowup()) if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(660, "warning", "val_above_pretrain")]
+    assert warned[0].evidence["pretrain"] == 2.47 and "worse than untrained" in warned[0].message
+    columns, n = _sparse_blowup()
+    memorising = {"eval_loss": {k: (v if k < 594 else 2.47 * (2 + k / 400)) for k, v in columns["eval_loss"].items()},
+                  "loss": {k: v if k < 594 else 0.869 * np.exp(-(k - 549) / 100) for k, v in columns["loss"].items()}}
+    assert [a for a in run_alerts(memorising, n) if a.severity != "info"] == []
 
 
 def test_recovering_spikes_that_undo_under_80_percent_of_the_progress_do_not_count_as_recurring() -> None:
