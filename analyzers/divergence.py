@@ -200,8 +200,10 @@ class Divergence(BaseRule):
         self.alerted_tag = ""
         self._chunk_start: dict[str, int] = {}  # per training tag: its spike count before this feed
         # The validation loss evaluated before the first training point (HF evaluates at step 0):
-        # [value, step, decided]; decided once the training loss has begun.
-        self.pretrain: list[Any] = [None, -1, False]
+        # [value, step, decided, before]; decided once the training loss has begun; ``before`` when
+        # logged at a step before the first training point's (``_above_pretrain`` needs that; one at
+        # the same step, logged first, is the shim's, and ``_val_above_pretrain`` takes it too).
+        self.pretrain: list[Any] = [None, -1, False, False]
         # The latest finite, positive validation loss of the run's validation tag, as of the end of the
         # last feed, and this feed's: the reference ``_above_eval`` compares each training point with.
         self.evaluation: dict[str, Any] = {"tag": None, "value": None}
@@ -229,7 +231,9 @@ class Divergence(BaseRule):
         self.lr.load(state["lr"])
         self.loss.load(state["loss"])
         self.alerted_tag = state["alerted"]
-        self.pretrain = list(state.get("pretrain", [None, -1, False]))
+        self.pretrain = list(state.get("pretrain", [None, -1, False, False]))
+        if len(self.pretrain) == 3:  # saved before same-step evaluations were kept: a kept one was before
+            self.pretrain.append(self.pretrain[0] is not None)
         self.evaluation = dict(state.get("evaluation", {"tag": None, "value": None}))
         saved = state.get("train_level", {"first": None, "recent": [], "level": None})
         self.train_level = {**saved, "recent": list(saved["recent"])}
@@ -266,7 +270,7 @@ class Divergence(BaseRule):
     def _find_pretrain(self, view: RunView) -> None:
         """Keep the first validation loss when it was logged before the training loss began (by
         arrival; by step, at or before its first step): an evaluation of the untrained model, the
-        reference ``_above_pretrain`` needs when the first training point already averages a blow-up."""
+        reference ``_above_pretrain`` (strictly before) and ``_val_above_pretrain`` need."""
         if self.pretrain[2]:
             return
         train = [t.series for t in view.signal(TRAIN_LOSS) if len(t.series) and t.tag == self.loss.tag]
@@ -279,9 +283,11 @@ class Divergence(BaseRule):
                         self.pretrain[:2] = [float(v.value[0]), int(v.step[0])]
                     break
         if train:
-            if self.pretrain[0] is not None and not self.pretrain[1] <= int(train[0].step[0]):
+            first_step = int(train[0].step[0])
+            if self.pretrain[0] is not None and not self.pretrain[1] <= first_step:
                 self.pretrain[:2] = [None, -1]
             self.pretrain[2] = True
+            self.pretrain[3] = self.pretrain[0] is not None and self.pretrain[1] < first_step
 
     def _find_evaluations(self, view: RunView) -> None:
         """This feed's finite, positive points of the run's validation tag (the first one seen), by seq."""
@@ -382,7 +388,7 @@ class Divergence(BaseRule):
                 self._epoch_jumps(st, s, fidx, fv, hist, levels, info)
                 self._epoch_above_first(st, s, fidx, fv, first, levels, info)
             if s.tag == self.loss.tag:
-                if self.pretrain[0] is not None:
+                if self.pretrain[3]:
                     self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
                 self._above_eval(st, s, fidx, smooth, self._evaluation_before(s.seq[fidx]), levels, info)
             self._blowup(st, s, fidx, fv, first, smooth, noise, levels, info)
@@ -466,7 +472,7 @@ class Divergence(BaseRule):
         levels, info = [0], {}
         step, wall = int(s.step[0]), float(s.wall_time[0])
         if s.tag == self.loss.tag:
-            if self.pretrain[0] is not None:
+            if self.pretrain[3]:
                 self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
             self._above_eval(st, s, _FIRST, np.array([smooth]), self._evaluation_before(s.seq[:1]), levels, info)
         self._blowup_one(st, (step, wall, x), first, smooth, noise, levels, info)
@@ -763,9 +769,9 @@ class Divergence(BaseRule):
         the mean of 50 steps: s0596_lr_too_high, AdamW at lr 0.84, logs 32.2 first against 3.35
         untrained), so ``far_above_first`` has no untrained level. Sampled development runs with such
         an evaluation (33): without divergence the smoothed loss stays at <= 1.44x it for 3 points
-        (healthy runs <= 1.00x); s0596 6.8x. An evaluation at the first training step logged before
-        that step's loss counts too (the shim's order; s2108, 3.6x): healthy runs of the 935 then stay
-        under 2x."""
+        (healthy runs <= 1.00x); s0596 6.8x. Not an evaluation at the first training step (the shim's
+        order): counted, it warned the out-of-sample s3226, whose loss leapt to 6x untrained for a few
+        steps and then learnt to 2 % of it (``_val_above_pretrain`` takes one)."""
         if not pretrain > 0:
             return
         self._above_reference(st, "pre_far", s, fidx, smooth, np.full(smooth.size, pretrain), levels, info,

@@ -384,9 +384,8 @@ def test_real_trainings_batch8_sgd_gets_notes_only_and_adam_at_lr_1_is_critical_
         train(recipe, "slash", "tensorboardX", tmp_path / name)
     alerts = [a for a in analyze(tmp_path) if a.kind == "divergence"]
     assert {a.severity for a in alerts if a.run == "bs8"} == {"info"}
-    # The evaluation at step 0 came before training: 3x it is a warning, 10x the first loss escalates it.
-    adam = [(a.severity, a.evidence["condition"], a.step <= 3) for a in alerts if a.run == "adam_lr1"]
-    assert adam == [("warning", "above_pretrain", True), ("critical", "far_above_first", True)]
+    [far] = [a for a in alerts if a.run == "adam_lr1"]
+    assert (far.severity, far.evidence["condition"]) == ("critical", "far_above_first") and far.step <= 3
 
 
 def test_a_resume_keeps_the_runs_first_value() -> None:
@@ -485,13 +484,12 @@ def test_a_loss_far_above_the_evaluation_before_training_is_a_warning() -> None:
     # An evaluation that came after the training loss began is no untrained level.
     late = {k + 50: v for k, v in S0596_EVAL.items()}
     assert [a for a in run_alerts({"eval_loss": late, "loss": S0596_LOSS}, 1000) if a.severity != "info"] == []
-    # An evaluation at the first training step counts when it was logged before that step's loss (the
-    # shim evaluates, then trains); logged after it, the model had one update first.
+    # Nor is one at the first training step (the shim evaluates, then trains): there the first logged
+    # losses are single batches, and a leap over a few of them that training then undoes (sampled
+    # s3226: 6x untrained, then 2 % of it) is no divergence.
     from_zero = dict(zip(range(0, 1450, 50), S0596_LOSS.values()))
-    first = run_alerts({"eval_loss": S0596_EVAL, "loss": from_zero}, 1000)
-    assert [(a.step, a.evidence["condition"]) for a in first if a.severity != "info"] == [(0, "above_pretrain")]
-    after = run_alerts({"loss": from_zero, "eval_loss": S0596_EVAL}, 1000)
-    assert "above_pretrain" not in {a.evidence["condition"] for a in after}
+    same_step = run_alerts({"eval_loss": S0596_EVAL, "loss": from_zero}, 1000)
+    assert "above_pretrain" not in {a.evidence["condition"] for a in same_step}
     # Healthy: the first mean is below the untrained evaluation, and the loss falls.
     healthy = {k: 3.0 * np.exp(-k / 400) + 0.2 for k in S0596_LOSS}
     assert [a for a in run_alerts({"eval_loss": S0596_EVAL, "loss": healthy}, 1000) if a.severity != "info"] == []
@@ -505,6 +503,13 @@ def test_a_validation_loss_at_twice_the_untrained_one_while_training_is_back_up_
     warned = [a for a in run_alerts(*_sparse_blowup()) if a.severity != "info"]
     assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(660, "warning", "val_above_pretrain")]
     assert warned[0].evidence["pretrain"] == 2.47 and "worse than untrained" in warned[0].message
+    # The shim's order: the evaluation at step 0 logged before the loss at step 0 is untrained too;
+    # logged after it, the model had an update first and there is no untrained reference.
+    columns, n = _sparse_blowup()
+    loss = {k - 49: v for k, v in columns["loss"].items()}
+    shim = [a for a in run_alerts({"eval_loss": columns["eval_loss"], "loss": loss}, n) if a.severity != "info"]
+    assert [(a.step, a.evidence["condition"]) for a in shim] == [(660, "val_above_pretrain")]
+    assert [a for a in run_alerts({"loss": loss, "eval_loss": columns["eval_loss"]}, n) if a.severity != "info"] == []
     columns, n = _sparse_blowup()
     memorising = {"eval_loss": {k: (v if k < 594 else 2.47 * (2 + k / 400)) for k, v in columns["eval_loss"].items()},
                   "loss": {k: v if k < 594 else 0.869 * np.exp(-(k - 549) / 100) for k, v in columns["loss"].items()}}

@@ -73,7 +73,10 @@ _FOURTH = _drawn_batch(_THIRD[-1] + 2, ("explode_init", "lr_too_high", "never_le
 # saw it: the drawn classes behind the sixth round's locked-part misses (counted per class, never read).
 _FIFTH = _drawn_batch(_FOURTH[-1] + 2, ("explode_init", "lr_too_high", "never_learns", "late_divergence"), 120,
                       healthy=40)
-DEVELOPMENT = _FIRST_DEVELOPMENT + _THIRD + _FOURTH + _FIFTH
+# A sixth (same round, after the fifth's rule changes): another out-of-sample check on the same classes.
+_SIXTH = _drawn_batch(_FIFTH[-1] + 2, ("explode_init", "lr_too_high", "never_learns", "late_divergence"), 100,
+                      healthy=30)
+DEVELOPMENT = _FIRST_DEVELOPMENT + _THIRD + _FOURTH + _FIFTH + _SIXTH
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
 
