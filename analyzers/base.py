@@ -262,6 +262,18 @@ class ScalarContext:
         peak = float(self._peaks[i])
         return float(self._values[i]), int(self._steps[i]), peak if np.isfinite(peak) else float("nan")
 
+    def at_many(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``at(seq)``'s value and peak so far for each of these seqs, in one call (a batch of evaluations)."""
+        if self._one is not None:
+            later = seqs >= self._one[0]
+            return np.where(later, self._one[1], self._prev[0]), np.where(later, self._one[3], self._prev[2])
+        i = np.searchsorted(self._seq, seqs, side="right") - 1
+        if not self._values.size:
+            return np.full(seqs.shape, self._prev[0]), np.full(seqs.shape, self._prev[2])
+        j = np.maximum(i, 0)
+        peaks = np.where(np.isfinite(self._peaks[j]), self._peaks[j], np.nan)
+        return np.where(i >= 0, self._values[j], self._prev[0]), np.where(i >= 0, peaks, self._prev[2])
+
     def rises_at(self, seq: int) -> tuple[int, int]:
         """``(rises so far, step of the latest rise)`` as of ``seq``: how the value got to its peak."""
         if self._one is not None:

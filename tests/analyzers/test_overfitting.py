@@ -7,7 +7,7 @@ import pytest
 
 from tbmon.analyzers import Engine
 from tbmon.analyzers.alerts import Alert
-from tests.analyzers.streams import Stream, healthy_loss, scalar_run
+from tests.analyzers.streams import Stream, healthy_loss, scalar_run, warmup_cosine_lr
 
 N = 600
 EVAL = 20
@@ -176,3 +176,60 @@ def test_a_slow_rise_after_a_steep_descent_is_overfitting() -> None:
     train = healthy_loss(n, floor=0.001, start=2.4, seed=1)
     alerts = alerts_of(scalar_run({"train/loss": train, "val/loss": val}, n))
     assert len(alerts) == 1 and 700 <= alerts[0].step <= 1000
+
+
+def _sgdr(n: int = 2000, period: int = 500) -> tuple[np.ndarray, dict[int, float], np.ndarray]:
+    """dev s2264's shape: SGD with warm restarts every ``period`` steps; each restart bumps the validation
+    loss ~20 % above its floor for a few evaluations, then it settles back, while training keeps falling."""
+    t = np.arange(n)
+    lr = 0.05 * (1 + np.cos(np.pi * (t % period) / period)) / 2 + 1e-5
+    since = np.where(t >= period, t % period, 10**6)
+    val = 0.6 + 1.5 * np.exp(-t / 150) + 0.13 * np.exp(-since / 150)
+    return healthy_loss(n, floor=0.02), {int(s): float(val[s]) for s in range(0, n, 25)}, lr
+
+
+def test_a_validation_bump_after_a_warm_restart_is_not_overfitting() -> None:
+    """The bump is the raised learning rate's: the rule forgets its best at the raise and compares
+    with evaluations since. Without the learning rate logged, the same bump reads as overfitting."""
+    train, val, lr = _sgdr()
+    assert alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, train.size)) == []
+    assert len(alerts_of(scalar_run({"train/loss": train, "val/loss": val}, train.size))) == 1
+
+
+def test_overfitting_under_a_warm_up_and_a_decaying_learning_rate_is_still_found() -> None:
+    """A warm-up raises the lr at every step early on; a validation loss that rises later still counts."""
+    train = healthy_loss(N, floor=0.02)
+    val = val_curve(N, bottom=200)
+    alerts = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": warmup_cosine_lr(N)}, N))
+    assert [(a.step, a.severity) for a in alerts] == [(min(val, key=val.get), "warning")]
+
+
+@pytest.mark.parametrize("cut", [1, 7, 97])
+def test_a_warm_restart_is_judged_the_same_however_the_stream_is_cut(cut: int) -> None:
+    from tests.analyzers.streams import canon, feed
+
+    train, val, lr = _sgdr()
+    stream = scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, train.size)
+    overfit = {s: v + (0.001 * (s - 1600) if s > 1600 else 0.0) for s, v in val.items()}  # rising after the last restart
+    for run in (stream, scalar_run({"train/loss": train, "val/loss": overfit, "lr": lr}, train.size)):
+        whole = feed(run, kind="overfitting")
+        cuts = range(cut, len(run), cut)
+        assert canon(feed(run, cuts, kind="overfitting"), kind="overfitting") == canon(whole, kind="overfitting")
+        assert canon(feed(run, cuts, roundtrip=True, kind="overfitting"), kind="overfitting") == canon(
+            whole, kind="overfitting")
+    found = feed(scalar_run({"train/loss": train, "val/loss": overfit, "lr": lr}, train.size), kind="overfitting")
+    assert [a.step for a in found] == [1600]  # compared with the evaluations since that restart
+
+
+def test_a_raise_from_a_constant_learning_rate_is_no_warm_restart() -> None:
+    """Only an lr that comes back after decaying to half its peak or less restarts the comparison: a
+    jump from a constant lr (or a warm-up) keeps the best, and a rise against it is still overfitting."""
+    train = healthy_loss(N, floor=0.02)
+    val = val_curve(N, bottom=200)
+    jump = np.where(np.arange(N) < 300, 0.01, 0.1)
+    best = min(val, key=val.get)  # before the jump
+    assert best < 300
+    assert [a.step for a in alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": jump}, N))] == [best]
+    decayed_then_back = np.where(np.arange(N) < 250, 0.01, np.where(np.arange(N) < 300, 0.001, 0.01))
+    found = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": decayed_then_back}, N))
+    assert found and all(a.step >= 300 for a in found)  # compared with evaluations from the restart on

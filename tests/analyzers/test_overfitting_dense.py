@@ -51,8 +51,13 @@ def dense_stream(draw: st.DrawFn) -> Stream:
     regular = draw(st.booleans())
     val_steps = set(range(0, n, val_every)) if regular else set(np.flatnonzero(rng.random(n) < 0.6).tolist())
     repeat = draw(st.sampled_from([0.0, 0.0, 0.05]))  # training points logged twice at a step
+    lr_shape = draw(st.sampled_from([None, "decay", "restarts"]))  # restarts: the walk forgets the best
+    period = draw(st.integers(n // 4, n))
+    lr = 0.1 * np.exp(-t / n) if lr_shape == "decay" else 0.1 * (1 + np.cos(np.pi * (t % period) / period)) / 2 + 1e-4
     s = Stream()
     for step in range(n):
+        if lr_shape is not None and step % 5 == 0:
+            s.scalar("lr", step, lr[step])
         if step in val_steps and val_first:
             s.scalar("val/loss", step, val[step])
         if step % train_every == 0:
