@@ -152,6 +152,13 @@ def _train_state(st: dict[str, Any]) -> None:
             st[key] = list(fresh) if isinstance(fresh, list) else fresh
 
 
+def _latest_before(seqs: np.ndarray, values: np.ndarray, carried: float, seq: np.ndarray) -> np.ndarray:
+    """For each of ``seq``: the value of the latest of this feed's points (``seqs``, ``values``) logged
+    before it, or ``carried`` (the last one of earlier feeds) when none was."""
+    before = np.searchsorted(seqs, seq) - 1
+    return np.where(before >= 0, values[np.maximum(before, 0)] if values.size else carried, carried)
+
+
 def _streak_start(streak: list[float]) -> dict[str, Any]:
     """Where a running streak (its JSON list) began: the evidence that dates an alert there."""
     return {"start_step": int(streak[1]), "start_wall": float(streak[2]), "start_value": float(streak[3])}
@@ -322,16 +329,12 @@ class Divergence(BaseRule):
 
     def _train_level_before(self, seq: np.ndarray) -> np.ndarray:
         """The recent training level as of the latest training point logged before each of these seqs."""
-        train_seq, level, carried = self._train_levels
-        before = np.searchsorted(train_seq, seq) - 1
-        return np.where(before >= 0, level[np.maximum(before, 0)] if level.size else carried, carried)
+        return _latest_before(*self._train_levels, seq)
 
     def _evaluation_before(self, seq: np.ndarray) -> np.ndarray:
         """The latest validation loss logged before each of these seqs (NaN where there is none yet)."""
-        eval_seq, eval_value = self._evals
-        before = np.searchsorted(eval_seq, seq) - 1
         carried = np.nan if self.evaluation["value"] is None else float(self.evaluation["value"])
-        return np.where(before >= 0, eval_value[np.maximum(before, 0)] if eval_value.size else carried, carried)
+        return _latest_before(*self._evals, carried, seq)
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{**e, "tag": self.alerted_tag} for e in super().episodes()]
