@@ -34,8 +34,10 @@ evaluation *counts* when all hold:
 
 ``patience`` consecutive counting evaluations raise one warning dated at the step where the
 validation loss bottomed out. A warm restart (the learning rate over ``lr_raise`` x the previous
-evaluation's, which had decayed to 1 / ``lr_raise`` of its peak) starts a new comparison: the best is
-forgotten (``_restart``). Keras ``train``/``validation`` sibling runs are judged together
+evaluation's, which had decayed to 1 / ``lr_raise`` of its peak, and back to at most ``lr_raise`` x that
+peak) starts a new comparison: the best is forgotten (``_restart``). A raise far past the peak is no
+schedule (the seventh development batch's s4302: a decaying lr multiplied 117x, 42x its peak, then a
+validation loss that stayed 3x its best while training re-fitted the data) and keeps the best. Keras ``train``/``validation`` sibling runs are judged together
 (the engine pairs them; the alert goes on their parent directory) and matched by step.
 """
 
@@ -80,8 +82,9 @@ class _Train:
 
 def _restarted(before: Any, peak_before: Any, lr: Any, factor: float) -> Any:
     """A warm restart (element-wise on arrays): the lr now over ``factor`` x the one before, which was
-    at most 1 / ``factor`` of the peak so far (NaN: never)."""
-    return (lr > factor * before) & (factor * before <= peak_before)
+    at most 1 / ``factor`` of the peak so far, and back to no more than ``factor`` x that peak (NaN:
+    never). A restart returns to the schedule's peak; a jump far past it is a fault, not a schedule."""
+    return (lr > factor * before) & (factor * before <= peak_before) & (lr <= factor * peak_before)
 
 
 class Overfitting(BaseRule):
@@ -156,8 +159,9 @@ class Overfitting(BaseRule):
 
     def _warm_restart(self, st: dict[str, Any], seq: int) -> bool:
         """Whether the learning rate at this evaluation is a warm restart: over ``lr_raise`` x the one at
-        the tag's previous evaluation, which had itself decayed to 1 / ``lr_raise`` of the peak before
-        (a warm-up's rise from its first steps is no restart). Remembers this evaluation's."""
+        the tag's previous evaluation, which had itself decayed to 1 / ``lr_raise`` of the peak before,
+        and at most ``lr_raise`` x that peak (a warm-up's rise from its first steps is no restart, nor is a
+        jump far past the peak). Remembers this evaluation's."""
         lr, _, peak = self.lr.at(seq)
         if not isfinite(lr):
             return False

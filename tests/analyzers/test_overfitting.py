@@ -233,3 +233,17 @@ def test_a_raise_from_a_constant_learning_rate_is_no_warm_restart() -> None:
     decayed_then_back = np.where(np.arange(N) < 250, 0.01, np.where(np.arange(N) < 300, 0.001, 0.01))
     found = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": decayed_then_back}, N))
     assert found and all(a.step >= 300 for a in found)  # compared with evaluations from the restart on
+
+
+def test_a_decayed_learning_rate_raised_far_past_its_peak_is_no_warm_restart() -> None:
+    """A restart returns to the schedule's peak; seventh-batch s4302's decaying lr multiplied 117x (42x its
+    peak) is a fault, and the validation loss that stayed above its best afterwards is still overfitting."""
+    train = healthy_loss(N, floor=0.02)
+    val = val_curve(N, bottom=200)
+    best = min(val, key=val.get)
+    steps = np.arange(N)
+    far_past = np.where(steps < 250, 0.01, np.where(steps < 300, 0.001, 0.5))
+    assert [a.step for a in alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": far_past}, N))] == [best]
+    back_to_peak = np.where(steps < 250, 0.01, np.where(steps < 300, 0.001, 0.015))  # within 2x the peak: a restart
+    found = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": back_to_peak}, N))
+    assert found and all(a.step >= 300 for a in found)

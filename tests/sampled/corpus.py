@@ -76,7 +76,11 @@ _FIFTH = _drawn_batch(_FOURTH[-1] + 2, ("explode_init", "lr_too_high", "never_le
 # A sixth (same round, after the fifth's rule changes): another out-of-sample check on the same classes.
 _SIXTH = _drawn_batch(_FIFTH[-1] + 2, ("explode_init", "lr_too_high", "never_learns", "late_divergence"), 100,
                       healthy=30)
-DEVELOPMENT = _FIRST_DEVELOPMENT + _THIRD + _FOURTH + _FIFTH + _SIXTH
+# A seventh (issue 10, eighth round), drawn the same way after the sixth and scored on the seventh round's final
+# rules before any run of it was read: the same four classes, 200 of them, and 50 healthy-class seeds.
+_SEVENTH = _drawn_batch(_SIXTH[-1] + 2, ("explode_init", "lr_too_high", "never_learns", "late_divergence"), 200,
+                        healthy=50)
+DEVELOPMENT = _FIRST_DEVELOPMENT + _THIRD + _FOURTH + _FIFTH + _SIXTH + _SEVENTH
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
 
