@@ -6,6 +6,7 @@ borderline runs, and a per-class table. Only the development part can be listed 
 part is for scoring, and reading it while changing a rule would make it one more training set.
 
     .venv/bin/python bench/sampled_quality.py --part dev --details   # tune here
+    .venv/bin/python bench/sampled_quality.py --batch eighth         # one development batch (fresh ones first)
     .venv/bin/python bench/sampled_quality.py --part locked          # the acceptance figures
     .venv/bin/python bench/sampled_quality.py --part ci              # the subset the test suite trains
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.sampled.corpus import CI_CACHE, CI_SAMPLE, DEVELOPMENT, LOCKED, build  # noqa: E402
+from tests.sampled.corpus import CI_CACHE, CI_SAMPLE, DEVELOPMENT, DEVELOPMENT_BATCHES, LOCKED, build  # noqa: E402
 from tests.sampled.quality import score_samples, timing_free  # noqa: E402
 
 PARTS = {"dev": DEVELOPMENT, "locked": LOCKED, "ci": CI_SAMPLE}
@@ -34,6 +35,8 @@ def main() -> int:
                         "build in .pytest_cache/)")
     parser.add_argument("--workers", type=int, help="training processes (default: every core)")
     parser.add_argument("--details", action="store_true", help="one line per run (development part only)")
+    parser.add_argument("--batch", choices=tuple(DEVELOPMENT_BATCHES), help="score one development batch, in the "
+                        "order they were drawn (a fresh batch is scored with the rules of its day before it is read)")
     parser.add_argument("--runs", metavar="REGEX", help="score only the runs whose name matches (development part only; "
                         "e.g. 's0(432|478)_' to check a rule change on a few runs without re-scoring all of them)")
     args = parser.parse_args()
@@ -41,8 +44,10 @@ def main() -> int:
         parser.error("--details lists runs one by one: only the development part may be read that way")
     if args.runs and args.part != "dev":
         parser.error("--runs picks runs one by one: only the development part may be read that way")
+    if args.batch and args.part != "dev":
+        parser.error("--batch picks a development batch: it goes with --part dev")
     out = args.out or (CI_CACHE if args.part == "ci" else ROOT / "bench" / "out" / f"sampled-{args.part}")
-    seeds = PARTS[args.part]
+    seeds = DEVELOPMENT_BATCHES[args.batch] if args.batch else PARTS[args.part]
     t0 = time.perf_counter()
     samples = build(out, seeds, args.workers, progress=lambda m: print(m, file=sys.stderr, flush=True))
     t1 = time.perf_counter()
@@ -52,7 +57,8 @@ def main() -> int:
         samples = kept
     quality = score_samples(out, samples, args.runs)
     t2 = time.perf_counter()
-    print(f"sampled corpus, {args.part} part ({len(samples)} runs) at {out}: build/label {t1 - t0:.0f}s, "
+    part = f"{args.part} part, {args.batch} batch" if args.batch else f"{args.part} part"
+    print(f"sampled corpus, {part} ({len(samples)} runs) at {out}: build/label {t1 - t0:.0f}s, "
           f"analyze + replay + score {t2 - t1:.0f}s\n")
     print(quality.tables())
     failures = quality.failures(RECALL_FLOOR, DELAY_CEILING)
