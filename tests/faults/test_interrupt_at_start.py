@@ -56,6 +56,7 @@ def test_ctrl_c_during_imports_exits_130_with_one_line(tmp_path: Path) -> None:
     at least one must be the interrupt."""
     outcomes = [_interrupted_mid_import(tmp_path) for _ in range(3)]
     for code, err, out in outcomes:
-        assert "Traceback" not in err and out == b""
-        assert (code, err) == (130, "tbmon: interrupted (Ctrl-C)\n") or (code == 2 and "no event files" in err), err
+        assert "Traceback" not in err
+        # Interrupted: one line on stderr and nothing else. Swallowed: the usual run, whose report goes to stdout.
+        assert (code, err, out) == (130, "tbmon: interrupted (Ctrl-C)\n", b"") or (code == 2 and "no event files" in err), err
     assert any(code == 130 for code, _, _ in outcomes), outcomes
