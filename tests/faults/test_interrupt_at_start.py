@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.signals import as_from_a_shell
+
 SCRIPT = Path(sys.executable).parent / "tbmon"
 
 
@@ -30,7 +32,8 @@ def _maps(pid: int) -> str:
 
 def _interrupted_mid_import(logdir: Path) -> tuple[int, str, bytes]:
     """Start the script, SIGINT it once numpy is mapped (stopped meanwhile); its status, stderr, stdout."""
-    proc = subprocess.Popen([str(SCRIPT), "report", str(logdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([str(SCRIPT), "report", str(logdir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=as_from_a_shell)
     try:
         deadline = time.monotonic() + 60
         while "numpy" not in _maps(proc.pid):

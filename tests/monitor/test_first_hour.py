@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tbmon.analyzers.signals import VALIDATION_WORDS, SignalMatcher
+from tests.signals import as_from_a_shell
 
 
 def tbmon(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -238,7 +239,7 @@ def _on_a_terminal(argv: list[str], *, interrupt_when: bytes | None = None, time
     ``interrupt_when``, press Ctrl-C (SIGINT to the process group) once that text is drawn."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
-                            env={**os.environ, "TERM": "xterm", "COLUMNS": "160"})  # fmt: skip
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": "160"}, preexec_fn=as_from_a_shell)  # fmt: skip
     os.close(terminal)
     drawn, deadline, sent = b"", time.monotonic() + timeout, False
     while time.monotonic() < deadline:
