@@ -37,8 +37,9 @@ validation loss bottomed out. A warm restart (the learning rate over ``lr_raise`
 evaluation's, which had decayed to 1 / ``lr_raise`` of its peak, and back to at most ``lr_raise`` x that
 peak) starts a new comparison: the best is forgotten (``_restart``). A raise far past the peak is no
 schedule (the seventh development batch's s4302: a decaying lr multiplied 117x, 42x its peak, then a
-validation loss that stayed 3x its best while training re-fitted the data) and keeps the best. Keras ``train``/``validation`` sibling runs are judged together
-(the engine pairs them; the alert goes on their parent directory) and matched by step.
+validation loss that stayed 3x its best while training re-fitted the data) and keeps the best. Keras
+``train``/``validation`` sibling runs are judged together (the engine pairs them; the alert goes on their
+parent directory) and matched by step.
 """
 
 from __future__ import annotations
