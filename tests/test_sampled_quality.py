@@ -14,6 +14,7 @@ kinds and counts, never runs: the locked part is not to be read run by run (`ben
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -136,6 +137,29 @@ def test_gradient_criteria_ask_for_persistence_not_one_log() -> None:
     assert labels.persistent_onset(np.arange(2), np.array([True, True])) == 0  # every log of a short run
     recovers = [2e5] * 20 + [1.0] * 180  # RMS 2,000 per weight for 10 % of the run, then ordinary
     assert labels.exploding(_curves(train, grad=recovers)) == (None, ["gradients far too large for a while, then recovered"])
+
+
+
+def test_onsets_date_the_problem_from_its_start_not_its_last_unbroken_stretch() -> None:
+    """A lucky batch inside an excursion, or a gradient ratio that came and went before it settled, does not
+    move the onset to the last unbroken stretch (s0252, s5116 of the development part)."""
+    rng = np.random.default_rng(1)
+    healthy = list(0.2 + 2.1 * np.exp(-np.arange(500) / 100))
+    # Two thirds of the progress undone from step 500, all of it from step 800; two lucky batches at 600-601
+    # dip the 3-point median, not the rolling level.
+    excursion = [1.6 + 0.1 * rng.random() for _ in range(300)] + [2.3 + 0.1 * rng.random() for _ in range(200)]
+    excursion[100:102] = [0.2, 0.2]
+    assert 495 <= labels.divergence(_curves(healthy + excursion))[0] <= 505
+    logs = np.arange(40) * 10
+    ratio = np.full(40, 1e-1)
+    ratio[5:15] = 1e-5  # ten logs below 1e-3 from step 50, then out of it until it settles at step 300
+    ratio[30:] = 1e-5
+    ratio[33] = 1e-1
+    base = _curves([2.3] * 400)
+    gradients = replace(base, first_rms=Series(logs, ratio), last_rms=Series(logs, np.ones(40)))
+    assert labels.vanishing(gradients)[0] == 50
+    ratio[7:15] = 1e-1  # two logs only before the gap: not a stretch of its own
+    assert labels.vanishing(replace(gradients, first_rms=Series(logs, ratio)))[0] == 300
 
 
 # --- tbmon against the floors --------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ curves would call each problem; they were fixed on the development part only:
   step, or where the excursion that led to it began: more than half the progress undone on 3-point
   medians up to it); or the rolling train loss at >= 2 U over >= 10 % of the run; or, after real progress (best level,
   on a N/20-point window, <= 0.8 U), >= 90 % of it undone for >= 5 % of the run. Onset of the last two:
-  where the excursion began (3-point medians above 1.3 U, or more than half the progress undone).
+  where the excursion began (3-point medians above 1.3 U, or more than half the progress undone; a dip of
+  the 3-point median while the rolling level stays above does not end an excursion).
   Borderline: such an excursion (>= 1.3 U, or >= 50 % undone) lasting >= 1 % of the run.
 - not_learning: no divergence, and the final level (median of the last 10 % of training points) is
   >= 0.9 x min(U, chance): never 10 % better than an untrained model or a constant guess. Onset: the
@@ -26,7 +27,9 @@ curves would call each problem; they were fixed on the development part only:
   5-20 % lower.
 - vanishing_gradients: first-layer weight-gradient RMS < 1e-3 x the last layer's (AUTOTRAINER beta1)
   at a logged step and at >= 80 % of the later ones, and at >= 3 logged steps in all (all of them, if the
-  run logged fewer): a condition seen at the run's final log only has not persisted. Borderline: the same
+  run logged fewer): a condition seen at the run's final log only has not persisted. Onset: the start of
+  the first stretch of >= 3 consecutive logs below 1e-3, if one came before the persistent part (a problem
+  that came and went before it settled was already a problem). Borderline: the same
   at 1e-2; or < 1e-3 at >= 2 consecutive logs that did not persist (a pathology from initialisation that
   the optimiser undid: a 20-layer ReLU MLP at 1e-9 for its first 130 of 338 steps, then training
   normally, is neither healthy nor a run that keeps the problem).
@@ -202,6 +205,19 @@ def persistent_onset(step: np.ndarray, holds: np.ndarray) -> int | None:
     return None
 
 
+def first_stretch(step: np.ndarray, holds: np.ndarray, onset: int) -> int:
+    """Where a condition that persists from ``onset`` was first seen: the start of its earliest stretch of
+    >= PERSIST_POINTS consecutive logs (``onset`` if none came before). Persistence decides *whether* a run
+    has the problem; this dates it. A gradient ratio below 1e-3 for the 28 logs from step 70 of a 606-step
+    run (s5116), then in and out of it, was a problem from step 70, not from its last unbroken stretch."""
+    run = 0
+    for i, h in enumerate(holds[step < onset]):
+        run = run + 1 if h else 0
+        if run >= PERSIST_POINTS:
+            return int(step[i - run + 1])
+    return onset
+
+
 def transient(holds: np.ndarray) -> bool:
     """Held at >= 2 consecutive logs (without persisting: callers ask after ``persistent_onset`` said no)."""
     return bool((holds[1:] & holds[:-1]).any())
@@ -220,18 +236,19 @@ def divergence(c: Curves) -> tuple[int | None, list[str]]:
         if before.sum() >= 3:
             v = values[before]
             best = np.minimum.accumulate(_rolling_median(v, max(5, v.size // 20)))
+            progress = np.where(c.untrained - best >= 0.2 * c.untrained, c.untrained - best, np.nan)
             with np.errstate(invalid="ignore", divide="ignore"):
-                undone = np.where(c.untrained - best >= 0.2 * c.untrained,
-                                  (_rolling_median(v, 3) - best) / (c.untrained - best), 0.0)
+                undone = (_rolling_median(v, 3) - best) / progress
+                undone_level = (_rolling_median(v, max(3, v.size // 50)) - best) / progress
             if undone[-1] > 0.5:
-                found.append(int(steps[before][_walk_back(undone > 0.5, v.size - 1)]))
+                found.append(int(steps[before][_walk_back(undone > 0.5, v.size - 1, undone_level > 0.5)]))
     if values.size >= 3:
         n = values.size
         u = c.untrained
         level = _rolling_median(values, max(3, n // 50))
         short = _rolling_median(values, 3)  # where an excursion begins, to a few points
         if (i := _sustained(level >= 2 * u, max(3, n // 10))) is not None:
-            found.append(int(steps[_walk_back(short > 1.3 * u, i)]))
+            found.append(int(steps[_walk_back(short > 1.3 * u, i, level > 1.3 * u)]))
         elif _sustained(short >= 1.3 * u, max(3, n // 100)) is not None:
             borderline.append("loss >= 1.3x untrained")
         # Progress is judged on a wider window, so a lucky first few batches are not "progress".
@@ -241,17 +258,23 @@ def divergence(c: Curves) -> tuple[int | None, list[str]]:
             undone = np.where(progress >= 0.2 * u, (level - best) / progress, 0.0)
             undone_short = np.where(progress >= 0.2 * u, (short - best) / progress, 0.0)
         if (i := _sustained(undone >= 0.9, max(3, n // 20))) is not None:
-            found.append(int(steps[_walk_back(undone_short > 0.5, i)]))
+            found.append(int(steps[_walk_back(undone_short > 0.5, i, undone > 0.5)]))
         elif _sustained(undone_short >= 0.5, max(3, n // 100)) is not None:
             borderline.append("half the progress undone for a while")
     return (min(found) if found else None), borderline
 
 
-def _walk_back(holds: np.ndarray, i: int) -> int:
-    """The first index of the stretch of True values that ends at or runs through ``i``."""
-    while i > 0 and holds[i - 1]:
+def _walk_back(holds: np.ndarray, i: int, bridge: np.ndarray) -> int:
+    """The first index of the stretch of True ``holds`` (3-point medians) that ends at or runs through ``i``,
+    where a dip with ``bridge`` (the same test on the rolling level) still True does not end the stretch.
+    Without the bridge, one lucky batch dated an excursion: s0252's loss rose from 0.08 to 0.6-1.1 at step
+    2100 and stayed there, but two 3-point dips to its threshold put the onset at 2592."""
+    start = i
+    while i > 0 and (holds[i - 1] or bridge[i - 1]):
         i -= 1
-    return i
+        if holds[i]:
+            start = i
+    return start
 
 
 def not_learning(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
@@ -308,7 +331,7 @@ def vanishing(c: Curves) -> tuple[int | None, list[str]]:
     steps, r = ratio
     ok = np.isfinite(r)
     if (onset := persistent_onset(steps, ok & (r < 1e-3))) is not None:
-        return onset, []
+        return first_stretch(steps, ok & (r < 1e-3), onset), []
     if persistent_onset(steps, ok & (r < 1e-2)) is not None:
         return None, ["first/last gradient RMS < 1e-2"]
     return None, (["first/last gradient RMS < 1e-3 for a while, then recovered"] if transient(ok & (r < 1e-3)) else [])
