@@ -17,7 +17,12 @@ spikes the training loss has had so far.
   A spike is judged once it is known whether it came back down, at most ``recover_points`` points
   later; the alert is dated at the spike (``noticed_step``: where it was decided). Its *recovery
   level* is the smoothed level just before it plus max(``recover_fraction`` × the progress made so
-  far, ``blowup_noise_sigma`` × the point-to-point noise), progress = first value − that level.
+  far, ``blowup_noise_sigma`` × the point-to-point noise), progress = the untrained loss − that level.
+  The untrained loss is the larger of the tag's first value and a validation loss evaluated before
+  training, where there is one: a batch-8 first loss (1.40) under an untrained model's 4.68 made a
+  corrupted batch that knocked the loss back a third of the way "all the progress undone" (the ninth
+  development batch's s5358, healthy; recovered within 30 steps). The explosion factor and the
+  recurring spikes' share of the progress measure from the same loss.
 
   - back below the recovery level → **info**: one bad batch is not divergence. Measured on 31
     healthy real CPU trainings (digits MLP/CNN at batch 8–32, SGD+momentum, Adam, 20 % label
@@ -557,11 +562,12 @@ class Divergence(BaseRule):
                 w = p["smooth_window"]
                 before = float(np.median(hist[-w:])) if hist.size else float("nan")
                 pre = np.where(js > 0, smooth[np.maximum(js - 1, 0)], before)  # smoothed level just before
-                recover = pre + np.fmax(p["recover_fraction"] * np.fmax(first - pre, 0.0),
+                untrained = max(first, self.pretrain[0]) if self.pretrain[0] is not None else first
+                recover = pre + np.fmax(p["recover_fraction"] * np.fmax(untrained - pre, 0.0),
                                         p["blowup_noise_sigma"] * noise[js])
-                explode = p["explosion_factor"] * np.fmax(np.abs(med[js]), abs(first))
+                explode = p["explosion_factor"] * np.fmax(np.abs(med[js]), abs(untrained))
                 explosion = rise[js] > explode
-                counted = rise[js] >= p["recur_fraction"] * np.fmax(first - med[js], 0.0)
+                counted = rise[js] >= p["recur_fraction"] * np.fmax(untrained - med[js], 0.0)
                 recurring = self._recurrence(st, js, counted)
                 for k, j in enumerate(js):
                     i = int(fidx[j])

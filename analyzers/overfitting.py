@@ -572,7 +572,11 @@ class Overfitting(BaseRule):
         (10 points logged every 5 steps reach back 50 steps), and "training kept falling" then holds
         by lag alone: an HF run whose training loss was flat after its validation minimum got an
         overfitting warning that way. Symmetric in steps rather than in points, so a loss that
-        drops fast right after the best does not pull the level down either.
+        drops fast right after the best does not pull the level down either. Never above the trailing
+        level the best was found with: a training loss that leaps right after it is damage, not a level
+        to fall from (ninth development batch, s5358: a corrupted batch one step after the validation
+        minimum tripled the loss for 30 steps; the symmetric median, 1.0 against 0.37 before, made the
+        recovery to 0.46 "training kept falling" while the validation loss healed from the same blow).
         """
         if st["best_until"] is None:
             return
@@ -583,7 +587,7 @@ class Overfitting(BaseRule):
         room = MAX_TRAIN_POINTS - len(around)  # bounded if logging gets denser
         around += [[float(s), v] for s, v in zip(steps[lo:hi][:max(0, room)], values[lo:hi][:max(0, room)])]
         if step >= st["best_until"]:
-            st["best"][1] = small_median([v for _, v in around])
+            st["best"][1] = min(st["best"][1], small_median([v for _, v in around]))
             st["best_until"], st["around_best"] = None, []
 
     def _counts(self, st: dict[str, Any], value: float, level: float, smooth: float) -> bool:

@@ -247,3 +247,18 @@ def test_a_decayed_learning_rate_raised_far_past_its_peak_is_no_warm_restart() -
     back_to_peak = np.where(steps < 250, 0.01, np.where(steps < 300, 0.001, 0.015))  # within 2x the peak: a restart
     found = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": back_to_peak}, N))
     assert found and all(a.step >= 300 for a in found)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_that_knocks_the_model_back_right_after_the_minimum_is_not_overfitting(seed: int) -> None:
+    """Ninth-batch s5358: a corrupted batch one step after the validation minimum multiplied the training
+    loss for 30 steps and the validation loss healed slowly from the same blow. The recovery is no "training
+    kept falling"; a training loss that does fall below its level at the minimum still is overfitting."""
+    t = np.arange(N)
+    converged = (0.3 + 2.0 * np.exp(-t / 40)) * np.exp(0.15 * np.random.default_rng(seed).standard_normal(N))
+    knocked = converged.copy()
+    knocked[301:331] *= 5
+    val = {s: v if s <= 300 else 0.7 + 1.2 * np.exp(-(s - 300) / 60) for s, v in val_curve(N, None).items()}
+    assert alerts_of(scalar_run({"train/loss": knocked, "val/loss": val}, N)) == []
+    falling = np.where(t > 300, knocked * 0.5, knocked)
+    assert [a.step for a in alerts_of(scalar_run({"train/loss": falling, "val/loss": val}, N))] == [300]
