@@ -160,6 +160,12 @@ def test_onsets_date_the_problem_from_its_start_not_its_last_unbroken_stretch() 
     assert labels.vanishing(gradients)[0] == 50
     ratio[7:15] = 1e-1  # two logs only before the gap: not a stretch of its own
     assert labels.vanishing(replace(gradients, first_rms=Series(logs, ratio)))[0] == 300
+    # Exploding gradients, dated alike (s5414, s6088 of the ninth batch): a climb that began inside the logs the early
+    # level is taken from, and a persistent model-wide RMS > 1 (norm > 100 over 10,000 weights) first seen at logs 1-3.
+    climb = [3.0, 0.5, 0.2, 0.05, 0.02, 0.018, 0.015, 12.0, 15.0, 15.0, 15.0, 15.0, 12.0, 2.4, 1.7, 0.33]
+    assert labels.exploding(_curves([2.3] * 16, grad=climb))[0] == 7
+    early_stretch = [4.0] + [1e4] * 3 + [4.0] * 40 + [1e3] * 60
+    assert labels.exploding(_curves([2.3] * 104, grad=early_stretch))[0] == 1
 
 
 # --- tbmon against the floors --------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ curves would call each problem; they were fixed on the development part only:
   count)) > 1 persisting as above (a mean-reduced loss of order one gives per-weight gradients far below
   1: 0.1 or less on this corpus's clean development runs). Borderline: model-wide RMS > 0.1 persisting,
   growth > 30x, or RMS > 1 / ratio > 70 at >= 2 consecutive logs that did not persist (an explosion from
-  initialisation the optimiser undid).
+  initialisation the optimiser undid). Onsets as for vanishing: a persistent condition is dated from its first
+  stretch of >= 3 consecutive logs, growth from where the climb passed 30x (inside the early logs too).
 """
 
 from __future__ import annotations
@@ -351,14 +352,19 @@ def exploding(c: Curves) -> tuple[int | None, list[str]]:
             still_up = (later[1:] > 30 * early) | ~np.isfinite(later[1:])
             over = np.flatnonzero((later[:-1] > 100 * early) & still_up)
             if np.isfinite(early) and over.size:
-                found.append(int(g.step[n + over[0]]))
+                # Dated where the climb began, as a divergence is: back through the logs still above 30x (the
+                # bar for staying up), even inside the ten the early level is taken from.
+                i = n + over[0]
+                while i > 1 and g.value[i - 1] > 30 * early:
+                    i -= 1
+                found.append(int(g.step[i]))
             elif np.isfinite(early) and (later > 30 * early).any():
                 borderline.append("grad norm grew > 30x")
     if g is not None and g.value.size:
         rms = g.value / math.sqrt(c.params)
         with np.errstate(invalid="ignore"):
             if (onset := persistent_onset(g.step, rms > 1.0)) is not None:
-                found.append(onset)
+                found.append(first_stretch(g.step, rms > 1.0, onset))
             elif persistent_onset(g.step, rms > 0.1) is not None:
                 borderline.append("model-wide gradient RMS > 0.1")
             transients.append(rms > 1.0)
@@ -367,7 +373,7 @@ def exploding(c: Curves) -> tuple[int | None, list[str]]:
         steps, r = ratio
         with np.errstate(invalid="ignore"):
             if (onset := persistent_onset(steps, np.isfinite(r) & (r > 70))) is not None:
-                found.append(onset)
+                found.append(first_stretch(steps, np.isfinite(r) & (r > 70), onset))
             transients.append(np.isfinite(r) & (r > 70))
     if not found and any(transient(t) for t in transients):
         borderline.append("gradients far too large for a while, then recovered")
