@@ -139,7 +139,6 @@ def test_gradient_criteria_ask_for_persistence_not_one_log() -> None:
     assert labels.exploding(_curves(train, grad=recovers)) == (None, ["gradients far too large for a while, then recovered"])
 
 
-
 def test_onsets_date_the_problem_from_its_start_not_its_last_unbroken_stretch() -> None:
     """A lucky batch inside an excursion, or a gradient ratio that came and went before it settled, does not
     move the onset to the last unbroken stretch (s0252, s5116 of the development part)."""

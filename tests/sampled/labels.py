@@ -211,12 +211,8 @@ def first_stretch(step: np.ndarray, holds: np.ndarray, onset: int) -> int:
     >= PERSIST_POINTS consecutive logs (``onset`` if none came before). Persistence decides *whether* a run
     has the problem; this dates it. A gradient ratio below 1e-3 for the 28 logs from step 70 of a 606-step
     run (s5116), then in and out of it, was a problem from step 70, not from its last unbroken stretch."""
-    run = 0
-    for i, h in enumerate(holds[step < onset]):
-        run = run + 1 if h else 0
-        if run >= PERSIST_POINTS:
-            return int(step[i - run + 1])
-    return onset
+    i = _sustained(holds[step < onset], PERSIST_POINTS)
+    return onset if i is None else int(step[i])
 
 
 def transient(holds: np.ndarray) -> bool:
@@ -265,13 +261,13 @@ def divergence(c: Curves) -> tuple[int | None, list[str]]:
     return (min(found) if found else None), borderline
 
 
-def _walk_back(holds: np.ndarray, i: int, bridge: np.ndarray) -> int:
+def _walk_back(holds: np.ndarray, i: int, bridge: np.ndarray | None = None) -> int:
     """The first index of the stretch of True ``holds`` (3-point medians) that ends at or runs through ``i``,
     where a dip with ``bridge`` (the same test on the rolling level) still True does not end the stretch.
     Without the bridge, one lucky batch dated an excursion: s0252's loss rose from 0.08 to 0.6-1.1 at step
     2100 and stayed there, but two 3-point dips to its threshold put the onset at 2592."""
     start = i
-    while i > 0 and (holds[i - 1] or bridge[i - 1]):
+    while i > 0 and (holds[i - 1] or (bridge is not None and bridge[i - 1])):
         i -= 1
         if holds[i]:
             start = i
@@ -354,10 +350,8 @@ def exploding(c: Curves) -> tuple[int | None, list[str]]:
             if np.isfinite(early) and over.size:
                 # Dated where the climb began, as a divergence is: back through the logs still above 30x (the
                 # bar for staying up), even inside the ten the early level is taken from.
-                i = n + over[0]
-                while i > 1 and g.value[i - 1] > 30 * early:
-                    i -= 1
-                found.append(int(g.step[i]))
+                climbing = g.value[1:] > 30 * early  # (never back to the first log)
+                found.append(int(g.step[1 + _walk_back(climbing, n + over[0] - 1)]))
             elif np.isfinite(early) and (later > 30 * early).any():
                 borderline.append("grad norm grew > 30x")
     if g is not None and g.value.size:
