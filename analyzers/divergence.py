@@ -1063,7 +1063,8 @@ class Divergence(BaseRule):
             elif condition == "recurring_spikes":
                 message = (
                     f"{tag} spiked again at step {step} to {fmt_number(value)} ({times}): {evidence['recent_spikes']} "
-                    f"spikes within {p['recur_window']} points that each undid over half the progress made ({advice})"
+                    f"spikes within {p['recur_window']} points that each undid {p['recur_fraction']:.0%} or more of the progress made "
+                    f"({advice})"
                 )
             else:
                 back = evidence["recovered_after"]

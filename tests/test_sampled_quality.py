@@ -167,6 +167,26 @@ def test_onsets_date_the_problem_from_its_start_not_its_last_unbroken_stretch() 
     assert labels.exploding(_curves([2.3] * 104, grad=early_stretch))[0] == 1
 
 
+def test_an_overfitting_a_later_lower_minimum_ended_is_labelled_and_a_noisy_excursion_is_borderline() -> None:
+    """Tenth batch: s6472 overfit for 18 epochs before a learning-rate jump gave a lower validation minimum
+    (judged from that minimum alone it was healthy); s6432's 3-point medians kept dipping under the "half the
+    progress undone" bar while its rolling level sat above it for 600 of 1,359 steps (it was healthy too)."""
+    train = [1.0 * 0.8 ** i for i in range(20)] + [0.5 * 0.8 ** i for i in range(6)]
+    val = [0.9 + 0.04 * i for i in range(20)] + [0.6] * 6  # rises 0.9 -> 1.66, then a lower minimum at 20
+    assert labels.overfitting(_curves(train, val), diverged=False)[0] == 0
+    val_hump = [0.9 + 0.04 * i for i in range(4)] + [0.9] * 16 + [0.6] * 6  # never 25 % up for 3 evaluations
+    assert labels.overfitting(_curves(train, val_hump), diverged=False)[0] is None
+    unbroken = [1.0 * 0.8 ** i for i in range(26)]  # the validation loss came back down by itself: a hump
+    assert labels.overfitting(_curves(unbroken, val), diverged=False)[0] is None
+    rng = np.random.default_rng(2)
+    descent = list(0.4 + 0.6 * np.exp(-np.arange(300) / 40))
+    # 55-63 % of the progress undone on the rolling level for 300 points, two lucky batches at 0.3 in every
+    # eight: the 3-point medians never stay up for the 9 points (1 % of the run) in a row.
+    noisy_excursion = [0.3 if i % 8 >= 6 else 0.72 + 0.06 * rng.random() for i in range(300)]
+    result = labels.divergence(_curves(descent + noisy_excursion + [0.4] * 300, untrained=1.0))
+    assert result == (None, ["half the progress undone for a while"])
+
+
 # --- tbmon against the floors --------------------------------------------------------------------------------
 
 def test_sampled_quality_holds_its_measured_floors(quality: SampledReport) -> None:
