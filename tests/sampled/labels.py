@@ -321,10 +321,10 @@ def _knocked_back(c: Curves, b: int) -> bool:
     before = train.value[(train.step > at[b - 2] - max(1, c.run_length // 20)) & (train.step <= at[b - 2])]
     if before.size == 0:
         return False
-    blow = 0.2 * min(c.untrained, c.chance)
+    bar = np.median(before) + 0.2 * min(c.untrained, c.chance)
     for k in range(b - 1, min(b + 2, at.size)):
         interval = train.value[(train.step > at[k - 1]) & (train.step <= at[k])]
-        if interval.size and np.median(interval) - np.median(before) >= blow:
+        if interval.size and np.median(interval) >= bar:
             return True
     return False
 
@@ -354,19 +354,20 @@ def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
     if diverged or val.value.size < 6 or not np.isfinite(val.value).all():
         return None, []
     smooth = _rolling_median(val.value, 3)  # one lucky evaluation is not the minimum
-    earlier = _earlier_overfitting(c, smooth)
+    if (earlier := _earlier_overfitting(c, smooth)) is not None:
+        return earlier, []
     m = int(np.argmin(smooth))
     if m > val.value.size - 4:
-        return earlier, []
+        return None, []
     best = smooth[m]
     onset = _dated_minimum(val, m)
     fall = _training_fall(c, onset, float(c.train.step.max()))
     if fall is None:
-        return earlier, []
+        return None, []
     end_rise = np.median(val.value[-3:]) / best - 1
     peak_rise = smooth[m:].max() / best - 1
-    if earlier is not None or (end_rise >= 0.25 and fall < 0.8):
-        return (onset if earlier is None else earlier), []
+    if end_rise >= 0.25 and fall < 0.8:
+        return onset, []
     if fall < 0.95 and (end_rise >= 0.1 or peak_rise >= 0.25):
         return None, ["validation rose 10-25 %, or rose and came back, while training fell"]
     return None, []
