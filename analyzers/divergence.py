@@ -38,7 +38,10 @@ spikes the training loss has had so far.
     Sampled development runs (400): at ``recur_fraction`` 0.5 a healthy GRU (s0578, batch 14,
     near-zero loss with a heavy tail) reached 10 such spikes in 50 points at its end, and no
     labelled divergence was first caught by this warning; at 0.8 (each spike undoes most of the
-    progress) healthy runs reach at most 3, so 6 keeps a 2x margin.
+    progress) healthy runs reach at most 3, so 6 keeps a 2x margin. And only a burst beyond the
+    loss's own texture: as many counted spikes as the points before the window (within
+    ``spike_window`` of it) rise that far by chance less than once in 10⁶ windows (Poisson;
+    ``RECUR_CHANCE``). A batch-4 LSTM's bad batches (s6418) reach 14 in 50 at a steady rate.
   - all ``recover_points`` points after it above the recovery level (a non-finite point counts as
     up) → **warning** ("jump"), **critical** when the spike was an explosion (more than
     ``explosion_factor`` × max(|median|, |first value|) above the median: an order of magnitude
@@ -46,6 +49,10 @@ spikes the training loss has had so far.
     non-finite) is decided there, and dated at an earlier spike not yet back down (a climb into an
     explosion). Healthy runs: 2 points above the level happen (once in 8 batch-8 runs at
     recover_fraction 0.5; at 0.3 also 3 points once), 3 never; LR jumps x4–x30 stay up for good.
+    Where the loss's texture crosses the bar often (a share q of the ``spike_window`` points before
+    the spike rose as far above the level before them), more points: as many as q would put above it
+    in a row less than once in 10⁴ (``CHANCE``): q = 5.5 % (batch 8, s5358) needs 4, 17 % (batch 4,
+    s6418, 3 in a row 7-10 times per 500 points) 6.
 * far above the first value → critical, dated at the first point that high: the smoothed training
   loss (median of the last ``smooth_window`` values) at ≥ ``first_factor`` × the tag's first finite
   value (an untrained model's loss) for ``first_patience`` consecutive points. A learning rate far
@@ -82,7 +89,7 @@ Why these numbers: docs/analyzers.md (the tests/scenarios corpus and real CPU tr
 
 from __future__ import annotations
 
-from math import inf, isfinite, sqrt
+from math import exp, inf, isfinite, sqrt
 from typing import Any, ClassVar
 
 import numpy as np
@@ -116,7 +123,40 @@ _FIRST = np.zeros(1, dtype=np.int64)  # a one-point chunk's finite points: its f
 
 # A pending spike, carried in the tag state until it is judged (at most ``recover_points`` later).
 (_P_STEP, _P_WALL, _P_VALUE, _P_MED, _P_SIGMA, _P_PRE, _P_RECOVER, _P_EXPLODE, _P_EXPLOSION, _P_RECURRING,
- _P_UPS, _P_LOW, _P_LOW_AT) = range(13)
+ _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED) = range(14)
+
+CHANCE = 1e-4
+"""How rare a run of points above the recovery level must be under the loss's own recent texture
+before it is a jump: a batch-4 LSTM (s6418_healthy) has 15-18 % of its points above the bar after
+any spike, and 3 in a row 7-10 times per 500 points. One test per spike (up to a few hundred a run)."""
+RECUR_CHANCE = 1e-6
+"""The same for a burst of large spikes, tested at every counted spike's window: up to thousands of
+overlapping windows a run, so a rarer bar (s6418's learning-to-plateau turn: 10-13 spikes in 50
+points against 2-2.6 expected from the 78 points before, 3e-6-3e-5 by Poisson)."""
+def _share_above(ups: np.ndarray, ends: np.ndarray, bars: np.ndarray, window: int) -> np.ndarray:
+    """For each end index: the share of the ``window`` points before it (as many as there are) that rose
+    above the level before them (``ups``) by more than its bar. Rises, not values: during a descent every
+    point is above a bar set from the level reached (s0766: 77 %), yet none is a spike."""
+    out = np.zeros(ends.size)
+    if window <= 0:
+        return out
+    full = np.flatnonzero(ends >= window + 1)  # whole windows, none reaching the first point (it rose from nothing)
+    rows = sliding_window_view(ups, window) if full.size else None
+    for block in np.array_split(full, max(1, full.size // 4096)):
+        if block.size:
+            out[block] = np.mean(rows[ends[block] - window] > bars[block, None], axis=1)
+    for k in np.flatnonzero((ends > 1) & (ends < window + 1)).tolist():
+        out[k] = float(np.mean(ups[1:ends[k]] > bars[k]))
+    return out
+
+
+def _poisson_tail(count: int, mean: float) -> float:
+    """P(N >= count) for N ~ Poisson(mean)."""
+    term = total = exp(-mean)
+    for i in range(1, count):
+        term *= mean / i
+        total += term
+    return max(0.0, 1.0 - total)
 
 
 WARMUP_MIN_RISES = 3
@@ -567,14 +607,20 @@ class Divergence(BaseRule):
                                         p["blowup_noise_sigma"] * noise[js])
                 explode = p["explosion_factor"] * np.fmax(np.abs(med[js]), abs(untrained))
                 explosion = rise[js] > explode
-                counted = rise[js] >= p["recur_fraction"] * np.fmax(untrained - med[js], 0.0)
-                recurring = self._recurrence(st, js, counted)
+                bar = p["recur_fraction"] * np.fmax(untrained - med[js], 0.0)
+                counted = rise[js] >= bar
+                trail = np.concatenate([trailing_median(hist[:0], hist, w), smooth])
+                ups = np.concatenate([[0.0], np.concatenate([hist, fv])[1:] - trail[:-1]])  # each over the level before it
+                ends = hist.size + js
+                texture = _share_above(ups, ends - p["recur_window"], bar, p["spike_window"] - p["recur_window"])
+                recurring = self._recurrence(st, js, counted, p["recur_window"] * texture)
+                need = self._points_needed(_share_above(ups, ends, recover - pre, p["spike_window"]))
                 for k, j in enumerate(js):
                     i = int(fidx[j])
                     found[i] = 1
                     new.append((i, [int(s.step[i]), float(s.wall_time[i]), float(fv[j]), float(med[j]),
                                     float(sigma[j]), float(pre[k]), float(recover[k]), float(explode[k]),
-                                    bool(explosion[k]), int(recurring[k]), 0, float(fv[j]), 0]))
+                                    bool(explosion[k]), int(recurring[k]), 0, float(fv[j]), 0, int(need[k])]))
         chunk_start = int(st["spikes"])
         counts = chunk_start + np.cumsum(found)
         self._chunk_start[s.tag] = chunk_start
@@ -599,17 +645,33 @@ class Divergence(BaseRule):
             judged.append((entry, verdict, at))
         return counts
 
-    def _recurrence(self, st: dict[str, Any], js: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    def _points_needed(self, share: np.ndarray) -> np.ndarray:
+        """How many points after each spike must stay above its recovery level to make a jump: at least
+        ``recover_points``, and as many as put above that level in a row by chance less than once in
+        1 / ``CHANCE`` at the ``share`` of the points before the spike above it (at most ``recover_max``).
+        A heavy-tailed small-batch loss crosses the bar often; a loss that jumped stays above it."""
+        p = self.p
+        with np.errstate(divide="ignore"):
+            runs = np.ceil(np.log(CHANCE) / np.log(np.clip(share, 0.0, 0.99)))
+        return np.clip(np.nan_to_num(runs, nan=0.0), p["recover_points"], p["recover_max"]).astype(np.int64)
+
+    def _recurrence(self, st: dict[str, Any], js: np.ndarray, counted: np.ndarray, expected: np.ndarray) -> np.ndarray:
         """For the spikes at finite indices ``js`` of the chunk: how many counted spikes (large ones)
-        lie within the last ``recur_window`` points, itself included, when it is counted; else 0.
-        The recent counted spikes' absolute indices are kept in the state (at most a window's)."""
+        lie within the last ``recur_window`` points, itself included, when it is counted and more than
+        the loss's own texture explains (``expected`` of them in a window: the share of the points before
+        the window, within ``spike_window`` of the spike, above the spike's counting bar); else 0. A burst counts when
+        so many would come by chance less than once in 1 / ``CHANCE`` (Poisson). A batch-4 LSTM
+        (s6418_healthy) has 10-14 % of its points 80 % of the way back to the untrained loss from step
+        600 to 2,000, 14 in 50 points at worst: as many as a real instability, at a rate that never
+        changes. The recent counted spikes' absolute indices are kept in the state (at most a window's)."""
         window = self.p["recur_window"]
         absolute = st["n"] + js[counted]
         allidx = np.concatenate([np.asarray(st["recur"], dtype=np.int64), absolute])
         lo = np.searchsorted(allidx, absolute - window, side="right")
         hi = np.searchsorted(allidx, absolute, side="right")
         out = np.zeros(js.size, dtype=np.int64)
-        out[counted] = hi - lo
+        out[counted] = [n if _poisson_tail(n, mean) < RECUR_CHANCE else 0
+                        for n, mean in zip((hi - lo).tolist(), expected[counted].tolist())]
         if absolute.size:
             st["recur"] = [int(a) for a in allidx if a > absolute[-1] - window]
         return out
@@ -639,7 +701,7 @@ class Divergence(BaseRule):
                 return "explosion", idx  # still at explosion level: no need to wait
             if finite and x < e[_P_LOW]:
                 e[_P_LOW], e[_P_LOW_AT] = x, k
-            if k >= p["recover_points"]:
+            if k >= e[_P_NEED]:
                 halfway = e[_P_LOW] - e[_P_PRE] <= 0.5 * (e[_P_VALUE] - e[_P_PRE])
                 falling = finite and halfway and k - int(e[_P_LOW_AT]) < p["recover_points"] and k < p["recover_max"]
                 if not falling:

@@ -28,10 +28,11 @@ from tbmon.analyzers.registry import available_rules
 from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries, seq_slice
 from tbmon.analyzers.signals import Match, SignalMatcher
 
+# 9: divergence's pending spikes carry the points their jump needs (the loss's own texture).
 # 6: divergence judges spikes after they recover or not, not_learning, loss_plateau's start level (issue #10).
 # 5: overfitting's training level around its best. 4: loss_plateau keeps each tag's block size
 # (epoch-level tags). 3: overfitting remembers the minimum it reported; loss_plateau. 2: seq-based layer choices
-STATE_VERSION = 8
+STATE_VERSION = 9
 Series = ScalarSeries | HistogramSeries
 _SEQ_MIN, _SEQ_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _TAG = operator.attrgetter("tag")
