@@ -93,11 +93,15 @@ _NINTH = _drawn_batch(_EIGHTH[-1] + 2, ("explode_init", "lr_too_high", "late_div
 # of it was read: the three drawn classes behind the locked part's four remaining misses, 170 of them, and 50
 # healthy-class seeds.
 _TENTH = _drawn_batch(_NINTH[-1] + 2, ("explode_init", "lr_too_high", "late_divergence"), 170, healthy=50)
+# An eleventh (issue 10, eleventh round), drawn after the tenth and scored on the tenth round's rules (with the
+# divergence texture change of this round) before any run of it was read: the same three classes, 150 of them,
+# and 70 healthy-class seeds (a false alarm is the costlier error).
+_ELEVENTH = _drawn_batch(_TENTH[-1] + 2, ("explode_init", "lr_too_high", "late_divergence"), 150, healthy=70)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
                        "sixth": _SIXTH, "seventh": _SEVENTH, "eighth": _EIGHTH, "ninth": _NINTH,
-                       "tenth": _TENTH}
+                       "tenth": _TENTH, "eleventh": _ELEVENTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
