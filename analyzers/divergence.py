@@ -670,7 +670,8 @@ class Divergence(BaseRule):
         lo = np.searchsorted(allidx, absolute - window, side="right")
         hi = np.searchsorted(allidx, absolute, side="right")
         out = np.zeros(js.size, dtype=np.int64)
-        out[counted] = [n if _poisson_tail(n, mean) < RECUR_CHANCE else 0
+        need = self.p["recur_count"]  # below it the count warns of nothing: no test
+        out[counted] = [n if n < need or _poisson_tail(n, mean) < RECUR_CHANCE else 0
                         for n, mean in zip((hi - lo).tolist(), expected[counted].tolist())]
         if absolute.size:
             st["recur"] = [int(a) for a in allidx if a > absolute[-1] - window]
