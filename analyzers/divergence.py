@@ -39,9 +39,10 @@ spikes the training loss has had so far.
     near-zero loss with a heavy tail) reached 10 such spikes in 50 points at its end, and no
     labelled divergence was first caught by this warning; at 0.8 (each spike undoes most of the
     progress) healthy runs reach at most 3, so 6 keeps a 2x margin. And only a burst beyond the
-    loss's own texture: as many counted spikes as the points before the window (within
-    ``spike_window`` of it) rise that far by chance less than once in 10⁶ windows (Poisson;
-    ``RECUR_CHANCE``). A batch-4 LSTM's bad batches (s6418) reach 14 in 50 at a steady rate.
+    loss's own texture: as many counted spikes as the ``RECUR_HISTORY`` windows of points before
+    the window would give by chance less than once in 10⁶ windows (Poisson at the share of them
+    that rose as far above the level before them; ``CHANCE``). A batch-4 LSTM's bad batches
+    (s6418) reach 14 in 50 at a steady rate.
   - all ``recover_points`` points after it above the recovery level (a non-finite point counts as
     up) → **warning** ("jump"), **critical** when the spike was an explosion (more than
     ``explosion_factor`` × max(|median|, |first value|) above the median: an order of magnitude
@@ -49,10 +50,10 @@ spikes the training loss has had so far.
     non-finite) is decided there, and dated at an earlier spike not yet back down (a climb into an
     explosion). Healthy runs: 2 points above the level happen (once in 8 batch-8 runs at
     recover_fraction 0.5; at 0.3 also 3 points once), 3 never; LR jumps x4–x30 stay up for good.
-    Where the loss's texture crosses the bar often (a share q of the ``spike_window`` points before
-    the spike rose as far above the level before them), more points: as many as q would put above it
-    in a row less than once in 10⁴ (``CHANCE``): q = 5.5 % (batch 8, s5358) needs 4, 17 % (batch 4,
-    s6418, 3 in a row 7-10 times per 500 points) 6.
+    Where the loss's texture crosses the bar often (a share q of the ``RECUR_HISTORY`` windows of
+    points before the spike rose as far above the level before them), more points: as many as q
+    would put above it in a row less than once in 10⁶ (``CHANCE``): q <= 1 % keeps 3, 6-7.5 % (batch 8,
+    s5358) 5-6, 17 % (batch 4, s6418, 3 in a row 7-10 times per 500 points) 8.
 * far above the first value → critical, dated at the first point that high: the smoothed training
   loss (median of the last ``smooth_window`` values) at ≥ ``first_factor`` × the tag's first finite
   value (an untrained model's loss) for ``first_patience`` consecutive points. A learning rate far
@@ -125,14 +126,16 @@ _FIRST = np.zeros(1, dtype=np.int64)  # a one-point chunk's finite points: its f
 (_P_STEP, _P_WALL, _P_VALUE, _P_MED, _P_SIGMA, _P_PRE, _P_RECOVER, _P_EXPLODE, _P_EXPLOSION, _P_RECURRING,
  _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED) = range(14)
 
-CHANCE = 1e-4
-"""How rare a run of points above the recovery level must be under the loss's own recent texture
-before it is a jump: a batch-4 LSTM (s6418_healthy) has 15-18 % of its points above the bar after
-any spike, and 3 in a row 7-10 times per 500 points. One test per spike (up to a few hundred a run)."""
-RECUR_CHANCE = 1e-6
-"""The same for a burst of large spikes, tested at every counted spike's window: up to thousands of
-overlapping windows a run, so a rarer bar (s6418's learning-to-plateau turn: 10-13 spikes in 50
-points against 2-2.6 expected from the 78 points before, 3e-6-3e-5 by Poisson)."""
+CHANCE = 1e-6
+"""How rare a run of points above a spike's recovery level, or a burst of large spikes, must be under the
+loss's own texture before it is a jump or recurring spikes. Every spike (every counted spike's window) is
+a test, tens of thousands in a long small-batch run: at 10⁻⁴ a steady 15 %-bad-batch loss 300,000 steps
+long made false jumps; and s6418_healthy (batch-4 LSTM) at its learning-to-plateau turn had bursts of
+10-13 counted spikes in 50 points against 2-2.6 expected (Poisson 3·10⁻⁶-3·10⁻⁵)."""
+RECUR_HISTORY = 10
+"""Windows of points before a spike (before a burst's window) whose rises set the loss's own texture: 78
+points misjudged a steady 15 %-bad-batch loss 300,000 steps long (a share from a few dozen points is too
+noisy for a 10⁻⁶ tail); 500 points did not."""
 def _share_above(ups: np.ndarray, ends: np.ndarray, bars: np.ndarray, window: int) -> np.ndarray:
     """For each end index: the share of the ``window`` points before it (as many as there are) that rose
     above the level before them (``ups``) by more than its bar. Rises, not values: during a descent every
@@ -251,6 +254,8 @@ class Divergence(BaseRule):
         self.loss = ScalarContext()
         self.alerted_tag = ""
         self._chunk_start: dict[str, int] = {}  # per training tag: its spike count before this feed
+        # values kept per tag: the spike window's (and its stride's), or the texture behind a burst's window
+        self._kept = max(self.p["spike_window"], (RECUR_HISTORY + 1) * self.p["recur_window"]) + STRIDE + 1
         # The validation loss evaluated before the first training point (HF evaluates at step 0):
         # [value, step, decided, before]; decided once the training loss has begun; ``before`` when
         # logged at a step before the first training point's (``_above_pretrain`` needs that; one at
@@ -446,7 +451,7 @@ class Divergence(BaseRule):
             st["recent"] = recent[-keep:] if keep > 0 else []
         elif s.tag == self.evaluation["tag"]:
             self._val_above_pretrain(st, s, fidx, levels, info)
-        st["hist"] = np.concatenate([hist, fv])[-(p["spike_window"] + STRIDE + 1) :].tolist()
+        st["hist"] = np.concatenate([hist, fv])[-self._kept :].tolist()
         st["n"] += int(fv.size)
         return s, levels, info, counts
 
@@ -484,7 +489,7 @@ class Divergence(BaseRule):
         p = self.p
         x = float(s.value[0])
         hist = st["hist"]
-        cap = p["spike_window"] + STRIDE + 1
+        cap = self._kept
         if not train:
             if not isfinite(x):
                 return s, [CRITICAL], {}, None
@@ -502,7 +507,8 @@ class Divergence(BaseRule):
             return None
         n = st["n"]
         window, min_history = p["spike_window"], p["spike_min_history"]
-        st["spike_block"] = _, med, mad = window_stats_point(lambda: hist, window, min_history, offset=n, stride=STRIDE,
+        recent = hist[-(window + STRIDE + 1):]  # what the spike and noise windows reach (hist keeps the texture's too)
+        st["spike_block"] = _, med, mad = window_stats_point(lambda: recent[-(window + STRIDE):], window, min_history, offset=n, stride=STRIDE,
                                                              last=st.get("spike_block"))
         rise, sigma = x - med, MAD_TO_SIGMA * mad  # (in ``_spikes``' order: the same float thresholds)
         if rise > p["spike_sigma"] * sigma and rise > p["spike_min_rise"] * abs(med):
@@ -510,7 +516,7 @@ class Divergence(BaseRule):
         # Committed: no spike here, none pending.
         if hist:  # the point-to-point noise before it (``_noise``): robust sigma of first differences / sqrt 2
             st["noise_block"] = _, _, mad = window_stats_point(
-                lambda: [b - a for a, b in zip(hist[:-1], hist[1:])], window, min_history, offset=n - 1,
+                lambda: [b - a for a, b in zip(recent[:-1], recent[1:])], window, min_history, offset=n - 1,
                 stride=STRIDE, last=st.get("noise_block"))
             noise = MAD_TO_SIGMA * mad / sqrt(2.0)
         else:
@@ -612,9 +618,9 @@ class Divergence(BaseRule):
                 trail = np.concatenate([trailing_median(hist[:0], hist, w), smooth])
                 ups = np.concatenate([[0.0], np.concatenate([hist, fv])[1:] - trail[:-1]])  # each over the level before it
                 ends = hist.size + js
-                texture = _share_above(ups, ends - p["recur_window"], bar, p["spike_window"] - p["recur_window"])
+                texture = _share_above(ups, ends - p["recur_window"], bar, RECUR_HISTORY * p["recur_window"])
                 recurring = self._recurrence(st, js, counted, p["recur_window"] * texture)
-                need = self._points_needed(_share_above(ups, ends, recover - pre, p["spike_window"]))
+                need = self._points_needed(_share_above(ups, ends, recover - pre, RECUR_HISTORY * p["recur_window"]))
                 for k, j in enumerate(js):
                     i = int(fidx[j])
                     found[i] = 1
@@ -648,7 +654,7 @@ class Divergence(BaseRule):
     def _points_needed(self, share: np.ndarray) -> np.ndarray:
         """How many points after each spike must stay above its recovery level to make a jump: at least
         ``recover_points``, and as many as put above that level in a row by chance less than once in
-        1 / ``CHANCE`` at the ``share`` of the points before the spike above it (at most ``recover_max``).
+        1 / ``CHANCE`` at the ``share`` of the points before the spike that rose as far (at most ``recover_max``).
         A heavy-tailed small-batch loss crosses the bar often; a loss that jumped stays above it."""
         p = self.p
         with np.errstate(divide="ignore"):
@@ -658,8 +664,8 @@ class Divergence(BaseRule):
     def _recurrence(self, st: dict[str, Any], js: np.ndarray, counted: np.ndarray, expected: np.ndarray) -> np.ndarray:
         """For the spikes at finite indices ``js`` of the chunk: how many counted spikes (large ones)
         lie within the last ``recur_window`` points, itself included, when it is counted and more than
-        the loss's own texture explains (``expected`` of them in a window: the share of the points before
-        the window, within ``spike_window`` of the spike, above the spike's counting bar); else 0. A burst counts when
+        the loss's own texture explains (``expected`` of them in a window: the share of the
+        ``RECUR_HISTORY`` windows of points before the window that rose above the spike's counting bar); else 0. A burst counts when
         so many would come by chance less than once in 1 / ``CHANCE`` (Poisson). A batch-4 LSTM
         (s6418_healthy) has 10-14 % of its points 80 % of the way back to the untrained loss from step
         600 to 2,000, 14 in 50 points at worst: as many as a real instability, at a rate that never
@@ -671,7 +677,7 @@ class Divergence(BaseRule):
         hi = np.searchsorted(allidx, absolute, side="right")
         out = np.zeros(js.size, dtype=np.int64)
         need = self.p["recur_count"]  # below it the count warns of nothing: no test
-        out[counted] = [n if n < need or _poisson_tail(n, mean) < RECUR_CHANCE else 0
+        out[counted] = [n if n < need or _poisson_tail(n, mean) < CHANCE else 0
                         for n, mean in zip((hi - lo).tolist(), expected[counted].tolist())]
         if absolute.size:
             st["recur"] = [int(a) for a in allidx if a > absolute[-1] - window]
