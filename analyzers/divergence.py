@@ -52,8 +52,8 @@ spikes the training loss has had so far.
     recover_fraction 0.5; at 0.3 also 3 points once), 3 never; LR jumps x4–x30 stay up for good.
     Where the loss's texture crosses the bar often (a share q of the ``RECUR_HISTORY`` windows of
     points before the spike rose as far above the level before them), more points: as many as q
-    would put above it in a row less than once in 10⁶ (``CHANCE``): q <= 1 % keeps 3, 6-7.5 % (batch 8,
-    s5358) 5-6, 17 % (batch 4, s6418, 3 in a row 7-10 times per 500 points) 8.
+    would put above it in a row less than once in 10⁴ (``JUMP_CHANCE``): q <= 4.6 % keeps 3, 6-7.5 %
+    (batch 8, s5358) 4, 17 % (batch 4, s6418, 3 in a row 7-10 times per 500 points) 6.
 * far above the first value → critical, dated at the first point that high: the smoothed training
   loss (median of the last ``smooth_window`` values) at ≥ ``first_factor`` × the tag's first finite
   value (an untrained model's loss) for ``first_patience`` consecutive points. A learning rate far
@@ -127,11 +127,15 @@ _FIRST = np.zeros(1, dtype=np.int64)  # a one-point chunk's finite points: its f
  _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED) = range(14)
 
 CHANCE = 1e-6
-"""How rare a run of points above a spike's recovery level, or a burst of large spikes, must be under the
-loss's own texture before it is a jump or recurring spikes. Every spike (every counted spike's window) is
-a test, tens of thousands in a long small-batch run: at 10⁻⁴ a steady 15 %-bad-batch loss 300,000 steps
-long made false jumps; and s6418_healthy (batch-4 LSTM) at its learning-to-plateau turn had bursts of
-10-13 counted spikes in 50 points against 2-2.6 expected (Poisson 3·10⁻⁶-3·10⁻⁵)."""
+"""How rare a burst of large spikes must be under the loss's own texture before it is "spikes recur":
+every counted spike tests a window, thousands in a long small-batch run. s6418_healthy (batch-4 LSTM)
+at its learning-to-plateau turn had bursts of 10-13 counted spikes in 50 points against 2-2.6 expected
+from 78 points (Poisson 3·10⁻⁶-3·10⁻⁵)."""
+JUMP_CHANCE = 1e-4
+"""The same for a run of points above a spike's recovery level (a jump), one test per spike. 10⁻⁶ kept a
+steady 15 %-bad-batch loss 300,000 steps long free of false jumps, but the points it needs on moderately
+noisy losses put the scenario corpus's live notice of divergence at a median 4.5 logging intervals, past its
+ceiling of 4; at 10⁻⁴ that loss gets a false jump every 50,000-125,000 steps."""
 RECUR_HISTORY = 10
 """Windows of points before a spike (before a burst's window) whose rises set the loss's own texture: 78
 points misjudged a steady 15 %-bad-batch loss 300,000 steps long (a share from a few dozen points is too
@@ -654,11 +658,11 @@ class Divergence(BaseRule):
     def _points_needed(self, share: np.ndarray) -> np.ndarray:
         """How many points after each spike must stay above its recovery level to make a jump: at least
         ``recover_points``, and as many as put above that level in a row by chance less than once in
-        1 / ``CHANCE`` at the ``share`` of the points before the spike that rose as far (at most ``recover_max``).
+        1 / ``JUMP_CHANCE`` at the ``share`` of the points before the spike that rose as far (at most ``recover_max``).
         A heavy-tailed small-batch loss crosses the bar often; a loss that jumped stays above it."""
         p = self.p
         with np.errstate(divide="ignore"):
-            runs = np.ceil(np.log(CHANCE) / np.log(np.clip(share, 0.0, 0.99)))
+            runs = np.ceil(np.log(JUMP_CHANCE) / np.log(np.clip(share, 0.0, 0.99)))
         return np.clip(np.nan_to_num(runs, nan=0.0), p["recover_points"], p["recover_max"]).astype(np.int64)
 
     def _recurrence(self, st: dict[str, Any], js: np.ndarray, counted: np.ndarray, expected: np.ndarray) -> np.ndarray:

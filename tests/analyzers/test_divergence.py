@@ -557,13 +557,13 @@ def test_a_validation_loss_at_twice_the_untrained_one_while_training_is_back_up_
 def test_spikes_at_the_loss_s_own_rate_are_neither_recurring_nor_a_jump_but_a_real_jump_is(seed: int) -> None:
     """s6418_healthy (a false warning before): bursts of 6+ large spikes in 50 points and 3 bad batches in
     a row come by chance at this texture (the old rule: "spikes recur" at steps 225-284 on every seed).
-    The same loss lifted by 1.0 for good at step 1500 is a jump, noticed 8 points later instead of 3."""
+    The same loss lifted by 1.0 for good at step 1500 is a jump, noticed 4-6 points later instead of 3."""
     loss = _heavy_tailed_small_batch_loss(2000, seed)
     assert [a for a in run_alerts({"train/loss": loss}, loss.size) if a.severity != "info"] == []
     loss[1500:] += 1.0
     warned = [a for a in run_alerts({"train/loss": loss}, loss.size) if a.severity != "info"]
     assert (warned[0].step, warned[0].evidence["condition"]) == (1500, "jump")
-    assert 1505 <= warned[0].evidence["noticed_step"] <= 1508
+    assert 1504 <= warned[0].evidence["noticed_step"] <= 1506
 
 
 def test_recovering_spikes_that_undo_under_80_percent_of_the_progress_do_not_count_as_recurring() -> None:
@@ -581,7 +581,7 @@ def test_progress_is_measured_from_the_untrained_model_where_it_was_evaluated() 
     """s5358: measured from its lucky first batch (1.40), the knock-back undid all the progress (a bar of 1.24,
     passed again 3 points later); measured from the untrained model's evaluation at step 0 (4.68), it undid a
     third (a bar of 2.61, back at the next point). (Alone it was a "jump" at step 200 until a jump had to beat the
-    loss's own texture: this batch-8 loss rises that far above its level at 6-7.5 % of its points, so 5-6 in a row.)"""
+    loss's own texture: this batch-8 loss rises that far above its level at 6-7.5 % of its points, so 4 in a row.)"""
     loss = np.array(S5358_LOSS)
     evaluated = run_alerts({"val/loss": S5358_EVAL, "train/loss": loss}, loss.size)
     alone = run_alerts({"train/loss": loss}, loss.size)
