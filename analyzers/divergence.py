@@ -140,6 +140,8 @@ RECUR_HISTORY = 10
 """Windows of points before a spike (before a burst's window) whose rises set the loss's own texture: 78
 points misjudged a steady 15 %-bad-batch loss 300,000 steps long (a share from a few dozen points is too
 noisy for a 10⁻⁶ tail); 500 points did not."""
+
+
 def _share_above(ups: np.ndarray, ends: np.ndarray, bars: np.ndarray, window: int) -> np.ndarray:
     """For each end index: the share of the ``window`` points before it (as many as there are) that rose
     above the level before them (``ups``) by more than its bar. Rises, not values: during a descent every
@@ -669,8 +671,9 @@ class Divergence(BaseRule):
         """For the spikes at finite indices ``js`` of the chunk: how many counted spikes (large ones)
         lie within the last ``recur_window`` points, itself included, when it is counted and more than
         the loss's own texture explains (``expected`` of them in a window: the share of the
-        ``RECUR_HISTORY`` windows of points before the window that rose above the spike's counting bar); else 0. A burst counts when
-        so many would come by chance less than once in 1 / ``CHANCE`` (Poisson). A batch-4 LSTM
+        ``RECUR_HISTORY`` windows of points before the window that rose above the spike's counting
+        bar); else 0. A burst counts when so many would come by chance less than once in 1 / ``CHANCE``
+        (Poisson). A batch-4 LSTM
         (s6418_healthy) has 10-14 % of its points 80 % of the way back to the untrained loss from step
         600 to 2,000, 14 in 50 points at worst: as many as a real instability, at a rate that never
         changes. The recent counted spikes' absolute indices are kept in the state (at most a window's)."""
