@@ -323,9 +323,7 @@ class Overfitting(BaseRule):
         values, levels, steps, _ = columns
         alerts = []
         for k in self.events(KIND, tag, (streak >= p["patience"]).astype(np.int64), np.asarray(steps), p["rearm"]):
-            if self.alerted_minimum.get(tag) != best[2]:  # (as in ``_judge``)
-                self.alerted_minimum[tag] = best[2]
-                alerts.append(self._alert(tag, self._train_tag(tag), st, values[k], levels[k], steps[k]))
+            alerts += self._report(tag, self._train_tag(tag), st, values[k], levels[k], steps[k])
         self._keep(trains, tag, st, int(plan.cut[r - 1]), columns, int(streak[-1]), False)
         return alerts
 
@@ -524,6 +522,7 @@ class Overfitting(BaseRule):
             if len(window) == width and "since_raise" not in st and (best is None or smooth < best[0]):
                 low = min(window, key=lambda e: e[0])  # the window's lowest evaluation dates the minimum
                 best = st["best"] = [smooth, low[1], int(low[2]), low[3]]
+                self._new_best_after_report(val_tag, st, smooth)
                 k = next(i for i in range(len(evals) - 1, -1, -1) if evals[i] is low)
                 gap = low[2] - evals[k - 1][2] if k > 0 else 0
                 self._start_best(train, st, int(low[2]), gap / 2)
@@ -535,11 +534,30 @@ class Overfitting(BaseRule):
             st["streak"] = st["streak"] + 1 if counting else 0
             # A flickering condition may close and reopen the episode; with the same validation
             # minimum it is the same overfitting, so it is reported once (kept across restarts too).
-            due = self.event(KIND, val_tag, 1 if st["streak"] >= p["patience"] else 0, step, p["rearm"])
-            if due and self.alerted_minimum.get(val_tag) != best[2]:
-                self.alerted_minimum[val_tag] = best[2]
-                alerts.append(self._alert(val_tag, train_tag, st, value, level, step))
+            if self.event(KIND, val_tag, 1 if st["streak"] >= p["patience"] else 0, step, p["rearm"]):
+                alerts += self._report(val_tag, train_tag, st, value, level, step)
         return alerts
+
+    def _report(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float,
+                step: int) -> list[Alert]:
+        """The warning of an episode that is due one: none when its validation minimum was reported already."""
+        best = st["best"]
+        if self.alerted_minimum.get(val_tag) == best[2]:
+            return []
+        self.alerted_minimum[val_tag], st["reported"] = best[2], best[0]
+        return [self._alert(val_tag, train_tag, st, value, level, step)]
+
+    def _new_best_after_report(self, val_tag: str, st: dict[str, Any], smooth: float) -> None:
+        """A new best well below the minimum last reported (by ``min_rise`` of it) ends that episode: the
+        overfitting it warned of was undone (a blow to the model, a lower learning rate), the checkpoint it
+        pointed to is no longer the best, and a rise from the new minimum is a new warning. Without this
+        the episode stayed open through the short dip and the second overfitting went unsaid (development
+        s7308: warned from a 3.49 minimum at step 2280, then a blow took the validation loss to 2.57 and it
+        rose 48 % from there while the training loss fell 0.64 -> 0.02)."""
+        reported = st.get("reported")
+        if reported is not None and reported - smooth > self.p["min_rise"] * abs(reported):
+            self._episode(KIND, val_tag).open = False
+            del st["reported"]
 
     @staticmethod
     def _restart(st: dict[str, Any]) -> None:

@@ -100,6 +100,29 @@ def test_a_flickering_rise_from_the_same_minimum_is_reported_once() -> None:
     assert [a.step for a in alerts] == [380]
 
 
+@pytest.mark.parametrize(("dip", "reported"), [(0.45, [200, 800]), (0.57, [200])])
+def test_overfitting_again_from_a_clearly_lower_minimum_is_reported_again(dip: float, reported: list[int]) -> None:
+    """A blow to the model (or a lower lr) takes the validation loss well below the minimum already
+    reported, and it overfits again from there: the checkpoint the first warning pointed to is no longer
+    the best, so the second overfitting is a new warning (development s7308 went unsaid). A dip less than
+    ``min_rise`` below the reported minimum is the same overfitting, still reported once."""
+    n = 1500
+    train = healthy_loss(n, floor=0.02)
+    val = {}
+    for k, step in enumerate(range(0, n, EVAL)):
+        if k <= 10:
+            val[step] = 2.3 - 0.17 * k  # falls to its minimum 0.6 at evaluation 10 (step 200)
+        elif k < 40:
+            val[step] = 0.6 + 0.01 * (k - 10)  # +50 % over 30 evaluations: the first warning
+        else:
+            val[step] = dip + 0.01 * max(0, k - 41)  # down to ``dip`` at evaluation 40 (step 800), rising from 42
+    stream = scalar_run({"train/loss": train, "val/loss": val}, n)
+    whole = [a.step for a in alerts_of(stream)]
+    engine = Engine()
+    live = [a.step for b in stream.batches(range(0, len(stream), 37)) for a in engine.feed(b) if a.kind == "overfitting"]
+    assert whole == live == reported
+
+
 NOT_OVERFITTING_AT_DENSE_EVALUATIONS = {
     # SGD lr 0.2 with momentum: validation loss jumping ±50 % between evaluations 2 steps apart, training
     # loss 10×. Judged against the median of the 1–2 training points since the previous evaluation, the
