@@ -28,8 +28,8 @@ curves would call each problem; they were fixed on the development part only:
   the 3-evaluation medians rose >= 25 % for >= 3 evaluations in a row with the training loss then < 80 % of
   its level around it, until a blow to the model (its training loss up by >= 20 % of min(U, chance)) took the
   validation loss below that minimum (an overfitting that a later, lower minimum did not undo). Onset: the (first such)
-  minimum. Borderline: a rise of 10-25 % with training falling, a >= 25 % rise that came back down, or a
-  >= 25 % rise with training only 5-20 % lower.
+  minimum. Borderline: a rise of 10-25 % with training falling, a >= 25 % rise that came back down (after the
+  lowest minimum, or before it from an earlier one without a blow), or a >= 25 % rise with training only 5-20 % lower.
 - vanishing_gradients: first-layer weight-gradient RMS < 1e-3 x the last layer's (AUTOTRAINER beta1)
   at a logged step and at >= 80 % of the later ones, and at >= 3 logged steps in all (all of them, if the
   run logged fewer): a condition seen at the run's final log only has not persisted. Onset: the start of
@@ -329,24 +329,32 @@ def _knocked_back(c: Curves, b: int) -> bool:
     return False
 
 
-def _earlier_overfitting(c: Curves, smooth: np.ndarray) -> int | None:
+def _earlier_overfitting(c: Curves, smooth: np.ndarray) -> tuple[int | None, bool]:
     """The first minimum, before the lowest, from which the validation loss rose >= 25 % for >= 3 evaluations
     in a row (smoothed) while training fell by >= 20 %, until a blow to the model (``_knocked_back``) took the
     validation loss below it. Such a lower minimum does not undo the overfitting before it:
     tenth batch, s6472 (Keras): validation 0.90 -> 1.57 over 18 epochs while training fell 0.95 -> 0.003, then
     a learning-rate jump sent the training loss to 0.76 and the validation loss to 0.61; judged from that
     last minimum alone the run was healthy. A rise that came back below its minimum by itself is a hump
-    (s0548: validation 0.082 -> 0.17 for four evaluations, then 0.066), borderline at most."""
+    (s0548: validation 0.082 -> 0.17 for four evaluations, then 0.066), borderline at most: the second value
+    says whether there was one (with training >= 5 % lower), as the borderline band has it after the lowest
+    minimum. Twelfth batch, s8934 (Adam at lr 1): validation 1.07 -> 2.86, twice the untrained model's loss,
+    while training fell 0.32 -> 0.12, then back to 0.74 at the end as training drifted up to 0.4: its lowest
+    minimum is its last evaluations, and it was labelled healthy."""
     lows = np.flatnonzero(smooth < np.minimum.accumulate(np.concatenate([[np.inf], smooth[:-1]])))
+    hump = False
     for a, b in zip(lows[:-1], lows[1:]):
         i = _sustained(smooth[a + 1: b] >= 1.25 * smooth[a], 3)
-        if i is None or not _knocked_back(c, int(b)):
+        if i is None:
             continue
         onset = _dated_minimum(c.val, int(a))
         fall = _training_fall(c, onset, float(c.val.step[a + 1 + i + 2]))
-        if fall is not None and fall < 0.8:
-            return onset
-    return None
+        if fall is None or not fall < 0.95:
+            continue
+        if fall < 0.8 and _knocked_back(c, int(b)):
+            return onset, hump
+        hump = True
+    return None, hump
 
 
 def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
@@ -354,23 +362,25 @@ def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
     if diverged or val.value.size < 6 or not np.isfinite(val.value).all():
         return None, []
     smooth = _rolling_median(val.value, 3)  # one lucky evaluation is not the minimum
-    if (earlier := _earlier_overfitting(c, smooth)) is not None:
+    earlier, hump = _earlier_overfitting(c, smooth)
+    if earlier is not None:
         return earlier, []
+    came_back = ["validation rose >= 25 % before its lowest minimum and came back while training fell"] if hump else []
     m = int(np.argmin(smooth))
     if m > val.value.size - 4:
-        return None, []
+        return None, came_back
     best = smooth[m]
     onset = _dated_minimum(val, m)
     fall = _training_fall(c, onset, float(c.train.step.max()))
     if fall is None:
-        return None, []
+        return None, came_back
     end_rise = np.median(val.value[-3:]) / best - 1
     peak_rise = smooth[m:].max() / best - 1
     if end_rise >= 0.25 and fall < 0.8:
         return onset, []
     if fall < 0.95 and (end_rise >= 0.1 or peak_rise >= 0.25):
         return None, ["validation rose 10-25 %, or rose and came back, while training fell"]
-    return None, []
+    return None, came_back
 
 
 def _ratio(c: Curves) -> tuple[np.ndarray, np.ndarray] | None:
