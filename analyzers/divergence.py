@@ -514,8 +514,8 @@ class Divergence(BaseRule):
         n = st["n"]
         window, min_history = p["spike_window"], p["spike_min_history"]
         recent = hist[-(window + STRIDE + 1):]  # what the spike and noise windows reach (hist keeps the texture's too)
-        st["spike_block"] = _, med, mad = window_stats_point(lambda: recent[-(window + STRIDE):], window, min_history, offset=n, stride=STRIDE,
-                                                             last=st.get("spike_block"))
+        st["spike_block"] = _, med, mad = window_stats_point(lambda: recent[-(window + STRIDE):], window, min_history,
+                                                             offset=n, stride=STRIDE, last=st.get("spike_block"))
         rise, sigma = x - med, MAD_TO_SIGMA * mad  # (in ``_spikes``' order: the same float thresholds)
         if rise > p["spike_sigma"] * sigma and rise > p["spike_min_rise"] * abs(med):
             return None

@@ -57,7 +57,7 @@ from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, above_noise, plan_evaluations
 from tbmon.analyzers.series import seq_slice
 from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
-from tbmon.analyzers.windows import MAD_TO_SIGMA, EpisodeState, small_median
+from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
 
 KIND = "overfitting"
 WARNING = 1
@@ -297,10 +297,7 @@ class Overfitting(BaseRule):
         behind: ``_keep``'s, the streak broken, the episode quiet that many points longer, and
         (``settle``) the best's training level settled as far as they reach. No new best among
         them (or a later one replaces it)."""
-        episode = self._episodes.setdefault(f"{KIND}|{tag}", EpisodeState())
-        episode.quiet += len(columns[0])
-        if episode.quiet >= self.p["rearm"]:
-            episode.open = False
+        self.quiet(KIND, tag, len(columns[0]), self.p["rearm"])
         self._keep(trains, tag, st, added, columns, 0, settle)
 
     def _judge_stretch(
