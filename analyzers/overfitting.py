@@ -3,7 +3,12 @@
 Judged once per evaluation (validation point), against the training loss of the same stretch
 of training (median of the training points logged since the previous evaluation, at least the
 last ``MIN_TRAIN_POINTS``: with evaluations a few steps apart, one or two noisy minibatch losses
-made a healthy run's training loss "fall" by chance). The
+made a healthy run's training loss "fall" by chance). An epoch-level training tag (Keras
+``epoch_loss``, Lightning ``*_epoch``) is already a mean over the epoch's batches, one point per
+evaluation: its level is the median of the last ``smooth_evals`` points, smoothed as the
+validation loss is (ten points reached back ten epochs: the thirteenth development batch's
+s9236, validation 0.30 -> 0.47 over six epochs while the training loss fell 0.26 -> 2e-7, kept a
+training level of 0.28 for three of them and was missed). The
 *best* is the lowest median of ``smooth_evals`` consecutive evaluations, dated at the lowest
 evaluation of that window (the sampled corpus's labeller defines the minimum the same way: a
 single lucky evaluation is not where the validation loss bottomed out; taken as the best, one
@@ -23,8 +28,8 @@ evaluation *counts* when all hold:
   noise: 3 σ 0.18 against a 26 % rise of 0.13, one evaluation short of ``patience``). On the
   775-run development part, any value from 6 to 9 finds s0186 and warns no healthy run;
 * the training loss is below its level at the best evaluation (a median of the points within
-  half an evaluation interval on both sides of it, at least as far as its last 5 points before
-  it reach, once training has gone past it: the same scale as the level it is compared with;
+  half an evaluation interval on both sides of it, at least as far as its last 5 points (1 epoch
+  mean) before it reach, once training has gone past it: the same scale as the level it is compared with;
   5 points of a batch-14 loss on s0474 gave 0.34 where the interval's median is 0.50) by
   ``min_train_fall`` × |level|
   (it keeps improving: the model fits the training data better while generalising worse; if
@@ -63,8 +68,7 @@ KIND = "overfitting"
 WARNING = 1
 MAX_PENDING = 256  # evaluations waiting for the training side to catch up (bounded memory)
 MAX_TRAIN_POINTS = 2048  # training points kept per evaluation interval (median of the latest)
-MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points
-AROUND_BEST = MIN_TRAIN_POINTS // 2  # training points before the best evaluation that set its level's window
+MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many points (per-step losses)
 MAX_EVALS = 64  # evaluations kept per validation tag (the noise estimate's reach)
 DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag is planned in numpy first
 MIN_CURVATURE_EVALS = 9  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
@@ -217,8 +221,8 @@ class Overfitting(BaseRule):
             prev_step=NO_STEP if st is None or st["prev_step"] is None else st["prev_step"],
             kept_values=[] if st is None else [e[0] for e in st["evals"]],
             best=inf if st is None or st["best"] is None else st["best"][0],
-            params=self.p, min_points=MIN_TRAIN_POINTS, max_points=MAX_TRAIN_POINTS, max_kept=MAX_EVALS,
-            max_pending=MAX_PENDING,
+            params=self.p, min_points=self._min_points(next(iter(train_tags))), max_points=MAX_TRAIN_POINTS,
+            max_kept=MAX_EVALS, max_pending=MAX_PENDING,
         )  # fmt: skip
         return None if plan is None else (tag, plan, seq.tolist(), step.tolist(), wall.tolist(), value.tolist())
 
@@ -432,14 +436,19 @@ class Overfitting(BaseRule):
                 return pick[0]
         return None
 
-    def _train_level(self, train: dict[str, Any], prev_step: float, step: int) -> float:
+    def _min_points(self, train_tag: str) -> int:
+        """How many training points the level is a median of, at least: ``MIN_TRAIN_POINTS`` minibatch
+        losses, or ``smooth_evals`` epoch means (a tag named for its epochs)."""
+        return int(self.p["smooth_evals"]) if "epoch" in train_tag.lower() else MIN_TRAIN_POINTS
+
+    def _train_level(self, train: dict[str, Any], prev_step: float, step: int, least: int) -> float:
         steps, values = train["steps"], train["values"]
         upto = bisect_right(steps, step)  # points at or before the evaluation (steps never go back)
         if upto == 0:
             return float("nan")
         since = bisect_right(steps, prev_step, 0, upto)
-        if upto - since < MIN_TRAIN_POINTS:  # evaluations a few steps apart: a median of 2 points is noise
-            since = max(0, upto - MIN_TRAIN_POINTS)
+        if upto - since < least:  # evaluations a few steps apart: a median of 2 points is noise
+            since = max(0, upto - least)
         return small_median(values[since:upto])
 
     def _trim_train(self) -> None:
@@ -493,6 +502,7 @@ class Overfitting(BaseRule):
         max_step = train["max_step"]
         p = self.p
         width = p["smooth_evals"]
+        least = self._min_points(train_tag)
         alerts = []
         pending, evals = st["pending"], st["evals"]
         while pending and max_step is not None and pending[0][0] <= max_step:
@@ -502,7 +512,7 @@ class Overfitting(BaseRule):
                 self._restart(st)
             self._trim_known = False  # judged further: recompute
             prev = -inf if st["prev_step"] is None else st["prev_step"]
-            level = self._train_level(train, prev, step)
+            level = self._train_level(train, prev, step, least)
             st["prev_step"] = step
             if not isfinite(level):
                 continue
@@ -522,7 +532,7 @@ class Overfitting(BaseRule):
                 self._new_best_after_report(val_tag, st, smooth)
                 k = next(i for i in range(len(evals) - 1, -1, -1) if evals[i] is low)
                 gap = low[2] - evals[k - 1][2] if k > 0 else 0
-                self._start_best(train, st, int(low[2]), gap / 2)
+                self._start_best(train, st, int(low[2]), gap / 2, max(1, least // 2))
             if best is None:
                 continue
             if st["best_until"] is not None:
@@ -565,14 +575,14 @@ class Overfitting(BaseRule):
         for three evaluations after its second restart, 9 % at the end, and was warned."""
         st["best"], st["best_until"], st["around_best"], st["streak"], st["since_raise"] = None, None, [], 0, 0
 
-    def _start_best(self, train: dict[str, Any], st: dict[str, Any], best_step: int, half: float) -> None:
+    def _start_best(self, train: dict[str, Any], st: dict[str, Any], best_step: int, half: float, before: int) -> None:
         """Open the window of training points whose median will be the training level at the best:
         ``half`` steps (half an evaluation interval) on each side, or as many as its last
-        ``AROUND_BEST`` points before it span if that is more."""
+        ``before`` points before it span if that is more (half the level's least points)."""
         steps, values = train["steps"], train["values"]
         upto = bisect_right(steps, best_step)
         lo, hi = (0, 1) if upto == 0 else (0, upto)  # the buffer no longer reaches back there: its first point
-        half = max(half, best_step - float(steps[max(lo, hi - AROUND_BEST)]))
+        half = max(half, best_step - float(steps[max(lo, hi - before)]))
         first = bisect_left(steps, best_step - half, lo, hi)
         if first == hi:
             first = hi - 1

@@ -68,6 +68,35 @@ def test_keras_sibling_runs_are_paired_and_reported_on_the_parent() -> None:
         assert [(a.run, a.tag, a.step) for a in alerts] == [("exp", "validation/epoch_loss", 8)]
 
 
+def keras_alerts(train: dict[int, float], val: dict[int, float], epochs: int) -> list[Alert]:
+    tr = scalar_run({"epoch_loss": train}, epochs, run="exp/train", experiment_dir="exp", role="train")
+    va = scalar_run({"epoch_loss": val}, epochs, run="exp/validation", experiment_dir="exp", role="validation")
+    engine = Engine()
+    return [a for s in (tr, va) for b in s.batches() for a in engine.feed(b) if a.kind == "overfitting"]
+
+
+def test_a_short_keras_run_is_judged_on_its_recent_epochs() -> None:
+    """An epoch mean is already a level: the thirteenth development batch's s9236 (11 epochs, validation
+    0.30 -> 0.47 from epoch 5 while training fell 0.26 -> 2e-7) was missed while the training level was
+    the median of the last ten epochs (0.28 at epoch 8, no fall yet) and patience ran out with the run."""
+    train = dict(enumerate([1.2, 0.35, 0.30, 0.29, 0.26, 0.073, 3e-3, 1e-4, 3.5e-6, 5e-7, 1.7e-7], start=1))
+    val = dict(enumerate([0.39, 0.35, 0.33, 0.31, 0.30, 0.41, 0.46, 0.467, 0.468, 0.468, 0.468], start=1))
+    alerts = keras_alerts(train, val, 12)
+    assert [(a.run, a.step) for a in alerts] == [("exp", 5)]
+    assert alerts[0].evidence["noticed_step"] <= 9  # two epochs before the run ends
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_keras_epochs_that_level_off_with_noise_stay_silent(seed: int) -> None:
+    """Three epoch means are a level only because each is a mean: on noisy plateaus of both sides (5 % per
+    epoch) the shorter training window must not make training "fall" by chance."""
+    rng = np.random.default_rng(seed)
+    epochs = 40
+    train = {e: (0.3 + 2.0 * np.exp(-e / 4)) * np.exp(0.05 * rng.standard_normal()) for e in range(epochs)}
+    val = {e: (0.4 + 1.5 * np.exp(-e / 4)) * np.exp(0.05 * rng.standard_normal()) for e in range(epochs)}
+    assert keras_alerts(train, val, epochs) == []
+
+
 def test_long_run_in_one_batch_matches_a_live_feed() -> None:
     """10,000 training points, an evaluation every 500 steps: more than the 2,048-point buffer between
     the first and last evaluation, so the rule must judge each evaluation while walking the batch."""
