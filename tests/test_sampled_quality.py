@@ -190,6 +190,22 @@ def test_an_overfitting_a_later_lower_minimum_ended_is_labelled_and_a_noisy_excu
     assert result == (None, ["half the progress undone for a while"])
 
 
+def test_a_validation_loss_that_ends_far_above_its_minimum_is_never_healthy() -> None:
+    """Thirteenth batch: s9436 (an lr jump took validation 0.39 -> 0.6-1.3 for good while training came back to
+    7x its level before it) and s9362 (validation +60 % at the end, a near-zero training loss wandering) were
+    labelled healthy because training did not fall; whatever training did, such a run is borderline."""
+    train = [2.0 * math.exp(-i / 100) for i in range(1000)]
+    worse = [1.0 / (1 + i) + 0.5 for i in range(14)] + [0.8] * 6  # 0.57 at its best, 0.8 at the end (+40 %)
+    flat_train = train[:300] + [train[300]] * 700
+    assert labels.overfitting(_curves(flat_train, worse), diverged=False) == (
+        None, ["validation ended >= 25 % above its minimum, training not lower"])
+    rising_train = train[:300] + [train[300]] * 300 + [train[300] * 1.5] * 400
+    assert labels.overfitting(_curves(rising_train, worse), diverged=False)[1] == [
+        "validation ended >= 25 % above its minimum, training not lower"]
+    slightly = [1.0 / (1 + i) + 0.5 for i in range(14)] + [0.65] * 6  # +14 %: still healthy with a flat training loss
+    assert labels.overfitting(_curves(flat_train, slightly), diverged=False) == (None, [])
+
+
 # --- tbmon against the floors --------------------------------------------------------------------------------
 
 def test_sampled_quality_holds_its_measured_floors(quality: SampledReport) -> None:

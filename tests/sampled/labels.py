@@ -29,7 +29,10 @@ curves would call each problem; they were fixed on the development part only:
   its level around it, until a blow to the model (its training loss up by >= 20 % of min(U, chance)) took the
   validation loss below that minimum (an overfitting that a later, lower minimum did not undo). Onset: the (first such)
   minimum. Borderline: a rise of 10-25 % with training falling, a >= 25 % rise that came back down (after the
-  lowest minimum, or before it from an earlier one without a blow), or a >= 25 % rise with training only 5-20 % lower.
+  lowest minimum, or before it from an earlier one without a blow), or a >= 25 % rise with training only 5-20 % lower
+  or not lower at all (a run whose validation loss ends a quarter above its best is no clean healthy run, whatever
+  its training loss did: thirteenth batch, s9436, an lr jump x194 took validation 0.39 -> 0.6-1.3 for good while
+  training came back to 7x its level before it; s9362, validation +60 % while a near-zero training loss wandered).
 - vanishing_gradients: first-layer weight-gradient RMS < 1e-3 x the last layer's (AUTOTRAINER beta1)
   at a logged step and at >= 80 % of the later ones, and at >= 3 logged steps in all (all of them, if the
   run logged fewer): a condition seen at the run's final log only has not persisted. Onset: the start of
@@ -380,6 +383,8 @@ def overfitting(c: Curves, diverged: bool) -> tuple[int | None, list[str]]:
         return onset, []
     if fall < 0.95 and (end_rise >= 0.1 or peak_rise >= 0.25):
         return None, ["validation rose 10-25 %, or rose and came back, while training fell"]
+    if end_rise >= 0.25:  # a model that ended worse on held-out data, by too little for divergence
+        return None, [*came_back, "validation ended >= 25 % above its minimum, training not lower"]
     return None, came_back
 
 
