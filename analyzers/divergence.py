@@ -100,7 +100,7 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts, Tagged
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
-from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
+from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, epoch_level
 from tbmon.analyzers.windows import (
     MAD_TO_SIGMA,
     Streak,
@@ -443,7 +443,7 @@ class Divergence(BaseRule):
             noise = self._noise(st, hist, fv)
             counts = self._spikes(st, s, fidx, fv, hist, first, smooth, noise, levels, info)
             self._far_above_first(st, s, fidx, fv, hist, first, smooth, levels, info)
-            if "epoch" in s.tag.lower():
+            if epoch_level(s.tag):
                 self._epoch_jumps(st, s, fidx, fv, hist, levels, info)
                 self._epoch_above_first(st, s, fidx, fv, first, levels, info)
             if s.tag == self.loss.tag:
@@ -505,7 +505,7 @@ class Divergence(BaseRule):
             if s.tag == self.evaluation["tag"]:
                 self._val_above_pretrain(st, s, _FIRST, one, evidence)
             return s, one, evidence, None
-        if not isfinite(x) or st["pending"] or "epoch" in s.tag.lower():
+        if not isfinite(x) or st["pending"] or epoch_level(s.tag):
             return None
         first = x if st.get("first") is None else float(st["first"])
         smooth = median_with(hist, x, p["smooth_window"])

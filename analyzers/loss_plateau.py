@@ -40,7 +40,7 @@ from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_cont
 from tbmon.analyzers.not_learning import NotLearning, Tracker
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
-from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS
+from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS, epoch_level
 
 KIND = "loss_plateau"
 INFO = 0
@@ -97,7 +97,7 @@ class LossPlateau(BaseRule):
         if st is None:
             st = self.tags[s.tag] = {
                 "pending": [], "levels": [], "span": 1, "carry": [0.0, 0], "first": None, "noted": None,
-                "block": p["epoch_block"] if "epoch" in s.tag.lower() else p["block"]}
+                "block": p["epoch_block"] if epoch_level(s.tag) else p["block"]}
         size = st["block"]
         inside = len(s) == 1 and len(st["pending"]) + 1 < size  # a live feed's point inside a block
         if not (inside and self.start.count_one(float(s.value[0]))):

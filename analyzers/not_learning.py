@@ -71,7 +71,7 @@ from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_cont
 from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
-from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, LEARNING_RATE, TRAIN_LOSS
+from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, epoch_level
 from tbmon.analyzers.windows import MAD_TO_SIGMA
 
 KIND = "not_learning"
@@ -363,7 +363,7 @@ class NotLearning(BaseRule):
         idx, level, count = r["index"], r["level"], r["count"]
         holds = r["unlearned"] & (level <= (1 + p["max_rise"]) * t.start)
         steps = s.step[idx]
-        epoch = "epoch" in s.tag.lower()
+        epoch = epoch_level(s.tag)
 
         def waited(steps_key: str, epochs_key: str) -> np.ndarray:
             if epoch:
@@ -402,7 +402,7 @@ class NotLearning(BaseRule):
         first_step, first_wall, first_value = t.first
         step = int(s.step[j])
         hint, explained, evidence = cause
-        epoch = "epoch" in s.tag.lower()
+        epoch = epoch_level(s.tag)
         span, unit = (count, "epochs") if epoch else (step - int(first_step), "steps")
         if stage == 1:
             wait = self.p["late_epochs"] if epoch else self.p["late_steps"]

@@ -61,7 +61,7 @@ from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_cont
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, above_noise, plan_evaluations
 from tbmon.analyzers.series import seq_slice
-from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
+from tbmon.analyzers.signals import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, epoch_level
 from tbmon.analyzers.windows import MAD_TO_SIGMA, small_median
 
 KIND = "overfitting"
@@ -439,7 +439,7 @@ class Overfitting(BaseRule):
     def _min_points(self, train_tag: str) -> int:
         """How many training points the level is a median of, at least: ``MIN_TRAIN_POINTS`` minibatch
         losses, or ``smooth_evals`` epoch means (a tag named for its epochs)."""
-        return int(self.p["smooth_evals"]) if "epoch" in train_tag.lower() else MIN_TRAIN_POINTS
+        return int(self.p["smooth_evals"]) if epoch_level(train_tag) else MIN_TRAIN_POINTS
 
     def _train_level(self, train: dict[str, Any], prev_step: float, step: int, least: int) -> float:
         steps, values = train["steps"], train["values"]

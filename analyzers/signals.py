@@ -31,6 +31,13 @@ VALIDATION_WORDS = ("val", "valid", "validation", "eval", "evaluation", "test", 
 _SEPARATORS = ("/", "_", "-", ".", " ")
 
 
+def epoch_level(tag: str) -> bool:
+    """Whether a loss tag holds one mean per epoch (Keras ``epoch_loss``, Lightning ``*_epoch``): its points
+    are already averaged over many batches and come one per epoch, so the rules count them in epochs and do
+    not smooth them as per-step minibatch losses."""
+    return "epoch" in tag.lower()
+
+
 def _validation_loss_patterns() -> tuple[str, ...]:
     """``<word><sep>loss`` and ``loss<sep><word>`` for every validation word and separator, plus
     Lightning's ``<word>_loss_epoch``; case is ignored by the matcher."""

@@ -56,23 +56,22 @@ def test_silent_when_both_losses_rise_together() -> None:
     assert alerts_of(scalar_run({"train/loss": train, "val/loss": val}, N)) == []
 
 
-def test_keras_sibling_runs_are_paired_and_reported_on_the_parent() -> None:
-    epochs = 30
-    train = {e: 2.0 * np.exp(-e / 5) for e in range(epochs)}
-    val = {e: 1.0 + 0.3 * np.exp(-e / 3) + (0.04 * (e - 8) if e > 8 else 0) for e in range(epochs)}
-    tr = scalar_run({"epoch_loss": train}, epochs, run="exp/train", experiment_dir="exp", role="train")
-    va = scalar_run({"epoch_loss": val}, epochs, run="exp/validation", experiment_dir="exp", role="validation")
-    for order in ((tr, va), (va, tr)):  # whichever sibling arrives first
-        engine = Engine()
-        alerts = [a for s in order for b in s.batches() for a in engine.feed(b) if a.kind == "overfitting"]
-        assert [(a.run, a.tag, a.step) for a in alerts] == [("exp", "validation/epoch_loss", 8)]
-
-
-def keras_alerts(train: dict[int, float], val: dict[int, float], epochs: int) -> list[Alert]:
+def keras_alerts(train: dict[int, float], val: dict[int, float], epochs: int, val_first: bool = False) -> list[Alert]:
+    """Overfitting alerts on Keras ``train``/``validation`` sibling runs of ``epoch_loss``, one sibling fed after the other."""
     tr = scalar_run({"epoch_loss": train}, epochs, run="exp/train", experiment_dir="exp", role="train")
     va = scalar_run({"epoch_loss": val}, epochs, run="exp/validation", experiment_dir="exp", role="validation")
     engine = Engine()
-    return [a for s in (tr, va) for b in s.batches() for a in engine.feed(b) if a.kind == "overfitting"]
+    order = (va, tr) if val_first else (tr, va)
+    return [a for s in order for b in s.batches() for a in engine.feed(b) if a.kind == "overfitting"]
+
+
+@pytest.mark.parametrize("val_first", [False, True])  # whichever sibling arrives first
+def test_keras_sibling_runs_are_paired_and_reported_on_the_parent(val_first: bool) -> None:
+    epochs = 30
+    train = {e: 2.0 * np.exp(-e / 5) for e in range(epochs)}
+    val = {e: 1.0 + 0.3 * np.exp(-e / 3) + (0.04 * (e - 8) if e > 8 else 0) for e in range(epochs)}
+    alerts = keras_alerts(train, val, epochs, val_first)
+    assert [(a.run, a.tag, a.step) for a in alerts] == [("exp", "validation/epoch_loss", 8)]
 
 
 def test_a_short_keras_run_is_judged_on_its_recent_epochs() -> None:
