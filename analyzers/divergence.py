@@ -68,7 +68,8 @@ spikes the training loss has had so far.
   is its first value).
 * back at the untrained level → warning ("undone"), dated where it began to hold: the median of
   the last ``undone_window`` values back within 10 % of the progress from the untrained level
-  for ``undone_patience`` points, after real progress (see ``_undone``; s0432, s0478, s0056).
+  for ``undone_patience`` points, after real progress (see ``_undone``; s0432, s0478, s0056); an
+  epoch-level loss on windows of ``EPOCH_UNDONE`` epochs (``_undone_windows``; s9778).
 * an epoch-level loss at >= ``epoch_first_factor`` x its first epoch for ``epoch_first_patience``
   epochs → warning (``_epoch_above_first``; s0490).
 * an epoch-level loss ``epoch_jump`` x the epoch before, with the next epoch still
@@ -117,6 +118,9 @@ from tbmon.analyzers.windows import (
 KIND = "divergence"
 STRIDE = 8  # window statistics are refreshed every 8 values (one median per block: 8x cheaper)
 TRAIN_RECENT = 3  # training points whose median is the training loss's recent level (``_val_above_pretrain``)
+# An epoch-level loss's "back at the untrained level": its level is the median of this many epochs, and holds for
+# as many (``Divergence._undone_windows``).
+EPOCH_UNDONE = 3
 SMALL_CHUNK = 12  # a chunk of up to this many points per tag is judged a point at a time (break-even ~16)
 INFO, WARNING, CRITICAL = 1, 2, 3  # episode levels; the alert's severity index is level - 1
 
@@ -536,7 +540,7 @@ class Divergence(BaseRule):
                 self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
             self._above_eval(st, s, _FIRST, np.array([smooth]), self._evaluation_before(s.seq[:1]), levels, info)
         self._blowup_one(st, (step, wall, x), first, smooth, noise, levels, info)
-        self._undone_one(st, (step, wall, x), first, noise, levels, info)
+        self._undone_one(st, s.tag, (step, wall, x), first, noise, levels, info)
         keep = p["smooth_window"] - 1
         st["recent"] = (st["recent"] + [[step, wall]])[-keep:] if keep > 0 else []
         st["hist"], st["n"] = (hist + [x])[-cap:], n + 1
@@ -556,14 +560,14 @@ class Divergence(BaseRule):
             _mark(levels, info, 0, CRITICAL, {"condition": "blowup", "best": best, "smoothed": smooth,
                                               **_streak_start(streak)})
 
-    def _undone_one(self, st: dict[str, Any], point: tuple[int, float, float], first: float, noise: float,
+    def _undone_one(self, st: dict[str, Any], tag: str, point: tuple[int, float, float], first: float, noise: float,
                     levels: list[int], info: dict[int, dict[str, Any]]) -> None:
         """``_undone`` for one point on Python floats (its docstring says why)."""
         p = self.p
         if not first > 0:
             return
         x, a = point[2], st["n"]
-        w_head, w = p["smooth_window"], p["undone_window"]
+        w_head, w, patience, sigma = self._undone_windows(tag)
         head = st["head"]
         if len(head) < w_head:
             head = st["head"] = head + [x]
@@ -572,13 +576,13 @@ class Divergence(BaseRule):
         best = inf if st["undone_best"] is None else float(st["undone_best"])
         low = min(best, level if a >= w - 1 else inf)
         progress = untrained - best
-        real = progress >= p["undone_progress"] * untrained and progress >= (
-            p["undone_noise_sigma"] * 1.2533 * noise / sqrt(w))  # False while the noise is NaN
+        real = progress >= p["undone_progress"] * untrained and (
+            not sigma or progress >= sigma * 1.2533 * noise / sqrt(w))  # False while the noise is NaN
         st["undone_best"] = float(low) if isfinite(low) else None
         streak = list(st["undone"])
         length, _ = streak_point(real and level - best >= p["undone_fraction"] * progress, streak, *point)
         st["undone"] = streak
-        if length >= p["undone_patience"]:
+        if length >= patience:
             _mark(levels, info, 0, WARNING, {"condition": "undone", "untrained": untrained, "best": best,
                                              "smoothed": level, **_streak_start(streak)})
 
@@ -1006,7 +1010,7 @@ class Divergence(BaseRule):
         p = self.p
         if not fv.size or not first > 0:
             return
-        w_head, w = p["smooth_window"], p["undone_window"]
+        w_head, w, patience, sigma = self._undone_windows(s.tag)
         head = st["head"]
         absolute = st["n"] + np.arange(fv.size)
         if len(head) < w_head:
@@ -1025,14 +1029,14 @@ class Divergence(BaseRule):
         progress = ref - best
         with np.errstate(invalid="ignore"):
             real = (progress >= p["undone_progress"] * ref) & (
-                progress >= p["undone_noise_sigma"] * 1.2533 * noise / np.sqrt(w))
+                (sigma == 0) | (progress >= sigma * 1.2533 * noise / np.sqrt(w)))
             cond = real & (level - best >= p["undone_fraction"] * progress)
         st["undone_best"] = float(low) if np.isfinite(low) else None
         streak = Streak.from_json(st["undone"])
         carried = (streak.start_step, streak.start_wall, streak.start_value)
         run_len, start = streak_update(cond, streak, s.step[fidx], s.wall_time[fidx], s.value[fidx])
         st["undone"] = streak.to_json()
-        for j in np.flatnonzero(run_len >= p["undone_patience"]):
+        for j in np.flatnonzero(run_len >= patience):
             k = int(start[j])
             start_step, start_wall, start_value = carried if k < 0 else (
                 int(s.step[fidx[k]]), float(s.wall_time[fidx[k]]), float(s.value[fidx[k]]))
@@ -1040,6 +1044,21 @@ class Divergence(BaseRule):
                 "condition": "undone", "untrained": float(ref[j]), "best": float(best[j]),
                 "smoothed": float(level[j]), "start_step": start_step, "start_wall": start_wall,
                 "start_value": start_value})
+
+    def _undone_windows(self, tag: str) -> tuple[int, int, int, float]:
+        """``_undone``'s shape: (points the untrained level is a median of, points the level is a median
+        of, points it must hold for, the noise σs progress must clear; 0: none). An epoch-level tag (Keras
+        ``epoch_loss``) is already a mean over a whole epoch: its untrained level is its first epoch (the
+        first nine reach well into training), its level the median of ``EPOCH_UNDONE`` epochs, held for as
+        many, and 20 % off an epoch mean is progress without a noise test (its point-to-point "noise" is
+        the descent itself, and then the blow: it held the warning back ten epochs). Windows made for
+        minibatch losses (15 points, held for 10) never saw it: the fourteenth development batch's s9778,
+        a Keras CNN whose epoch loss fell 2.22 -> 1.41 in five epochs, then sat at chance (2.32) for
+        sixteen of its 31 after an lr raise x558, was never warned (no 15-epoch median held the progress)."""
+        if epoch_level(tag):
+            return 1, EPOCH_UNDONE, EPOCH_UNDONE, 0.0
+        p = self.p
+        return p["smooth_window"], p["undone_window"], p["undone_patience"], p["undone_noise_sigma"]
 
     # --- the alert ------------------------------------------------------------------------------
 
@@ -1101,10 +1120,11 @@ class Divergence(BaseRule):
                 f"{p['epoch_first_patience']} epochs or more in a row: training made whole epochs worse ({advice})"
             )
         elif condition == "undone":
+            _, window, patience, _ = self._undone_windows(tag)
             message = (
-                f"{tag} is back at its untrained level: its smoothed value (median of {p['undone_window']} points) "
+                f"{tag} is back at its untrained level: its smoothed value (median of {window} points) "
                 f"rose from its best {fmt_number(evidence['best'])} to {fmt_number(evidence['smoothed'])}, near where it "
-                f"began ({fmt_number(evidence['untrained'])}), and stayed there for {p['undone_patience']} points since "
+                f"began ({fmt_number(evidence['untrained'])}), and stayed there for {patience} points since "
                 f"step {step}: training undid its progress ({advice})"
             )
         elif condition == "epoch_jump":

@@ -72,6 +72,10 @@ S0490_EPOCHS = [
     2.101, 5.452, 8.321, 9.325]
 # s0596_lr_too_high (HF layout, labelled divergence at 49): AdamW at lr 0.84 on a transformer; HF evaluates
 # at step 0 (the untrained model: 3.35) and logs the mean loss of every 50 steps, the first already 32.2.
+# The fourteenth development batch's s9778 (Keras CNN, 27 % label noise, lr raised x558 after epoch 5): epoch means.
+S9778_EPOCHS = [2.223, 1.913, 1.575, 1.442, 1.408, 3.032, 2.344, 2.323, 2.323, 2.32, 2.32, 2.319, 2.319, 2.315, 2.315,
+                2.32, 2.322, 2.325, 2.317, 2.326, 2.315, 2.307, 2.174, 2.001, 1.912, 1.818, 1.855, 1.791, 1.809, 1.805,
+                1.751]
 S0596_EVAL = dict(zip(range(0, 1480, 37), [3.352, 34.583, 29.003, 8.269, 3.542, 3.178, 3.137, 3.137, 3.125, 3.117]))
 S0596_LOSS = dict(zip(range(49, 1500, 50), [32.186, 22.784, 6.802, 3.21, 3.143, 3.128, 3.119, 3.118, 3.091, 3.088,
                                             3.096, 3.109, 3.11, 3.112, 3.097, 3.099, 3.1, 3.094, 3.07, 3.105]))
@@ -262,6 +266,7 @@ def _streams() -> dict[str, tuple[dict, int]]:
             "undone": ({"loss": {4 + 5 * i: v for i, v in enumerate(S0432_LOSS)}}, 400),
             "undone_noisy": ({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS)),
             "epochs_far": ({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS)),
+            "epochs_undone": ({"train_loss_epoch": np.array(S9778_EPOCHS)}, len(S9778_EPOCHS)),
             "pretrain": ({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000),
             "train_mode": (_train_mode_blowup(), 600), "sparse_blowup": _sparse_blowup(),
             "undoing": ({"train_loss": np.concatenate([2.33 - 0.35 * np.arange(240) / 240, S0766_LOSS])}, 320)}
@@ -485,6 +490,22 @@ def test_a_jump_that_comes_straight_back_down_is_a_note_one_that_stays_a_warning
     stays[273:] = stays[272] * np.exp(0.02 * np.random.default_rng(0).standard_normal(stays.size - 273))
     warned = [a for a in run_alerts({"train_loss": stays}, stays.size) if a.severity != "info"]
     assert warned and (warned[0].step, warned[0].evidence["condition"]) == (272, "jump")
+
+
+def test_an_epoch_level_loss_back_at_its_first_epoch_after_progress_is_a_warning() -> None:
+    """s9778: 2.22 -> 1.41 in five epochs, then chance (2.32) for sixteen: windows of 15 points held for 10
+    never saw it in 31 epochs. Epoch means that fall and level off, or bump a third of the way back up after
+    a warm restart and fall again, stay silent."""
+    warned = [a for a in run_alerts({"train_loss_epoch": np.array(S9778_EPOCHS)}, len(S9778_EPOCHS))
+              if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(6, "warning", "undone")]
+    assert "median of 3 points" in warned[0].message and "stayed there for 3 points" in warned[0].message
+    e = np.arange(40)
+    rng = np.random.default_rng(2)
+    healthy = (0.3 + 1.9 * np.exp(-e / 6)) * (1 + 0.03 * rng.standard_normal(40))
+    restart = np.where(e < 20, 0.2 + 2.0 * np.exp(-e / 5), 0.2 + 0.8 * np.exp(-(e - 20) / 4))  # a restart at 20
+    for epochs in (healthy, restart):
+        assert [a for a in run_alerts({"train_loss_epoch": epochs}, epochs.size) if a.severity != "info"] == []
 
 
 def test_an_epoch_level_loss_at_twice_its_first_epoch_two_epochs_running_is_a_warning() -> None:
