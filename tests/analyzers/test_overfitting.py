@@ -313,3 +313,26 @@ def test_a_batch_that_knocks_the_model_back_right_after_the_minimum_is_not_overf
     assert alerts_of(scalar_run({"train/loss": knocked, "val/loss": val}, N)) == []
     falling = np.where(t > 300, knocked * 0.5, knocked)
     assert [a.step for a in alerts_of(scalar_run({"train/loss": falling, "val/loss": val}, N))] == [300]
+
+
+# Development s9668 (a 16-layer ReLU MLP at 1.5x He under SGD): its validation loss every 45 steps, and the
+# medians of its training loss per 100 steps.
+S9668_VAL = [1225.0, 2.454, 2.327, 2.13, 2.37, 1.89, 1.711, 1.869, 1.542, 1.445, 1.609, 1.194, 1.117, 1.034, 0.716,
+             0.6286, 0.7296, 0.6361, 0.5291, 0.5697, 0.4962, 0.3468, 0.392, 0.4179, 0.5352, 0.3438, 0.3468, 0.3645,
+             0.3144, 0.3535, 0.3697, 0.372, 0.3613, 0.3405, 0.3354, 0.3889, 0.3717, 0.4232, 0.4184, 0.3984, 0.418,
+             0.4199, 0.4283, 0.4208, 0.4289, 0.4394, 0.4377, 0.4402, 0.4437, 0.4435, 0.4435, 0.4444, 0.4453, 0.4456,
+             0.4455]
+S9668_TRAIN = [2.6, 2.24, 1.89, 1.5, 1.23, 0.886, 0.543, 0.54, 0.363, 0.278, 0.185, 0.146, 0.101, 0.0531, 0.0534,
+               0.036, 0.0142, 0.00788, 0.00591, 0.00605, 0.00492, 0.00518, 0.00443, 0.0049, 0.00481]
+
+
+def test_a_bumpy_descent_long_ago_does_not_hide_a_rise_from_a_calm_minimum() -> None:
+    """s9668: the descent from 1225 in steps of up to 0.4 set the noise for the rest of the run (3 sigma 0.11-0.35
+    against a rise of 0.105) while the noise reached back 64 evaluations; the texture of the last 32 is calm."""
+    n = 45 * len(S9668_VAL)
+    medians = np.interp(np.arange(n), 100 * np.arange(len(S9668_TRAIN)) + 50, np.log(S9668_TRAIN))
+    train = np.exp(medians + 0.3 * np.random.default_rng(0).standard_normal(n))
+    val = {45 * i: v for i, v in enumerate(S9668_VAL)}
+    alerts = alerts_of(scalar_run({"loss/train": train, "loss/val": val}, n))
+    assert [(a.step, a.severity) for a in alerts] == [(1530, "warning")]
+    assert alerts[0].evidence["noticed_step"] <= 2200  # of 2475
