@@ -206,6 +206,20 @@ def test_a_validation_loss_that_ends_far_above_its_minimum_is_never_healthy() ->
     assert labels.overfitting(_curves(flat_train, slightly), diverged=False) == (None, [])
 
 
+def test_a_training_loss_knocked_up_right_after_the_minimum_does_not_fall_from_the_blow() -> None:
+    """Development s6996: an lr raised x46 four steps after the validation minimum; the training level around it,
+    half of it the blow, made a partial recovery a "fall" and the run overfitting. The level is never above the
+    one up to the minimum: the same run without the blow, whose training keeps falling, is still overfitting."""
+    val = [2.0, 1.8, 1.6, 1.45, 1.35, 1.3, 1.27, 1.25, 1.22, 1.9, 1.8, 1.7, 1.6, 1.6, 1.6, 1.62, 1.62, 1.62, 1.62,
+           1.62]  # every 50 steps: the minimum at step 400, +30 % at the end
+    noisy = [1.0 if i % 2 else 1.7 for i in range(1000)]  # a batch loss around 1.35
+    blow = noisy[:401] + [2.3] * 49 + [1.15] * 550
+    assert labels.overfitting(_curves(blow, val), diverged=False) == (
+        None, ["validation rose 10-25 %, or rose and came back, while training fell"])
+    falling = noisy[:450] + [0.6] * 550
+    assert labels.overfitting(_curves(falling, val), diverged=False) == (400, [])
+
+
 # --- tbmon against the floors --------------------------------------------------------------------------------
 
 def test_sampled_quality_holds_its_measured_floors(quality: SampledReport) -> None:

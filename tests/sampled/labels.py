@@ -24,7 +24,8 @@ curves would call each problem; they were fixed on the development part only:
   first step. Borderline: 0.7-0.9.
 - overfitting: the minimum of the validation loss (3-evaluation rolling median) with >= 3 evaluations
   after it, the median of the last three >= 25 % above it, the training loss over the last 10 % of the run
-  < 80 % of its level around the minimum, no divergence; or, before that minimum, an earlier one from which
+  < 80 % of its level around the minimum (+-5 % of the run, never above its level over the 5 % up to the
+  minimum: a blow right after it is no level to fall from; development s6996), no divergence; or, before that minimum, an earlier one from which
   the 3-evaluation medians rose >= 25 % for >= 3 evaluations in a row with the training loss then < 80 % of
   its level around it, until a blow to the model (its training loss up by >= 20 % of min(U, chance)) took the
   validation loss below that minimum (an overfitting that a later, lower minimum did not undo). Onset: the (first such)
@@ -305,14 +306,21 @@ def _dated_minimum(val: Series, m: int) -> int:
 
 def _training_fall(c: Curves, onset: int, end: float) -> float | None:
     """The training loss over the run's last tenth up to step ``end`` against its level around ``onset``
-    (+-5 % of the run); ``None`` when either has no point."""
+    (+-5 % of the run, but never above its level over the 5 % up to it: a training loss that leapt right
+    after the minimum was knocked up by a blow, and coming back part of the way is no fall. Development
+    s6996, an lr raised x46 four steps after the validation minimum: the symmetric level, 1.9, half of it
+    the blow's 2.2-2.3, made an end at 1.15 a 40 % fall, against 15 % from the 1.35 before the blow);
+    ``None`` when either has no point."""
     train = c.train
-    around = train.value[np.abs(train.step - onset) <= max(1, c.run_length // 20)]
+    reach = max(1, c.run_length // 20)
+    around = train.value[np.abs(train.step - onset) <= reach]
+    before = train.value[(train.step >= onset - reach) & (train.step <= onset)]
     tail = train.value[(train.step >= end - max(1, c.run_length // 10)) & (train.step <= end)]
     if around.size == 0 or tail.size == 0:
         return None
+    level = min(np.median(around), np.median(before)) if before.size else np.median(around)
     with np.errstate(invalid="ignore", divide="ignore"):  # a training loss of exactly 0 there: NaN, no fall
-        return float(np.median(tail) / np.median(around))
+        return float(np.median(tail) / level)
 
 
 def _knocked_back(c: Curves, b: int) -> bool:
