@@ -9,6 +9,7 @@ wall time, as their writers produced them.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,15 +50,16 @@ def replay(read_result: Any, config: Any = None) -> list[tuple[Any, int]]:
     """Every alert with the step of the newest point of its scenario fed when it was raised."""
     from tbmon.analyzers import Engine
 
-    by_scenario: dict[str, list[tuple[float, int, int, RunBatch]]] = {}
-    for index, batch in enumerate(read_result.batches):
+    by_scenario: dict[str, list[list[tuple[float, int, RunBatch]]]] = {}
+    for batch in read_result.batches:
         if batch.scalars or batch.histograms:
-            key = batch.run.split("/", 1)[0]
-            by_scenario.setdefault(key, []).extend((w, index, s, c) for w, s, c in _chunks(batch))
+            by_scenario.setdefault(batch.run.split("/", 1)[0], []).append(_chunks(batch))
     engine = Engine(config)
     noticed = []
-    for chunks in by_scenario.values():
-        chunks.sort(key=lambda c: (c[0], c[1]))  # wall time; a run's own order is kept (stable, same clock)
-        for _, _, step, chunk in chunks:
+    for runs in by_scenario.values():
+        # The runs interleaved by wall time; each run's own chunks in its order, as a watcher reads them (two
+        # writers in one directory interleave their wall times, and a sort by them fed a run's points out of
+        # order: the engine takes a run's points in seq order).
+        for _, step, chunk in heapq.merge(*runs, key=lambda c: c[0]):
             noticed += [(alert, step) for alert in engine.feed(chunk)]
     return noticed
