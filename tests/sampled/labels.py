@@ -25,10 +25,11 @@ curves would call each problem; they were fixed on the development part only:
 - overfitting: the minimum of the validation loss (3-evaluation rolling median) with >= 3 evaluations
   after it, the median of the last three >= 25 % above it, the training loss over the last 10 % of the run
   < 80 % of its level around the minimum (+-5 % of the run, never above its level over the 5 % up to the
-  minimum: a blow right after it is no level to fall from; development s6996), no divergence; or, before that minimum, an earlier one from which
-  the 3-evaluation medians rose >= 25 % for >= 3 evaluations in a row with the training loss then < 80 % of
-  its level around it, until a blow to the model (its training loss up by >= 20 % of min(U, chance)) took the
-  validation loss below that minimum (an overfitting that a later, lower minimum did not undo). Onset: the (first such)
+  minimum: a blow right after it is no level to fall from; development s6996), no divergence; or, before
+  that minimum, an earlier one from which the 3-evaluation medians rose >= 25 % for >= 3 evaluations in a
+  row with the training loss then < 80 % of its level around it, until a blow to the model (its training
+  loss up by >= 20 % of min(U, chance)) took the validation loss below that minimum (an overfitting that a
+  later, lower minimum did not undo). Onset: the (first such)
   minimum. Borderline: a rise of 10-25 % with training falling, a >= 25 % rise that came back down (after the
   lowest minimum, or before it from an earlier one without a blow), or a >= 25 % rise with training only 5-20 % lower
   or not lower at all (a run whose validation loss ends a quarter above its best is no clean healthy run, whatever
