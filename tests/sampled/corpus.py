@@ -116,13 +116,17 @@ _FOURTEENTH = _drawn_batch(_THIRTEENTH[-1] + 2, ("explode_init", "lr_too_high", 
 # explode_init; counted per class, never read), 120 of them, and 50 healthy-class seeds.
 _FIFTEENTH = _drawn_batch(_FOURTEENTH[-1] + 2, ("explode_init", "lr_too_high", "lr_ramp", "late_divergence"), 120,
                           healthy=50)
+# A sixteenth (same round, drawn after the fifteenth and scored on its rules before any run of it was read): the lr
+# ramps alone, the class behind the locked part's vanishing miss (an alert before the labelled onset, counted, never
+# read) and the fifteenth batch's early divergence alerts, drawn least of all (6 %): 60 of them, 20 healthy-class seeds.
+_SIXTEENTH = _drawn_batch(_FIFTEENTH[-1] + 2, ("lr_ramp",), 60, healthy=20)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
                        "sixth": _SIXTH, "seventh": _SEVENTH, "eighth": _EIGHTH, "ninth": _NINTH,
                        "tenth": _TENTH, "eleventh": _ELEVENTH, "twelfth": _TWELFTH,
                        "thirteenth": _THIRTEENTH, "fourteenth": _FOURTEENTH,
-                       "fifteenth": _FIFTEENTH}
+                       "fifteenth": _FIFTEENTH, "sixteenth": _SIXTEENTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
