@@ -67,9 +67,10 @@ spikes the training loss has had so far.
   ``blowup_patience`` consecutive points. Catches a loss that climbs steadily from step 0 (its best
   is its first value).
 * back at the untrained level → warning ("undone"), dated where it began to hold: the median of
-  the last ``undone_window`` values back within 10 % of the progress from the untrained level
-  for ``undone_patience`` points, after real progress (see ``_undone``; s0432, s0478, s0056); an
-  epoch-level loss on windows of ``EPOCH_UNDONE`` epochs (``_undone_windows``; s9778).
+  the last ``undone_window`` steps' values back within 10 % of the progress from the untrained
+  level for ``undone_patience`` steps, after real progress (see ``_undone``; s0432, s0478, s0056);
+  a loss logged every few steps on at least 3 points (s12658), an epoch-level loss on windows of
+  ``EPOCH_UNDONE`` epochs (``_undone_windows``; s9778).
 * an epoch-level loss at >= ``epoch_first_factor`` x its first epoch for ``epoch_first_patience``
   epochs → warning (``_epoch_above_first``; s0490).
 * an epoch-level loss ``epoch_jump`` x the epoch before, with the next epoch still
@@ -210,6 +211,17 @@ def _train_state(st: dict[str, Any]) -> None:
             st[key] = list(fresh) if isinstance(fresh, list) else fresh
 
 
+def _note_gap(st: dict[str, Any], steps: np.ndarray) -> None:
+    """Keep a training-loss tag's logging interval: the steps between its first two finite points."""
+    if st.get("gap") is not None or not steps.size:
+        return
+    if st.get("first_step") is None:
+        st["first_step"] = int(steps[0])
+        steps = steps[1:]
+    if steps.size:
+        st["gap"] = int(steps[0]) - int(st["first_step"])
+
+
 def _latest_before(seqs: np.ndarray, values: np.ndarray, carried: float, seq: np.ndarray) -> np.ndarray:
     """For each of ``seq``: the value of the latest of this feed's points (``seqs``, ``values``) logged
     before it, or ``carried`` (the last one of earlier feeds) when none was."""
@@ -282,8 +294,9 @@ class Divergence(BaseRule):
 
     def reset(self, tag: str) -> None:
         """A resume forgets the tag's windows and streaks but not the run's first value (its
-        untrained loss: after a resume the first point is a trained one) nor its spike count."""
-        kept = {k: v for k, v in self.tags.get(tag, {}).items() if k in ("first", "spikes")}
+        untrained loss: after a resume the first point is a trained one), its spike count nor its
+        logging interval."""
+        kept = {k: v for k, v in self.tags.get(tag, {}).items() if k in ("first", "spikes", "first_step", "gap")}
         super().reset(tag)
         if kept:
             self.tags[tag] = {"hist": [], "n": 0, **kept}
@@ -442,6 +455,7 @@ class Divergence(BaseRule):
         if train:
             if st.get("first") is None and fv.size:
                 st["first"] = float(fv[0])
+            _note_gap(st, s.step[fidx])
             first = float("nan") if st.get("first") is None else float(st["first"])
             smooth = trailing_median(hist, fv, p["smooth_window"])
             noise = self._noise(st, hist, fv)
@@ -532,6 +546,7 @@ class Divergence(BaseRule):
         else:
             noise, st["noise_block"] = float("nan"), st.get("noise_block") or []
         st["first"] = first
+        _note_gap(st, s.step[:1])
         self._chunk_start[s.tag] = int(st["spikes"])
         levels, info = [0], {}
         step, wall = int(s.step[0]), float(s.wall_time[0])
@@ -567,7 +582,7 @@ class Divergence(BaseRule):
         if not first > 0:
             return
         x, a = point[2], st["n"]
-        w_head, w, patience, sigma = self._undone_windows(tag)
+        w_head, w, patience, sigma = self._undone_windows(tag, st.get("gap"))
         head = st["head"]
         if len(head) < w_head:
             head = st["head"] = head + [x]
@@ -1010,7 +1025,7 @@ class Divergence(BaseRule):
         p = self.p
         if not fv.size or not first > 0:
             return
-        w_head, w, patience, sigma = self._undone_windows(s.tag)
+        w_head, w, patience, sigma = self._undone_windows(s.tag, st.get("gap"))
         head = st["head"]
         absolute = st["n"] + np.arange(fv.size)
         if len(head) < w_head:
@@ -1045,20 +1060,30 @@ class Divergence(BaseRule):
                 "smoothed": float(level[j]), "start_step": start_step, "start_wall": start_wall,
                 "start_value": start_value})
 
-    def _undone_windows(self, tag: str) -> tuple[int, int, int, float]:
+    def _undone_windows(self, tag: str, gap: int | None) -> tuple[int, int, int, float]:
         """``_undone``'s shape: (points the untrained level is a median of, points the level is a median
-        of, points it must hold for, the noise σs progress must clear; 0: none). An epoch-level tag (Keras
-        ``epoch_loss``) is already a mean over a whole epoch: its untrained level is its first epoch (the
-        first nine reach well into training), its level the median of ``EPOCH_UNDONE`` epochs, held for as
-        many, and 20 % off an epoch mean is progress without a noise test (its point-to-point "noise" is
-        the descent itself, and then the blow: it held the warning back ten epochs). Windows made for
-        minibatch losses (15 points, held for 10) never saw it: the fourteenth development batch's s9778,
-        a Keras CNN whose epoch loss fell 2.22 -> 1.41 in five epochs, then sat at chance (2.32) for
-        sixteen of its 31 after an lr raise x558, was never warned (no 15-epoch median held the progress)."""
+        of, points it must hold for, the noise σs progress must clear; 0: none).
+
+        The windows are made for a loss logged every step (15 steps, held for 10) and count steps, not
+        points: a tag logged every ``gap`` steps (its first two points' distance; HF Trainer's
+        ``logging_steps``, Lightning's ``log_every_n_steps``) takes as many points as cover them, and at
+        least 3 (the noise test, on standard errors of that median, still gates progress). In points, a
+        run logged every 10 steps needed 250 steps back at its untrained level: the sixteenth development
+        batch's s12658 (an lr ramp, HF-style, 32 logs) fell 2.6 -> 0.32 and sat at 2.3-2.5, its untrained
+        level, for its last 70 steps, unwarned.
+
+        An epoch-level tag (Keras ``epoch_loss``) is already a mean over a whole epoch: its untrained level
+        is its first epoch (the first nine reach well into training), its level the median of
+        ``EPOCH_UNDONE`` epochs, held for as many, and 20 % off an epoch mean is progress without a noise
+        test (its point-to-point "noise" is the descent itself, and then the blow: it held the warning back
+        ten epochs; the fourteenth development batch's s9778, a Keras CNN whose epoch loss fell 2.22 -> 1.41
+        in five epochs, then sat at chance (2.32) for sixteen of its 31 after an lr raise x558)."""
         if epoch_level(tag):
             return 1, EPOCH_UNDONE, EPOCH_UNDONE, 0.0
         p = self.p
-        return p["smooth_window"], p["undone_window"], p["undone_patience"], p["undone_noise_sigma"]
+        every = max(1, gap or 1)
+        return (-(-p["smooth_window"] // every), max(3, -(-p["undone_window"] // every)),
+                max(3, -(-p["undone_patience"] // every)), p["undone_noise_sigma"])
 
     # --- the alert ------------------------------------------------------------------------------
 
@@ -1120,7 +1145,7 @@ class Divergence(BaseRule):
                 f"{p['epoch_first_patience']} epochs or more in a row: training made whole epochs worse ({advice})"
             )
         elif condition == "undone":
-            _, window, patience, _ = self._undone_windows(tag)
+            _, window, patience, _ = self._undone_windows(tag, self.tags.get(tag, {}).get("gap"))
             message = (
                 f"{tag} is back at its untrained level: its smoothed value (median of {window} points) "
                 f"rose from its best {fmt_number(evidence['best'])} to {fmt_number(evidence['smoothed'])}, near where it "

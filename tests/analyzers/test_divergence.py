@@ -76,6 +76,10 @@ S0490_EPOCHS = [
 S9778_EPOCHS = [2.223, 1.913, 1.575, 1.442, 1.408, 3.032, 2.344, 2.323, 2.323, 2.32, 2.32, 2.319, 2.319, 2.315, 2.315,
                 2.32, 2.322, 2.325, 2.317, 2.326, 2.315, 2.307, 2.174, 2.001, 1.912, 1.818, 1.855, 1.791, 1.809, 1.805,
                 1.751]
+# The sixteenth development batch's s12658 (HF layout: the mean loss of every 10 steps, an lr ramp on a digits MLP).
+S12658_LOSS = dict(zip(range(9, 320, 10), [
+    2.625, 2.542, 2.53, 2.45, 2.304, 2.262, 2.147, 2.069, 1.922, 1.742, 1.355, 1.135, 0.742, 0.613, 0.44, 0.351, 0.331,
+    0.315, 0.365, 0.372, 0.705, 0.652, 1.134, 1.51, 1.746, 3.671, 2.422, 2.404, 2.33, 2.345, 2.528, 2.488]))
 S0596_EVAL = dict(zip(range(0, 1480, 37), [3.352, 34.583, 29.003, 8.269, 3.542, 3.178, 3.137, 3.137, 3.125, 3.117]))
 S0596_LOSS = dict(zip(range(49, 1500, 50), [32.186, 22.784, 6.802, 3.21, 3.143, 3.128, 3.119, 3.118, 3.091, 3.088,
                                             3.096, 3.109, 3.11, 3.112, 3.097, 3.099, 3.1, 3.094, 3.07, 3.105]))
@@ -267,6 +271,7 @@ def _streams() -> dict[str, tuple[dict, int]]:
             "undone_noisy": ({"train/loss": np.array(S0056_LOSS)}, len(S0056_LOSS)),
             "epochs_far": ({"train_loss_epoch": np.array(S0490_EPOCHS)}, len(S0490_EPOCHS)),
             "epochs_undone": ({"train_loss_epoch": np.array(S9778_EPOCHS)}, len(S9778_EPOCHS)),
+            "sparse_undone": ({"loss": S12658_LOSS}, 320),
             "pretrain": ({"eval_loss": S0596_EVAL, "loss": S0596_LOSS}, 1000),
             "train_mode": (_train_mode_blowup(), 600), "sparse_blowup": _sparse_blowup(),
             "undoing": ({"train_loss": np.concatenate([2.33 - 0.35 * np.arange(240) / 240, S0766_LOSS])}, 320)}
@@ -490,6 +495,26 @@ def test_a_jump_that_comes_straight_back_down_is_a_note_one_that_stays_a_warning
     stays[273:] = stays[272] * np.exp(0.02 * np.random.default_rng(0).standard_normal(stays.size - 273))
     warned = [a for a in run_alerts({"train_loss": stays}, stays.size) if a.severity != "info"]
     assert warned and (warned[0].step, warned[0].evidence["condition"]) == (272, "jump")
+
+
+def test_a_loss_logged_every_ten_steps_back_at_its_untrained_level_is_a_warning_within_three_logs() -> None:
+    """s12658: 2.6 -> 0.32, then 2.3-2.5 (its untrained level) for its last seven logs, ten steps apart. The
+    windows count steps (15, held for 10), so three logs decide it; in points they needed 250 steps."""
+    warned = [a for a in run_alerts({"loss": S12658_LOSS}, 320) if a.severity != "info"]
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in warned] == [(269, "warning", "undone")]
+    assert "median of 3 points" in warned[0].message and "stayed there for 3 points" in warned[0].message
+
+
+def test_a_noisy_loss_logged_every_50_steps_that_keeps_its_progress_is_silent() -> None:
+    """Lightning's default: one minibatch's loss every 50 steps (no averaging), batch-8 noise (sigma 0.35 of the
+    level) over 5,000 steps, 20 draws. Three-point windows see that noise undiluted; the noise gate keeps them
+    quiet (without it, 2 of these 20 were warned)."""
+    t = np.arange(49, 5000, 50)
+    warned = []
+    for seed in range(20):
+        loss = (0.3 + 2.0 * np.exp(-t / 600)) * np.exp(0.35 * np.random.default_rng(seed).standard_normal(t.size))
+        warned += [a for a in run_alerts({"train/loss": dict(zip(t.tolist(), loss))}, 5000) if a.severity != "info"]
+    assert warned == []
 
 
 def test_an_epoch_level_loss_back_at_its_first_epoch_after_progress_is_a_warning() -> None:
