@@ -120,13 +120,19 @@ _FIFTEENTH = _drawn_batch(_FOURTEENTH[-1] + 2, ("explode_init", "lr_too_high", "
 # ramps alone, the class behind the locked part's vanishing miss (an alert before the labelled onset, counted, never
 # read) and the fifteenth batch's early divergence alerts, drawn least of all (6 %): 60 of them, 20 healthy-class seeds.
 _SIXTEENTH = _drawn_batch(_FIFTEENTH[-1] + 2, ("lr_ramp",), 60, healthy=20)
+# A seventeenth (same round, drawn after the sixteenth and scored on c23133a's rules, whose change counts the
+# "back at the untrained level" windows in steps, before any run of it was read): an out-of-sample check weighted to
+# healthy runs, 60 drawn lr_too_high / lr_ramp / late_divergence / overfit seeds and 60 healthy-class seeds.
+_SEVENTEENTH = _drawn_batch(_SIXTEENTH[-1] + 2, ("lr_too_high", "lr_ramp", "late_divergence", "overfit"), 60,
+                            healthy=60)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
                        "sixth": _SIXTH, "seventh": _SEVENTH, "eighth": _EIGHTH, "ninth": _NINTH,
                        "tenth": _TENTH, "eleventh": _ELEVENTH, "twelfth": _TWELFTH,
                        "thirteenth": _THIRTEENTH, "fourteenth": _FOURTEENTH,
-                       "fifteenth": _FIFTEENTH, "sixteenth": _SIXTEENTH}
+                       "fifteenth": _FIFTEENTH, "sixteenth": _SIXTEENTH,
+                       "seventeenth": _SEVENTEENTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
