@@ -122,7 +122,8 @@ _FIFTEENTH = _drawn_batch(_FOURTEENTH[-1] + 2, ("explode_init", "lr_too_high", "
 _SIXTEENTH = _drawn_batch(_FIFTEENTH[-1] + 2, ("lr_ramp",), 60, healthy=20)
 # A seventeenth (same round, drawn after the sixteenth and scored on c23133a's rules, whose change counts the
 # "back at the untrained level" windows in steps, before any run of it was read): an out-of-sample check weighted to
-# healthy runs, 60 drawn lr_too_high / lr_ramp / late_divergence / overfit seeds and 60 healthy-class seeds.
+# healthy runs, 60 drawn lr_too_high / lr_ramp / late_divergence / overfit seeds and the healthy-class seeds of
+# that range (55; at most 60).
 _SEVENTEENTH = _drawn_batch(_SIXTEENTH[-1] + 2, ("lr_too_high", "lr_ramp", "late_divergence", "overfit"), 60,
                             healthy=60)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
