@@ -106,6 +106,7 @@ from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LO
 from tbmon.analyzers.windows import (
     MAD_TO_SIGMA,
     Streak,
+    first_gap,
     median_with,
     running_min,
     small_median,
@@ -212,14 +213,12 @@ def _train_state(st: dict[str, Any]) -> None:
 
 
 def _note_gap(st: dict[str, Any], steps: np.ndarray) -> None:
-    """Keep a training-loss tag's logging interval: the steps between its first two finite points."""
+    """Keep a training-loss tag's logging interval (``windows.first_gap``) from its finite points' steps."""
     if st.get("gap") is not None or not steps.size:
         return
     if st.get("first_step") is None:
         st["first_step"] = int(steps[0])
-        steps = steps[1:]
-    if steps.size:
-        st["gap"] = int(steps[0]) - int(st["first_step"])
+    st["gap"], _ = first_gap(st["first_step"], steps)
 
 
 def _latest_before(seqs: np.ndarray, values: np.ndarray, carried: float, seq: np.ndarray) -> np.ndarray:
@@ -1065,7 +1064,7 @@ class Divergence(BaseRule):
         of, points it must hold for, the noise σs progress must clear; 0: none).
 
         The windows are made for a loss logged every step (15 steps, held for 10) and count steps, not
-        points: a tag logged every ``gap`` steps (its first two points' distance; HF Trainer's
+        points: a tag logged every ``gap`` steps (``windows.first_gap``; HF Trainer's
         ``logging_steps``, Lightning's ``log_every_n_steps``) takes as many points as cover them, and at
         least 3 (the noise test, on standard errors of that median, still gates progress). In points, a
         run logged every 10 steps needed 250 steps back at its untrained level: the sixteenth development

@@ -72,7 +72,7 @@ from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, epoch_level
-from tbmon.analyzers.windows import MAD_TO_SIGMA
+from tbmon.analyzers.windows import MAD_TO_SIGMA, first_gap
 
 KIND = "not_learning"
 WARNING = 1
@@ -148,10 +148,7 @@ class Tracker:
             self.first = [int(steps[0]), float(s.wall_time[ok[0]]), float(v[0])]
         gap_from = 0  # the first point of this chunk at which the first step gap (so the origin) is known
         if self.gap is None and n:
-            later = np.flatnonzero(steps > self.first[0])
-            gap_from = int(later[0]) if later.size else n
-            if later.size:
-                self.gap = int(steps[later[0]]) - int(self.first[0])
+            self.gap, gap_from = first_gap(int(self.first[0]), steps)
         count = self.count + 1 + np.arange(n)
         k = p["start_points"]
         take = max(0, min(k - len(self.head), n))

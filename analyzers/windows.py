@@ -146,6 +146,16 @@ def trailing_median(history: np.ndarray, values: np.ndarray, window: int) -> np.
     return out
 
 
+def first_gap(first_step: int, steps: np.ndarray) -> tuple[int | None, int]:
+    """A tag's logging interval: the first positive step difference from its first point's step among
+    ``steps`` (a repeated step is no interval), and the index in ``steps`` where it became known
+    (``steps.size``, with ``None``, while it is not)."""
+    later = np.flatnonzero(steps > first_step)
+    if not later.size:
+        return None, int(steps.size)
+    return int(steps[later[0]]) - first_step, int(later[0])
+
+
 def running_min(previous: float, values: np.ndarray) -> np.ndarray:
     """Running minimum seeded with ``previous`` (use +inf for none)."""
     return np.minimum.accumulate(np.concatenate([[previous], values]))[1:]
