@@ -54,6 +54,14 @@ spikes the training loss has had so far.
     points before the spike rose as far above the level before them), more points: as many as q
     would put above it in a row less than once in 10⁴ (``JUMP_CHANCE``): q <= 4.6 % keeps 3, 6-7.5 %
     (batch 8, s5358) 4, 17 % (batch 4, s6418, 3 in a row 7-10 times per 500 points) 6.
+    And at least ``recover_share`` of the points seen so far (1 %; at most ``recover_max``): an excursion
+    shorter than that is no divergence (the sampled corpus's labeller and a person reading the curve
+    ask an excursion to last 1 % of the run before it is even borderline), and waiting that long
+    costs at most 1 % of the run in notice delay, never the alert's date. The seventeenth development
+    batch's s13078 (healthy: SGD at lr 0.26, batch 14) was warned "jump" at step 1,753 of 4,630: in a
+    burst of spikes its loss sat at its untrained level (1.3-2.4) for 5 points and was back at 0.5
+    at the sixth. On the 784 development runs, 1 % (and 2 %) cost no divergence and warned no
+    run more; it only dropped that false alarm.
 * far above the first value → critical, dated at the first point that high: the smoothed training
   loss (median of the last ``smooth_window`` values) at ≥ ``first_factor`` × the tag's first finite
   value (an untrained model's loss) for ``first_patience`` consecutive points. A learning rate far
@@ -65,7 +73,12 @@ spikes the training loss has had so far.
   by more than ``blowup_fraction`` of the progress made (first value − best, at least
   ``blowup_floor`` × |first value|) and more than ``blowup_noise_sigma`` robust σ, for
   ``blowup_patience`` consecutive points. Catches a loss that climbs steadily from step 0 (its best
-  is its first value).
+  is its first value). Where the untrained model was evaluated before training and scored higher,
+  the first value is that evaluation (``_untrained``, as for spikes: a first batch can read low).
+  The eighteenth development batch's s13456 (healthy: an MLP regression, first batch 2.35, the
+  untrained model's validation loss 3.88) was critical at step 628: a corrupted batch knocked its
+  loss from 0.07 to 1.2-2.4 for 22 points, half the progress from 2.35, a third of that from 3.88,
+  and it was back under 0.5 within 50 steps. On the 893 development runs that was the only change.
 * back at the untrained level → warning ("undone"), dated where it began to hold: the median of
   the last ``undone_window`` steps' values back within 10 % of the progress from the untrained
   level for ``undone_patience`` steps, after real progress (see ``_undone``; s0432, s0478, s0056);
@@ -242,6 +255,7 @@ class Divergence(BaseRule):
         "spike_min_rise": 1.0,
         "recover_points": 3,
         "recover_max": 50,
+        "recover_share": 0.01,
         "recover_fraction": 0.5,
         "recur_fraction": 0.8,
         "recur_count": 6,
@@ -368,6 +382,11 @@ class Divergence(BaseRule):
             self.pretrain[2] = True
             self.pretrain[3] = self.pretrain[0] is not None and self.pretrain[1] < first_step
 
+    def _untrained(self, first: float) -> float:
+        """An untrained model's loss: the tag's first value, or the validation loss evaluated before
+        training where that is higher (a first batch can read low)."""
+        return first if self.pretrain[0] is None else max(first, self.pretrain[0])
+
     def _find_evaluations(self, view: RunView) -> None:
         """This feed's finite, positive points of the run's validation tag (the first one seen), by seq."""
         seq, value = np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -467,7 +486,7 @@ class Divergence(BaseRule):
                 if self.pretrain[3]:
                     self._above_pretrain(st, s, fidx, smooth, float(self.pretrain[0]), levels, info)
                 self._above_eval(st, s, fidx, smooth, self._evaluation_before(s.seq[fidx]), levels, info)
-            self._blowup(st, s, fidx, fv, first, smooth, noise, levels, info)
+            self._blowup(st, s, fidx, fv, self._untrained(first), smooth, noise, levels, info)
             self._undone(st, s, fidx, fv, hist, first, noise, levels, info)
             keep = p["smooth_window"] - 1  # (step, wall time) of the last points, to date far_above_first
             recent = st["recent"] + [[int(s.step[i]), float(s.wall_time[i])] for i in fidx[-keep:]] if keep > 0 else []
@@ -553,7 +572,7 @@ class Divergence(BaseRule):
             if self.pretrain[3]:
                 self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
             self._above_eval(st, s, _FIRST, np.array([smooth]), self._evaluation_before(s.seq[:1]), levels, info)
-        self._blowup_one(st, (step, wall, x), first, smooth, noise, levels, info)
+        self._blowup_one(st, (step, wall, x), self._untrained(first), smooth, noise, levels, info)
         self._undone_one(st, s.tag, (step, wall, x), first, noise, levels, info)
         keep = p["smooth_window"] - 1
         st["recent"] = (st["recent"] + [[step, wall]])[-keep:] if keep > 0 else []
@@ -632,7 +651,7 @@ class Divergence(BaseRule):
                 w = p["smooth_window"]
                 before = float(np.median(hist[-w:])) if hist.size else float("nan")
                 pre = np.where(js > 0, smooth[np.maximum(js - 1, 0)], before)  # smoothed level just before
-                untrained = max(first, self.pretrain[0]) if self.pretrain[0] is not None else first
+                untrained = self._untrained(first)
                 recover = pre + np.fmax(p["recover_fraction"] * np.fmax(untrained - pre, 0.0),
                                         p["blowup_noise_sigma"] * noise[js])
                 explode = p["explosion_factor"] * np.fmax(np.abs(med[js]), abs(untrained))
@@ -644,7 +663,8 @@ class Divergence(BaseRule):
                 ends = hist.size + js
                 texture = _share_above(ups, ends - p["recur_window"], bar, RECUR_HISTORY * p["recur_window"])
                 recurring = self._recurrence(st, js, counted, p["recur_window"] * texture)
-                need = self._points_needed(_share_above(ups, ends, recover - pre, RECUR_HISTORY * p["recur_window"]))
+                need = self._points_needed(_share_above(ups, ends, recover - pre, RECUR_HISTORY * p["recur_window"]),
+                                           st["n"] + js)
                 for k, j in enumerate(js):
                     i = int(fidx[j])
                     found[i] = 1
@@ -675,15 +695,17 @@ class Divergence(BaseRule):
             judged.append((entry, verdict, at))
         return counts
 
-    def _points_needed(self, share: np.ndarray) -> np.ndarray:
+    def _points_needed(self, share: np.ndarray, seen: np.ndarray) -> np.ndarray:
         """How many points after each spike must stay above its recovery level to make a jump: at least
         ``recover_points``, and as many as put above that level in a row by chance less than once in
-        1 / ``JUMP_CHANCE`` at the ``share`` of the points before the spike that rose as far (at most ``recover_max``).
-        A heavy-tailed small-batch loss crosses the bar often; a loss that jumped stays above it."""
+        1 / ``JUMP_CHANCE`` at the ``share`` of the points before the spike that rose as far, and
+        ``recover_share`` of the ``seen`` points before it (at most ``recover_max``). A heavy-tailed
+        small-batch loss crosses the bar often; a loss that jumped stays above it."""
         p = self.p
         with np.errstate(divide="ignore"):
             runs = np.ceil(np.log(JUMP_CHANCE) / np.log(np.clip(share, 0.0, 0.99)))
-        return np.clip(np.nan_to_num(runs, nan=0.0), p["recover_points"], p["recover_max"]).astype(np.int64)
+        runs = np.fmax(np.nan_to_num(runs, nan=0.0), np.ceil(p["recover_share"] * seen))
+        return np.clip(runs, p["recover_points"], p["recover_max"]).astype(np.int64)
 
     def _recurrence(self, st: dict[str, Any], js: np.ndarray, counted: np.ndarray, expected: np.ndarray) -> np.ndarray:
         """For the spikes at finite indices ``js`` of the chunk: how many counted spikes (large ones)

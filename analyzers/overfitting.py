@@ -26,7 +26,20 @@ evaluation *counts* when all hold:
   of the MAD's sample (it was 16, and a shim run with 12 evaluations, s0186, rising steadily from
   0.50 to 0.74 after its minimum while the training loss fell to 0.005, counted its descent as
   noise: 3 σ 0.18 against a 26 % rise of 0.13, one evaluation short of ``patience``). On the
-  775-run development part, any value from 6 to 9 finds s0186 and warns no healthy run;
+  775-run development part, any value from 6 to 9 finds s0186 and warns no healthy run.
+  A trend only widens a spread, and once ``NOISE_SINCE_BEST`` (5) evaluations are kept from the best
+  on, the first differences of those are a second estimate that other trends spoil: a steady rise
+  moves their median, not their spread, and the descent or a jump before the minimum is not among
+  them, while a curve widens them. The noise is the smaller of the two. Alone, the second differences of all had let
+  the first fall and one jump spoil 4 of 9 on the seventeenth batch's s13154 (validation 1.50 ->
+  2.27 after a jump to 2.53, training 0.25 -> 1.6e-4): the MAD broke down and 3 σ flipped between
+  0.14 and 1.28 at consecutive evaluations, never 3 in a row. Alone, the first differences since the
+  best took a curve for noise (the scenario corpus's overfit_hf: validation up 0.60 -> 0.75 and back
+  to 0.67 before climbing for good, noticed 40 steps later) and a validation loss that turned noisy
+  after a blow at its minimum (development s3094) as its noise. On the 784 development runs
+  of the change: overfitting 94 -> 96/100, no healthy or borderline run warned more; on the scenario
+  corpus four overfitting runs noticed 5-15 steps sooner, none later; the eighteenth batch, drawn
+  after it and scored before it was read: 23/23;
 * the training loss is below its level at the best evaluation (a median of the points within
   half an evaluation interval on both sides of it, at least as far as its last 5 points (1 epoch
   mean) before it reach, once training has gone past it: the same scale as the level it is compared with;
@@ -77,7 +90,36 @@ MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many po
 # no healthy or borderline run warned more, live notice delay 27.0 % -> 23.7 % of the run.
 MAX_EVALS = 32
 DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag is planned in numpy first
+NOISE_SINCE_BEST = 5  # evaluations kept from the best on before the noise is theirs alone (4 first differences)
 MIN_CURVATURE_EVALS = 9  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
+
+
+def _differences(values: list[float]) -> list[float]:
+    return [b - a for a, b in zip(values, values[1:])]
+
+
+def evaluation_noise(values: list[float], best: int) -> float | None:
+    """The evaluation-to-evaluation noise (a robust σ) of the kept validation ``values``, the best at
+    index ``best``; None with fewer than 4 differences to judge it by. A trend only widens a spread, and
+    each estimate is blind to a different one: the first differences since the best (once there are
+    ``NOISE_SINCE_BEST`` evaluations from it on) to a steady rise, the second differences of all (once
+    there are ``MIN_CURVATURE_EVALS``) to the descent's curve; the noise is the smaller of those there
+    are, else the first differences of all."""
+    since = values[best:]
+    samples = []
+    if len(since) >= NOISE_SINCE_BEST:
+        samples.append((_differences(since), sqrt(2.0)))  # var(e1 - e0) = 2 σ²
+    if len(values) >= MIN_CURVATURE_EVALS:
+        samples.append((_differences(_differences(values)), sqrt(6.0)))  # var(e2 - 2 e1 + e0) = 6 σ²
+    if not samples:
+        samples.append((_differences(values), sqrt(2.0)))
+    spreads = [_robust_sigma(diffs) / scale for diffs, scale in samples if len(diffs) >= 4]
+    return min(spreads) if spreads else None
+
+
+def _robust_sigma(values: list[float]) -> float:
+    centre = small_median(values)
+    return MAD_TO_SIGMA * small_median([abs(d - centre) for d in values])
 
 
 class _Train:
@@ -226,6 +268,7 @@ class Overfitting(BaseRule):
             eval_seq=seq, eval_step=step, eval_value=value,
             prev_step=NO_STEP if st is None or st["prev_step"] is None else st["prev_step"],
             kept_values=[] if st is None else [e[0] for e in st["evals"]],
+            kept_steps=[] if st is None else [int(e[2]) for e in st["evals"]],
             best=inf if st is None or st["best"] is None else st["best"][0],
             params=self.p, min_points=self._min_points(next(iter(train_tags))), max_points=MAX_TRAIN_POINTS,
             max_kept=MAX_EVALS, max_pending=MAX_PENDING,
@@ -322,8 +365,9 @@ class Overfitting(BaseRule):
         fell = best[1] - level > p["min_train_fall"] * abs(best[1])
         maybe = np.flatnonzero(plan.candidate[i:r] & fell)
         counting = np.zeros(r - i, dtype=bool)
+        since = int(np.searchsorted(plan.kept_step, best[2], side="left"))
         counting[maybe] = above_noise(plan.kept, plan.position[i:r][maybe], plan.smooth[i:r][maybe] - best[0],
-                                      p["noise_sigma"], MAX_EVALS)
+                                      p["noise_sigma"], MAX_EVALS, since, NOISE_SINCE_BEST)
         at = np.arange(r - i)
         last_miss = np.maximum.accumulate(np.where(counting, -1, at))
         streak = np.where(last_miss < 0, st["streak"] + at + 1, at - last_miss)
@@ -630,16 +674,9 @@ class Overfitting(BaseRule):
                 and best_train - level > p["min_train_fall"] * abs(best_train)
                 and value - level > p["min_gap"] * abs(level)):
             return False
-        vals = [e[0] for e in st["evals"]]
-        diffs = [b - a for a, b in zip(vals, vals[1:])]
-        scale = sqrt(2.0)  # var(e1 - e0) = 2 σ²
-        if len(vals) >= MIN_CURVATURE_EVALS:  # a descent's steps are trend, not noise: take it out
-            diffs, scale = [b - a for a, b in zip(diffs, diffs[1:])], sqrt(6.0)  # var(e2 - 2 e1 + e0) = 6 σ²
-        if len(diffs) < 4:
-            return True
-        centre = small_median(diffs)
-        noise = MAD_TO_SIGMA * small_median([abs(d - centre) for d in diffs]) / scale
-        return rise > p["noise_sigma"] * noise
+        evals = st["evals"]
+        noise = evaluation_noise([e[0] for e in evals], next(i for i, e in enumerate(evals) if e[2] >= st["best"][2]))
+        return noise is None or rise > p["noise_sigma"] * noise
 
     def _alert(self, val_tag: str, train_tag: str, st: dict[str, Any], value: float, level: float, step: int) -> Alert:
         best, best_train, best_step, best_wall = st["best"]

@@ -88,6 +88,7 @@ class EvalPlan:
     candidate: np.ndarray  # bool: risen enough above the best and above the training level to count
     new_best: np.ndarray  # bool: its smoothed loss is a new best
     kept: np.ndarray  # validation values of the kept evaluations (the rule's ``evals``, then the batch's)
+    kept_step: np.ndarray  # and their steps
     position: np.ndarray  # each evaluation's index in ``kept`` (where it is kept)
     smooth: np.ndarray  # its smoothed validation loss (+inf: window not full yet)
 
@@ -106,6 +107,7 @@ def plan_evaluations(
     eval_value: np.ndarray,
     prev_step: int,
     kept_values: list[float],
+    kept_steps: list[int],
     best: float,
     params: dict,
     min_points: int,
@@ -118,7 +120,7 @@ def plan_evaluations(
     ``buffer_*``: the rule's training buffer (finite points, step order); ``train_*``: the batch's
     training points up to its first non-finite one, which arrives at ``limit_seq`` (+inf: none;
     the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation
-    values of the evaluations the rule keeps (``evals``); ``best``: the smoothed best so far
+    values of the evaluations the rule keeps (``evals``), ``kept_steps`` their steps; ``best``: the smoothed best so far
     (+inf: none yet); ``prev_step``: the last judged evaluation's step, ``max_step`` the training
     tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer
     followed by the batch ("global"); the buffer the walk holds when it judges an evaluation is
@@ -160,6 +162,7 @@ def plan_evaluations(
 
     # The evaluations the rule keeps (judged, with a training level), after the ones it kept already.
     kept = np.concatenate([np.asarray(kept_values, dtype=np.float64), eval_value[has_level]])
+    kept_step = np.concatenate([np.asarray(kept_steps, dtype=np.int64), eval_step[has_level]])
     position = len(kept_values) + np.cumsum(has_level) - 1  # in ``kept`` (for the kept ones)
     full = has_level & (np.minimum(position + 1, max_kept) >= width)
     first = np.maximum(position - width + 1, 0)
@@ -175,23 +178,44 @@ def plan_evaluations(
     # never has two waiting, and can be taken up again right after it.
     clean = judged & (cut <= np.append(arrived[1:], np.iinfo(np.int64).max))
     return EvalPlan(cut=cut - held, level=level, clean=clean, routine=clean & full, candidate=rise & gap,
-                    new_best=new_best, kept=kept, position=position, smooth=smooth)
+                    new_best=new_best, kept=kept, kept_step=kept_step, position=position, smooth=smooth)
+
+
+def window_mads(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The median absolute deviation from the median of each window ``values[s : s + n]``, ``n >= 1``: the
+    same float as ``small_median`` of the deviations from ``small_median`` (the overfitting rule's noise)."""
+    out = np.empty(starts.shape[0])
+    if not starts.size:
+        return out
+    centre = window_medians(values, starts, lengths)
+    columns = np.arange(int(lengths.max()))
+    last = values.shape[0] - 1
+    for block in np.array_split(np.arange(starts.shape[0]), max(1, starts.shape[0] * columns.size // _BLOCK_CELLS)):
+        n = lengths[block]
+        inside = columns < n[:, None]
+        spread = np.abs(values[np.minimum(starts[block, None] + columns, last)] - centre[block, None])
+        spread = np.where(inside, spread, np.inf)
+        spread.sort(axis=1)
+        picked = np.arange(block.size)
+        low, high = spread[picked, (n - 1) // 2], spread[picked, n // 2]
+        out[block] = np.where(n % 2 == 1, low, (low + high) / 2)
+    return out
 
 
 def above_noise(
-    kept: np.ndarray, position: np.ndarray, rise: np.ndarray, noise_sigma: float, window: int
+    kept: np.ndarray, position: np.ndarray, rise: np.ndarray, noise_sigma: float, window: int, since: int,
+    min_since: int,
 ) -> np.ndarray:
     """Whether each ``rise`` beats ``noise_sigma`` x the evaluation-to-evaluation noise of the ``window``
-    kept values ending at its ``position`` (all at least ``window - 1``): the robust σ of their second
-    differences, as ``Overfitting._counts`` finds it for a full window, float for float."""
-    second = np.diff(np.diff(kept))
-    width = window - 2
-    starts = position - (window - 1)
-    out = np.empty(position.shape[0], dtype=bool)
-    for block in np.array_split(np.arange(position.shape[0]), max(1, position.shape[0] * width // _BLOCK_CELLS)):
-        centre = window_medians(second, starts[block], np.full(block.size, width))
-        spread = np.abs(second[starts[block, None] + np.arange(width)] - centre[:, None])
-        spread.sort(axis=1)
-        mad = spread[:, width // 2] if width % 2 else (spread[:, width // 2 - 1] + spread[:, width // 2]) / 2
-        out[block] = rise[block] > noise_sigma * (MAD_TO_SIGMA * mad / sqrt(6.0))  # var(e2 - 2 e1 + e0) = 6 σ²
-    return out
+    kept values ending at its ``position`` (all at least ``window - 1``), as ``Overfitting._counts``
+    finds it, float for float: the robust σ of the window's second differences, or that of the first
+    differences from position ``since`` (the best's) on where there are at least ``min_since`` of those
+    values and it is smaller."""
+    first = np.diff(kept)
+    width = np.full(position.shape[0], window - 2)
+    noise = MAD_TO_SIGMA * window_mads(np.diff(first), position - (window - 1), width) / sqrt(6.0)
+    start = np.maximum(since, position - (window - 1))
+    recent = position - start + 1 >= min_since
+    steady = MAD_TO_SIGMA * window_mads(first, start[recent], (position - start)[recent]) / sqrt(2.0)
+    noise[recent] = np.minimum(noise[recent], steady)
+    return rise > noise_sigma * noise

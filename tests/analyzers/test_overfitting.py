@@ -336,3 +336,21 @@ def test_a_bumpy_descent_long_ago_does_not_hide_a_rise_from_a_calm_minimum() -> 
     alerts = alerts_of(scalar_run({"loss/train": train, "loss/val": val}, n))
     assert [(a.step, a.severity) for a in alerts] == [(1530, "warning")]
     assert alerts[0].evidence["noticed_step"] <= 2200  # of 2475
+
+
+# s13154_overfit (seventeenth development batch): validation every 313 steps as logged; the first fall and one
+# jump (2.53 at step 939) before a steady climb to +35 %, while the training loss fell 0.25 -> 1.6e-4.
+S13154_VAL = [2.303, 1.504, 1.674, 2.53, 1.843, 2.008, 2.089, 2.152, 2.191, 2.232, 2.266]
+
+
+def test_a_jump_after_the_minimum_does_not_hide_the_steady_climb_that_follows() -> None:
+    """The second differences of all eleven evaluations: the first fall and the jump spoil four of nine, the MAD
+    breaks down and 3 sigma flips between 0.14 and 1.28 from one evaluation to the next (never 3 in a row). The
+    first differences since the minimum move their median with the climb, not their spread."""
+    n = 313 * len(S13154_VAL)
+    t = np.arange(n)
+    train = 0.25 * np.exp(-t / 400) * np.exp(0.3 * np.random.default_rng(0).standard_normal(n)) + 1e-4
+    val = {313 * i: v for i, v in enumerate(S13154_VAL)}
+    alerts = alerts_of(scalar_run({"loss/train": train, "loss/val": val}, n))
+    assert [(a.step, a.severity) for a in alerts] == [(313, "warning")]
+    assert alerts[0].evidence["noticed_step"] <= 313 * 9

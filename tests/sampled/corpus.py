@@ -126,6 +126,12 @@ _SIXTEENTH = _drawn_batch(_FIFTEENTH[-1] + 2, ("lr_ramp",), 60, healthy=20)
 # that range (55; at most 60).
 _SEVENTEENTH = _drawn_batch(_SIXTEENTH[-1] + 2, ("lr_too_high", "lr_ramp", "late_divergence", "overfit"), 60,
                             healthy=60)
+# An eighteenth (issue 10, sixteenth round), drawn after the seventeenth and scored before any run of it was read on
+# the rules of its day (a jump waits 1 % of the points before it; overfitting's noise from the first differences
+# since the best): an out-of-sample check of both, 60 drawn overfit / late_divergence / lr_too_high / explode_init
+# seeds (overfitting's positives, jumps, and the classes of the locked part's misses) and 60 healthy-class seeds.
+_EIGHTEENTH = _drawn_batch(_SEVENTEENTH[-1] + 2, ("overfit", "late_divergence", "lr_too_high", "explode_init"), 60,
+                           healthy=60)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -133,7 +139,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "tenth": _TENTH, "eleventh": _ELEVENTH, "twelfth": _TWELFTH,
                        "thirteenth": _THIRTEENTH, "fourteenth": _FOURTEENTH,
                        "fifteenth": _FIFTEENTH, "sixteenth": _SIXTEENTH,
-                       "seventeenth": _SEVENTEENTH}
+                       "seventeenth": _SEVENTEENTH, "eighteenth": _EIGHTEENTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
