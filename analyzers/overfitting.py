@@ -30,8 +30,9 @@ evaluation *counts* when all hold:
   A trend only widens a spread, and once ``NOISE_SINCE_BEST`` (5) evaluations are kept from the best
   on, the first differences of those are a second estimate that other trends spoil: a steady rise
   moves their median, not their spread, and the descent or a jump before the minimum is not among
-  them, while a curve widens them. The noise is the smaller of the two. Alone, the second differences of all had let
-  the first fall and one jump spoil 4 of 9 on the seventeenth batch's s13154 (validation 1.50 ->
+  them, while a curve widens them. The noise is the smaller of the two. Alone, the second
+  differences of all had let the first fall and one jump spoil 4 of 9 on the seventeenth batch's
+  s13154 (validation 1.50 ->
   2.27 after a jump to 2.53, training 0.25 -> 1.6e-4): the MAD broke down and 3 σ flipped between
   0.14 and 1.28 at consecutive evaluations, never 3 in a row. Alone, the first differences since the
   best took a curve for noise (the scenario corpus's overfit_hf: validation up 0.60 -> 0.75 and back
@@ -90,7 +91,7 @@ MIN_TRAIN_POINTS = 10  # the training level is a median of at least this many po
 # no healthy or borderline run warned more, live notice delay 27.0 % -> 23.7 % of the run.
 MAX_EVALS = 32
 DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag is planned in numpy first
-NOISE_SINCE_BEST = 5  # evaluations kept from the best on before the noise is theirs alone (4 first differences)
+NOISE_SINCE_BEST = 5  # evaluations kept from the best on before their first differences are a noise estimate
 MIN_CURVATURE_EVALS = 9  # evaluations before noise is judged on second differences (a jump spoils 3 of them)
 
 

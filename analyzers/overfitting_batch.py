@@ -68,13 +68,18 @@ def _padded_medians(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
         rows = np.flatnonzero(classes == size)
         columns = np.arange(size)
         for block in np.array_split(rows, max(1, rows.size * size // _BLOCK_CELLS)):
-            n = lengths[block]
-            padded = np.where(columns < n[:, None], values[np.minimum(starts[block, None] + columns, last)], np.inf)
-            padded.sort(axis=1)
-            picked = np.arange(block.size)
-            low, high = padded[picked, (n - 1) // 2], padded[picked, n // 2]
-            out[block] = np.where(n % 2 == 1, low, (low + high) / 2)
+            out[block] = _row_medians(values[np.minimum(starts[block, None] + columns, last)], lengths[block])
     return out
+
+
+def _row_medians(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The median of each row's first ``lengths`` entries (the rest padded out with +inf), as
+    ``small_median`` finds it; sorts ``rows`` in place."""
+    rows[np.arange(rows.shape[1]) >= lengths[:, None]] = np.inf
+    rows.sort(axis=1)
+    picked = np.arange(rows.shape[0])
+    low, high = rows[picked, (lengths - 1) // 2], rows[picked, lengths // 2]
+    return np.where(lengths % 2 == 1, low, (low + high) / 2)
 
 
 @dataclass(frozen=True)
@@ -191,14 +196,8 @@ def window_mads(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
     columns = np.arange(int(lengths.max()))
     last = values.shape[0] - 1
     for block in np.array_split(np.arange(starts.shape[0]), max(1, starts.shape[0] * columns.size // _BLOCK_CELLS)):
-        n = lengths[block]
-        inside = columns < n[:, None]
         spread = np.abs(values[np.minimum(starts[block, None] + columns, last)] - centre[block, None])
-        spread = np.where(inside, spread, np.inf)
-        spread.sort(axis=1)
-        picked = np.arange(block.size)
-        low, high = spread[picked, (n - 1) // 2], spread[picked, n // 2]
-        out[block] = np.where(n % 2 == 1, low, (low + high) / 2)
+        out[block] = _row_medians(spread, lengths[block])
     return out
 
 
