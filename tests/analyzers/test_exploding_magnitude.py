@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tbmon.analyzers import Engine
+from tbmon.analyzers import AnalyzerConfig, Engine
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.layers import bias_order, is_bias, is_weight, model_order
 from tests.analyzers import streams
@@ -288,6 +288,32 @@ def test_loss_scale_fires_on_a_norm_the_loss_cannot_explain_and_not_on_a_large_l
     for step in range(0, 100, 10):
         bare.scalar("grad_norm", step, 300.0)
     assert same_whatever_the_chunking(bare) == []
+
+
+# s13686 (the sampled corpus' nineteenth development batch; labelled exploding from step 0 by its model-wide gradient
+# RMS of 2-19): a 7-conv ReLU net at 2x He init under AdamW, logging its total norm every 5 steps, and the training
+# loss at each of those steps (223 untrained: chance is 2.3). The loss comes down, the gradients much less.
+S13686_NORM = [
+    1530, 671, 674, 527, 491, 408, 478, 503, 419, 296, 340, 401, 273, 384, 330, 286, 283, 338, 289, 288, 211, 181, 206,
+    192, 138, 214, 197, 208, 186, 182, 330, 184, 362, 202, 167, 204, 155, 152, 164, 110, 223, 166, 105, 200, 144, 155,
+    228, 173, 240, 233, 179, 180, 168, 197, 97.8, 141, 107, 146, 157, 160, 189, 154, 121, 101, 266, 62.2, 230, 107, 216,
+    153, 63.5, 84.2, 3.44, 123, 74.3, 139, 88.8, 152, 70.9, 137]
+S13686_LOSS = [
+    223, 104, 124, 124, 79.7, 73.3, 72.6, 48.3, 45.3, 35.3, 32.6, 47, 19.9, 8.6, 19.9, 15.2, 17.1, 22.9, 14.1, 17.3, 6.98,
+    6.87, 10.3, 9.67, 4.78, 12.5, 7.32, 9.72, 8.38, 4.04, 9.78, 5.73, 5.31, 9.94, 3.25, 6.77, 3.82, 5.1, 6.72, 6.22, 18,
+    1.44, 2.75, 5.35, 3.8, 3.72, 5.92, 2.22, 4.65, 1.47, 4.93, 4.16, 2.44, 3.07, 1.04, 1.58, 1, 1.49, 2.54, 1.78, 2.73,
+    3.92, 4.19, 4.35, 11.2, 0.136, 3.45, 2.72, 1.63, 6.34, 0.26, 0.71, 0.00454, 2.79, 0.138, 0.377, 1.67, 1.44, 0.251,
+    0.79]
+
+
+def test_loss_scale_sees_a_large_init_explosion_once_the_loss_has_come_down_and_the_gradients_have_not() -> None:
+    """s13686's norm is 30-160x its loss from step 200 on: no healthy run measured reaches 27x at two consecutive
+    logs, and 50x is the gate. At the old gate (100x) it was never held twice in a row (98x at most)."""
+    steps = range(0, 400, 5)
+    run = total_run(dict(zip(steps, S13686_NORM)), losses=dict(zip(steps, S13686_LOSS)))
+    assert summary(same_whatever_the_chunking(run)) == [(235, "warning", "loss_scale")]
+    old_gate = Engine(AnalyzerConfig(params={KIND: {"loss_ratio": 100.0}}))
+    assert [a for b in run.batches() for a in old_gate.feed(b) if a.kind == KIND] == []
 
 
 def total_run(values: dict[int, float], *, every: int = 10, losses: dict[int, float] | None = None) -> Stream:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tbmon.analyzers import Engine
+from tbmon.analyzers import AnalyzerConfig, Engine
 from tbmon.analyzers.alerts import Alert
 from tests.analyzers.streams import Stream, hist_fields
 
@@ -61,6 +61,29 @@ def test_vanishing_silent_on_healthy_and_on_a_converged_model() -> None:
     # One log of a starved first layer is not sustained.
     blip = grad_run(lambda s, k: healthy(s, k) * (1e-6 if (s == 150 and k == 0) else 1.0))
     assert alerts_of(blip, "vanishing_gradients") == []
+
+
+def flickering_then_vanished(step: int, k: int) -> float:
+    """s12480 (sampled development corpus; a tanh CNN under an lr ramp, per-layer norms every step): the first
+    layer's gradient is 1e-2–1e-1 of the head's, dips below 1e-3 for 4 steps at 2,109 and for 2 at 2,189, and
+    vanishes for good at 2,242."""
+    dip = 2109 <= step < 2113 or 2189 <= step < 2191 or step >= 2242
+    return healthy(step, k) * (1e-6 if dip and k == 0 else (3e-2 if k == 0 else 1.0))
+
+
+def test_vanishing_patience_means_the_same_at_any_logging_density() -> None:
+    """Two logs of a per-step norm are two steps: a flicker that long is no vanishing. The streak must also cover
+    1 % of the logs seen, what two logs already are for a run logging every 100 steps."""
+    every_step = grad_run(flickering_then_vanished, range(2400), hist=False)
+    alerts = alerts_of(every_step, "vanishing_gradients")
+    assert [a.step for a in alerts] == [2242]
+    assert alerts[0].evidence["noticed_step"] - 2242 <= 0.01 * 2400
+    two_logs = Engine(AnalyzerConfig(params={"vanishing_gradients": {"min_share": 0.0}}))
+    flicker = [a for b in every_step.batches() for a in two_logs.feed(b) if a.kind == "vanishing_gradients"]
+    assert [a.step for a in flicker] == [2109, 2189, 2242]  # three warnings for one condition, the first two early
+    # Histograms every 20 steps see the dips at no log (2100, 2120, ...) and the lasting part from its first log.
+    assert [a.step for a in alerts_of(grad_run(flickering_then_vanished, range(0, 2400, 20)), "vanishing_gradients")] \
+        == [2260]
 
 
 def test_exploding_ratio_and_growth_and_nonfinite() -> None:

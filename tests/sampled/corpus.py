@@ -132,6 +132,17 @@ _SEVENTEENTH = _drawn_batch(_SIXTEENTH[-1] + 2, ("lr_too_high", "lr_ramp", "late
 # seeds (overfitting's positives, jumps, and the classes of the locked part's misses) and 60 healthy-class seeds.
 _EIGHTEENTH = _drawn_batch(_SEVENTEENTH[-1] + 2, ("overfit", "late_divergence", "lr_too_high", "explode_init"), 60,
                            healthy=60)
+# A nineteenth (issue 10, seventeenth round), drawn after the eighteenth and scored on ef5bb8f's rules before any run
+# of it was read: the three drawn classes behind the locked part's remaining misses (overfitting on late_divergence,
+# vanishing on lr_ramp, exploding on explode_init; counted per class, never read), 90 of them, and 40 healthy-class
+# seeds.
+_NINETEENTH = _drawn_batch(_EIGHTEENTH[-1] + 2, ("late_divergence", "lr_ramp", "explode_init"), 90, healthy=40)
+# A twentieth (same round), drawn after the nineteenth and scored before any run of it was read on the round's
+# rules (vanishing's streak covers 1 % of the gradient logs; the loss-scale gate at 50x): an out-of-sample check of
+# both, weighted to healthy runs, 70 drawn explode_init / rnn_gain / lr_ramp / never_learns seeds and 70
+# healthy-class seeds.
+_TWENTIETH = _drawn_batch(_NINETEENTH[-1] + 2, ("explode_init", "rnn_gain", "lr_ramp", "never_learns"), 70,
+                          healthy=70)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -139,7 +150,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "tenth": _TENTH, "eleventh": _ELEVENTH, "twelfth": _TWELFTH,
                        "thirteenth": _THIRTEENTH, "fourteenth": _FOURTEENTH,
                        "fifteenth": _FIFTEENTH, "sixteenth": _SIXTEENTH,
-                       "seventeenth": _SEVENTEENTH, "eighteenth": _EIGHTEENTH}
+                       "seventeenth": _SEVENTEENTH, "eighteenth": _EIGHTEENTH,
+                       "nineteenth": _NINETEENTH, "twentieth": _TWENTIETH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
