@@ -190,6 +190,14 @@ _NO_SEQ, _NO_VALUES = np.zeros(0, dtype=np.int64), np.zeros(0)  # no batch array
 _NO_SEQ.flags.writeable = _NO_VALUES.flags.writeable = False
 
 
+def warm_restart(before: Any, peak_before: Any, lr: Any, factor: float) -> Any:
+    """A warm restart of the learning rate (element-wise on arrays): the lr now over ``factor`` x the one
+    before, which was at most 1 / ``factor`` of the peak so far, and back to no more than ``factor`` x
+    that peak (NaN: never). A restart returns to the schedule's peak; a jump far past it is a fault, not
+    a schedule, and a warm-up's first rise (from a peak of its own) is none."""
+    return (lr > factor * before) & (factor * before <= peak_before) & (lr <= factor * peak_before)
+
+
 class ScalarContext:
     """The latest value of one context signal (e.g. learning rate) as of any point of the run.
 

@@ -99,6 +99,17 @@ spikes the training loss has had so far.
 * A jump whose loss is still coming down (lowest point since the spike halfway back and among
   the last ``recover_points``) is judged once it stops falling, at most ``recover_max`` points
   later (``_judge``; s0766_healthy).
+* A warm restart of the learning rate (``base.warm_restart``: back up to its peak from half of it or
+  less, as SGDR / ``CosineAnnealingWarmRestarts`` do; overfitting's test) starts the training loss's
+  comparisons afresh (``_restart``): its windows, best and streaks, not its first value, its head (the
+  untrained level), its point count nor its spike count. A restart knocks a converged model back by design; measured against the level
+  before it, the knock is a jump, a blow-up and recurring spikes, and the episode it opens swallows a
+  real divergence after it. On the sampled development corpus 4 of 69 SGDR runs were warned at a
+  restart: s13428 (Adam: 0.09 -> 1.86 at the restart, back to 0.41 in 140 steps; warned at 602,
+  critical at 607, and its real divergence, an lr jump x59 at 759 that took it to chance for good,
+  fell in that episode), s13644, s10932 and s9972 (recurring spikes within 65 steps of one). A
+  restart that sends the loss back to the untrained level for good is still found (``_undone``
+  measures from the first value), and a non-finite loss always is.
 
 Why these numbers: docs/analyzers.md (the tests/scenarios corpus and real CPU trainings).
 """
@@ -112,7 +123,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts, Tagged
+from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts, Tagged, warm_restart
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, epoch_level
@@ -281,6 +292,7 @@ class Divergence(BaseRule):
         "undone_fraction": 0.9,
         "undone_patience": 10,
         "rearm": 200,
+        "lr_raise": 2.0,
     }
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
@@ -314,6 +326,14 @@ class Divergence(BaseRule):
         if kept:
             self.tags[tag] = {"hist": [], "n": 0, **kept}
 
+    def _restart(self, tag: str) -> None:
+        """A warm restart forgets what ``reset`` does but the ``head`` the untrained level comes from, how many
+        points came ``before`` it (``n`` counts the windows' points) and the lr: the run goes on, its
+        comparisons start afresh."""
+        st = self.tags[tag]
+        kept = {k: v for k, v in st.items() if k in ("first", "spikes", "first_step", "gap", "head", "lr")}
+        self.tags[tag] = {"hist": [], "n": 0, "before": int(st.get("before", 0)) + int(st["n"]), **kept}
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "lr": self.lr.state(), "loss": self.loss.state(), "alerted": self.alerted_tag,
                 "pretrain": list(self.pretrain), "evaluation": dict(self.evaluation),
@@ -344,7 +364,7 @@ class Divergence(BaseRule):
             signal = item.match.signal
             watched = signal in (TRAIN_LOSS, VAL_LOSS) or (signal == GRAD_NORM and item.match.param is None)
             if watched and len(item.series):
-                parts.append(self._levels(item, train=signal == TRAIN_LOSS))
+                parts.append(self._loss_levels(item) if signal == TRAIN_LOSS else self._levels(item, train=False))
         if self._evals[1].size:
             self.evaluation["value"] = float(self._evals[1][-1])
         if not parts:
@@ -446,6 +466,42 @@ class Divergence(BaseRule):
         return lambda q: total
 
     # --- per tag --------------------------------------------------------------------------------
+
+    def _loss_levels(
+        self, item: Tagged
+    ) -> tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None]:
+        """``_levels`` of a training loss, its comparisons started afresh (``reset``) at each warm restart
+        of the learning rate among its points."""
+        s = item.series
+        restarts = self._restarts(s)
+        if not restarts.any():
+            return self._levels(item, train=True)
+        spikes_before = int(self.tags.get(s.tag, {}).get("spikes", 0))
+        bounds = [0, *(int(i) for i in np.flatnonzero(restarts) if i > 0), len(s)]
+        levels, info, counts = [], {}, []
+        for a, b in zip(bounds, bounds[1:]):
+            if restarts[a]:
+                self._restart(s.tag)
+            part = ScalarSeries(s.tag, s.seq[a:b], s.step[a:b], s.wall_time[a:b], s.value[a:b])
+            _, lv, evidence, count = self._levels(Tagged(item.match, part), train=True)
+            levels.append(np.asarray(lv, dtype=np.int64))
+            counts.append(np.asarray(count, dtype=np.int64))
+            info.update({a + k: v for k, v in evidence.items()})
+        self._chunk_start[s.tag] = spikes_before
+        return s, np.concatenate(levels), info, np.concatenate(counts)
+
+    def _restarts(self, s: ScalarSeries) -> np.ndarray:
+        """Which of a training loss's points come right after a warm restart of the learning rate (the lr
+        at the point against the lr at the tag's point before); keeps the last point's lr for the next feed."""
+        st = self.tags.setdefault(s.tag, {"hist": [], "n": 0})
+        if self.lr.tag is None:
+            return np.zeros(len(s), dtype=bool)
+        lrs, peaks = self.lr.at_many(s.seq)
+        before, peak_before = st.get("lr", [float("nan"), float("nan")])
+        hit = warm_restart(np.concatenate([[before], lrs[:-1]]), np.concatenate([[peak_before], peaks[:-1]]), lrs,
+                           self.p["lr_raise"])
+        st["lr"] = [float(lrs[-1]), float(peaks[-1])]
+        return hit
 
     def _levels(
         self, item: Tagged, *, train: bool
@@ -604,7 +660,8 @@ class Divergence(BaseRule):
         head = st["head"]
         if len(head) < w_head:
             head = st["head"] = head + [x]
-        untrained = max(small_median(head[: a + 1] if a + 1 < w_head else head), first)
+        seen = a + st.get("before", 0)
+        untrained = max(small_median(head[: seen + 1] if seen + 1 < w_head else head), first)
         level = median_with(st["hist"], x, w)
         best = inf if st["undone_best"] is None else float(st["undone_best"])
         low = min(best, level if a >= w - 1 else inf)
@@ -664,7 +721,7 @@ class Divergence(BaseRule):
                 texture = _share_above(ups, ends - p["recur_window"], bar, RECUR_HISTORY * p["recur_window"])
                 recurring = self._recurrence(st, js, counted, p["recur_window"] * texture)
                 need = self._points_needed(_share_above(ups, ends, recover - pre, RECUR_HISTORY * p["recur_window"]),
-                                           st["n"] + js)
+                                           st.get("before", 0) + st["n"] + js)
                 for k, j in enumerate(js):
                     i = int(fidx[j])
                     found[i] = 1
@@ -1053,7 +1110,8 @@ class Divergence(BaseRule):
             head = head + fv[: w_head - len(head)].tolist()
             st["head"] = head
         # Past its first ``w_head`` points a tag's untrained level is the median of the whole head.
-        heads = [small_median(head[: a + 1]) for a in absolute[:w_head].tolist() if a + 1 < w_head]
+        seen = st.get("before", 0) + absolute
+        heads = [small_median(head[: a + 1]) for a in seen[:w_head].tolist() if a + 1 < w_head]
         level = trailing_median(hist, fv, w)
         seed = np.inf if st["undone_best"] is None else float(st["undone_best"])
         ref = np.full(fv.size, small_median(head))

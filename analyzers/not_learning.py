@@ -46,9 +46,14 @@ Not judged, to keep healthy runs quiet:
 
 The likely cause, from what the run logs (evidence as of the alerting point, by ``seq``): the loss
 leapt to ≥ ``leap`` × its start before falling back (lr far too high); the first weight layer's
-gradient below ``grad_ratio`` = 1e-2 × the last layer's (median of the last 5 logged steps; per-layer
-magnitudes from ``layers.py``: never-learning deep tanh/sigmoid nets 1e-14 to 1e-3 throughout; healthy
-and slow-starting runs ≥ 0.04 once they learn, one (16 tanh layers, Adam) 2.5e-4 at its start); a learning rate whose highest logged value so far is ≤ ``low_lr`` = 1e-5 (the set rate, not a
+gradient below ``grad_ratio`` × the last layer's (median of the last 5 logged steps; per-layer
+magnitudes from ``layers.py``), vanishing_gradients' own bar (1e-3, AUTOTRAINER's β1) so the two rules
+cannot disagree on what a vanishing gradient is. It was 1e-2 (never-learning deep tanh/sigmoid nets sat
+at 1e-14 to 1e-3 throughout; healthy and slow-starting runs ≥ 0.04 once they learn) until the twentieth
+development batch's s14682: a 12-layer tanh MLP under SGD with momentum at 0.0037 sat at chance for
+1,150 of its 2,302 steps, then learned (2.3 -> 1.0), and was warned at step 300. Between 1e-3 and 1e-2
+a late start and a run that never learns look alike (four of those on the development part, 0.0015-0.0067);
+above 1e-3 the run gets the no-cause path (an info note after ``note_steps``); a learning rate whose highest logged value so far is ≤ ``low_lr`` = 1e-5 (the set rate, not a
 schedule's annealed tail: a healthy warm-restart run annealed to 9e-6 was blamed on it; SGD at 1e-6 never
 moved; Adam at 1e-5 took 2,600 steps to gain 10 %); every logged gradient exactly zero; otherwise
 data, labels or a bug.
@@ -72,6 +77,7 @@ from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, epoch_level
+from tbmon.analyzers.vanishing_gradients import VanishingGradients
 from tbmon.analyzers.windows import MAD_TO_SIGMA, first_gap
 
 KIND = "not_learning"
@@ -310,7 +316,7 @@ class NotLearning(BaseRule):
         "late_epochs": 80,
         "origin_gaps": 2,
         "leap": 2.0,
-        "grad_ratio": 1e-2,
+        "grad_ratio": VanishingGradients.defaults["ratio"],
         "low_lr": 1e-5,
     }
 

@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tbmon.analyzers.alerts import Alert
-from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts
+from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts, warm_restart
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.overfitting_batch import NO_STEP, EvalPlan, above_noise, plan_evaluations
 from tbmon.analyzers.series import seq_slice
@@ -132,13 +132,6 @@ class _Train:
         self.tag = series.tag
         self.seq, self.step, self.value = series.seq.tolist(), series.step.tolist(), series.value.tolist()
         self.cursor = 0
-
-
-def _restarted(before: Any, peak_before: Any, lr: Any, factor: float) -> Any:
-    """A warm restart (element-wise on arrays): the lr now over ``factor`` x the one before, which was
-    at most 1 / ``factor`` of the peak so far, and back to no more than ``factor`` x that peak (NaN:
-    never). A restart returns to the schedule's peak; a jump far past it is a fault, not a schedule."""
-    return (lr > factor * before) & (factor * before <= peak_before) & (lr <= factor * peak_before)
 
 
 class Overfitting(BaseRule):
@@ -220,7 +213,7 @@ class Overfitting(BaseRule):
         if not isfinite(lr):
             return False
         before, st["lr"] = st.get("lr"), [lr, peak]
-        return before is not None and _restarted(before[0], before[1], lr, self.p["lr_raise"])
+        return before is not None and warm_restart(before[0], before[1], lr, self.p["lr_raise"])
 
     def _raises(self, st: dict[str, Any] | None, seqs: np.ndarray) -> bool:
         """Whether any of these evaluations would find a warm restart (``_warm_restart``, remembering nothing)."""
@@ -229,7 +222,7 @@ class Overfitting(BaseRule):
         lrs, peaks = lrs[finite], peaks[finite]
         if st is not None and st.get("lr") is not None:
             lrs, peaks = np.concatenate([[st["lr"][0]], lrs]), np.concatenate([[st["lr"][1]], peaks])
-        return bool(_restarted(lrs[:-1], peaks[:-1], lrs[1:], self.p["lr_raise"]).any())
+        return bool(warm_restart(lrs[:-1], peaks[:-1], lrs[1:], self.p["lr_raise"]).any())
 
     def _keep_lr(self, tag: str, seqs: list[int]) -> None:
         """After a planned batch: the learning rate at its last evaluation that has one, as the walk leaves it."""

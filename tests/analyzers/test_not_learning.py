@@ -125,6 +125,28 @@ def test_a_slow_starter_is_silent_or_only_noted() -> None:
     assert brief(alerts_of(scalar_run({"train/loss": late_start(4500, 3600)}, 4500))) == [("info", 0, 1000)]
 
 
+def late_start_with_gradients(ratio: float, n: int = 2302, sits: int = 1150) -> Stream:
+    """s14682 (twentieth development batch): 12 tanh layers under SGD with momentum, at chance for 1,150 of its
+    2,302 steps, then learning; gradient histograms every 50 steps, the first layer's ``ratio`` x the head's."""
+    rng = np.random.default_rng(3)
+    loss = late_start(n, sits)
+    s = Stream()
+    for step in range(n):
+        s.scalar("train/loss", step, loss[step])
+        if step % 50 == 0:
+            for layer, scale in (("net.0.weight", ratio * 1e-2), ("net.2.weight", 1e-3), ("net.4.weight", 1e-2)):
+                s.histogram(f"grad/{layer}", step, **hist_fields(scale * rng.standard_normal(64)))
+    return s
+
+
+def test_a_gradient_ratio_vanishing_gradients_would_not_call_vanishing_is_no_cause() -> None:
+    """At 0.0037 (s14682) a late start and a net that never learns look alike (never-learners sat at 0.0015-0.0067
+    too): the no-cause path, an info note after 1,000 steps. Below vanishing_gradients' 1e-3 it is a cause."""
+    assert brief(alerts_of(late_start_with_gradients(0.0037))) == [("info", 0, 1000)]
+    [alert] = alerts_of(late_start_with_gradients(1e-4))
+    assert (alert.severity, alert.evidence["noticed_step"]) == ("warning", 300) and "gradients vanish" in alert.message
+
+
 def test_an_annealed_learning_rate_is_not_blamed_as_far_too_low() -> None:
     """A warm-restart run (sampled s0874: Adam at 1.2e-4, cosine to 9e-6) sat flat for ~370 steps, then learned
     after the restart: the annealed tail is not the set rate, so no early warning blames it. The same curve at a
