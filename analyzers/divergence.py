@@ -102,9 +102,9 @@ spikes the training loss has had so far.
 * A warm restart of the learning rate (``base.warm_restart``: back up to its peak from half of it or
   less, as SGDR / ``CosineAnnealingWarmRestarts`` do; overfitting's test) starts the training loss's
   comparisons afresh (``_restart``): its windows, best and streaks, not its first value, its head (the
-  untrained level), its point count nor its spike count. A restart knocks a converged model back by design; measured against the level
-  before it, the knock is a jump, a blow-up and recurring spikes, and the episode it opens swallows a
-  real divergence after it. On the sampled development corpus 4 of 69 SGDR runs were warned at a
+  untrained level), its point count nor its spike count. A restart knocks a converged model back by
+  design; measured against the level before it, the knock is a jump, a blow-up and recurring spikes,
+  and the episode it opens swallows a real divergence after it. On the sampled development corpus 4 of 69 SGDR runs were warned at a
   restart: s13428 (Adam: 0.09 -> 1.86 at the restart, back to 0.41 in 140 steps; warned at 602,
   critical at 607, and its real divergence, an lr jump x59 at 759 that took it to chance for good,
   fell in that episode), s13644, s10932 and s9972 (recurring spikes within 65 steps of one). A
@@ -125,6 +125,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView, ScalarContext, releases_contexts, Tagged, warm_restart
 from tbmon.analyzers.numbers import fmt_number
+from tbmon.analyzers.overfitting import Overfitting
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, epoch_level
 from tbmon.analyzers.windows import (
@@ -229,6 +230,10 @@ _TRAIN_FRESH = (("best", None), ("streak", Streak().to_json()), ("far", Streak()
                 ("eval_far", Streak().to_json()), ("epoch_jump", None))
 
 
+# What a tag's state keeps through a resume (``reset``); a warm restart (``_restart``) keeps more.
+_KEPT_ON_RESUME = ("first", "spikes", "first_step", "gap")
+
+
 def _train_state(st: dict[str, Any]) -> None:
     """A training-loss tag's state beyond its window: the keys it lacks, fresh (copies: lists change)."""
     for key, fresh in _TRAIN_FRESH:
@@ -292,7 +297,7 @@ class Divergence(BaseRule):
         "undone_fraction": 0.9,
         "undone_patience": 10,
         "rearm": 200,
-        "lr_raise": 2.0,
+        "lr_raise": Overfitting.defaults["lr_raise"],  # one warm restart for both rules
     }
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
@@ -321,7 +326,7 @@ class Divergence(BaseRule):
         """A resume forgets the tag's windows and streaks but not the run's first value (its
         untrained loss: after a resume the first point is a trained one), its spike count nor its
         logging interval."""
-        kept = {k: v for k, v in self.tags.get(tag, {}).items() if k in ("first", "spikes", "first_step", "gap")}
+        kept = {k: v for k, v in self.tags.get(tag, {}).items() if k in _KEPT_ON_RESUME}
         super().reset(tag)
         if kept:
             self.tags[tag] = {"hist": [], "n": 0, **kept}
@@ -331,7 +336,7 @@ class Divergence(BaseRule):
         points came ``before`` it (``n`` counts the windows' points) and the lr: the run goes on, its
         comparisons start afresh."""
         st = self.tags[tag]
-        kept = {k: v for k, v in st.items() if k in ("first", "spikes", "first_step", "gap", "head", "lr")}
+        kept = {k: v for k, v in st.items() if k in (*_KEPT_ON_RESUME, "head", "lr")}
         self.tags[tag] = {"hist": [], "n": 0, "before": int(st.get("before", 0)) + int(st["n"]), **kept}
 
     def state_dict(self) -> dict[str, Any]:
@@ -470,7 +475,7 @@ class Divergence(BaseRule):
     def _loss_levels(
         self, item: Tagged
     ) -> tuple[ScalarSeries, np.ndarray, dict[int, dict[str, Any]], np.ndarray | None]:
-        """``_levels`` of a training loss, its comparisons started afresh (``reset``) at each warm restart
+        """``_levels`` of a training loss, its comparisons started afresh (``_restart``) at each warm restart
         of the learning rate among its points."""
         s = item.series
         restarts = self._restarts(s)

@@ -231,8 +231,9 @@ def continued_streak(start: np.ndarray, cont: np.ndarray, values: np.ndarray, st
 
 
 def streak_due(run_len: np.ndarray, overflow: np.ndarray, patience: int | np.ndarray) -> np.ndarray:
-    """Where a streak is long enough to alert: ``patience`` points (per point, if an array), or a condition point followed by an
-    overflow (a non-finite loss or norm: the run broke while the condition held, so it held to the end)."""
+    """Where a streak is long enough to alert: ``patience`` points (per point, if an array), or a condition
+    point followed by an overflow (a non-finite loss or norm: the run broke while the condition held, so it
+    held to the end)."""
     return (run_len >= patience) | (overflow & (run_len >= 2))
 
 
