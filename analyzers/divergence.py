@@ -98,7 +98,9 @@ spikes the training loss has had so far.
   logged too sparsely for the training-loss rules).
 * A jump whose loss is still coming down (lowest point since the spike halfway back and among
   the last ``recover_points``) is judged once it stops falling, at most ``recover_max`` points
-  later (``_judge``; s0766_healthy).
+  later (``_judge``; s0766_healthy). Halfway from the excursion's peak: a spike right after a higher
+  point is on that one's way down (s15734_healthy: corrupted batches at 41.5 and 68.6, then 7.31,
+  5.25, 4.48, 4.12, 3.41 back under the recovery level of 3.79; halfway from 7.31 it was a jump).
 * A warm restart of the learning rate (``base.warm_restart``: back up to its peak from half of it or
   less, as SGDR / ``CosineAnnealingWarmRestarts`` do; overfitting's test) starts the training loss's
   comparisons afresh (``_restart``): its windows, best and streaks, not its first value, its head (the
@@ -155,7 +157,7 @@ _FIRST = np.zeros(1, dtype=np.int64)  # a one-point chunk's finite points: its f
 
 # A pending spike, carried in the tag state until it is judged (at most ``recover_points`` later).
 (_P_STEP, _P_WALL, _P_VALUE, _P_MED, _P_SIGMA, _P_PRE, _P_RECOVER, _P_EXPLODE, _P_EXPLOSION, _P_RECURRING,
- _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED) = range(14)
+ _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED, _P_PEAK) = range(15)
 
 CHANCE = 1e-6
 """How rare a burst of large spikes must be under the loss's own texture before it is "spikes recur":
@@ -727,12 +729,17 @@ class Divergence(BaseRule):
                 recurring = self._recurrence(st, js, counted, p["recur_window"] * texture)
                 need = self._points_needed(_share_above(ups, ends, recover - pre, RECUR_HISTORY * p["recur_window"]),
                                            st.get("before", 0) + st["n"] + js)
+                # Where its excursion peaked: the spike, or the point before it if that was higher (a spike on
+                # the way down from a higher one is that one's descent; ``_judge``'s halfway is measured from it).
+                previous = np.concatenate([hist[-1:] if hist.size else fv[:1], fv[:-1]])[js]
+                peak = np.fmax(fv[js], previous)
                 for k, j in enumerate(js):
                     i = int(fidx[j])
                     found[i] = 1
                     new.append((i, [int(s.step[i]), float(s.wall_time[i]), float(fv[j]), float(med[j]),
                                     float(sigma[j]), float(pre[k]), float(recover[k]), float(explode[k]),
-                                    bool(explosion[k]), int(recurring[k]), 0, float(fv[j]), 0, int(need[k])]))
+                                    bool(explosion[k]), int(recurring[k]), 0, float(fv[j]), 0, int(need[k]),
+                                    float(peak[k])]))
         chunk_start = int(st["spikes"])
         counts = chunk_start + np.cumsum(found)
         self._chunk_start[s.tag] = chunk_start
@@ -798,7 +805,8 @@ class Divergence(BaseRule):
         ``(None, -1)`` when the chunk ends first (the points seen and their lowest are kept in ``e``).
 
         Not back down after ``recover_points`` points is a jump, unless the loss is still coming
-        down: its lowest point since the spike has undone at least half the jump and is one of the
+        down: its lowest point since the spike has undone at least half the jump (from the spike, or
+        from the point before it when that was higher) and is one of the
         last ``recover_points`` (a loss that jumped to a new level and stays there never gets
         halfway back; a bad update
         being undone at a large batch: s0766_healthy, five corrupted batches at batch 405, fell
@@ -818,7 +826,8 @@ class Divergence(BaseRule):
             if finite and x < e[_P_LOW]:
                 e[_P_LOW], e[_P_LOW_AT] = x, k
             if k >= e[_P_NEED]:
-                halfway = e[_P_LOW] - e[_P_PRE] <= 0.5 * (e[_P_VALUE] - e[_P_PRE])
+                peak = e[_P_PEAK] if len(e) > _P_PEAK else e[_P_VALUE]  # (a spike pending in a state saved before)
+                halfway = e[_P_LOW] - e[_P_PRE] <= 0.5 * (peak - e[_P_PRE])
                 falling = finite and halfway and k - int(e[_P_LOW_AT]) < p["recover_points"] and k < p["recover_max"]
                 if not falling:
                     return ("explosion" if e[_P_EXPLOSION] else "jump"), idx

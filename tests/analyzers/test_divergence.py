@@ -516,6 +516,36 @@ def test_a_jump_that_comes_straight_back_down_is_a_note_one_that_stays_a_warning
     assert warned and (warned[0].step, warned[0].evidence["condition"]) == (272, "jump")
 
 
+# The twenty-second development batch's s15734 (healthy: SGD at batch 195 on a regression, untrained 7.07), steps
+# 176-231: two corrupted batches (41.5, 68.6), then the model they knocked back past its untrained level (7.31)
+# falling at nearly every point, below its recovery level (3.79) at the fifth.
+S15734_KNOCK = [
+    0.239, 0.212, 0.223, 0.275, 0.222, 41.502, 68.616, 7.311, 5.25, 4.476, 4.123, 3.408, 3.467, 2.698, 2.704, 2.417,
+    2.067, 2.145, 1.37, 1.272, 1.18, 1.078, 0.907, 1.021, 0.998, 0.933, 0.722, 0.816, 0.778, 0.875, 0.817, 0.787,
+    0.875, 0.955, 0.7, 0.85, 0.825, 0.691, 0.696, 0.657, 0.654, 0.899, 0.8, 0.642, 0.659, 0.701, 0.73, 0.811, 0.731,
+    0.643, 0.795, 0.695, 0.662, 0.715, 0.809, 0.618]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_spike_on_the_way_down_from_a_higher_one_is_judged_halfway_from_that_peak(seed: int) -> None:
+    """s15734 (a false warning before): 7.31, the first point after the corrupted batches, is a spike of its own.
+    Judged halfway back from itself it was a jump after 3 points (4.12 had undone 45 % of it); it is that
+    excursion's way down from 68.6, and falling: judged once down, a note at the first corrupted batch. The same
+    knock staying at 4-5 is still a warning, dated within it."""
+    n = 829
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    loss = (0.2 + 6.9 * np.exp(-t / 8)) * np.exp(0.08 * rng.standard_normal(n))
+    loss[0] = 7.07
+    loss[176 : 176 + len(S15734_KNOCK)] = S15734_KNOCK
+    alerts = run_alerts({"loss/train": loss}, n)
+    assert [(a.step, a.severity, a.evidence["condition"]) for a in alerts] == [(181, "info", "spike")]
+    stays = loss.copy()
+    stays[184:] = 4.5 * np.exp(0.05 * rng.standard_normal(n - 184))
+    warned = [a for a in run_alerts({"loss/train": stays}, n) if a.severity != "info"]
+    assert warned and 181 <= warned[0].step <= 184 and warned[0].evidence["condition"] == "jump"
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_five_points_at_the_untrained_level_in_a_burst_late_in_a_run_are_no_jump_staying_there_is(seed: int) -> None:
     """s13078's burst after 1,710 steps of its texture (median 0.025, a lognormal tail): a jump needs 1 % of the

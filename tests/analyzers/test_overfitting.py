@@ -247,6 +247,34 @@ def test_a_validation_bump_after_a_warm_restart_is_not_overfitting() -> None:
     assert len(alerts_of(scalar_run({"train/loss": train, "val/loss": val}, train.size))) == 1
 
 
+# The twenty-second development batch's s15914 (SGDR every 1,330 steps, 330 training examples): its validation
+# loss, evaluated every 190 steps.
+S15914_VAL = [1.40, 1.30, 1.37, 1.44, 1.50, 1.60, 1.53, 1.56, 1.64, 1.67, 1.67, 1.68, 1.76, 1.74, 1.74]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_rise_under_way_when_a_warm_restart_comes_is_still_overfitting(seed: int) -> None:
+    """s15914 was counting (validation 1.30 -> 1.56 while training fell) when its restart came; forgetting the best
+    there left a 4 % rise to the end. A restart explains a rise after it, not one before it: the best and the
+    streak are kept, and it is warned at its minimum. The same run with its rise starting only at the restart
+    (the bump a restart makes) stays a new comparison, and quiet."""
+    n, period = 2661, 1330
+    t = np.arange(n)
+    lr = 3.6e-4 * (1 + np.cos(np.pi * (t % period) / period)) / 2 + 1e-7
+    train = healthy_loss(n, seed=seed, start=1.56, floor=0.005, noise=0.3)
+    val = {190 * i: v for i, v in enumerate(S15914_VAL)}
+    found = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, n))
+    assert [(a.step, a.severity) for a in found] == [(190, "warning")]
+    from tests.analyzers.streams import canon, feed
+
+    run = scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, n)
+    cuts = range(97, len(run), 97)
+    assert canon(feed(run, cuts, roundtrip=True, kind="overfitting"), kind="overfitting") == canon(
+        feed(run, kind="overfitting"), kind="overfitting")
+    flat_until_restart = {step: (1.30 if 190 <= step < period else v) for step, v in val.items()}
+    assert alerts_of(scalar_run({"train/loss": train, "val/loss": flat_until_restart, "lr": lr}, n)) == []
+
+
 def test_overfitting_under_a_warm_up_and_a_decaying_learning_rate_is_still_found() -> None:
     """A warm-up raises the lr at every step early on; a validation loss that rises later still counts."""
     train = healthy_loss(N, floor=0.02)

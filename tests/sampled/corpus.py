@@ -143,6 +143,13 @@ _NINETEENTH = _drawn_batch(_EIGHTEENTH[-1] + 2, ("late_divergence", "lr_ramp", "
 # healthy-class seeds.
 _TWENTIETH = _drawn_batch(_NINETEENTH[-1] + 2, ("explode_init", "rnn_gain", "lr_ramp", "never_learns"), 70,
                           healthy=70)
+# A twenty-first (issue 10, eighteenth round), drawn after the twentieth and scored on f730797's rules before any run
+# of it was read: again the three drawn classes behind the locked part's remaining misses, 100 of them, and 30
+# healthy-class seeds.
+_TWENTYFIRST = _drawn_batch(_TWENTIETH[-1] + 2, ("late_divergence", "lr_ramp", "explode_init"), 100, healthy=30)
+# A twenty-second (same round, no rule changed after the twenty-first), drawn after it and scored before it was read:
+# false alarms first, 100 healthy-class seeds, and 40 drawn overfit / late_divergence seeds (overfitting's positives).
+_TWENTYSECOND = _drawn_batch(_TWENTYFIRST[-1] + 2, ("overfit", "late_divergence"), 40, healthy=100)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -151,7 +158,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "thirteenth": _THIRTEENTH, "fourteenth": _FOURTEENTH,
                        "fifteenth": _FIFTEENTH, "sixteenth": _SIXTEENTH,
                        "seventeenth": _SEVENTEENTH, "eighteenth": _EIGHTEENTH,
-                       "nineteenth": _NINETEENTH, "twentieth": _TWENTIETH}
+                       "nineteenth": _NINETEENTH, "twentieth": _TWENTIETH,
+                       "twentyfirst": _TWENTYFIRST, "twentysecond": _TWENTYSECOND}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
