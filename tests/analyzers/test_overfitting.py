@@ -7,7 +7,7 @@ import pytest
 
 from tbmon.analyzers import Engine
 from tbmon.analyzers.alerts import Alert
-from tests.analyzers.streams import Stream, healthy_loss, scalar_run, warmup_cosine_lr
+from tests.analyzers.streams import Stream, canon, feed, healthy_loss, scalar_run, warmup_cosine_lr
 
 N = 600
 EVAL = 20
@@ -263,11 +263,8 @@ def test_a_rise_under_way_when_a_warm_restart_comes_is_still_overfitting(seed: i
     lr = 3.6e-4 * (1 + np.cos(np.pi * (t % period) / period)) / 2 + 1e-7
     train = healthy_loss(n, seed=seed, start=1.56, floor=0.005, noise=0.3)
     val = {190 * i: v for i, v in enumerate(S15914_VAL)}
-    found = alerts_of(scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, n))
-    assert [(a.step, a.severity) for a in found] == [(190, "warning")]
-    from tests.analyzers.streams import canon, feed
-
     run = scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, n)
+    assert [(a.step, a.severity) for a in alerts_of(run)] == [(190, "warning")]
     cuts = range(97, len(run), 97)
     assert canon(feed(run, cuts, roundtrip=True, kind="overfitting"), kind="overfitting") == canon(
         feed(run, kind="overfitting"), kind="overfitting")
@@ -285,8 +282,6 @@ def test_overfitting_under_a_warm_up_and_a_decaying_learning_rate_is_still_found
 
 @pytest.mark.parametrize("cut", [1, 7, 97])
 def test_a_warm_restart_is_judged_the_same_however_the_stream_is_cut(cut: int) -> None:
-    from tests.analyzers.streams import canon, feed
-
     train, val, lr = _sgdr()
     stream = scalar_run({"train/loss": train, "val/loss": val, "lr": lr}, train.size)
     overfit = {s: v + (0.001 * (s - 1600) if s > 1600 else 0.0) for s, v in val.items()}  # rising after the last restart

@@ -148,7 +148,8 @@ _TWENTIETH = _drawn_batch(_NINETEENTH[-1] + 2, ("explode_init", "rnn_gain", "lr_
 # healthy-class seeds.
 _TWENTYFIRST = _drawn_batch(_TWENTIETH[-1] + 2, ("late_divergence", "lr_ramp", "explode_init"), 100, healthy=30)
 # A twenty-second (same round, no rule changed after the twenty-first), drawn after it and scored before it was read:
-# false alarms first, 100 healthy-class seeds, and 40 drawn overfit / late_divergence seeds (overfitting's positives).
+# false alarms first, the healthy-class seeds of its range (74; at most 100), and 40 drawn overfit / late_divergence
+# seeds (overfitting's positives).
 _TWENTYSECOND = _drawn_batch(_TWENTYFIRST[-1] + 2, ("overfit", "late_divergence"), 40, healthy=100)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
