@@ -1,18 +1,29 @@
-"""`dead_units` (warning): most of a layer's gradient entries are exactly zero, log after log.
+"""`dead_units` (warning): most of a layer's units get no gradient at all, log after log.
 
-Exactly-zero weight gradients mean the units feeding or fed by the layer are inactive for the
-whole batch: dead ReLUs (a too-high learning rate or a bad bias pushed pre-activations below 0
-for every input). Sources: the trainer shim's exact ``grad_zero_frac/<p>`` scalars, and gradient
-histograms that are entirely zero (min = max = 0) until the run's first exact scalar (by seq).
+A unit whose ReLU is inactive for every example of the batch (a too-high learning rate or a bad
+bias pushed its pre-activation below 0 for every input) gets exactly zero gradient. Sources: the
+trainer shim's exact ``grad_zero_frac/<p>`` scalars, and gradient histograms that are entirely zero
+(min = max = 0) until the run's first exact scalar (by seq).
+
+A layer is judged by its **bias** when it logs one: a bias entry is one unit (a channel of a
+convolution), zero exactly when no example activated it. A weight entry is zero when its unit is
+dead *or* its input is, so weight entries count a dead unit twice and blame the layer after it: the
+twenty-third development batch's s16166 (healthy; an 8-layer ReLU CNN at 2.05x He init, validation
+327 -> 0.97) lost 10 of net.3's 16 channels at its first update (bias 0.625); net.3's weight entries
+read 0.70 with net.0's two dead channels counted again, and net.5's 0.77 while 15 of its 16 units
+were alive, a warning on a layer with nothing dead. A layer with no bias (a convolution before
+BatchNorm) is judged by its weight's entries, as before.
 
 | parameter | default | why |
 |---|---|---|
-| ``zero_frac`` | 0.7 | AUTOTRAINER's γ (and DeepDiagnosis' 70% dead-ReLU share). Measured with the shim on a ReLU MLP on sklearn digits: healthy layers 0.09–0.36 exactly-zero entries (the input's blank border pixels), dead-ReLU runs (bias −3, or lr 2.0) 1.0. |
+| ``zero_frac`` | 0.7 | DeepDiagnosis' 70 % of a layer's ReLU outputs (AUTOTRAINER's γ on gradient entries; SageMaker Debugger fires at 50 % of units). Measured with the shim on a ReLU MLP on sklearn digits: healthy layers 0.09–0.36 exactly-zero entries (the input's blank border pixels), dead-ReLU runs (bias −3, or lr 2.0) 1.0. On the 409 shim-written development runs, the highest share held for 2 logs on a healthy run: units 0.625 (s16166), then 0.45; weight entries 0.77 (s16166), then 0.59. |
 | ``patience`` | 2 | consecutive logs, so one all-zero batch does not count |
 
-Not judged: biases (weights only, as AUTOTRAINER), the first weight layer (sparse inputs, e.g.
-bag-of-words or zero pixels, make its gradient mostly zero in healthy runs) and parameters named
-like embeddings (only the rows of tokens in the batch get gradient). One episode per run, and
+Not judged: the first layer (sparse inputs, e.g. bag-of-words or zero pixels, make its weight
+gradient mostly zero in healthy runs; a layer that blocks all gradient zeroes every layer below it,
+and the first is where that shows first) and parameters named like embeddings (only the rows of
+tokens in the batch get gradient). Whether a weight's layer has a bias is decided by seq, like the
+first layer: the weight is judged until its bias's first point. One episode per run, and
 one alert per layer's streak: a re-armed episode does not say again what a layer still dead since
 the same log already said (a 31-layer ReLU MLP at 1.6x He, development run s1316, logged one
 dead layer's unbroken streak 16 times, each dated at its step 0, because the other layers' quiet
@@ -27,7 +38,7 @@ import numpy as np
 
 from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import BaseRule, RunView
-from tbmon.analyzers.layers import is_weight, model_order
+from tbmon.analyzers.layers import bias_of, is_bias, is_weight, model_order
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import HistogramSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_ZERO_FRAC
@@ -96,11 +107,11 @@ class DeadUnits(BaseRule):
             self.alerted_tag = tag
             alerts.append(self.alert(
                 kind=KIND, level=WARNING, step=first_step, wall_time=first_wall, tag=tag,
-                message=(f"{param}: {fmt_number(100 * float(frac[i]))}% of its gradient entries are exactly zero "
-                         f"(≥ {fmt_number(100 * self.p['zero_frac'])}% for {self.p['patience']} logs, from {source}): "
-                         "dead ReLU units; lower the learning rate, check bias initialisation, or use "
-                         "LeakyReLU/GELU"),
-                evidence={"zero_frac": float(frac[i]), "layer": param, "source": source, "noticed_step": int(step[i])},
+                message=(_share(param, float(frac[i]), f"≥ {fmt_number(100 * self.p['zero_frac'])}% for "
+                                f"{self.p['patience']} logs, from {source}") + ": dead ReLU units; lower the learning "
+                         "rate, check bias initialisation, or use LeakyReLU/GELU"),
+                evidence={"zero_frac": float(frac[i]), "layer": param, "counted": "units" if is_bias(param) else
+                          "gradient entries", "source": source, "noticed_step": int(step[i])},
             ))
         return alerts
 
@@ -127,14 +138,28 @@ class DeadUnits(BaseRule):
         return out
 
     def _judged(self, param: str, seq: np.ndarray) -> np.ndarray:
-        """Per point: whether this layer is judged, knowing the layers that had appeared by then
-        (by seq, so a layer that appears late changes the first layer from then on only)."""
-        if "embed" in param.lower() or not is_weight(param):
+        """Per point: whether this parameter is judged, knowing the parameters that had appeared by then (by
+        seq, so a layer that appears late changes the first layer, and a bias the weight beside it, from then
+        on only): a bias (its entries are the layer's units), a weight when its layer has shown no bias;
+        never the first layer."""
+        bias = is_bias(param)
+        if "embed" in param.lower() or not (bias or is_weight(param)):
             return np.zeros(seq.size, dtype=bool)
         known = np.searchsorted(np.asarray(self.layer_seq), seq, side="right")
         judged = np.zeros(seq.size, dtype=bool)
-        me = self.layers.index(param)
         for k in np.unique(known):
-            order = model_order(self.layers[: int(k)])
-            judged[known == k] = bool(order) and order[0] != me
+            names = self.layers[: int(k)]
+            order = model_order(names)
+            first = names[order[0]] if order else param
+            judged[known == k] = bias_of(first) != param if bias else first != param and bias_of(param) not in names
         return judged
+
+
+def _share(param: str, frac: float, bar: str) -> str:
+    """What the zero fraction of ``param`` says, with the bar it passed: a bias's is its layer's share of units
+    that got no gradient."""
+    pct = fmt_number(100 * frac)
+    if not is_bias(param):
+        return f"{param}: {pct}% of its gradient entries are exactly zero ({bar})"
+    layer = param[: -len(".bias")] if param.lower().endswith((".bias", "/bias")) else param
+    return f"{layer}: {pct}% of its units got no gradient from any example of the batch ({param}; {bar})"

@@ -81,6 +81,19 @@ def is_bias(name: str) -> bool:
     return leaf.endswith("bias") or re.fullmatch(r"bias_[ih]h_l\d+(_reverse)?", leaf) is not None
 
 
+def bias_of(weight: str) -> str:
+    """The name the bias beside ``weight`` has (``net.3.weight`` -> ``net.3.bias``, ``rnn.weight_ih_l0`` ->
+    ``rnn.bias_ih_l0``, ``attn.in_proj_weight`` -> ``attn.in_proj_bias``, Keras ``dense/kernel`` -> ``dense/bias``,
+    spectral norm's ``weight_orig`` -> ``bias``), whether or not the model has one."""
+    cut = max(weight.rfind("."), weight.rfind("/")) + 1
+    head, leaf = weight[:cut], weight[cut:]
+    for old, new in (("weight_orig", "bias"), ("kernel", "bias"), ("weight_", "bias_"), ("weight", "bias")):
+        if old in leaf.lower():
+            at = leaf.lower().rfind(old)
+            return head + leaf[:at] + new + leaf[at + len(old):]
+    return weight
+
+
 class LayerGroups:
     """Turns a run's gradient points into complete per-step groups; state is JSON-ready."""
 
