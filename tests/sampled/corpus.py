@@ -156,6 +156,11 @@ _TWENTYSECOND = _drawn_batch(_TWENTYFIRST[-1] + 2, ("overfit", "late_divergence"
 # vanishing on lr_ramp, exploding on explode_init; counted per class, never read), 100 of them, and 40 healthy-class
 # seeds.
 _TWENTYTHIRD = _drawn_batch(_TWENTYSECOND[-1] + 2, ("late_divergence", "lr_ramp", "explode_init"), 100, healthy=40)
+# A twenty-fourth (same round, after the twenty-third's dead_units change), drawn after it and scored before it was
+# read: false alarms first, the healthy-class seeds of its range (54; at most 80), and 50 drawn overfit /
+# late_divergence / explode_init seeds (overfitting's positives and the draws whose healthy runs held the round's
+# false alarm).
+_TWENTYFOURTH = _drawn_batch(_TWENTYTHIRD[-1] + 2, ("overfit", "late_divergence", "explode_init"), 50, healthy=80)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -166,7 +171,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "seventeenth": _SEVENTEENTH, "eighteenth": _EIGHTEENTH,
                        "nineteenth": _NINETEENTH, "twentieth": _TWENTIETH,
                        "twentyfirst": _TWENTYFIRST, "twentysecond": _TWENTYSECOND,
-                       "twentythird": _TWENTYTHIRD}
+                       "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
