@@ -19,10 +19,12 @@ BatchNorm) is judged by its weight's entries, as before.
 | ``zero_frac`` | 0.7 | DeepDiagnosis' 70 % of a layer's ReLU outputs (AUTOTRAINER's γ on gradient entries; SageMaker Debugger fires at 50 % of units). Measured with the shim on a ReLU MLP on sklearn digits: healthy layers 0.09–0.36 exactly-zero entries (the input's blank border pixels), dead-ReLU runs (bias −3, or lr 2.0) 1.0. On the 409 shim-written development runs, the highest share held for 2 logs on a healthy run: units 0.625 (s16166), then 0.45; weight entries 0.77 (s16166), then 0.59. |
 | ``patience`` | 2 | consecutive logs, so one all-zero batch does not count |
 
-Not judged: the first layer (sparse inputs, e.g. bag-of-words or zero pixels, make its weight
-gradient mostly zero in healthy runs; a layer that blocks all gradient zeroes every layer below it,
-and the first is where that shows first) and parameters named like embeddings (only the rows of
-tokens in the batch get gradient). Whether a weight's layer has a bias is decided by seq, like the
+Not judged: the first layer's weight (sparse inputs, e.g. bag-of-words or zero pixels, make its
+gradient mostly zero in healthy runs; its bias is judged: a dead first hidden layer is the commonest
+dead layer of all) and parameters named like embeddings (only the rows of tokens in the batch get
+gradient). A wholly dead layer zeroes the gradient of every layer below it too, and the alert names the
+first layer (by seq) whose units got none: its units did get no gradient, but the dead ones may sit
+above it. Whether a weight's layer has a bias is decided by seq, like the
 first layer: the weight is judged until its bias's first point. One episode per run, and
 one alert per layer's streak: a re-armed episode does not say again what a layer still dead since
 the same log already said (a 31-layer ReLU MLP at 1.6x He, development run s1316, logged one
@@ -140,8 +142,8 @@ class DeadUnits(BaseRule):
     def _judged(self, param: str, seq: np.ndarray) -> np.ndarray:
         """Per point: whether this parameter is judged, knowing the parameters that had appeared by then (by
         seq, so a layer that appears late changes the first layer, and a bias the weight beside it, from then
-        on only): a bias (its entries are the layer's units), a weight when its layer has shown no bias;
-        never the first layer."""
+        on only): a bias (its entries are the layer's units), a weight when its layer has shown no bias and is
+        not the first layer."""
         bias = is_bias(param)
         if "embed" in param.lower() or not (bias or is_weight(param)):
             return np.zeros(seq.size, dtype=bool)
@@ -151,7 +153,7 @@ class DeadUnits(BaseRule):
             names = self.layers[: int(k)]
             order = model_order(names)
             first = names[order[0]] if order else param
-            judged[known == k] = bias_of(first) != param if bias else first != param and bias_of(param) not in names
+            judged[known == k] = bias or (first != param and bias_of(param) not in names)
         return judged
 
 

@@ -129,8 +129,9 @@ def test_real_dead_relu_training_is_flagged_and_a_healthy_one_is_not(tmp_path: P
     _train(tmp_path / "dead", dead=True)
     _train(tmp_path / "ok", dead=False)
     dead = [a for a in analyze(tmp_path / "dead") if a.kind == "dead_units"]
-    assert [(a.step, a.evidence["layer"], a.evidence["counted"]) for a in dead] == [(0, "2.bias", "units")]
-    assert dead[0].message.startswith("2: 100% of its units got no gradient from any example of the batch")
+    # Layer 2's dead units block all gradient: layer 0's units (seq first) get none either, and are named.
+    assert [(a.step, a.evidence["layer"], a.evidence["counted"]) for a in dead] == [(0, "0.bias", "units")]
+    assert dead[0].message.startswith("0: 100% of its units got no gradient from any example of the batch")
     assert [a for a in analyze(tmp_path / "ok") if a.severity != "info"] == []
 
 
