@@ -144,16 +144,17 @@ class DeadUnits(BaseRule):
         seq, so a layer that appears late changes the first layer, and a bias the weight beside it, from then
         on only): a bias (its entries are the layer's units), a weight when its layer has shown no bias and is
         not the first layer."""
-        bias = is_bias(param)
-        if "embed" in param.lower() or not (bias or is_weight(param)):
+        if "embed" in param.lower() or not (is_bias(param) or is_weight(param)):
             return np.zeros(seq.size, dtype=bool)
+        if is_bias(param):
+            return np.ones(seq.size, dtype=bool)
         known = np.searchsorted(np.asarray(self.layer_seq), seq, side="right")
         judged = np.zeros(seq.size, dtype=bool)
         for k in np.unique(known):
             names = self.layers[: int(k)]
             order = model_order(names)
             first = names[order[0]] if order else param
-            judged[known == k] = bias or (first != param and bias_of(param) not in names)
+            judged[known == k] = first != param and bias_of(param) not in names
         return judged
 
 
