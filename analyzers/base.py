@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from tbmon.analyzers.alerts import SEVERITIES, Alert
-from tbmon.analyzers.series import HistogramSeries, ScalarSeries
+from tbmon.analyzers.series import HistogramSeries, ScalarSeries, StepLevels
 from tbmon.analyzers.signals import Match
 from tbmon.analyzers.windows import EpisodeState, episode_events, episode_point, episode_points, episode_quiet
 
@@ -41,6 +41,9 @@ class RunView:
     run: str
     scalars: tuple[Tagged, ...] = ()
     histograms: tuple[Tagged, ...] = ()
+    # A Keras train run's view: its validation sibling's epoch-level loss so far (the sibling is a run of
+    # its own, fed in its own batches, and read before this one: ``monitor.reader``'s run order).
+    sibling_validation: StepLevels | None = None
     # signal → its items, built once: rules ask for a signal many times per batch, and on a live
     # feed of a few points the scan itself was a fair share of the cost (issue 14).
     _by_signal: dict[str, tuple[Tagged, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -5,6 +5,9 @@
   their tags prefixed with the run's sub-directory (``validation/epoch_loss``) and their
   alerts reported on the parent directory (``RunBatch.experiment_dir``). The two runs have
   separate ``seq`` spaces, so such rules pair the sides by ``step``.
+* A Keras train run's own view also carries its validation sibling's epoch-level loss so far, by
+  step (``RunView.sibling_validation``): divergence reads the validation level beside an epoch
+  jump of the training loss. The reader hands a validation run over before its train sibling.
 * Restarts: when a tag's step goes back (a resume from a checkpoint rewrites the overlap),
   the batch is cut at that point and every rule forgets that tag's numeric state before the
   rest is fed. Open episodes are kept, so the overlap neither false-alarms nor re-alerts.
@@ -25,8 +28,8 @@ from tbmon.analyzers.alerts import Alert
 from tbmon.analyzers.base import Rule, RunView, Tagged
 from tbmon.analyzers.config import AnalyzerConfig
 from tbmon.analyzers.registry import available_rules
-from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries, seq_slice
-from tbmon.analyzers.signals import Match, SignalMatcher
+from tbmon.analyzers.series import HistogramSeries, RunBatch, ScalarSeries, StepLevels, seq_slice
+from tbmon.analyzers.signals import VAL_LOSS, Match, SignalMatcher, epoch_level
 
 # 9: divergence's pending spikes carry the points their jump needs (the loss's own texture).
 # 6: divergence judges spikes after they recover or not, not_learning, loss_plateau's start level (issue #10).
@@ -37,6 +40,9 @@ Series = ScalarSeries | HistogramSeries
 _SEQ_MIN, _SEQ_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 _TAG = operator.attrgetter("tag")
 _ROUTES_KEPT = 4096  # distinct tag sets remembered (a few per run's logging pattern)
+# Validation epochs kept per Keras experiment: a report looks the whole training history up (runs of
+# thousands of epochs are rare); a state file keeps the latest few, which a resumed watcher's lookups need.
+_SIBLING_KEPT, _SIBLING_SAVED = 4096, 16
 Route = tuple[tuple[tuple[int, Match], ...], tuple[tuple[int, Match], ...]]  # (scalars, histograms): position, match
 
 
@@ -55,6 +61,7 @@ class Engine:
         self._rules: dict[str, dict[str, Rule]] = {}  # owner (run or experiment) → name → rule
         self._last_step: dict[str, dict[str, int]] = {}  # run → tag → last step seen
         self._routes: dict[tuple[Any, ...], Route] = {}  # see ``_route``
+        self._validation: dict[str, StepLevels] = {}  # Keras experiment → its validation run's epoch loss
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -86,6 +93,8 @@ class Engine:
         return sorted(alerts, key=lambda a: (a.step, a.run, a.kind, a.tag))
 
     def _feed_rules(self, batch: RunBatch, series: list[Series]) -> list[Alert]:
+        if batch.role == "validation" and batch.experiment_dir is not None:
+            self._note_validation(batch, series)
         out: list[Alert] = []
         for owner, prefix in self._owners(batch):
             view = self._view(owner, batch, series, prefix)
@@ -116,6 +125,18 @@ class Engine:
             out.append(rules[name])
         return out
 
+    def _note_validation(self, batch: RunBatch, series: list[Series]) -> None:
+        """Keep a validation run's epoch-level loss (its first such tag) for its train sibling's view."""
+        assert batch.experiment_dir is not None
+        levels = self._validation.get(batch.experiment_dir)
+        for i, match in self._route(batch.role, series)[0]:
+            s = series[i]
+            if match.signal == VAL_LOSS and epoch_level(s.tag) and (levels is None or levels.tag == s.tag):
+                finite = np.isfinite(s.value)
+                levels = (levels or StepLevels.empty(s.tag)).extended(s.step[finite], s.value[finite], _SIBLING_KEPT)
+                self._validation[batch.experiment_dir] = levels
+                return
+
     def _view(self, owner: str, batch: RunBatch, series: list[Series], prefix: str | None) -> RunView:
         scalars, histograms = self._route(batch.role, series)
         if prefix:
@@ -123,8 +144,9 @@ class Engine:
                 Tagged(m, dataclasses.replace(series[i], tag=prefix + series[i].tag)) for i, m in scalars),
                 histograms=tuple(Tagged(m, dataclasses.replace(series[i], tag=prefix + series[i].tag))
                                  for i, m in histograms))
+        sibling = self._validation.get(batch.experiment_dir) if batch.role == "train" and batch.experiment_dir else None
         return RunView(run=owner, scalars=tuple([Tagged(m, series[i]) for i, m in scalars]),
-                       histograms=tuple([Tagged(m, series[i]) for i, m in histograms]))
+                       histograms=tuple([Tagged(m, series[i]) for i, m in histograms]), sibling_validation=sibling)
 
     def _route(self, role: str | None, series: list[Series]) -> Route:
         """``(position, match)`` of each scalar and each histogram series some signal matches, remembered
@@ -177,6 +199,8 @@ class Engine:
             "version": STATE_VERSION,
             "rules": {owner: {n: r.state_dict() for n, r in rules.items()} for owner, rules in self._rules.items()},
             "last_step": self._last_step,
+            "validation": {exp: [v.tag, v.step[-_SIBLING_SAVED:].tolist(), v.value[-_SIBLING_SAVED:].tolist()]
+                           for exp, v in self._validation.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -184,6 +208,8 @@ class Engine:
             raise ValueError(f"analyzer state version {state.get('version')!r} is not {STATE_VERSION}; start fresh")
         classes = dict(self._rule_classes)
         self._last_step = {run: dict(tags) for run, tags in state["last_step"].items()}
+        self._validation = {exp: StepLevels(tag, np.asarray(step, dtype=np.int64), np.asarray(value, dtype=float))
+                            for exp, (tag, step, value) in state.get("validation", {}).items()}
         self._rules = {}
         for owner, rules in state["rules"].items():
             for name, rule_state in rules.items():

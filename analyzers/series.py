@@ -56,6 +56,34 @@ class HistogramSeries:
 
 
 @dataclass(frozen=True, slots=True)
+class StepLevels:
+    """One loss of a sibling run, by ``step``: the two runs of a Keras train/validation pair have separate
+    ``seq`` spaces, and their epoch-level losses share only the epoch number as their step."""
+
+    tag: str
+    step: np.ndarray  # int64, increasing
+    value: np.ndarray  # float64, finite
+
+    @classmethod
+    def empty(cls, tag: str) -> StepLevels:
+        return cls(tag, np.zeros(0, dtype=np.int64), np.zeros(0))
+
+    def at_or_before(self, step: np.ndarray) -> np.ndarray:
+        """For each of these steps: the value logged at it or the latest before it (NaN when none was)."""
+        i = np.searchsorted(self.step, step, side="right") - 1
+        return np.where(i >= 0, self.value[np.maximum(i, 0)], np.nan) if self.value.size else np.full(i.shape, np.nan)
+
+    def extended(self, step: np.ndarray, value: np.ndarray, kept: int) -> StepLevels:
+        """These levels with new points appended (a resume's overlap replacing the points it rewrites),
+        the last ``kept`` of them."""
+        if not step.size:
+            return self
+        older = self.step < step[0]
+        return StepLevels(self.tag, np.concatenate([self.step[older], step])[-kept:],
+                          np.concatenate([self.value[older], value])[-kept:])
+
+
+@dataclass(frozen=True, slots=True)
 class RunBatch:
     """Everything new for one run since the previous batch, chunked per tag.
 

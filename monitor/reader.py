@@ -152,6 +152,15 @@ class _TagState:
         self.last_seq = last_seq
 
 
+def _feed_order(run: _RunState) -> tuple[str, int]:
+    """Runs in name order, a Keras validation run first among its experiment's: divergence reads the
+    validation level beside the train sibling's epoch loss (``RunView.sibling_validation``), and a
+    report's one batch per run would otherwise bring the whole training history before it."""
+    if run.role == "validation" and run.experiment_dir is not None:
+        return ("" if run.experiment_dir == "." else run.experiment_dir + "/", 0)
+    return (run.run, 1)
+
+
 class _RunState:
     """Everything the reader remembers about one run between polls (no data points)."""
 
@@ -429,7 +438,7 @@ class LogdirReader:
             by_run.setdefault(self._file_run[path], []).append(path)
         for paths in by_run.values():
             paths.sort(key=file_order_key)
-        order = sorted(by_run)
+        order = sorted(by_run, key=lambda name: _feed_order(self._runs[name]))
         self.store.expect([(path, self._runs[name].files[path]) for name in order for path in by_run[name]])
         for name in order:
             run = self._runs[name]

@@ -335,6 +335,58 @@ def test_an_epoch_level_loss_rising_tenfold_in_one_epoch_is_a_warning_a_healthy_
     assert [a.severity for a in run_alerts({"train/loss": minibatch})] == ["info"]
 
 
+# The 24th development batch's s17152 (labelled healthy): a Keras run of a width-512 MLP memorising 86 regression
+# examples, its epoch means as written to its train/ and validation/ sibling runs (epochs 1-17).
+S17152_TRAIN = [9.439e-02, 1.678e-03, 2.869e-06, 3.781e-09, 1.389e-11, 1.873e-14, 1.570e-15, 1.610e-15, 2.073e-15,
+                2.554e-15, 3.825e-15, 4.380e-15, 3.659e-15, 8.674e-15, 2.206e-12, 9.142e-04, 3.688e-03]
+S17152_VAL = [0.344, 0.391, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392,
+              0.377, 0.346]
+
+
+def keras_divergence(train: list[float], val: list[float] | None, *, live: bool, roundtrip: bool = False) -> list[Alert]:
+    """Divergence alerts on Keras sibling runs of ``epoch_loss``: read whole (the reader hands a validation run
+    over before its train sibling), or live, an epoch at a time, each epoch's training mean before its validation
+    loss as the callback writes them (``roundtrip``: the engine's state through JSON before every batch)."""
+    import json
+
+    epochs = range(1, len(train) + 1)
+    tr = scalar_run({"epoch_loss": dict(zip(epochs, train))}, len(train) + 1, run="exp/train", experiment_dir="exp",
+                    role="train")
+    sides = [tr.batches(range(1, len(train)) if live else ())]
+    if val is not None:
+        va = scalar_run({"epoch_loss": dict(zip(epochs, val))}, len(val) + 1, run="exp/validation",
+                        experiment_dir="exp", role="validation")
+        sides.append(va.batches(range(1, len(val)) if live else ()))
+    batches = [b for pair in zip(*sides) for b in pair] if live else [b for side in reversed(sides) for b in side]
+    engine, alerts = Engine(), []
+    for batch in batches:
+        if roundtrip:
+            state = json.loads(json.dumps(engine.state_dict()))
+            engine = Engine()
+            engine.load_state_dict(state)
+        alerts += engine.feed(batch)
+    return [a for a in alerts if a.kind == "divergence"]
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_an_epoch_jump_far_under_the_validation_loss_is_no_divergence(live: bool) -> None:
+    """s17152's training loss reached float32's floor (1.6e-15), then read 2.2e-12, 9.1e-4 and 3.7e-3, rises of
+    1,375x and 1e11x, while its validation loss fell 0.392 -> 0.346: a memorised training set jittering, 400x
+    under the validation loss. The same jumps beside a validation loss at their own scale are a blow-up, and a
+    train run without a validation sibling has no scale to read them against."""
+    assert keras_divergence(S17152_TRAIN, S17152_VAL, live=live) == []
+    assert keras_divergence(S17152_TRAIN, S17152_VAL, live=live, roundtrip=True) == []
+    level = [1e-3] * len(S17152_VAL)
+    warned = keras_divergence(S17152_TRAIN, level, live=live)
+    assert [(a.run, a.step, a.evidence["condition"], a.evidence["validation"]) for a in warned] == [
+        ("exp/train", 15, "epoch_jump", 1e-3)]
+    alone = keras_divergence(S17152_TRAIN, None, live=live)
+    assert [(a.step, a.evidence["condition"], a.evidence["validation"]) for a in alone] == [(15, "epoch_jump", None)]
+    erratic = _erratic_epochs()  # an lr far too high beside its validation loss (2.3-680 on such runs) still warns
+    diverged = keras_divergence(list(erratic), [2.3] * erratic.size, live=live, roundtrip=live)
+    assert [(a.step, a.evidence["condition"]) for a in diverged][:1] == [(6, "epoch_jump")]
+
+
 @pytest.mark.parametrize("name", sorted(_streams()))
 def test_one_batch_and_a_point_at_a_time_give_identical_alerts(name: str) -> None:
     import json

@@ -82,6 +82,24 @@ def test_every_file_of_a_run_is_read_in_name_order(tmp_path: Path, tb) -> None:
     assert np.all(np.diff(run_seqs(result.batches, "run")) > 0)
 
 
+def test_a_keras_validation_run_is_handed_over_before_its_train_sibling(tmp_path: Path, tb) -> None:
+    """Divergence reads a Keras training loss's epoch jumps against the validation level of the sibling run
+    (tests/analyzers/test_divergence.py); a report brings each run as one batch, so the validation run must
+    come first. On s17152's epochs as the real writer puts them (a training set memorised to float precision,
+    its loss jittering 1e-15 -> 4e-3, 100x under the validation loss) nothing is a divergence."""
+    from tbmon.analyzers import analyze
+    from tests.analyzers.test_divergence import S17152_TRAIN, S17152_VAL
+
+    epochs = list(range(1, len(S17152_TRAIN) + 1))
+    tb.scalars(tmp_path / "exp" / "train", {"epoch_loss": S17152_TRAIN}, steps=epochs)
+    tb.scalars(tmp_path / "exp" / "validation", {"epoch_loss": S17152_VAL}, steps=epochs)
+    tb.scalars(tmp_path / "exp" / "trace", {"loss": [1.0]}, steps=[0])
+    tb.scalars(tmp_path / "alone", {"loss": [1.0]}, steps=[0])
+    result = read(tmp_path)
+    assert [b.run for b in result.batches] == ["alone", "exp/validation", "exp/trace", "exp/train"]
+    assert [a for a in analyze(result) if a.kind == "divergence"] == []
+
+
 def test_two_live_writers_in_one_folder_are_both_read(tmp_path: Path) -> None:
     from tensorboardX import SummaryWriter
 
@@ -322,7 +340,7 @@ def test_poll_of_a_new_directory_discovers_the_runs_inside(tmp_path: Path, tb) -
     tb.scalars(tmp_path / "exp" / "validation", {"epoch_loss": [2.0]})
     result = watcher.poll([tmp_path / "exp"])
     assert result.new_runs == ["exp/train", "exp/validation"]
-    assert [b.role for b in result.batches] == ["train", "validation"]
+    assert [b.role for b in result.batches] == ["validation", "train"]  # the level its train sibling is read against
 
 
 def test_state_dict_round_trip_resumes_without_rereading(tmp_path: Path) -> None:

@@ -161,6 +161,12 @@ _TWENTYTHIRD = _drawn_batch(_TWENTYSECOND[-1] + 2, ("late_divergence", "lr_ramp"
 # late_divergence / explode_init seeds (overfitting's positives and the draws whose healthy runs held the round's
 # false alarm).
 _TWENTYFOURTH = _drawn_batch(_TWENTYTHIRD[-1] + 2, ("overfit", "late_divergence", "explode_init"), 50, healthy=80)
+# A twenty-fifth (issue 10, twentieth round), drawn after the twenty-fourth and scored before any run of it was read on
+# the round's rules (an epoch jump is read against the validation level, a Keras train run's from its sibling): 70
+# drawn late_divergence / lr_ramp / explode_init / overfit seeds (the classes of the locked part's misses and
+# overfitting's positives) and the healthy-class seeds of that range (63; at most 70).
+_TWENTYFIFTH = _drawn_batch(_TWENTYFOURTH[-1] + 2, ("late_divergence", "lr_ramp", "explode_init", "overfit"), 70,
+                            healthy=70)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -171,7 +177,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "seventeenth": _SEVENTEENTH, "eighteenth": _EIGHTEENTH,
                        "nineteenth": _NINETEENTH, "twentieth": _TWENTIETH,
                        "twentyfirst": _TWENTYFIRST, "twentysecond": _TWENTYSECOND,
-                       "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH}
+                       "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH,
+                       "twentyfifth": _TWENTYFIFTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
