@@ -696,6 +696,31 @@ def test_a_training_loss_far_above_the_models_own_evaluation_loss_is_a_warning()
     assert [a for a in run_alerts(dropout, 600) if a.severity != "info"] == []
 
 
+# The development part's s15342 (drawn explode_init, labelled divergence from epoch 1): a Keras model at a huge init,
+# its epoch means (train/) and its end-of-epoch evaluations (validation/), epochs 1-26.
+S15342_TRAIN = [1.332e13, 7.848e12, 4.62e12, 3.278e12, 2.686e12, 2.368e12, 2.007e12, 1.711e12, 1.543e12, 1.393e12,
+                1.16e12, 1.217e12, 1.111e12, 1.222e12, 9.484e11, 6.998e11, 8.091e11, 7.186e11, 6.578e11, 6.515e11,
+                5.635e11, 5.295e11, 4.938e11, 4.971e11, 4.472e11, 4.049e11]
+S15342_VAL = [2.216e10, 8.884e9, 5.841e9, 4.478e9, 3.531e9, 2.95e9, 2.393e9, 1.931e9, 1.609e9, 1.355e9, 1.13e9, 9.453e8,
+              8.144e8, 6.659e8, 5.616e8, 4.892e8, 4.624e8, 4.048e8, 3.469e8, 3.291e8, 3.086e8, 3e8, 2.84e8, 2.648e8,
+              2.601e8, 2.416e8]
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_keras_training_loss_far_above_its_validation_sibling_is_a_warning(live: bool) -> None:
+    """s15342's training loss only falls (1.3e13 -> 4e11) and its first epoch is no sane level, but the validation
+    run beside it reads the same model 600-2,300x lower: train mode blows it up, as s1716's in-run evaluation showed.
+    The validation level comes from the sibling run (earlier epochs only: a live watcher may get this epoch's later);
+    a Keras run whose training mean sits a few times over its validation loss (dropout, a falling loss) is silent."""
+    warned = [a for a in keras_divergence(S15342_TRAIN, S15342_VAL, live=live, roundtrip=live) if a.severity != "info"]
+    assert [(a.run, a.step, a.evidence["condition"]) for a in warned] == [("exp/train", 2, "above_eval")]
+    # epochs 2-4 held (from epoch 2: the first has no earlier evaluation); decided at epoch 4, against epoch 3's
+    assert (warned[0].evidence["noticed_step"], warned[0].evidence["evaluation"]) == (4, S15342_VAL[2])
+    assert keras_divergence(S15342_TRAIN, None, live=live) == []
+    train = [2.3 * np.exp(-e / 6) + 0.3 for e in range(30)]
+    assert keras_divergence([4.0 * t for t in train], [t for t in train], live=live) == []
+
+
 def test_a_loss_far_above_the_evaluation_before_training_is_a_warning() -> None:
     """s0596: the first logged loss (32.2, a 50-step mean) already holds the blow-up, so it is no
     untrained level; the evaluation at step 0 (3.35) is."""
