@@ -18,6 +18,7 @@ BatchNorm) is judged by its weight's entries, as before.
 |---|---|---|
 | ``zero_frac`` | 0.7 | DeepDiagnosis' 70 % of a layer's ReLU outputs (AUTOTRAINER's γ on gradient entries; SageMaker Debugger fires at 50 % of units). Measured with the shim on a ReLU MLP on sklearn digits: healthy layers 0.09–0.36 exactly-zero entries (the input's blank border pixels), dead-ReLU runs (bias −3, or lr 2.0) 1.0. On the 409 shim-written development runs, the highest share held for 2 logs on a healthy run: units 0.625 (s16166), then 0.45; weight entries 0.77 (s16166), then 0.59. |
 | ``patience`` | 2 | consecutive logs, so one all-zero batch does not count |
+| ``rearm`` | 10 | quiet points before the run's episode re-arms, and quiet logs of its own before a layer already said is said again |
 
 Not judged: the first layer's weight (sparse inputs, e.g. bag-of-words or zero pixels, make its
 gradient mostly zero in healthy runs; its bias is judged: a dead first hidden layer is the commonest
@@ -29,7 +30,11 @@ first layer: the weight is judged until its bias's first point. One episode per 
 one alert per layer's streak: a re-armed episode does not say again what a layer still dead since
 the same log already said (a 31-layer ReLU MLP at 1.6x He, development run s1316, logged one
 dead layer's unbroken streak 16 times, each dated at its step 0, because the other layers' quiet
-logs re-armed the run's episode between two of its logs).
+logs re-armed the run's episode between two of its logs), nor what a layer back over the bar within
+``rearm`` of its own logs under it already said: the run's episode re-arms after ``rearm`` quiet points
+summed over all its layer tags, under one log, and the twenty-fifth development batch's s17456 (a 6-layer
+ReLU MLP at dropout 0.48 and batch 9, whose last hidden layer's share sat at 0.52-0.89 after a first
+stretch of 0.83-1.0) was said four times as the share flickered around the bar.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from tbmon.analyzers.windows import Streak, streak_update
 
 KIND = "dead_units"
 WARNING = 1
+_NEVER = 1 << 30  # logs under the bar "before" a layer's first stretch over it: as many as it takes
 
 
 class DeadUnits(BaseRule):
@@ -95,17 +101,18 @@ class DeadUnits(BaseRule):
             run_len, start = streak_update(cond, streak, step, wall, frac)
             st["streak"] = streak.to_json()
             levels = (run_len >= self.p["patience"]).astype(int) * WARNING
-            parts.append((tag, param, seq, step, wall, frac, source, levels, start, carried))
+            parts.append((tag, param, seq, step, wall, frac, source, levels, start, carried, _quiet_before(st, cond)))
         if not parts:
             return []
         alerts = []
         for n, i in self.merged_events(KIND, "run", [(p[2], p[3], p[7]) for p in parts], self.p["rearm"]):
-            tag, param, _, step, wall, frac, source, _, start, carried = parts[n]
+            tag, param, _, step, wall, frac, source, _, start, carried, quiet = parts[n]
             k = int(start[i])  # dated at the first log of the streak, which may lie in an earlier batch
             first_step, first_wall = carried if k < 0 else (int(step[k]), float(wall[k]))
-            if self.alerted_streaks.get(tag) == first_step:  # this layer's streak was already said
-                continue
+            said = self.alerted_streaks.get(tag)
             self.alerted_streaks[tag] = first_step
+            if said == first_step or (said is not None and quiet[i] < self.p["rearm"]):  # already said, or the
+                continue  # same layer back over the bar within ``rearm`` of its logs: the episode goes on
             self.alerted_tag = tag
             alerts.append(self.alert(
                 kind=KIND, level=WARNING, step=first_step, wall_time=first_wall, tag=tag,
@@ -156,6 +163,21 @@ class DeadUnits(BaseRule):
             first = names[order[0]] if order else param
             judged[known == k] = first != param and bias_of(param) not in names
         return judged
+
+
+def _quiet_before(st: dict[str, Any], cond: np.ndarray) -> np.ndarray:
+    """Per log: how many of the layer's logs in a row were under the bar right before its current stretch over it
+    began (a large number before any), carried in ``st`` across feeds."""
+    below, gap = int(st.get("below", _NEVER)), int(st.get("gap", _NEVER))
+    gaps = np.empty(cond.size, dtype=np.int64)
+    for j, over in enumerate(cond.tolist()):
+        if over:
+            gap, below = (below if below else gap), 0
+        else:
+            below += 1
+        gaps[j] = gap
+    st["below"], st["gap"] = below, gap
+    return gaps
 
 
 def _share(param: str, frac: float, bar: str) -> str:

@@ -96,6 +96,38 @@ def test_a_layer_with_a_bias_is_judged_by_its_units() -> None:
     assert _fed(no_bias, _per_step(no_bias)) == _fed(no_bias)
 
 
+# The twenty-fifth development batch's s17456 (healthy: a 6-layer ReLU MLP, dropout 0.48, momentum SGD at batch 9,
+# loss 9.4 -> 0.35): the exact zero fraction of its last hidden layer's bias at its 103 logs (every 22 steps).
+S17456_NET15 = [
+    0.31, 0.91, 0.88, 0.86, 0.83, 0.92, 0.97, 0.95, 0.94, 0.97, 0.97, 1.00, 0.97, 0.95, 0.94, 0.91, 0.72, 0.91, 0.84,
+    0.73, 0.78, 0.78, 0.94, 0.77, 0.72, 0.62, 0.75, 0.80, 0.86, 0.73, 0.83, 0.84, 0.83, 0.89, 0.72, 0.78, 0.80, 0.75,
+    0.83, 0.78, 0.72, 0.66, 0.66, 0.73, 0.52, 0.73, 0.72, 0.75, 0.70, 0.67, 0.69, 0.67, 0.70, 0.69, 0.73, 0.72, 0.73,
+    0.66, 0.66, 0.67, 0.62, 0.64, 0.72, 0.59, 0.62, 0.58, 0.75, 0.69, 0.59, 0.67, 0.67, 0.64, 0.66, 0.69, 0.61, 0.59,
+    0.69, 0.64, 0.66, 0.67, 0.58, 0.61, 0.59, 0.64, 0.64, 0.64, 0.59, 0.53, 0.64, 0.61, 0.53, 0.59, 0.67, 0.61, 0.61,
+    0.62, 0.67, 0.69, 0.66, 0.66, 0.69, 0.61, 0.62]
+
+
+def _every_22_steps(net15: list[float]) -> Stream:
+    """s17456's logging: per log, the first layer's weight and bias, a healthy hidden layer, then net.15's bias."""
+    s = Stream()
+    for k, share in enumerate(net15):
+        for name, value in (("net.0.weight", 0.1), ("net.0.bias", 0.1), ("net.3.bias", 0.3), ("net.15.bias", share)):
+            s.scalar(f"grad_zero_frac/{name}", 22 * k, value)
+    return s
+
+
+def test_a_layer_flickering_around_the_bar_is_one_episode_until_it_stays_under_it() -> None:
+    """s17456's last hidden layer: 83-100 % of its units got no gradient for its first 16 logs, then 0.52-0.89
+    (median 0.69). Each return over the bar for two logs was a new alert (steps 572, 990, 1,188), because the run's
+    episode re-armed after 10 quiet points summed over all its layer tags, under one log. A layer is re-armed by
+    ``rearm`` of its own logs under the bar; one that stays under it that long and dies again is said again."""
+    flicker = _every_22_steps(S17456_NET15)
+    assert _fed(flicker) == [(22, "grad_zero_frac/net.15.bias", 44)]
+    assert _fed(flicker, _per_step(flicker)) == _fed(flicker)
+    again = _every_22_steps(S17456_NET15[:20] + [0.4] * 10 + [0.9] * 5)
+    assert _fed(again) == [(22, "grad_zero_frac/net.15.bias", 44), (660, "grad_zero_frac/net.15.bias", 682)]
+
+
 torch = pytest.importorskip("torch")
 
 
