@@ -167,6 +167,11 @@ _TWENTYFOURTH = _drawn_batch(_TWENTYTHIRD[-1] + 2, ("overfit", "late_divergence"
 # overfitting's positives) and the healthy-class seeds of that range (63; at most 70).
 _TWENTYFIFTH = _drawn_batch(_TWENTYFOURTH[-1] + 2, ("late_divergence", "lr_ramp", "explode_init", "overfit"), 70,
                             healthy=70)
+# A twenty-sixth (same round, after all of its changes), drawn after the twenty-fifth and scored before any run of it
+# was read: false alarms first, the healthy-class seeds of its range (62; at most 80), and 50 drawn overfit /
+# late_divergence / lr_ramp / explode_init seeds.
+_TWENTYSIXTH = _drawn_batch(_TWENTYFIFTH[-1] + 2, ("overfit", "late_divergence", "lr_ramp", "explode_init"), 50,
+                            healthy=80)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -178,7 +183,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "nineteenth": _NINETEENTH, "twentieth": _TWENTIETH,
                        "twentyfirst": _TWENTYFIRST, "twentysecond": _TWENTYSECOND,
                        "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH,
-                       "twentyfifth": _TWENTYFIFTH}
+                       "twentyfifth": _TWENTYFIFTH, "twentysixth": _TWENTYSIXTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
