@@ -98,6 +98,14 @@ S13456_KNOCK = [
     0.58, 0.738, 0.621, 0.564, 0.622, 0.986, 0.532, 0.512, 0.68, 0.403, 0.352, 0.449, 0.415, 0.539, 0.386, 0.415,
     0.315, 0.327, 0.311, 0.471, 0.286, 0.662, 0.415, 0.282, 0.451, 0.246, 0.264, 0.578, 0.429, 0.563, 0.38, 0.497,
     0.492, 0.321, 0.336, 0.36, 0.514, 0.453, 0.146]
+# s17692_healthy, steps 273-339 (26th development batch: a 4-layer digits MLP, dropout 0.48, momentum SGD at lr 0.068,
+# batch 328; untrained 3.24, near 0.85 before): a corrupted batch (12.9), then the damaged model at 1.3-2.25 for a few
+# steps, under 1.2 within 50 and back at its level before within a few hundred.
+S17692_KNOCK = [
+    12.9, 1.29, 1.83, 2.24, 2.25, 2.15, 2.19, 2, 1.79, 1.81, 1.72, 1.71, 1.67, 1.62, 1.55, 1.72, 1.68, 1.58, 1.61, 1.54,
+    1.52, 1.51, 1.3, 1.49, 1.45, 1.38, 1.34, 1.37, 1.36, 1.29, 1.39, 1.33, 1.28, 1.24, 1.32, 1.29, 1.29, 1.34, 1.28,
+    1.32, 1.17, 1.19, 1.2, 1.25, 1.23, 1.24, 1.25, 1.17, 1.27, 1.12, 1.3, 1.18, 1.24, 1.19, 1.11, 1.12, 1.19, 1.22,
+    1.18, 1.1, 1.19, 1.18, 1.17, 1.13, 1.16, 1.12, 1.07]
 S0596_EVAL = dict(zip(range(0, 1480, 37), [3.352, 34.583, 29.003, 8.269, 3.542, 3.178, 3.137, 3.137, 3.125, 3.117]))
 S0596_LOSS = dict(zip(range(49, 1500, 50), [32.186, 22.784, 6.802, 3.21, 3.143, 3.128, 3.119, 3.118, 3.091, 3.088,
                                             3.096, 3.109, 3.11, 3.112, 3.097, 3.099, 3.1, 3.094, 3.07, 3.105]))
@@ -171,15 +179,18 @@ def test_recurring_small_spikes_stay_info() -> None:
 
 
 def test_a_jump_that_does_not_recover_is_a_warning_dated_at_the_jump_then_a_blowup() -> None:
-    """Noticed once 1 % of the 600 points before it (6) stayed up."""
+    """Noticed once 2 % of the 600 points before it (12) stayed up."""
     loss = healthy_loss(N)
     loss[600:] = 1.6 * np.exp(0.05 * np.random.default_rng(2).standard_normal(N - 600))  # 0.2 -> 1.6, stays
     alerts = run_alerts({"train/loss": loss})
     first = alerts[0]
     assert (first.step, first.severity, first.evidence["condition"], first.evidence["noticed_step"]) == (
-        600, "warning", "jump", 606)
-    assert [a.evidence["condition"] for a in alerts[1:]] == ["blowup"] and alerts[1].severity == "critical"
-    assert 600 <= alerts[1].step <= 610
+        600, "warning", "jump", 612)
+    # (While the jump waits its 12 points, a later point of it read as a spike of its own can be judged "back
+    # down" against the short smoothed level the jump has already moved: an info note, open in docs/analyzers.md.)
+    later = [a for a in alerts[1:] if a.severity != "info"]
+    assert [a.evidence["condition"] for a in later] == ["blowup"] and later[0].severity == "critical"
+    assert 600 <= later[0].step <= 610
 
 
 def test_an_explosion_that_stays_is_critical_at_the_next_point_and_one_that_recovers_is_info() -> None:
@@ -600,8 +611,8 @@ def test_a_spike_on_the_way_down_from_a_higher_one_is_judged_halfway_from_that_p
 
 @pytest.mark.parametrize("seed", range(3))
 def test_five_points_at_the_untrained_level_in_a_burst_late_in_a_run_are_no_jump_staying_there_is(seed: int) -> None:
-    """s13078's burst after 1,710 steps of its texture (median 0.025, a lognormal tail): a jump needs 1 % of the
-    points seen so far above its recovery level (18 here), and this one was down after 5. Judged on 3 points it
+    """s13078's burst after 1,710 steps of its texture (median 0.025, a lognormal tail): a jump needs 2 % of the
+    points seen so far above its recovery level (35 here; 1 % already asked 18), and this one was down after 5. Judged on 3 points it
     was a warning. The same loss staying at its untrained level from step 1752 is critical (a blow-up, dated
     within a few steps of 1752, noticed within 1 % of the run; recurring spikes warn from 1760 on)."""
     n = 2400
@@ -616,6 +627,30 @@ def test_five_points_at_the_untrained_level_in_a_burst_late_in_a_run_are_no_jump
     warned = [a for a in run_alerts({"train/loss": loss}, n) if a.severity != "info"]
     assert warned and warned[0].severity == "critical" and 1752 <= warned[0].step <= 1756
     assert min(a.evidence["noticed_step"] for a in warned) - 1752 <= 0.01 * n
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_four_points_above_half_the_progress_after_a_corrupted_batch_early_in_a_run_are_no_jump(seed: int) -> None:
+    """s17692's knock at step 273 of 988: 4 points (276-279) above the recovery level (half the progress, 2.03),
+    then down for good. A jump needs 2 % of the points seen (6 here); at 1 % (3) it was a warning. The damage
+    staying at 2.5 (70 % of the progress undone) is still a warning, noticed within 2 % of the run. (Staying at
+    2.2, 8 % over the bar with 5 % noise, a point under the bar within the 6 can end the jump: half to 90 % of
+    the progress undone is the corpus labeller's borderline band, not divergence.)"""
+    n = 988
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    loss = (0.8 + 1.5 * np.exp(-t / 100)) * np.exp(0.05 * rng.standard_normal(n))
+    loss[0] = 3.24  # the untrained model's first batch
+    loss[340:] = (0.85 + 0.25 * np.exp(-(t[340:] - 340) / 150)) * np.exp(0.05 * rng.standard_normal(n - 340))
+    loss[273 : 273 + len(S17692_KNOCK)] = S17692_KNOCK
+    assert [a for a in run_alerts({"train/loss": loss}, n) if a.severity != "info"] == []
+    one_percent = Engine(AnalyzerConfig(params={"divergence": {"recover_share": 0.01}}))
+    judged_on_three = [a for b in scalar_run({"train/loss": loss}, n).batches() for a in one_percent.feed(b)]
+    assert [(a.step, a.evidence["condition"]) for a in judged_on_three if a.severity == "warning"] == [(276, "jump")]
+    loss[276:] = 2.5 * np.exp(0.05 * rng.standard_normal(n - 276))
+    warned = [a for a in run_alerts({"train/loss": loss}, n) if a.severity != "info"]
+    assert warned and 273 <= warned[0].step <= 276
+    assert min(a.evidence["noticed_step"] for a in warned) - 276 <= 0.02 * n
 
 
 @pytest.mark.parametrize("seed", range(2))
