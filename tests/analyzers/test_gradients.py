@@ -86,6 +86,35 @@ def test_vanishing_patience_means_the_same_at_any_logging_density() -> None:
         == [2260]
 
 
+# s18162 (27th development batch: a 17-layer ReLU MLP at 1.7x Kaiming init under Adam; histograms every 98 steps):
+# its first/last weight-gradient RMS ratio at each log, hovering at the 1e-3 bar for the whole run. Two logs under it
+# at 2,744-2,842, then back to 1.9e-3-2e-2 (with two single logs under it), and under it for good from 3,724.
+S18162_RATIOS = (
+    0.00884, 0.0181, 0.00952, 0.00253, 0.0158, 0.00218, 0.0021, 0.00649, 0.000879, 0.00276, 0.00302, 0.00136, 0.0116,
+    0.0144, 0.00246, 0.00425, 0.00553, 0.00145, 0.000725, 0.00201, 0.000933, 0.00564, 0.00305, 0.0251, 0.00181,
+    0.00968, 0.000773, 0.00977, 0.000595, 0.000818, 0.00187, 0.02, 0.00152, 0.00381, 0.000953, 0.017, 0.00052,
+    0.0014, 0.000818, 0.000361, 0.000996, 0.000894)
+
+
+def test_a_ratio_hovering_at_the_bar_is_said_again_when_it_comes_back_to_stay() -> None:
+    """Two logs under the bar, 8 back over it (two single logs under it among them), then under it for good: the
+    early warning must not be the run's only one. Three quiet gradient logs re-arm the rule (10, as it was,
+    did not: the lasting part came 8 logs later)."""
+    rng = np.random.default_rng(0)
+    s = Stream()
+    for i, ratio in enumerate(S18162_RATIOS):
+        step = 98 * i
+        s.scalar("train/loss", step, 1.0)
+        for k, name in enumerate(LAYERS):  # exact RMS: the head at 0.5, the first layer at ratio x that
+            g = rng.standard_normal(200)
+            g *= 0.5 * ratio ** ((5 - k) / 5) / float(np.sqrt(np.mean(g * g)))
+            s.histogram(f"grad/{name}", step, **hist_fields(g))
+    alerts = alerts_of(s, "vanishing_gradients")
+    assert [(a.step, a.evidence["noticed_step"]) for a in alerts] == [(2744, 2842), (3724, 3822)]
+    ten = Engine(AnalyzerConfig(params={"vanishing_gradients": {"rearm": 10}}))
+    assert [a.step for b in s.batches() for a in ten.feed(b) if a.kind == "vanishing_gradients"] == [2744]
+
+
 def test_exploding_ratio_and_growth_and_nonfinite() -> None:
     ratio = grad_run(lambda s, k: healthy(s, k) * (1e3 ** ((5 - k) / 5) if s >= 120 else 1.0))
     assert [(a.step, a.evidence["condition"]) for a in alerts_of(ratio, "exploding_gradients")] == [(120, "layer_ratio")]
