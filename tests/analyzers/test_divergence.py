@@ -612,8 +612,8 @@ def test_a_spike_on_the_way_down_from_a_higher_one_is_judged_halfway_from_that_p
 @pytest.mark.parametrize("seed", range(3))
 def test_five_points_at_the_untrained_level_in_a_burst_late_in_a_run_are_no_jump_staying_there_is(seed: int) -> None:
     """s13078's burst after 1,710 steps of its texture (median 0.025, a lognormal tail): a jump needs 2 % of the
-    points seen so far above its recovery level (35 here; 1 % already asked 18), and this one was down after 5. Judged on 3 points it
-    was a warning. The same loss staying at its untrained level from step 1752 is critical (a blow-up, dated
+    points seen so far above its recovery level (35 here; 1 % already asked 18), and this one was down after 5.
+    Judged on 3 points it was a warning. The same loss staying at its untrained level from step 1752 is critical (a blow-up, dated
     within a few steps of 1752, noticed within 1 % of the run; recurring spikes warn from 1760 on)."""
     n = 2400
     t = np.arange(n)
