@@ -647,7 +647,7 @@ class Divergence(BaseRule):
         if s.tag == self.loss.tag:
             if self.pretrain[3]:
                 self._above_pretrain(st, s, _FIRST, np.array([smooth]), float(self.pretrain[0]), levels, info)
-            self._above_eval(st, s, _FIRST, np.array([smooth]), self._evaluation_before(s.seq[:1]), levels, info)
+            self._above_eval(st, s, _FIRST, np.array([smooth]), self._validation_before(s, _FIRST), levels, info)
         self._blowup_one(st, (step, wall, x), self._untrained(first), smooth, noise, levels, info)
         self._undone_one(st, s.tag, (step, wall, x), first, noise, levels, info)
         keep = p["smooth_window"] - 1
