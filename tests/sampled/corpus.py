@@ -178,6 +178,11 @@ _TWENTYSIXTH = _drawn_batch(_TWENTYFIFTH[-1] + 2, ("overfit", "late_divergence",
 # counted per class, never read).
 _TWENTYSEVENTH = _drawn_batch(_TWENTYSIXTH[-1] + 2, ("lr_ramp", "explode_init", "late_divergence", "lr_too_high"), 50,
                               healthy=80)
+# A twenty-eighth (issue 10, twenty-second round), drawn after the twenty-seventh and scored on bbc528d's rules before
+# any run of it was read: false alarms first, the healthy-class seeds of its range (at most 60), and 60 drawn
+# explode_init / late_divergence seeds (the drawn classes of the locked part's two misses that keep overfitting and
+# exploding gradients below their floors, counted per class, never read).
+_TWENTYEIGHTH = _drawn_batch(_TWENTYSEVENTH[-1] + 2, ("explode_init", "late_divergence"), 60, healthy=60)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -190,7 +195,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentyfirst": _TWENTYFIRST, "twentysecond": _TWENTYSECOND,
                        "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH,
                        "twentyfifth": _TWENTYFIFTH, "twentysixth": _TWENTYSIXTH,
-                       "twentyseventh": _TWENTYSEVENTH}
+                       "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
