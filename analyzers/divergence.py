@@ -166,7 +166,10 @@ _FIRST = np.zeros(1, dtype=np.int64)  # a one-point chunk's finite points: its f
 
 # A pending spike, carried in the tag state until it is judged (at most ``recover_points`` later).
 (_P_STEP, _P_WALL, _P_VALUE, _P_MED, _P_SIGMA, _P_PRE, _P_RECOVER, _P_EXPLODE, _P_EXPLOSION, _P_RECURRING,
- _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED, _P_PEAK) = range(15)
+ _P_UPS, _P_LOW, _P_LOW_AT, _P_NEED, _P_PEAK, _P_RIDING) = range(16)
+# _P_RIDING: it rose while an older spike was still up (pending, or judged after it rose): a point of that
+# excursion, read against the short smoothed level the excursion already moved; its "back down" is no news, so
+# it is not noted (a warning or worse still is).
 
 CHANCE = 1e-6
 """How rare a burst of large spikes must be under the loss's own texture before it is "spikes recur":
@@ -761,6 +764,8 @@ class Divergence(BaseRule):
         st["pending"] = []
         judged: list[tuple[list[Any], str | None, int]] = []  # (spike, verdict or None if pending, where)
         for pos, entry in carried + new:
+            if pos >= 0:  # (every older spike is judged by now, or still pending)
+                entry.append(any(v is None or where > pos for _, v, where in judged))
             verdict, at = self._judge(s, pos, entry)
             if verdict is None:
                 st["pending"].append(entry)
@@ -773,7 +778,9 @@ class Divergence(BaseRule):
                                             start_step=older[_P_STEP], start_wall=older[_P_WALL],
                                             start_value=older[_P_VALUE])
                             break
-                _mark(levels, info, at, self._verdict_level(entry, verdict), evidence)
+                level = self._verdict_level(entry, verdict)
+                if level > INFO or not (len(entry) > _P_RIDING and entry[_P_RIDING]):  # (or saved before)
+                    _mark(levels, info, at, level, evidence)
             judged.append((entry, verdict, at))
         return counts
 
