@@ -91,6 +91,9 @@ class EvalPlan:
     clean: np.ndarray  # bool: judged before the next evaluation arrives (on arrival, or by the next training point)
     routine: np.ndarray  # bool: clean, after a full smoothing window
     candidate: np.ndarray  # bool: risen enough above the best and above the training level to count
+    short_up: np.ndarray  # bool: its smoothed loss above the best by ``min_rise``
+    long_up: np.ndarray  # bool: the median of the last ``long_evals`` (all since the best) above it by ``min_rise``
+    long: np.ndarray  # that median (+inf: fewer kept)
     new_best: np.ndarray  # bool: its smoothed loss is a new best
     kept: np.ndarray  # validation values of the kept evaluations (the rule's ``evals``, then the batch's)
     kept_step: np.ndarray  # and their steps
@@ -114,11 +117,13 @@ def plan_evaluations(
     kept_values: list[float],
     kept_steps: list[int],
     best: float,
+    best_step: int,
     params: dict,
     min_points: int,
     max_points: int,
     max_kept: int,
     max_pending: int,
+    long_evals: int,
 ) -> EvalPlan | None:
     """What the rule's walk computes for each evaluation, given the state it starts from.
 
@@ -126,7 +131,7 @@ def plan_evaluations(
     training points up to its first non-finite one, which arrives at ``limit_seq`` (+inf: none;
     the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation
     values of the evaluations the rule keeps (``evals``), ``kept_steps`` their steps; ``best``: the smoothed best so far
-    (+inf: none yet); ``prev_step``: the last judged evaluation's step, ``max_step`` the training
+    (+inf: none yet), dated at ``best_step``; ``prev_step``: the last judged evaluation's step, ``max_step`` the training
     tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer
     followed by the batch ("global"); the buffer the walk holds when it judges an evaluation is
     the last ``max_points`` of those added so far (its trims only drop points no window reaches).
@@ -176,13 +181,27 @@ def plan_evaluations(
     best_after = np.minimum.accumulate(np.concatenate([[best], smooth]))
     new_best = full & (smooth < best_after[:-1])
     best_after = best_after[1:]
+    # The step the best is dated at (its window's lowest evaluation, the first if tied), and the median of the last
+    # ``long_evals`` kept evaluations where every one of them is at or after it (of at most ``max_kept`` kept).
+    low_at = np.full(eval_step.shape[0], best_step, dtype=np.int64)
+    if (nb := np.flatnonzero(new_best)).size:
+        first_of = position[nb] - width + 1
+        low_at[nb] = kept_step[first_of + np.argmin(kept[first_of[:, None] + np.arange(width)], axis=1)]
+    latest = np.maximum.accumulate(np.where(new_best, np.arange(eval_step.shape[0]), -1))
+    dated = np.where(latest >= 0, low_at[np.maximum(latest, 0)], best_step)
+    since = np.maximum(np.searchsorted(kept_step, dated, side="left"), position + 1 - max_kept)
+    wide = has_level & (long_evals > 0) & (position + 1 - since >= long_evals)
+    long = np.full(eval_step.shape[0], np.inf)
+    long[wide] = window_medians(kept, position[wide] - long_evals + 1, np.full(int(wide.sum()), long_evals))
     with np.errstate(invalid="ignore"):
-        rise = smooth - best_after > params["min_rise"] * np.abs(best_after)
+        bar = params["min_rise"] * np.abs(best_after)
+        short_up, long_up = smooth - best_after > bar, wide & (long - best_after > bar)
         gap = eval_value - level > params["min_gap"] * np.abs(level)
     # Judged before the next evaluation arrives (on arrival, or by the next training point): the walk
     # never has two waiting, and can be taken up again right after it.
     clean = judged & (cut <= np.append(arrived[1:], np.iinfo(np.int64).max))
-    return EvalPlan(cut=cut - held, level=level, clean=clean, routine=clean & full, candidate=rise & gap,
+    return EvalPlan(cut=cut - held, level=level, clean=clean, routine=clean & full,
+                    candidate=(short_up | long_up) & gap, short_up=short_up, long_up=long_up, long=long,
                     new_best=new_best, kept=kept, kept_step=kept_step, position=position, smooth=smooth)
 
 
@@ -201,15 +220,11 @@ def window_mads(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> 
     return out
 
 
-def above_noise(
-    kept: np.ndarray, position: np.ndarray, rise: np.ndarray, noise_sigma: float, window: int, since: int,
-    min_since: int,
-) -> np.ndarray:
-    """Whether each ``rise`` beats ``noise_sigma`` x the evaluation-to-evaluation noise of the ``window``
-    kept values ending at its ``position`` (all at least ``window - 1``), as ``Overfitting._counts``
-    finds it, float for float: the robust σ of the window's second differences, or that of the first
-    differences from position ``since`` (the best's) on where there are at least ``min_since`` of those
-    values and it is smaller."""
+def noise_at(kept: np.ndarray, position: np.ndarray, window: int, since: int, min_since: int) -> np.ndarray:
+    """The evaluation-to-evaluation noise of the ``window`` kept values ending at each ``position`` (all at
+    least ``window - 1``), as ``Overfitting._counts`` finds it, float for float: the robust σ of the window's
+    second differences, or that of the first differences from position ``since`` (the best's) on where there
+    are at least ``min_since`` of those values and it is smaller."""
     first = np.diff(kept)
     width = np.full(position.shape[0], window - 2)
     noise = MAD_TO_SIGMA * window_mads(np.diff(first), position - (window - 1), width) / sqrt(6.0)
@@ -217,4 +232,4 @@ def above_noise(
     recent = position - start + 1 >= min_since
     steady = MAD_TO_SIGMA * window_mads(first, start[recent], (position - start)[recent]) / sqrt(2.0)
     noise[recent] = np.minimum(noise[recent], steady)
-    return rise > noise_sigma * noise
+    return noise

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import tbmon.analyzers.overfitting as overfitting
 from tbmon.analyzers import AnalyzerConfig, Engine
-from tbmon.analyzers.overfitting_batch import above_noise, window_medians
+from tbmon.analyzers.overfitting_batch import noise_at, window_medians
 from tbmon.analyzers.windows import small_median
 from tests.analyzers.streams import Stream
 
@@ -172,22 +172,16 @@ def test_window_medians_are_small_medians(values: list[float], data: st.DataObje
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_a_stretch_judges_the_noise_float_for_float_as_the_walk(data: st.DataObject) -> None:
-    """``above_noise`` (a stretch's evaluations at once) against ``evaluation_noise`` (the walk's, one
+    """``noise_at`` (a stretch's evaluations at once) against ``evaluation_noise`` (the walk's, one
     window of kept evaluations): the same σ to the last bit, on either side of the switch from the
     second differences of the window to the first differences since the best."""
     window = overfitting.MAX_EVALS
     kept = np.array(data.draw(st.lists(st.floats(-1e6, 1e6), min_size=window, max_size=window + 12)))
     best = data.draw(st.integers(0, kept.size - 1))
     position = np.arange(max(window - 1, best), kept.size)
-    expected = []
-    for q in position.tolist():
-        first = q - (window - 1)
-        noise = overfitting.evaluation_noise(kept[first : q + 1].tolist(), max(best - first, 0))
-        expected.append(3.0 * noise)
-    bar = np.array(expected)
-    for rise, counts in ((bar, False), (np.nextafter(bar, np.inf), True)):
-        got = above_noise(kept, position, rise, 3.0, window, best, overfitting.NOISE_SINCE_BEST)
-        assert got.tolist() == [counts] * position.size
+    expected = [overfitting.evaluation_noise(kept[q - (window - 1) : q + 1].tolist(), max(best - q + window - 1, 0))
+                for q in position.tolist()]
+    assert noise_at(kept, position, window, best, overfitting.NOISE_SINCE_BEST).tolist() == expected
 
 
 @pytest.mark.parametrize("role_order", [("train", "validation"), ("validation", "train")])
