@@ -183,6 +183,10 @@ _TWENTYSEVENTH = _drawn_batch(_TWENTYSIXTH[-1] + 2, ("lr_ramp", "explode_init", 
 # explode_init / late_divergence seeds (the drawn classes of the locked part's two misses that keep overfitting and
 # exploding gradients below their floors, counted per class, never read).
 _TWENTYEIGHTH = _drawn_batch(_TWENTYSEVENTH[-1] + 2, ("explode_init", "late_divergence"), 60, healthy=60)
+# A twenty-ninth (same round, after its changes), drawn after the twenty-eighth and scored on 724c6ac's rules before
+# any run of it was read: false alarms first, the healthy-class seeds of its range (at most 40), and 60 drawn
+# explode_init / late_divergence seeds.
+_TWENTYNINTH = _drawn_batch(_TWENTYEIGHTH[-1] + 2, ("explode_init", "late_divergence"), 60, healthy=40)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -195,7 +199,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentyfirst": _TWENTYFIRST, "twentysecond": _TWENTYSECOND,
                        "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH,
                        "twentyfifth": _TWENTYFIFTH, "twentysixth": _TWENTYSIXTH,
-                       "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH}
+                       "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH,
+                       "twentyninth": _TWENTYNINTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
