@@ -375,11 +375,11 @@ class Overfitting(BaseRule):
         maybe = np.flatnonzero(plan.candidate[i:r] & fell)
         counting = np.zeros(r - i, dtype=bool)
         since = int(np.searchsorted(plan.kept_step, best[2], side="left"))
-        at = np.arange(i, r)[maybe]
-        noise = noise_at(plan.kept, plan.position[at], MAX_EVALS, since, NOISE_SINCE_BEST)
+        picked = np.arange(i, r)[maybe]
+        noise = noise_at(plan.kept, plan.position[picked], MAX_EVALS, since, NOISE_SINCE_BEST)
         short, long = self._bars()
-        counting[maybe] = ((plan.short_up[at] & (plan.smooth[at] - best[0] > short * noise))
-                           | (plan.long_up[at] & (plan.long[at] - best[0] > long * noise)))
+        counting[maybe] = ((plan.short_up[picked] & (plan.smooth[picked] - best[0] > short * noise))
+                           | (plan.long_up[picked] & (plan.long[picked] - best[0] > long * noise)))
         at = np.arange(r - i)
         last_miss = np.maximum.accumulate(np.where(counting, -1, at))
         streak = np.where(last_miss < 0, st["streak"] + at + 1, at - last_miss)
