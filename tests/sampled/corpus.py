@@ -187,6 +187,10 @@ _TWENTYEIGHTH = _drawn_batch(_TWENTYSEVENTH[-1] + 2, ("explode_init", "late_dive
 # any run of it was read: false alarms first, the healthy-class seeds of its range (at most 40), and 60 drawn
 # explode_init / late_divergence seeds.
 _TWENTYNINTH = _drawn_batch(_TWENTYEIGHTH[-1] + 2, ("explode_init", "late_divergence"), 60, healthy=40)
+# A thirtieth (same round, after its changes), drawn after the twenty-ninth and scored on b33364b's rules before any
+# run of it was read: a false-alarm count first, the healthy-class seeds of its range (at most 100), and 35 drawn
+# overfit seeds (overfitting's positives: the round's two warned healthy runs were warned of overfitting).
+_THIRTIETH = _drawn_batch(_TWENTYNINTH[-1] + 2, ("overfit",), 35, healthy=100)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -200,7 +204,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH,
                        "twentyfifth": _TWENTYFIFTH, "twentysixth": _TWENTYSIXTH,
                        "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH,
-                       "twentyninth": _TWENTYNINTH}
+                       "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
