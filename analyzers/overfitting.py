@@ -687,7 +687,8 @@ class Overfitting(BaseRule):
         """Whether this evaluation counts towards the streak; ``smooth``: the median of the last ``smooth_evals``."""
         p = self.p
         best, best_train = st["best"][0], st["best"][1]
-        if not (best_train - level > p["min_train_fall"] * abs(best_train) and value - level > p["min_gap"] * abs(level)):
+        fell = best_train - level > p["min_train_fall"] * abs(best_train)
+        if not (fell and value - level > p["min_gap"] * abs(level)):
             return False
         evals = st["evals"]
         since = next(i for i, e in enumerate(evals) if e[2] >= st["best"][2])

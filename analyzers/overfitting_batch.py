@@ -131,8 +131,8 @@ def plan_evaluations(
     training points up to its first non-finite one, which arrives at ``limit_seq`` (+inf: none;
     the walk judges what comes after it, this plan leaves that out); ``kept_values``: validation
     values of the evaluations the rule keeps (``evals``), ``kept_steps`` their steps; ``best``: the smoothed best so far
-    (+inf: none yet), dated at ``best_step``; ``prev_step``: the last judged evaluation's step, ``max_step`` the training
-    tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer
+    (+inf: none yet), dated at ``best_step``; ``prev_step``: the last judged evaluation's step, ``max_step`` the
+    training tag's highest step added (``NO_STEP``: none). Training points are indexed in the buffer
     followed by the batch ("global"); the buffer the walk holds when it judges an evaluation is
     the last ``max_points`` of those added so far (its trims only drop points no window reaches).
     ``None`` when there is no training point yet, when training steps repeat (a point logged

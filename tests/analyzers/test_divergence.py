@@ -201,10 +201,11 @@ def test_a_jump_that_does_not_recover_is_a_warning_dated_at_the_jump_then_a_blow
 
 # Whether a spike rose while an older one was still up is decided where it is first seen and kept in the state, so
 # that any cut between the two spikes' verdicts (and a state round trip) gives the one-batch feed's alerts.
-_RIDING = {"jump_that_stays": scalar_run({"train/loss": _jump_that_stays()}, N)}
+_JUMP_THAT_STAYS = {"jump_that_stays": scalar_run({"train/loss": _jump_that_stays()}, N)}
+_ONE_BATCH = {name: streams.canon(streams.feed(s, kind="divergence"), kind="divergence")
+              for name, s in _JUMP_THAT_STAYS.items()}
 test_a_spike_on_a_pending_jump_is_silent_however_the_stream_is_cut = streams.any_chunking_test(
-    _RIDING, {name: streams.canon(streams.feed(s, kind="divergence"), kind="divergence") for name, s in _RIDING.items()},
-    "divergence")
+    _JUMP_THAT_STAYS, _ONE_BATCH, "divergence")
 
 
 def test_an_explosion_that_stays_is_critical_at_the_next_point_and_one_that_recovers_is_info() -> None:
@@ -627,8 +628,9 @@ def test_a_spike_on_the_way_down_from_a_higher_one_is_judged_halfway_from_that_p
 def test_five_points_at_the_untrained_level_in_a_burst_late_in_a_run_are_no_jump_staying_there_is(seed: int) -> None:
     """s13078's burst after 1,710 steps of its texture (median 0.025, a lognormal tail): a jump needs 2 % of the
     points seen so far above its recovery level (35 here; 1 % already asked 18), and this one was down after 5.
-    Judged on 3 points it was a warning. The same loss staying at its untrained level from step 1752 is critical (a blow-up, dated
-    within a few steps of 1752, noticed within 1 % of the run; recurring spikes warn from 1760 on)."""
+    Judged on 3 points it was a warning. The same loss staying at its untrained level from step 1752 is critical
+    (a blow-up, dated within a few steps of 1752, noticed within 1 % of the run; recurring spikes warn from 1760
+    on)."""
     n = 2400
     t = np.arange(n)
     loss = np.minimum(2.3 * np.exp(-t / 150) + 0.025 * np.exp(2.0 * np.random.default_rng(seed).standard_normal(n)), 2.4)
