@@ -191,6 +191,10 @@ _TWENTYNINTH = _drawn_batch(_TWENTYEIGHTH[-1] + 2, ("explode_init", "late_diverg
 # run of it was read: a false-alarm count first, the healthy-class seeds of its range (at most 100), and 35 drawn
 # overfit seeds (overfitting's positives: the round's two warned healthy runs were warned of overfitting).
 _THIRTIETH = _drawn_batch(_TWENTYNINTH[-1] + 2, ("overfit",), 35, healthy=100)
+# A thirty-first (issue 10, twenty-third round), drawn after the thirtieth and scored on 1ff25e2's rules before any
+# run of it was read: 120 drawn explode_init seeds (the class of two of the locked part's three remaining misses,
+# exploding and overfitting) and the first 20 healthy-class seeds of its range.
+_THIRTYFIRST = _drawn_batch(_THIRTIETH[-1] + 2, ("explode_init",), 120, healthy=20)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -204,7 +208,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentythird": _TWENTYTHIRD, "twentyfourth": _TWENTYFOURTH,
                        "twentyfifth": _TWENTYFIFTH, "twentysixth": _TWENTYSIXTH,
                        "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH,
-                       "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH}
+                       "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH,
+                       "thirtyfirst": _THIRTYFIRST}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
