@@ -276,6 +276,40 @@ def test_backward_growth_needs_large_weight_gradients_and_a_tenfold_ratio_from_n
         [(0, "warning", "backward_growth")]
 
 
+# s23780 (the sampled corpus' 31st development batch; labelled exploding from step 0 by its model-wide gradient RMS of
+# 1-4.7 all run): a 7-conv ReLU net at 1.9x He init under Adam on 8x8 digits, its first six gradient logs (every 10
+# steps): per layer (element count, weight-gradient RMS, bias-gradient RMS), head last, and the training loss (64 at
+# step 0 for a 10-class task whose chance level is 2.3). Its total norm stays 5-15x its loss: only the bias ratio says it.
+S23780_LAYERS = {
+    "net.0": (72, [5.24, 3.48, 3.37, 2.19, 2.18, 1.99], [10.4, 6.34, 6.23, 3.57, 3.53, 2.36]),
+    "net.3": (576, [3.62, 3.09, 3.15, 2.31, 2.14, 2.34], [3.56, 2.85, 2.71, 2.04, 2.03, 2.28]),
+    "net.5": (576, [3.97, 4.01, 2.36, 2.24, 2.36, 1.82], [1.57, 2.09, 1.31, 0.96, 1.13, 0.783]),
+    "net.7": (576, [4.81, 3.07, 2.75, 2.42, 2.14, 1.41], [1.24, 1.08, 1.11, 0.969, 0.862, 0.431]),
+    "net.9": (576, [5.54, 2.72, 2.22, 1.75, 1.73, 1.62], [1.37, 0.438, 0.601, 0.426, 0.43, 0.456]),
+    "net.11": (576, [5.86, 3.35, 2.99, 2.13, 2.06, 1.55], [0.63, 0.392, 0.423, 0.28, 0.331, 0.222]),
+    "net.13": (576, [4.94, 2.78, 2.5, 1.9, 2.19, 1.28], [0.298, 0.231, 0.246, 0.192, 0.345, 0.0967]),
+    "net.16": (1280, [4.21, 2.52, 2.03, 1.72, 1.46, 1.35], [0.173, 0.14, 0.131, 0.111, 0.114, 0.104]),
+}
+S23780_LOSS = [63.6, 49.3, 35.6, 23.5, 18.7, 14.1]
+
+
+def test_backward_growth_of_forty_fold_under_large_weight_gradients_is_an_explosion_from_initialisation() -> None:
+    """s23780's input-side bias gradient is 60x, 45x, 48x the head's at its first three logs (then 32x, 31x, 23x) while
+    every weight layer's RMS is 1.4-5.9: warned at step 0. At AUTOTRAINER's 70 (the gate until the twenty-third round)
+    nothing was said; the median weight RMS above 1, not the ratio, is what keeps healthy runs out."""
+    rng = np.random.default_rng(0)
+    run = Stream()
+    for i, step in enumerate(range(0, 60, 10)):
+        run.scalar("loss", step, S23780_LOSS[i])
+        for name, (size, weight, bias) in S23780_LAYERS.items():
+            for part, rms, n in (("weight", weight[i], size), ("bias", bias[i], 10 if name == "net.16" else 8)):
+                g = rng.standard_normal(n)
+                run.histogram(f"{name}.{part}.grad", step, **hist_fields(g * rms / float(np.sqrt(np.mean(g * g)))))
+    assert summary(same_whatever_the_chunking(run)) == [(0, "warning", "backward_growth")]
+    old_gate = Engine(AnalyzerConfig(params={KIND: {"bias_ratio": 70.0}}))
+    assert [a for b in run.batches() for a in old_gate.feed(b) if a.kind == KIND] == []
+
+
 def test_loss_scale_fires_on_a_norm_the_loss_cannot_explain_and_not_on_a_large_loss() -> None:
     """A total norm of 300 beside a loss of 1.5 (an RNN whose backward pass explodes through time)
     warns; the same norm beside a loss of 1,000 (a sum-reduced loss, large targets) does not; and
