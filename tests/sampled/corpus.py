@@ -199,6 +199,9 @@ _THIRTYFIRST = _drawn_batch(_THIRTIETH[-1] + 2, ("explode_init",), 120, healthy=
 # read: 140 drawn explode_init / late_divergence seeds (the classes of the locked part's three remaining misses) and
 # the first 20 healthy-class seeds of its range.
 _THIRTYSECOND = _drawn_batch(_THIRTYFIRST[-1] + 2, ("explode_init", "late_divergence"), 140, healthy=20)
+# A thirty-third (same round), drawn the same way after the thirty-second and scored on 4315001's rules before any
+# run of it was read (the thirty-second's misses were of the known HF kind, so no rule changed after it).
+_THIRTYTHIRD = _drawn_batch(_THIRTYSECOND[-1] + 2, ("explode_init", "late_divergence"), 140, healthy=20)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -213,7 +216,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentyfifth": _TWENTYFIFTH, "twentysixth": _TWENTYSIXTH,
                        "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH,
                        "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH,
-                       "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND}
+                       "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND,
+                       "thirtythird": _THIRTYTHIRD}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
