@@ -53,6 +53,11 @@ curves would call each problem; they were fixed on the development part only:
   growth > 30x, or RMS > 1 / ratio > 70 at >= 2 consecutive logs that did not persist (an explosion from
   initialisation the optimiser undid). Onsets as for vanishing: a persistent condition is dated from its first
   stretch of >= 3 consecutive logs, growth from where the climb passed 30x (inside the early logs too).
+- dead units (borderline only: no kind of its own among the scored ones): >= 70 % of a layer's units without any
+  gradient (DeepDiagnosis' share of a layer's ReLU outputs), persisting as above. A unit is a bias entry: the shim's
+  exact `grad_zero_frac/<bias>` share, or 1 where a bias histogram holds no nonzero entry. A run that loses most of
+  a layer for good is no clean healthy run, whatever its loss does (32nd development batch, s24906: 75-92 % of a
+  12-channel convolution's units dead at 19 of its 20 logs, validation ending at 1.03 where chance is 2.3).
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class Curves:
     untrained: float  # U: the untrained model's loss (the larger of its validation loss and first logged batch)
     chance: float  # the trivial predictor's loss: the label marginal's entropy, or the target variance
     run_length: int
+    dead_shares: tuple[Series, ...] = ()  # per layer with a bias: the share of its units that got no gradient
 
 
 def reference_losses(cfg: Config) -> tuple[float, float]:
@@ -140,7 +146,8 @@ def curves(cfg: Config, path: Path) -> Curves:
         # Logged every step: the first point is the untrained model's loss on its first batch. (HF and
         # Keras log means over many steps, which may already include a blow-up.)
         untrained = max(untrained, float(train.value[0]))
-    return Curves(train, val, grad_norm, first_rms, last_rms, sum(sizes.values()), untrained, chance, max(1, hi - lo))
+    return Curves(train, val, grad_norm, first_rms, last_rms, sum(sizes.values()), untrained, chance, max(1, hi - lo),
+                  _dead_shares(train_run, style, sizes))
 
 
 def writer_dropped_records(cfg: Config, run: Curves) -> bool:
@@ -174,6 +181,26 @@ def _layer_rms(run: RunData, style, sizes: dict[str, int]) -> dict[str, Series]:
             s = run.scalars[tag]
             out[name] = Series(s.step, s.value / math.sqrt(size))
     return out
+
+
+def _dead_shares(run: RunData, style, sizes: dict[str, int]) -> tuple[Series, ...]:
+    out = []
+    for name in sizes:
+        if not name.endswith("bias"):
+            continue
+        if (exact := run.scalars.get(f"grad_zero_frac/{name}")) is not None:
+            out.append(exact)
+        elif style.grad_hist and (tag := style.grad_hist.format(p=name)) in run.hist_sum_squares:
+            ss = run.hist_sum_squares[tag]
+            out.append(Series(ss.step, (ss.value == 0).astype(float)))
+    return tuple(out)
+
+
+def dead_units(c: Curves) -> list[str]:
+    """Borderline reasons only: most of a layer's units without gradient, for good."""
+    if any(persistent_onset(s.step, s.value >= 0.7) is not None for s in c.dead_shares):
+        return ["most of a layer's units got no gradient for good (dead ReLUs)"]
+    return []
 
 
 def _total_from_layers(layers: dict[str, Series], sizes: dict[str, int]) -> Series:
@@ -480,5 +507,6 @@ def judge(c: Curves, cls: str) -> dict:
         borderline += why
         if onset is not None:
             onsets[kind] = onset
+    borderline += dead_units(c)
     return {"onsets": onsets, "borderline": borderline, "run_length": c.run_length, "untrained": c.untrained,
             "chance": c.chance, "class": cls}
