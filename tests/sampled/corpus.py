@@ -202,6 +202,10 @@ _THIRTYSECOND = _drawn_batch(_THIRTYFIRST[-1] + 2, ("explode_init", "late_diverg
 # A thirty-third (same round), drawn the same way after the thirty-second and scored on 4315001's rules before any
 # run of it was read (the thirty-second's misses were of the known HF kind, so no rule changed after it).
 _THIRTYTHIRD = _drawn_batch(_THIRTYSECOND[-1] + 2, ("explode_init", "late_divergence"), 140, healthy=20)
+# A thirty-fourth (same round, after its changes), drawn after the thirty-third and scored on 81e39ee's rules and
+# labeller before any run of it was read: a false-alarm count first, the first 100 healthy-class seeds of its range,
+# and 40 drawn explode_init / overfit seeds.
+_THIRTYFOURTH = _drawn_batch(_THIRTYTHIRD[-1] + 2, ("explode_init", "overfit"), 40, healthy=100)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -217,7 +221,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH,
                        "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH,
                        "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND,
-                       "thirtythird": _THIRTYTHIRD}
+                       "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
