@@ -203,8 +203,8 @@ _THIRTYSECOND = _drawn_batch(_THIRTYFIRST[-1] + 2, ("explode_init", "late_diverg
 # run of it was read (the thirty-second's misses were of the known HF kind, so no rule changed after it).
 _THIRTYTHIRD = _drawn_batch(_THIRTYSECOND[-1] + 2, ("explode_init", "late_divergence"), 140, healthy=20)
 # A thirty-fourth (same round, after its changes), drawn after the thirty-third and scored on 81e39ee's rules and
-# labeller before any run of it was read: a false-alarm count first, the first 100 healthy-class seeds of its range,
-# and 40 drawn explode_init / overfit seeds.
+# labeller before any run of it was read: a false-alarm count first, the healthy-class seeds of its range (at most 100;
+# 62 came before the 40th drawn explode_init / overfit seed, where the batch ends).
 _THIRTYFOURTH = _drawn_batch(_THIRTYTHIRD[-1] + 2, ("explode_init", "overfit"), 40, healthy=100)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
