@@ -184,6 +184,8 @@ def _layer_rms(run: RunData, style, sizes: dict[str, int]) -> dict[str, Series]:
 
 
 def _dead_shares(run: RunData, style, sizes: dict[str, int]) -> tuple[Series, ...]:
+    """Per layer with a bias, the share of its units (bias entries) that got no gradient: exact where the shim
+    logged it, else 1 or 0 by whether its bias histogram holds a nonzero entry (a histogram cannot count them)."""
     out = []
     for name in sizes:
         if not name.endswith("bias"):
