@@ -206,6 +206,9 @@ _THIRTYTHIRD = _drawn_batch(_THIRTYSECOND[-1] + 2, ("explode_init", "late_diverg
 # labeller before any run of it was read: a false-alarm count first, the healthy-class seeds of its range (at most 100;
 # 62 came before the 40th drawn explode_init / overfit seed, where the batch ends).
 _THIRTYFOURTH = _drawn_batch(_THIRTYTHIRD[-1] + 2, ("explode_init", "overfit"), 40, healthy=100)
+# A thirty-fifth (same round), drawn after the thirty-fourth and scored on e19dfc7's rules and labeller before any
+# run of it was read: 100 drawn explode_init / late_divergence seeds and the first 40 healthy-class seeds of its range.
+_THIRTYFIFTH = _drawn_batch(_THIRTYFOURTH[-1] + 2, ("explode_init", "late_divergence"), 100, healthy=40)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -221,7 +224,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentyseventh": _TWENTYSEVENTH, "twentyeighth": _TWENTYEIGHTH,
                        "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH,
                        "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND,
-                       "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH}
+                       "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
+                       "thirtyfifth": _THIRTYFIFTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
