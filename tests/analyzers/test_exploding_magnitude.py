@@ -236,6 +236,12 @@ def test_sum_reduced_and_raw_target_losses_are_large_but_not_exploding(tmp_path:
 LAYERS = ["net.0", "net.2", "net.4", "net.6"]
 
 
+def gradient_of_rms(rng: np.random.Generator, rms: float, size: int) -> np.ndarray:
+    """``size`` gradient entries whose RMS is exactly ``rms``."""
+    g = rms * rng.standard_normal(size)
+    return g * (rms / max(float(np.sqrt(np.mean(g * g))), 1e-300))
+
+
 def layered(weight_rms, bias_rms, steps=range(0, 100, 10), *, hist: bool = True, loss=lambda s: 2.0,
             total=None, end_loss: dict[int, float] | None = None) -> Stream:
     """Per step: the loss, then each layer's weight and bias gradients (histograms of that RMS, or norm
@@ -246,8 +252,7 @@ def layered(weight_rms, bias_rms, steps=range(0, 100, 10), *, hist: bool = True,
         s.scalar("train/loss", step, loss(step))
         for k, name in enumerate(LAYERS):
             for part, rms, size in (("weight", weight_rms(step, k), 64), ("bias", bias_rms(step, k), 8)):
-                g = rms * rng.standard_normal(size)
-                g *= rms / max(float(np.sqrt(np.mean(g * g))), 1e-300)
+                g = gradient_of_rms(rng, rms, size)
                 if hist:
                     s.histogram(f"grad/{name}.{part}", step, **hist_fields(g))
                 else:
@@ -278,17 +283,18 @@ def test_backward_growth_needs_large_weight_gradients_and_a_tenfold_ratio_from_n
 
 # s23780 (the sampled corpus' 31st development batch; labelled exploding from step 0 by its model-wide gradient RMS of
 # 1-4.7 all run): a 7-conv ReLU net at 1.9x He init under Adam on 8x8 digits, its first six gradient logs (every 10
-# steps): per layer (element count, weight-gradient RMS, bias-gradient RMS), head last, and the training loss (64 at
-# step 0 for a 10-class task whose chance level is 2.3). Its total norm stays 5-15x its loss: only the bias ratio says it.
+# steps): per layer (weight and bias element counts, weight-gradient RMS, bias-gradient RMS), head last, and the
+# training loss (64 at step 0 for a 10-class task whose chance level is 2.3). Its total norm stays 5-15x its loss: only
+# the bias ratio says it.
 S23780_LAYERS = {
-    "net.0": (72, [5.24, 3.48, 3.37, 2.19, 2.18, 1.99], [10.4, 6.34, 6.23, 3.57, 3.53, 2.36]),
-    "net.3": (576, [3.62, 3.09, 3.15, 2.31, 2.14, 2.34], [3.56, 2.85, 2.71, 2.04, 2.03, 2.28]),
-    "net.5": (576, [3.97, 4.01, 2.36, 2.24, 2.36, 1.82], [1.57, 2.09, 1.31, 0.96, 1.13, 0.783]),
-    "net.7": (576, [4.81, 3.07, 2.75, 2.42, 2.14, 1.41], [1.24, 1.08, 1.11, 0.969, 0.862, 0.431]),
-    "net.9": (576, [5.54, 2.72, 2.22, 1.75, 1.73, 1.62], [1.37, 0.438, 0.601, 0.426, 0.43, 0.456]),
-    "net.11": (576, [5.86, 3.35, 2.99, 2.13, 2.06, 1.55], [0.63, 0.392, 0.423, 0.28, 0.331, 0.222]),
-    "net.13": (576, [4.94, 2.78, 2.5, 1.9, 2.19, 1.28], [0.298, 0.231, 0.246, 0.192, 0.345, 0.0967]),
-    "net.16": (1280, [4.21, 2.52, 2.03, 1.72, 1.46, 1.35], [0.173, 0.14, 0.131, 0.111, 0.114, 0.104]),
+    "net.0": (72, 8, [5.24, 3.48, 3.37, 2.19, 2.18, 1.99], [10.4, 6.34, 6.23, 3.57, 3.53, 2.36]),
+    "net.3": (576, 8, [3.62, 3.09, 3.15, 2.31, 2.14, 2.34], [3.56, 2.85, 2.71, 2.04, 2.03, 2.28]),
+    "net.5": (576, 8, [3.97, 4.01, 2.36, 2.24, 2.36, 1.82], [1.57, 2.09, 1.31, 0.96, 1.13, 0.783]),
+    "net.7": (576, 8, [4.81, 3.07, 2.75, 2.42, 2.14, 1.41], [1.24, 1.08, 1.11, 0.969, 0.862, 0.431]),
+    "net.9": (576, 8, [5.54, 2.72, 2.22, 1.75, 1.73, 1.62], [1.37, 0.438, 0.601, 0.426, 0.43, 0.456]),
+    "net.11": (576, 8, [5.86, 3.35, 2.99, 2.13, 2.06, 1.55], [0.63, 0.392, 0.423, 0.28, 0.331, 0.222]),
+    "net.13": (576, 8, [4.94, 2.78, 2.5, 1.9, 2.19, 1.28], [0.298, 0.231, 0.246, 0.192, 0.345, 0.0967]),
+    "net.16": (1280, 10, [4.21, 2.52, 2.03, 1.72, 1.46, 1.35], [0.173, 0.14, 0.131, 0.111, 0.114, 0.104]),
 }
 S23780_LOSS = [63.6, 49.3, 35.6, 23.5, 18.7, 14.1]
 
@@ -301,10 +307,9 @@ def test_backward_growth_of_forty_fold_under_large_weight_gradients_is_an_explos
     run = Stream()
     for i, step in enumerate(range(0, 60, 10)):
         run.scalar("loss", step, S23780_LOSS[i])
-        for name, (size, weight, bias) in S23780_LAYERS.items():
-            for part, rms, n in (("weight", weight[i], size), ("bias", bias[i], 10 if name == "net.16" else 8)):
-                g = rng.standard_normal(n)
-                run.histogram(f"{name}.{part}.grad", step, **hist_fields(g * rms / float(np.sqrt(np.mean(g * g)))))
+        for name, (weights, biases, weight, bias) in S23780_LAYERS.items():
+            for part, rms, n in (("weight", weight[i], weights), ("bias", bias[i], biases)):
+                run.histogram(f"{name}.{part}.grad", step, **hist_fields(gradient_of_rms(rng, rms, n)))
     assert summary(same_whatever_the_chunking(run)) == [(0, "warning", "backward_growth")]
     old_gate = Engine(AnalyzerConfig(params={KIND: {"bias_ratio": 70.0}}))
     assert [a for b in run.batches() for a in old_gate.feed(b) if a.kind == KIND] == []
