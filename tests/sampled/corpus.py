@@ -209,6 +209,10 @@ _THIRTYFOURTH = _drawn_batch(_THIRTYTHIRD[-1] + 2, ("explode_init", "overfit"), 
 # A thirty-fifth (same round), drawn after the thirty-fourth and scored on e19dfc7's rules and labeller before any
 # run of it was read: 100 drawn explode_init / late_divergence seeds and the first 40 healthy-class seeds of its range.
 _THIRTYFIFTH = _drawn_batch(_THIRTYFOURTH[-1] + 2, ("explode_init", "late_divergence"), 100, healthy=40)
+# A thirty-sixth (issue 10, twenty-fourth round), drawn after the thirty-fifth and scored on b25e261's rules and
+# labeller before any run of it was read: a false-alarm count weighted to validation curves, 60 drawn overfit /
+# explode_init seeds and the first 80 healthy-class seeds of its range.
+_THIRTYSIXTH = _drawn_batch(_THIRTYFIFTH[-1] + 2, ("overfit", "explode_init"), 60, healthy=80)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -225,7 +229,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "twentyninth": _TWENTYNINTH, "thirtieth": _THIRTIETH,
                        "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND,
                        "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
-                       "thirtyfifth": _THIRTYFIFTH}
+                       "thirtyfifth": _THIRTYFIFTH, "thirtysixth": _THIRTYSIXTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
