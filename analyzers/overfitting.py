@@ -17,7 +17,8 @@ development runs, s0568 and s0730, and inflated a 9 % rise into 10.5 % on the he
 evaluation *counts* when all hold:
 
 * the validation loss, smoothed the same way (median of the last ``smooth_evals``), is above
-  its best by more than ``min_rise`` × |best| and by more than ``noise_sigma`` × the
+  its best (once a few evaluations follow it, the level around it: ``AROUND_SHARE``; the lowest of
+  many noisy values is no level) by more than ``min_rise`` × |best| and by more than ``noise_sigma`` × the
   evaluation-to-evaluation noise (robust σ of the differences; of the second differences once
   there are ``MIN_CURVATURE_EVALS`` evaluations, so the steps of the descent before the minimum
   do not count as noise: on s0586 they made 3 σ 0.04 against a 30 % rise of 0.05 after a flat
