@@ -144,6 +144,12 @@ def evaluation_noise(values: list[float], best: int) -> float | None:
     return min(spreads) if spreads else None
 
 
+def level_around(values: list[float] | np.ndarray, at: int, reach: int, smoothed_best: float) -> float:
+    """The level a rise is measured from: the median of ``values`` within ``reach`` of index ``at`` (the best's
+    lowest evaluation), never below the smoothed best (``Overfitting._settle_level``)."""
+    return max(smoothed_best, float(small_median(list(values[max(0, at - reach) : at + reach + 1]))))
+
+
 def _robust_sigma(values: list[float]) -> float:
     centre = small_median(values)
     return MAD_TO_SIGMA * small_median([abs(d - centre) for d in values])
@@ -417,7 +423,7 @@ class Overfitting(BaseRule):
             reach = around[0]
             ready = position >= since + reach
             if ready.any():
-                base[ready] = max(best[0], small_median(plan.kept[max(0, since - reach) : since + reach + 1].tolist()))
+                base[ready] = level_around(plan.kept, since, reach, best[0])
         return base
 
     def _keep(
@@ -432,7 +438,7 @@ class Overfitting(BaseRule):
             self._add_train(train.tag, train.step[train.cursor : added], train.value[train.cursor : added])
             train.cursor = added
         evals = st["evals"]
-        if st.get("val_level") is not None and st["val_level"][1] is None:
+        if self._level_pending(st):
             self._settle_level(st, [e[0] for e in evals] + list(columns[0]), [e[2] for e in evals] + list(columns[2]))
         values, levels, steps, walls = (c[-MAX_EVALS:] for c in columns)
         evals += [[v, level, s, w] for v, level, s, w in zip(values, levels, steps, walls)]
@@ -631,7 +637,7 @@ class Overfitting(BaseRule):
                 st["val_level"] = [reach, None] if reach >= MIN_REACH else None
             if best is None:
                 continue
-            if st.get("val_level") is not None and st["val_level"][1] is None:
+            if self._level_pending(st):
                 self._settle_level(st, [e[0] for e in evals], [e[2] for e in evals])
             if st["best_until"] is not None:
                 self._settle_best(train, st, step)
@@ -723,20 +729,24 @@ class Overfitting(BaseRule):
             st["best_until"], st["around_best"] = None, []
 
     @staticmethod
+    def _level_pending(st: dict[str, Any]) -> bool:
+        """Whether the best has a level around it still to take (``_settle_level``)."""
+        around = st.get("val_level")
+        return around is not None and around[1] is None
+
+    @staticmethod
     def _settle_level(st: dict[str, Any], values: list[float], steps: list[int]) -> None:
         """Once ``reach`` evaluations follow the best's lowest one (``val_level``: reach, level), take the level
         a rise is measured from: the median of the evaluations within ``reach`` of it (``values``, ``steps``: the
         kept ones), never below the smoothed best. The lowest of many smoothed values is an extreme of them: on
         a long flat noisy stretch it sits below the level the loss holds, the further the more evaluations it
         was picked from, and a rise measured from it counted noise as overfitting (``AROUND_SHARE``). Kept once
-        taken: evaluations a step apart keep only the last 32 steps, and the level is needed long after."""
-        around = st.get("val_level")
-        if around is None or around[1] is not None:
-            return
-        reach = around[0]
+        taken: evaluations a step apart keep only the last 32 steps, and the level is needed long after. Callers
+        ask ``_level_pending`` first (the lists are built only then)."""
+        around = st["val_level"]
         k = bisect_left(steps, st["best"][2])
-        if k < len(steps) and steps[k] == st["best"][2] and k + reach < len(values):
-            around[1] = max(st["best"][0], small_median(values[max(0, k - reach) : k + reach + 1]))
+        if k < len(steps) and steps[k] == st["best"][2] and k + around[0] < len(values):
+            around[1] = level_around(values, k, around[0], st["best"][0])
 
     def _counts(self, st: dict[str, Any], value: float, level: float, smooth: float) -> bool:
         """Whether this evaluation counts towards the streak; ``smooth``: the median of the last ``smooth_evals``."""
