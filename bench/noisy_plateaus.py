@@ -5,10 +5,10 @@ multiplicative noise (the unit tests' curve: ``tests.analyzers.test_overfitting.
 steps), while the training loss keeps falling. For each run length (evaluations per run) and noise level, the share of
 seeded runs that `overfitting` warns (one-shot, default config) and that the labeller (``tests.sampled.labels.judge``)
 labels overfitting or borderline. The unit test checks 30 evaluations at 5 % noise; real runs are often longer and
-noisier. Both the rule and the labeller measure a rise from the lowest smoothed evaluation, and the lowest of many
-noisy values sits below the level they were drawn from: the longer the plateau, the further (docs/detection-quality.md,
-twenty-fourth round). The labeller column says how much of this the sampled corpus can see: a run it labels
-overfitting or borderline is never counted as a healthy run warned.
+noisier. The lowest of many noisy values sits below the level they were drawn from, the further the longer the
+plateau: the rule measures a rise from the level around its best, the labeller on medians over a tenth of the
+evaluations (docs/detection-quality.md, twenty-fourth and twenty-fifth rounds). The labeller columns say how much of
+this the sampled corpus can see: a run it labels overfitting or borderline is never counted as a healthy run warned.
 
     .venv/bin/python bench/noisy_plateaus.py [--seeds 100]
 """
@@ -29,7 +29,7 @@ from tests.analyzers.streams import healthy_loss, scalar_run  # noqa: E402
 from tests.analyzers.test_overfitting import EVAL, val_curve  # noqa: E402
 from tests.sampled.labels import Curves, Series, judge  # noqa: E402
 
-EVALUATIONS = (30, 60, 100)
+EVALUATIONS = (30, 60, 100, 200)
 NOISE = (0.05, 0.1, 0.2)
 
 
