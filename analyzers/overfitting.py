@@ -105,7 +105,7 @@ DENSE_MIN_EVALS = 64  # a batch with at least this many evaluations of one tag i
 NOISE_SINCE_BEST = 5  # evaluations kept from the best on before their first differences are a noise estimate
 # The long median (nine evaluations, three smoothing windows) is compared with the level around the best, itself a
 # median of up to nine: their difference spreads sqrt(2) x 0.40 = 0.57 sigma under Gaussian noise, and 3 sigma for
-# a median of three (0.67 sigma) against a fixed best is 4.5 of its spreads: 4.5 x 0.57 = 2.5 sigma, 0.85 x 3. It
+# a median of three (0.67 sigma) against a fixed best is 4.5 of its spreads: 4.5 x 0.57 = 2.55 sigma (0.85 x 3). It
 # was 0.6 (the nine against a fixed best), and carried most of the warnings on bench/noisy_plateaus.py's flat
 # validation losses: 200 evaluations at 5/10/20 % noise 13/35/41 of 100 warned -> 7/16/20; on the development
 # part's 417 overfitting runs the same 412 found, 12 noticed later (s17416 by 19 % of its run), none sooner.

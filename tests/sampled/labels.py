@@ -23,7 +23,7 @@ curves would call each problem; they were fixed on the development part only:
   >= 0.9 x min(U, chance): never 10 % better than an untrained model or a constant guess. Onset: the
   first step. Borderline: 0.7-0.9.
 - overfitting: the minimum of the validation loss (3-evaluation rolling median) with >= 3 evaluations after it, the
-  median of the last three >= 25 % above it and so on medians over a tenth of the evaluations (the lowest of many
+  median of the last three >= 25 % above it and also on medians over a tenth of the evaluations (the lowest of many
   noisy 3-medians is an extreme, not a level: `_level_rise`), the training loss over the last 10 % of the run < 80 %
   of its level around the minimum (+-5 % of the run, never above its level over the 5 % up to the minimum: a blow
   right after it is no level to fall from; development s6996), no divergence; or, before that minimum, an earlier
