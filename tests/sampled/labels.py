@@ -23,19 +23,19 @@ curves would call each problem; they were fixed on the development part only:
   >= 0.9 x min(U, chance): never 10 % better than an untrained model or a constant guess. Onset: the
   first step. Borderline: 0.7-0.9.
 - overfitting: the minimum of the validation loss (3-evaluation rolling median) with >= 3 evaluations after it, the
-  median of the last three >= 25 % above it and also on medians over a tenth of the evaluations (the lowest of many
-  noisy 3-medians is an extreme, not a level: `_level_rise`), the training loss over the last 10 % of the run < 80 %
-  of its level around the minimum (+-5 % of the run, never above its level over the 5 % up to the minimum: a blow
-  right after it is no level to fall from; development s6996), no divergence; or, before that minimum, an earlier
-  one from which the 3-evaluation medians rose >= 25 % for >= 3 evaluations in a row with the training loss then
-  < 80 % of its level around it, until a blow to the model (its training loss up by >= 20 % of min(U, chance)) took
-  the validation loss below that minimum (an overfitting that a later, lower minimum did not undo). Onset: the
-  (first such) minimum. Borderline: a rise of 10-25 % (or >= 25 % on 3-medians only) with training falling, a
-  >= 25 % rise that came back down (after the lowest minimum, or before it from an earlier one without a blow), or a
-  >= 25 % rise with training only 5-20 % lower or not lower at all (a run whose validation loss ends a quarter above
-  its best is no clean healthy run, whatever its training loss did: thirteenth batch, s9436, an lr jump x194 took
-  validation 0.39 -> 0.6-1.3 for good while training came back to 7x its level before it; s9362, validation +60 %
-  while a near-zero training loss wandered).
+  validation loss ending >= 25 % above it, both measured on medians over a tenth of the evaluations (3-evaluation
+  medians below 40: the lowest of many noisy 3-medians is an extreme, not a level: `_level_rise`), the training loss
+  over the last 10 % of the run < 80 % of its level around the minimum (+-5 % of the run, never above its level over
+  the 5 % up to the minimum: a blow right after it is no level to fall from; development s6996), no divergence; or,
+  before that minimum, an earlier one from which the 3-evaluation medians rose >= 25 % for >= 3 evaluations in a row
+  with the training loss then < 80 % of its level around it, until a blow to the model (its training loss up by
+  >= 20 % of min(U, chance)) took the validation loss below that minimum (an overfitting that a later, lower minimum
+  did not undo). Onset: the (first such) minimum. Borderline: a rise of 10-25 % (or >= 25 % on 3-medians only) with
+  training falling, a >= 25 % rise that came back down (after the lowest minimum, or before it from an earlier one
+  without a blow), or a >= 25 % rise with training only 5-20 % lower or not lower at all (a run whose validation
+  loss ends a quarter above its best is no clean healthy run, whatever its training loss did: thirteenth batch,
+  s9436, an lr jump x194 took validation 0.39 -> 0.6-1.3 for good while training came back to 7x its level before
+  it; s9362, validation +60 % while a near-zero training loss wandered).
 - vanishing_gradients: first-layer weight-gradient RMS < 1e-3 x the last layer's (AUTOTRAINER beta1)
   at a logged step and at >= 80 % of the later ones, and at >= 3 logged steps in all (all of them, if the
   run logged fewer): a condition seen at the run's final log only has not persisted. Onset: the start of
