@@ -217,6 +217,10 @@ _THIRTYSIXTH = _drawn_batch(_THIRTYFIFTH[-1] + 2, ("overfit", "explode_init"), 6
 # labeller before any run of it was read: 80 drawn explode_init / overfit seeds (the classes of the locked part's two
 # remaining misses) and the first 60 healthy-class seeds of its range.
 _THIRTYSEVENTH = _drawn_batch(_THIRTYSIXTH[-1] + 2, ("explode_init", "overfit"), 80, healthy=60)
+# A thirty-eighth (issue 10, twenty-sixth round), drawn after the thirty-seventh and scored on this round's rules and
+# labeller before any run of it was read: 100 drawn explode_init seeds (the class of both of the locked part's
+# remaining misses) and the first 40 healthy-class seeds of its range.
+_THIRTYEIGHTH = _drawn_batch(_THIRTYSEVENTH[-1] + 2, ("explode_init",), 100, healthy=40)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -234,7 +238,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND,
                        "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
                        "thirtyfifth": _THIRTYFIFTH, "thirtysixth": _THIRTYSIXTH,
-                       "thirtyseventh": _THIRTYSEVENTH}
+                       "thirtyseventh": _THIRTYSEVENTH, "thirtyeighth": _THIRTYEIGHTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
