@@ -55,8 +55,11 @@ development batch's s14682: a 12-layer tanh MLP under SGD with momentum at 0.003
 a late start and a run that never learns look alike (four of those on the development part, 0.0015-0.0067);
 above 1e-3 the run gets the no-cause path (an info note after ``note_steps``); a learning rate whose highest logged value so far is ≤ ``low_lr`` = 1e-5 (the set rate, not a
 schedule's annealed tail: a healthy warm-restart run annealed to 9e-6 was blamed on it; SGD at 1e-6 never
-moved; Adam at 1e-5 took 2,600 steps to gain 10 %); every logged gradient exactly zero; otherwise
-data, labels or a bug.
+moved; Adam at 1e-5 took 2,600 steps to gain 10 %); every logged gradient exactly zero; weights that
+barely move: the trainer shim's update ratios, per step and median over the weight tensors, never above
+``min_update`` = 1e-5 so far (``update_size.py``; the slowest healthy shim-written development run reached
+4.2e-5 by step 300, while 30 of 112 never-learners stayed below 1e-5: a learning rate too low for its
+optimizer and model, which no fixed lr bar can say); otherwise data, labels or a bug.
 
 ``loss_plateau`` leaves such a stretch to this rule: it does not note a plateau while the run has
 not learned (same start and level, ``Tracker`` below), so a run never gets both for one stretch.
@@ -77,6 +80,7 @@ from tbmon.analyzers.layers import HIST, Groups, LayerGroups, compared_layers
 from tbmon.analyzers.numbers import fmt_number
 from tbmon.analyzers.series import ScalarSeries
 from tbmon.analyzers.signals import GRAD_HISTOGRAM, GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, epoch_level
+from tbmon.analyzers.update_size import UpdateSize
 from tbmon.analyzers.vanishing_gradients import VanishingGradients
 from tbmon.analyzers.windows import MAD_TO_SIGMA, first_gap
 
@@ -318,24 +322,29 @@ class NotLearning(BaseRule):
         "leap": 2.0,
         "grad_ratio": VanishingGradients.defaults["ratio"],
         "low_lr": 1e-5,
+        "min_update": 1e-5,
     }
 
     def __init__(self, run: str, params: dict[str, Any]) -> None:
         super().__init__(run, params)
         self.lr = ScalarContext()
         self.grads = GradientHint()
+        self.updates = UpdateSize()
         self.tracker = Tracker(self.p)
         self.followed: str | None = None
         self.stage = 0  # highest level alerted: 1 info, 2 warning (one episode per run)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "lr": self.lr.state(), "grads": self.grads.state(),
-                "tracker": self.tracker.state(), "followed": self.followed, "stage": self.stage}
+                "updates": self.updates.state(), "tracker": self.tracker.state(), "followed": self.followed,
+                "stage": self.stage}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.lr.load(state["lr"])
         self.grads.load(state["grads"])
+        if "updates" in state:  # a state saved before update sizes were read: none known yet
+            self.updates.load(state["updates"])
         self.tracker.load(state["tracker"])
         self.followed = state["followed"]
         self.stage = state["stage"]
@@ -349,6 +358,7 @@ class NotLearning(BaseRule):
     def feed(self, view: RunView) -> list[Alert]:
         self.lr.update(view.signal(LEARNING_RATE))
         self.grads.update(view)
+        self.updates.update(view)
         losses = [i.series for i in view.signal(TRAIN_LOSS) if len(i.series)]
         if self.followed is None and losses:
             self.followed = min(losses, key=lambda s: int(s.seq[0])).tag
@@ -432,14 +442,17 @@ class NotLearning(BaseRule):
         ratio = float(median(ratios)) if ratios else float("nan")
         peak = max(peak, float(median(t.head)))
         leapt = t.leapt or peak >= p["leap"] * t.start
-        evidence: dict[str, Any] = {"grad_ratio": ratio, "learning_rate": lr, "leapt": leapt, "peak_level": peak}
+        update = self.updates.at(seq)
+        evidence: dict[str, Any] = {"grad_ratio": ratio, "learning_rate": lr, "leapt": leapt, "peak_level": peak,
+                                    "update_per_step": update}
         vanish = ratio < p["grad_ratio"]  # False for NaN
         # The rate the run was set to (its highest so far), not where a schedule has annealed it: a
         # cosine or step decay ends below low_lr in healthy runs (s0874: 1.2e-4 annealed to 9e-6).
         set_lr = lr_peak if lr_peak == lr_peak else lr
         low = set_lr <= p["low_lr"]
         zero = bool(grads and grads[-1][1] == 0 and grads[-1][2] == 0)
-        explained = leapt or vanish or low or zero
+        frozen = update < p["min_update"]  # False for NaN: no update ratios logged
+        explained = leapt or vanish or low or zero or frozen
         if not text:
             return "", explained, evidence
         at_lr = f" (lr {fmt_number(lr)})" if np.isfinite(lr) else ""
@@ -457,6 +470,10 @@ class NotLearning(BaseRule):
         elif zero:
             hint = ("every logged gradient is exactly zero: the weights get no signal (dead ReLUs, a detached graph, "
                     "frozen parameters)")
+        elif frozen:
+            hint = (f"the weights barely move: the median weight tensor has changed by at most {fmt_number(update)} "
+                    f"of its norm per step so far (about 1e-3 is usual){at_lr}; the learning rate is far too low for "
+                    "this model and optimizer, or the weights are frozen")
         else:
             hint = (f"no gradient or learning-rate cause is visible{at_lr}: check that inputs and labels match "
                     "(shuffled or constant labels), that the loss gets the model's output and the optimizer the "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tbmon.analyzers import AnalyzerConfig, Engine, analyze
 from tbmon.analyzers.alerts import Alert
@@ -62,6 +63,39 @@ def test_sgd_at_lr_1e_6_warns_that_the_rate_is_too_low(tmp_path: Path) -> None:
     train(Recipe(hidden=(64,), lr=1e-6, steps=400, seed=2, val_every=50), "slash", "tensorboardX", tmp_path / "r")
     [alert] = [a for a in analyze(read(tmp_path)) if a.kind == "not_learning"]
     assert alert.severity == "warning" and "far too low" in alert.message
+
+
+def _shim_run(logdir: Path, lr: float, steps: int = 400) -> None:
+    """A 2-layer MLP on digits under plain SGD, logged by the trainer shim without its learning rate (many
+    loops log only the loss): histograms, weight norms and update ratios every 50 steps."""
+    from tbmon.trainer_shim import TrainerShim
+    from tests.trainer_shim.training import digits, mlp
+
+    torch.set_num_threads(1)
+    x, y = digits()
+    net = mlp(seed=3)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    with TrainerShim(logdir, net, hist_every=50, norms_every=10) as shim:
+        for step in range(steps):
+            i = (step * 64) % (len(x) - 64)
+            loss = torch.nn.functional.cross_entropy(net(x[i : i + 64]), y[i : i + 64])
+            opt.zero_grad()
+            loss.backward()
+            shim.log_gradients(step)
+            opt.step()
+            shim.log_scalars(step, loss=loss.item())
+
+
+def test_weights_that_barely_move_are_a_cause_the_shim_shows(tmp_path: Path) -> None:
+    """SGD at lr 1e-6 with no learning rate logged: the shim's update ratios say the weights move ~1e-7 of
+    their norm per step, so the warning comes at step 300 with that cause (without it: nothing before 1,000
+    steps). The same net at lr 0.1 learns and is silent."""
+    _shim_run(tmp_path / "frozen", lr=1e-6)
+    _shim_run(tmp_path / "healthy", lr=0.1)
+    [alert] = [a for a in analyze(read(tmp_path / "frozen")) if a.kind == "not_learning"]
+    assert (alert.severity, alert.evidence["noticed_step"]) == ("warning", 300)
+    assert "weights barely move" in alert.message and alert.evidence["update_per_step"] < 1e-6
+    assert [a for a in analyze(read(tmp_path / "healthy")) if a.kind == "not_learning"] == []
 
 
 @pytest.mark.parametrize("recipe", [
@@ -265,6 +299,35 @@ def test_chunking_and_state_round_trips_never_change_the_alerts() -> None:
     for cuts in (steps, sorted(rng.integers(1, len(s), 25).tolist())):
         assert canon(alerts_of(s, cuts, kind=None)) == whole
     assert canon(alerts_of(s, sorted(rng.integers(1, len(s), 8).tolist()), kind=None, resume=True)) == whole
+
+
+def update_stream(per_step: float, n: int = 1300) -> Stream:
+    """Flat loss with no learning rate; update ratios every 50 steps for two weights (and a bias at 1.0, which
+    the median leaves out) whose weights moved ``per_step`` of their norm per step."""
+    loss = flat(n)
+    s = Stream()
+    for step in range(n):
+        s.scalar("train/loss", step, loss[step])
+        if step % 50 == 0 and step:
+            for param, scale in (("net.0.weight", per_step), ("net.0.bias", 1 / 50), ("net.2.weight", 2 * per_step)):
+                s.scalar(f"update_ratio/{param}", step, 50 * scale)
+    return s
+
+
+def test_the_update_size_bar_and_its_chunk_invariance() -> None:
+    """1e-6 per step is a cause (a warning at 300, dated and worded the same in any chunking or through a
+    saved state); 5e-5 per step, just above the slowest healthy shim-written run of the sampled development
+    part (4.2e-5), is not: an info note at 1,000 steps only."""
+    frozen = update_stream(1e-6)
+    whole = canon(alerts_of(frozen, kind=None))
+    [alert] = alerts_of(frozen)
+    assert (alert.severity, alert.evidence["noticed_step"]) == ("warning", 300)
+    assert alert.evidence["update_per_step"] == pytest.approx(1.5e-6)  # the median of the two weights
+    rng = np.random.default_rng(1)
+    for cuts in ([q for q in range(1, len(frozen)) if q % 3 == 0], sorted(rng.integers(1, len(frozen), 25).tolist())):
+        assert canon(alerts_of(frozen, cuts, kind=None)) == whole
+    assert canon(alerts_of(frozen, sorted(rng.integers(1, len(frozen), 8).tolist()), kind=None, resume=True)) == whole
+    assert brief(alerts_of(update_stream(5e-5))) == [("info", 0, 1000)]
 
 
 def test_state_stays_small_on_a_long_run() -> None:
