@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tbmon.analyzers import AnalyzerConfig, Engine, analyze
 from tbmon.analyzers.alerts import Alert
@@ -65,25 +64,15 @@ def test_sgd_at_lr_1e_6_warns_that_the_rate_is_too_low(tmp_path: Path) -> None:
     assert alert.severity == "warning" and "far too low" in alert.message
 
 
-def _shim_run(logdir: Path, lr: float, steps: int = 400) -> None:
-    """A 2-layer MLP on digits under plain SGD, logged by the trainer shim without its learning rate (many
-    loops log only the loss): histograms, weight norms and update ratios every 50 steps."""
+def _shim_run(logdir: Path, lr: float) -> None:
+    """A 2-layer MLP on digits under plain SGD for 400 steps, logged by the trainer shim without its learning
+    rate: histograms, weight norms and update ratios every 50 steps."""
     from tbmon.trainer_shim import TrainerShim
-    from tests.trainer_shim.training import digits, mlp
+    from tests.trainer_shim.training import mlp, train as train_shim
 
-    torch.set_num_threads(1)
-    x, y = digits()
     net = mlp(seed=3)
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
     with TrainerShim(logdir, net, hist_every=50, norms_every=10) as shim:
-        for step in range(steps):
-            i = (step * 64) % (len(x) - 64)
-            loss = torch.nn.functional.cross_entropy(net(x[i : i + 64]), y[i : i + 64])
-            opt.zero_grad()
-            loss.backward()
-            shim.log_gradients(step)
-            opt.step()
-            shim.log_scalars(step, loss=loss.item())
+        train_shim(shim, net, 400, lr=lr, log_lr=False)
 
 
 def test_weights_that_barely_move_are_a_cause_the_shim_shows(tmp_path: Path) -> None:

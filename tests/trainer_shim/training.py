@@ -28,8 +28,10 @@ def train(
     *,
     lr: float = 0.1,
     before_log: Callable[[int, torch.nn.Module], None] | None = None,
+    log_lr: bool = True,
 ) -> list[float]:
-    """SGD on digits batches of 64; logs like a user would; returns the losses."""
+    """SGD on digits batches of 64; logs like a user would (``log_lr=False``: the loss alone, as many loops
+    do); returns the losses."""
     torch.set_num_threads(1)
     x, y = digits()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -45,7 +47,7 @@ def train(
             shim.log_gradients(step)
         opt.step()
         if shim is not None:
-            shim.log_scalars(step, loss=loss, lr=lr)
+            shim.log_scalars(step, loss=loss, **({"lr": lr} if log_lr else {}))
         losses.append(loss.item())
     return losses
 
