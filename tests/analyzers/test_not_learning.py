@@ -319,6 +319,22 @@ def test_the_update_size_bar_and_its_chunk_invariance() -> None:
     assert brief(alerts_of(update_stream(5e-5))) == [("info", 0, 1000)]
 
 
+def test_a_state_saved_before_update_sizes_were_read_still_loads() -> None:
+    """A watcher's state from before ``updates`` existed loads with no update size known: the ratios logged
+    after it count (each tag's first one has no interval), so a run frozen all along is still warned, once
+    step 300's median has closed (by step 350's ratios, logged after its loss: noticed at 351) instead of at 300."""
+    frozen = update_stream(1e-6)
+    cut = 250 + 4 * 3  # the points before step 250: a loss a step, three ratios at steps 50-200
+    engine = Engine()
+    assert [a for a in engine.feed(frozen.batches([cut])[0]) if a.kind == "not_learning"] == []
+    state = json.loads(json.dumps(engine.state_dict()))
+    del state["rules"]["run"]["not_learning"]["updates"]
+    engine = Engine()
+    engine.load_state_dict(state)
+    got = [a for a in engine.feed(frozen.batches([cut])[1]) if a.kind == "not_learning"]
+    assert brief(got) == [("warning", 0, 351)] and got[0].evidence["update_per_step"] == pytest.approx(1.5e-6)
+
+
 def test_state_stays_small_on_a_long_run() -> None:
     n = 20_000
     engine = Engine(AnalyzerConfig.from_mapping({"enable": ["not_learning"]}))
