@@ -61,7 +61,7 @@ class UpdateSize:
     def _close(self, seq: int) -> None:
         if self.open:
             step_median = median(self.open.values())
-            self.peak = step_median if not self.peak >= step_median else self.peak  # NaN peak: the first
+            self.peak = step_median if math.isnan(self.peak) else max(self.peak, step_median)
             self._events.append((seq, self.peak))
         self.open = {}
 
