@@ -43,15 +43,17 @@ LOCKED = tuple(s for s in SEEDS if s % 2 == 1)
 _FIRST_DEVELOPMENT = tuple(s for s in range(800) if s % 2 == 0)
 
 
-def _drawn_batch(first: int, classes: tuple[str, ...], wanted: int, healthy: float) -> tuple[int, ...]:
+def _drawn_batch(first: int, classes: tuple[str, ...], wanted: int, healthy: float,
+                 where: Callable[[Config], bool] = lambda cfg: True) -> tuple[int, ...]:
     """The even seeds from ``first`` on whose *drawn* class (decided before training, never the outcome) is
-    one of ``classes``, until there are ``wanted`` of them, and the first ``healthy`` healthy-class seeds
-    of the same range (a false alarm weighs as much as a miss). Drawn, not picked: no seed is chosen by its
-    data."""
+    one of ``classes`` and whose drawn configuration meets ``where``, until there are ``wanted`` of them, and the
+    first ``healthy`` healthy-class seeds of the same range (a false alarm weighs as much as a miss). Drawn, not
+    picked: no seed is chosen by its data."""
     seeds, weak, calm, seed = [], 0, 0, first
     while weak < wanted:
-        cls = draw(seed).cls
-        if cls in classes:
+        cfg = draw(seed)
+        cls = cfg.cls
+        if cls in classes and where(cfg):
             weak += 1
             seeds.append(seed)
         elif cls == "healthy" and calm < healthy:
@@ -221,6 +223,13 @@ _THIRTYSEVENTH = _drawn_batch(_THIRTYSIXTH[-1] + 2, ("explode_init", "overfit"),
 # labeller before any run of it was read: 100 drawn explode_init seeds (the class of both of the locked part's
 # remaining misses) and the first 40 healthy-class seeds of its range.
 _THIRTYEIGHTH = _drawn_batch(_THIRTYSEVENTH[-1] + 2, ("explode_init",), 100, healthy=40)
+# A thirty-ninth (issue 10, twenty-seventh round), drawn after the thirty-eighth and scored on this round's rules and
+# labeller before any run of it was read: 100 drawn explode_init seeds whose drawn net is a CNN trained >= 1,400
+# steps (by configuration, not outcome: six of the seven overfitting runs among the 508 explode_init development runs
+# built here are such nets, as are the large-init nets found latest: s13686, s23780, s30734) and the first 40
+# healthy-class seeds of its range.
+_THIRTYNINTH = _drawn_batch(_THIRTYEIGHTH[-1] + 2, ("explode_init",), 100, healthy=40,
+                            where=lambda cfg: cfg.arch == "cnn" and cfg.steps >= 1400)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -238,7 +247,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "thirtyfirst": _THIRTYFIRST, "thirtysecond": _THIRTYSECOND,
                        "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
                        "thirtyfifth": _THIRTYFIFTH, "thirtysixth": _THIRTYSIXTH,
-                       "thirtyseventh": _THIRTYSEVENTH, "thirtyeighth": _THIRTYEIGHTH}
+                       "thirtyseventh": _THIRTYSEVENTH, "thirtyeighth": _THIRTYEIGHTH,
+                       "thirtyninth": _THIRTYNINTH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
