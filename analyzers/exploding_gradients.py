@@ -84,7 +84,14 @@ model-wide gradient RMS falls below 1 by step 450 of 1,805) had median weight RM
 1.0 and loss 577 → 24 → 8.6 → 3.5 over its first four logs (bias ratio 127–376), then a total norm
 of 109–179 beside a loss of 0.44–1.5; every exploding-labelled dev run whose alert comes from these
 conditions keeps either its loss within 10× of the first (297 → 66, 717 → 351, 2.3e6 → 4.4e5) or
-its gradients far above the gate (weight RMS 5e3 with the loss down 5,000×).
+its gradients far above the gate (weight RMS 5e3 with the loss down 5,000×). The undoing ends once the gradients
+have been back under the gate itself (after a peak of at least ``recovered`` × it): from then on only gradients under
+the gate are recovered. The 39th development batch's s32330 (a 12-conv ReLU net at 2.2× He under Adam, labelled
+exploding: model-wide gradient RMS 1–7 all run, validation loss six times chance) had its total norm 2.1e4 → 99 and
+loss 3,771 → 0.58 in 390 steps, then 100–600 beside a loss of 0.1–1 for 1,800 more, all of it "recovered"; s0590
+never holds above the gate at two logs once under it. On the 2,481 development runs built here, the change warns
+s32330 (step 429) and three borderline large-init runs (s0606, s3326, s19520), adds a later warning to five runs
+already warned and drops one from two; no healthy run changes.
 
 A gradient step is complete once another tag moves on to a later step, so a log that ends
 after its last gradient step still has that step judged (``layers.LayerGroups``).
@@ -188,6 +195,7 @@ class ExplodingGradients(BaseRule):
         self.overflow_prev: list[Any] = []  # last item, if large: [step, wall, size, what, gate]
         self.first_loss = [-1, float("nan")]  # the run's first finite training loss: [seq, value]
         self.size_peak = 0.0  # the largest per-group gradient size so far
+        self.size_undone = False  # whether the per-group gradient size has been back under its gate since its peak
         self.loss_last = [-1, float("nan")]  # the training loss's last point before this batch: [seq, value]
         self.waiting_loss: list[list[float]] = []  # [seq, loss then] of each gradient point still waiting in a group
         self._loss_seq = np.zeros(0, dtype=np.int64)
@@ -198,7 +206,8 @@ class ExplodingGradients(BaseRule):
                 "streaks": {k: v.to_json() for k, v in self.streaks.items()}, "starts": self.starts,
                 "nonfinite_tag": self.nonfinite_tag, "total_step": self.total_step, "total_tags": self.total_tags,
                 "group_tag": self.group_tag, "overflow_prev": self.overflow_prev,
-                "first_loss": self.first_loss, "size_peak": self.size_peak, "loss_last": self.loss_last,
+                "first_loss": self.first_loss, "size_peak": self.size_peak, "size_undone": self.size_undone,
+                "loss_last": self.loss_last,
                 "waiting_loss": self.waiting_loss, **self.overflow.state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -211,6 +220,7 @@ class ExplodingGradients(BaseRule):
         self.overflow_prev = list(state.get("overflow_prev", []))
         self.first_loss = [int(state.get("first_loss", [-1])[0]), float(state.get("first_loss", [-1, "nan"])[1])]
         self.size_peak = float(state.get("size_peak", 0.0))
+        self.size_undone = bool(state.get("size_undone", False))
         self.loss_last = [int(state["loss_last"][0]), float(state["loss_last"][1])]
         self.waiting_loss = [list(r) for r in state["waiting_loss"]]
         self.overflow.load(state)
@@ -326,7 +336,9 @@ class ExplodingGradients(BaseRule):
                                                        np.where(np.isfinite(values), values, -np.inf)]))[1:]
             if peaks.size:
                 st["peak"] = float(peaks[-1])
-            loud = (scale > p["loss_ratio"]) & ~self._recovered(seqs, values, peaks, loss, float(p["min_norm"]))
+            recovered, st["undone"] = self._recovered(seqs, values, peaks, loss, float(p["min_norm"]),
+                                                      bool(st.get("undone", False)))
+            loud = (scale > p["loss_ratio"]) & ~recovered
         levels = np.zeros(len(steps), dtype=int)
         info: Info = {}
         for name, start, cont, field, aux, patience in (
@@ -381,6 +393,7 @@ class ExplodingGradients(BaseRule):
         if value > factor * level or (loss == loss and value / max(1.0, abs(loss)) > p["loss_ratio"]):
             return False
         st["peak"] = max(st.get("peak", 0.0), value)
+        st["undone"] = st.get("undone", False) or self._undoes(value, st["peak"], float(p["min_norm"]))
         for field in ("streak", "loss_streak"):
             st[field] = [0, -1, float(st[field][2]), float(st[field][3])]
         return True
@@ -407,7 +420,7 @@ class ExplodingGradients(BaseRule):
             sizes[where[id(g)]] = size
         peaks = np.fmax.accumulate(np.concatenate([[self.size_peak], np.where(np.isfinite(sizes), sizes, -np.inf)]))[1:]
         self.size_peak = float(peaks[-1])
-        recovered = self._recovered(seqs, sizes, peaks, self._loss_at(seqs), gate)
+        recovered, self.size_undone = self._recovered(seqs, sizes, peaks, self._loss_at(seqs), gate, self.size_undone)
         for name, rows in (("layer_ratio", self._ratio_rows), ("backward_growth", self._bias_rows)):
             cond = np.zeros(n, dtype=bool)
             value = np.full(n, np.nan)
@@ -526,16 +539,28 @@ class ExplodingGradients(BaseRule):
             return (ratio > threshold) & (size > gate), ratio, detail
 
     def _recovered(self, seqs: np.ndarray, sizes: np.ndarray, peaks: np.ndarray, loss: np.ndarray,
-                   gate: float) -> np.ndarray:
+                   gate: float, undone: bool) -> tuple[np.ndarray, bool]:
         """Per point: an explosion the optimiser is undoing, which is no training problem (AUTOTRAINER and
         DeepDiagnosis report a gradient problem only with a training symptom). The gradient size is
         ``recovered`` (10) x below its peak so far and under ``recovered`` x its absolute gate, and the
-        training loss is ``recovered`` x below the run's first (untrained) loss."""
+        training loss is ``recovered`` x below the run's first (untrained) loss. Once the gradients have been
+        back under the gate itself (``_undoes``; ``undone``: before these points), the undoing is over: from
+        then on only gradients under the gate are recovered, and large ones that hold again are the run's
+        own. Returns the points' verdicts and ``undone`` after them."""
         known = (self.first_loss[0] >= 0) & (np.asarray(seqs) >= self.first_loss[0])  # as of each point
         first = np.where(known, self.first_loss[1], np.nan)
         r = self.p["recovered"]
+        dips = self._undoes(sizes, peaks, gate)
+        before = np.logical_or.accumulate(np.concatenate([[undone], dips]))
         with np.errstate(invalid="ignore"):
-            return (sizes * r <= peaks) & (sizes < r * gate) & (np.abs(loss) * r <= np.abs(first))
+            under = sizes < np.where(before[:-1], 1.0, r) * gate
+            return (sizes * r <= peaks) & under & (np.abs(loss) * r <= np.abs(first)), bool(before[-1])
+
+    def _undoes(self, size: Any, peak: Any, gate: float) -> Any:
+        """Whether a gradient size ends the undoing of an explosion: under its gate, after a peak of at least
+        ``recovered`` x the gate (an explosion there was); per point, on arrays or floats alike."""
+        with np.errstate(invalid="ignore"):
+            return (size < gate) & (peak >= self.p["recovered"] * gate)
 
     def _gradient_size(self, g: Groups) -> tuple[np.ndarray, float, str]:
         """How large the weight gradients are in absolute terms, per group, with the gate it is compared

@@ -59,6 +59,34 @@ def test_an_explosion_that_persists_is_still_found() -> None:
     assert got[:1] == [(0, "warning", "backward_growth")]
 
 
+# s32330 (the 39th development batch: a 12-conv ReLU net at 2.2x He under Adam, 331 digits with 19 % label noise,
+# labelled exploding from step 0: model-wide gradient RMS 1-7 for its whole 2,193 steps while the validation loss
+# stayed 12-19, six times chance): its gradient logs every 39 steps, total norm and training loss.
+RELAPSE_TOTAL = [2.12e4, 1417.0, 1090.0, 497.0, 631.0, 296.0, 422.0, 371.0, 414.0, 188.0, 98.9, 205.0, 140.0, 69.8,
+                 15.2, 54.2, 14.2, 50.2, 144.0, 101.0, 213.0]
+RELAPSE_LOSS = [3771.0, 67.1, 39.6, 8.27, 6.81, 3.22, 5.66, 1.43, 2.96, 1.03, 0.576, 0.413, 0.269, 0.526, 0.0129,
+                0.085, 0.0061, 0.211, 0.904, 0.195, 0.335]
+
+
+def test_gradients_large_again_after_the_explosion_was_undone_are_the_runs_own() -> None:
+    """s32330's gradients fell 200x in 390 steps with the loss 6,500x, under the total-norm gate (98.9 at step 390),
+    then held at 140-205 beside a loss of 0.3-0.4: a norm 340-500x its loss. The recovery test took all of it for
+    the optimiser undoing the explosion, and the run was never warned. Once the gradients have been back under the
+    gate, the undoing is over: the loss scale is warned where it holds again (step 429, two logs in a row). s0590's
+    recovery (the first test) never holds above the gate at two logs once under it, and stays quiet."""
+    steps = [39 * k for k in range(len(RELAPSE_TOTAL))]
+    total, loss = dict(zip(steps, RELAPSE_TOTAL)), dict(zip(steps, RELAPSE_LOSS))
+    run = layered(lambda s, k: total[s] / 100, backward(10), steps=steps, loss=lambda s: loss[s],
+                  total=lambda s: total[s])
+    got = same_whatever_the_chunking(run)
+    assert [(a.step, a.evidence["condition"], a.evidence["noticed_step"]) for a in got] == [(429, "loss_scale", 468)]
+    # The same start with gradients that stay under the gate once there (s0590's shape): nothing.
+    settled = {s: min(v, 90.0) if s >= 390 else v for s, v in total.items()}
+    run = layered(lambda s, k: settled[s] / 100, backward(10), steps=steps, loss=lambda s: loss[s],
+                  total=lambda s: settled[s])
+    assert same_whatever_the_chunking(run) == []
+
+
 def test_large_gradients_at_the_only_log_before_the_loss_overflows() -> None:
     """s0436 (a 6-conv ReLU net at 2.2x He, SGD): one gradient log (median weight RMS 5.3, bias ratio 38:
     below 70), then the loss overflows and the histogram writer dies. The explosion is dated at that log.

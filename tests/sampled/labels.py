@@ -58,7 +58,9 @@ curves would call each problem; they were fixed on the development part only:
   gradient (DeepDiagnosis' share of a layer's ReLU outputs), persisting as above. A unit is a bias entry: the shim's
   exact `grad_zero_frac/<bias>` share, or 1 where a bias histogram holds no nonzero entry. A run that loses most of
   a layer for good is no clean healthy run, whatever its loss does (32nd development batch, s24906: 75-92 % of a
-  12-channel convolution's units dead at 19 of its 20 logs, validation ending at 1.03 where chance is 2.3).
+  12-channel convolution's units dead at 19 of its 20 logs, validation ending at 1.03 where chance is 2.3); nor one
+  that has most of a layer dead at >= 2 consecutive logs without it persisting (the transient band of the gradient
+  criteria above; 39th batch, s32062: 5 of a convolution's 8 channels dead at every log, a sixth at every other).
 """
 
 from __future__ import annotations
@@ -200,9 +202,14 @@ def _dead_shares(run: RunData, style, sizes: dict[str, int]) -> tuple[Series, ..
 
 
 def dead_units(c: Curves) -> list[str]:
-    """Borderline reasons only: most of a layer's units without gradient, for good."""
+    """Borderline reasons only: most of a layer's units without gradient, for good, or at >= 2 consecutive logs
+    without persisting (the transient band the other gradient criteria have: the 39th batch's s32062, a 9-conv
+    ReLU net whose net.5 had 5 of its 8 channels dead at every log and a sixth at every other one, 0.62-0.75, was
+    labelled a clean healthy run)."""
     if any(persistent_onset(s.step, s.value >= 0.7) is not None for s in c.dead_shares):
         return ["most of a layer's units got no gradient for good (dead ReLUs)"]
+    if any(transient(s.value >= 0.7) for s in c.dead_shares):
+        return ["most of a layer's units got no gradient at >= 2 consecutive logs, not for good"]
     return []
 
 
