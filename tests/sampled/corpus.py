@@ -230,6 +230,10 @@ _THIRTYEIGHTH = _drawn_batch(_THIRTYSEVENTH[-1] + 2, ("explode_init",), 100, hea
 # healthy-class seeds of its range.
 _THIRTYNINTH = _drawn_batch(_THIRTYEIGHTH[-1] + 2, ("explode_init",), 100, healthy=40,
                             where=lambda cfg: cfg.arch == "cnn" and cfg.steps >= 1400)
+# A fortieth (same round, after its changes), drawn the same way after the thirty-ninth and scored on d35234b's rules
+# and labeller before any run of it was read: 60 such seeds and the first 20 healthy-class seeds of its range.
+_FORTIETH = _drawn_batch(_THIRTYNINTH[-1] + 2, ("explode_init",), 60, healthy=20,
+                         where=lambda cfg: cfg.arch == "cnn" and cfg.steps >= 1400)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -248,7 +252,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
                        "thirtyfifth": _THIRTYFIFTH, "thirtysixth": _THIRTYSIXTH,
                        "thirtyseventh": _THIRTYSEVENTH, "thirtyeighth": _THIRTYEIGHTH,
-                       "thirtyninth": _THIRTYNINTH}
+                       "thirtyninth": _THIRTYNINTH, "fortieth": _FORTIETH}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
