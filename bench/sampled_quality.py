@@ -14,6 +14,7 @@ part is for scoring, and reading it while changing a rule would make it one more
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# The rules are imported now, not when scoring starts: a build takes minutes to hours, and a rule edited meanwhile
+# would be what gets scored, under figures that name the code as it was at launch.
+import tbmon.analyzers.registry  # noqa: E402, F401
 from tests.sampled.corpus import CI_CACHE, CI_SAMPLE, DEVELOPMENT, DEVELOPMENT_BATCHES, LOCKED, build  # noqa: E402
 from tests.sampled.quality import score_samples, timing_free  # noqa: E402
 
@@ -46,6 +50,7 @@ def main() -> int:
         parser.error("--runs picks runs one by one: only the development part may be read that way")
     if args.batch and args.part != "dev":
         parser.error("--batch picks a development batch: it goes with --part dev")
+    code = code_version()
     out = args.out or (CI_CACHE if args.part == "ci" else ROOT / "bench" / "out" / f"sampled-{args.part}")
     seeds = DEVELOPMENT_BATCHES[args.batch] if args.batch else PARTS[args.part]
     t0 = time.perf_counter()
@@ -58,8 +63,8 @@ def main() -> int:
     quality = score_samples(out, samples, args.runs)
     t2 = time.perf_counter()
     part = f"{args.part} part, {args.batch} batch" if args.batch else f"{args.part} part"
-    print(f"sampled corpus, {part} ({len(samples)} runs) at {out}: build/label {t1 - t0:.0f}s, "
-          f"analyze + replay + score {t2 - t1:.0f}s\n")
+    print(f"sampled corpus, {part} ({len(samples)} runs) at {out}, rules and labeller of {code}: "
+          f"build/label {t1 - t0:.0f}s, analyze + replay + score {t2 - t1:.0f}s\n")
     print(quality.tables())
     failures = quality.failures(RECALL_FLOOR, DELAY_CEILING)
     print("\nAgainst the issue's floors (recall >= 0.97 per fixed kind, no warning on a healthy run, median delay "
@@ -67,6 +72,17 @@ def main() -> int:
     if args.details:
         print("\nPer run:\n" + quality.details())
     return 0
+
+
+def code_version() -> str:
+    """The commit whose rules and labeller are scored, "-dirty" if the working tree differs from it: the figures
+    belong to that code (``unknown`` outside a git checkout)."""
+    try:
+        described = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                                   text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return described.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":
