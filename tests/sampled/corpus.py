@@ -234,6 +234,11 @@ _THIRTYNINTH = _drawn_batch(_THIRTYEIGHTH[-1] + 2, ("explode_init",), 100, healt
 # and labeller before any run of it was read: 60 such seeds and the first 20 healthy-class seeds of its range.
 _FORTIETH = _drawn_batch(_THIRTYNINTH[-1] + 2, ("explode_init",), 60, healthy=20,
                          where=lambda cfg: cfg.arch == "cnn" and cfg.steps >= 1400)
+# A forty-first (issue 10, twenty-eighth round), drawn the same way after the fortieth and scored on 2ccba59's rules and
+# labeller (the twenty-seventh round's) before any run of it was read, on a machine none of the earlier batches were
+# built on: 80 such seeds and the first 40 healthy-class seeds of its range.
+_FORTYFIRST = _drawn_batch(_FORTIETH[-1] + 2, ("explode_init",), 80, healthy=40,
+                           where=lambda cfg: cfg.arch == "cnn" and cfg.steps >= 1400)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -252,7 +257,7 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
                        "thirtyfifth": _THIRTYFIFTH, "thirtysixth": _THIRTYSIXTH,
                        "thirtyseventh": _THIRTYSEVENTH, "thirtyeighth": _THIRTYEIGHTH,
-                       "thirtyninth": _THIRTYNINTH, "fortieth": _FORTIETH}
+                       "thirtyninth": _THIRTYNINTH, "fortieth": _FORTIETH, "fortyfirst": _FORTYFIRST}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
