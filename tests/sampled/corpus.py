@@ -239,6 +239,10 @@ _FORTIETH = _drawn_batch(_THIRTYNINTH[-1] + 2, ("explode_init",), 60, healthy=20
 # built on: 80 such seeds and the first 40 healthy-class seeds of its range.
 _FORTYFIRST = _drawn_batch(_FORTIETH[-1] + 2, ("explode_init",), 80, healthy=40,
                            where=lambda cfg: cfg.arch == "cnn" and cfg.steps >= 1400)
+# A forty-second (same round), drawn after the forty-first and scored on the same rules before any run of it was read:
+# 60 drawn late_divergence / lr_too_high seeds (the drawn classes of the misses the locked part's build on this
+# machine added, counted per class, never read) and the first 20 healthy-class seeds of its range.
+_FORTYSECOND = _drawn_batch(_FORTYFIRST[-1] + 2, ("late_divergence", "lr_too_high"), 60, healthy=20)
 # The development part by batch, in the order drawn ("first" holds the first two rounds' seeds 0-798): a batch is
 # scored on its own (bench/sampled_quality.py --batch) before any rule change it prompts.
 DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _FOURTH, "fifth": _FIFTH,
@@ -257,7 +261,8 @@ DEVELOPMENT_BATCHES = {"first": _FIRST_DEVELOPMENT, "third": _THIRD, "fourth": _
                        "thirtythird": _THIRTYTHIRD, "thirtyfourth": _THIRTYFOURTH,
                        "thirtyfifth": _THIRTYFIFTH, "thirtysixth": _THIRTYSIXTH,
                        "thirtyseventh": _THIRTYSEVENTH, "thirtyeighth": _THIRTYEIGHTH,
-                       "thirtyninth": _THIRTYNINTH, "fortieth": _FORTIETH, "fortyfirst": _FORTYFIRST}
+                       "thirtyninth": _THIRTYNINTH, "fortieth": _FORTIETH, "fortyfirst": _FORTYFIRST,
+                       "fortysecond": _FORTYSECOND}
 DEVELOPMENT = tuple(s for batch in DEVELOPMENT_BATCHES.values() for s in batch)
 CI_SAMPLE = tuple(s for s in LOCKED if s % 8 == 1)  # 50 locked runs, trained by the test suite
 CI_CACHE = REPO / ".pytest_cache" / "tbmon-sampled-locked"  # where the test suite (and the bench's ci part) build it
