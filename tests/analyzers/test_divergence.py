@@ -369,6 +369,17 @@ S17152_VAL = [0.344, 0.391, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.392, 0.3
               0.377, 0.346]
 
 
+# The 42nd development batch's s64094 (labelled healthy): a Keras run of an 8-layer ReLU MLP memorising 328 regression
+# examples, its epoch means (epochs 1-31); one corrupted batch in epoch 27.
+S64094_TRAIN = [0.6524, 0.1412, 0.04701, 0.03038, 0.008806, 0.002059, 0.0003767, 0.00011, 5.356e-05, 1.39e-05, 3.269e-06,
+                1.141e-06, 4.361e-07, 2.475e-07, 1.225e-07, 4.838e-08, 2.992e-08, 1.34e-08, 6.557e-09, 4.508e-09,
+                3.95e-09, 5.132e-09, 7.122e-09, 6.041e-09, 4.964e-09, 5.019e-09, 0.1032, 3.434e-05, 1.373e-05,
+                5.696e-06, 2.703e-06]
+S64094_VAL = [0.492, 0.5587, 0.5433, 0.505, 0.4922, 0.5012, 0.5032, 0.5047, 0.5052, 0.505, 0.5047, 0.5047, 0.5046,
+              0.5046, 0.5046, 0.5047, 0.5046, 0.5046, 0.5046, 0.5046, 0.5046, 0.5046, 0.5046, 0.5046, 0.5046, 0.5046,
+              0.5038, 0.5043, 0.5041, 0.5042, 0.5043]
+
+
 def keras_divergence(train: list[float], val: list[float] | None, *, live: bool, roundtrip: bool = False) -> list[Alert]:
     """Divergence alerts on Keras sibling runs of ``epoch_loss``: read whole (the reader hands a validation run
     over before its train sibling), or live, an epoch at a time, each epoch's training mean before its validation
@@ -890,3 +901,17 @@ def test_a_warm_restart_of_the_lr_starts_the_comparisons_afresh(seed: int) -> No
     assert canon(feed(stream, step_cuts(stream), kind="divergence"), kind="divergence") == canon(whole, kind="divergence")
     assert canon(feed(stream, range(1, len(stream), 7), roundtrip=True, kind="divergence"), kind="divergence") == \
         canon(whole, kind="divergence")
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_an_epoch_jump_that_persists_only_far_under_the_validation_loss_is_no_divergence(live: bool) -> None:
+    """s64094: one corrupted batch lifted a 5e-9 epoch mean to 0.103 (a fifth of the validation loss, 0.505) and the
+    next epoch read 3.4e-5, still 6,841x the epoch before the jump but 7e-5x the validation loss: the blow did not
+    persist at any scale the model is judged on. The same jump whose next epoch stays at a tenth of the validation
+    loss or more did persist, and warns."""
+    for roundtrip in (False, True):  # one bad epoch that recovers is an info note, as a one-batch spike is
+        noted = keras_divergence(S64094_TRAIN, S64094_VAL, live=live, roundtrip=roundtrip)
+        assert [(a.severity, a.step, a.evidence["condition"]) for a in noted] == [("info", 27, "spike")]
+    persisting = S64094_TRAIN[:27] + [0.06, 0.05, 0.05, 0.05]
+    warned = [a for a in keras_divergence(persisting, S64094_VAL, live=live) if a.severity != "info"]
+    assert [(a.step, a.evidence["condition"]) for a in warned] == [(27, "epoch_jump")]
